@@ -1,0 +1,1 @@
+//! Criterion benchmarks of svault live in `benches/`; figures go to `RESULTS.md`.

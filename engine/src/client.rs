@@ -1,0 +1,1 @@
+//! Async client of the binary TCP protocol, with batching and pipelining. (Stub.)

@@ -1,0 +1,1 @@
+//! The HTTP/JSON gateway and admin API (axum). (Stub: the servers work fills this in.)

@@ -1,0 +1,231 @@
+//! Money: integer minor units inside, `rust_decimal` only at the edge.
+//!
+//! Why: floats lose fen. Every amount in the engine is an [`Amount`] of minor units
+//! (fen for CNY); JSON strings like `"100.00"` are parsed and printed here and nowhere else.
+//! Rates (bonus, discount, multipliers) are [`Rate`]s in parts per million, and every
+//! rate × amount rounds half-even to the minor unit.
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::{Decimal, RoundingStrategy};
+use std::str::FromStr;
+
+/// An amount of money in minor units (fen). Signed so that deltas can be expressed;
+/// balances are asserted never negative.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub struct Amount(pub i64);
+
+impl Amount {
+    pub const ZERO: Amount = Amount(0);
+    /// Largest amount a request may carry: 10^12 major units.
+    pub const MAX_MAJOR: i64 = 1_000_000_000_000;
+
+    pub fn minor(self) -> i64 {
+        self.0
+    }
+    pub fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+}
+
+impl std::ops::Add for Amount {
+    type Output = Amount;
+    fn add(self, o: Amount) -> Amount {
+        Amount(self.0 + o.0)
+    }
+}
+impl std::ops::Sub for Amount {
+    type Output = Amount;
+    fn sub(self, o: Amount) -> Amount {
+        Amount(self.0 - o.0)
+    }
+}
+impl std::ops::AddAssign for Amount {
+    fn add_assign(&mut self, o: Amount) {
+        self.0 += o.0
+    }
+}
+impl std::ops::SubAssign for Amount {
+    fn sub_assign(&mut self, o: Amount) {
+        self.0 -= o.0
+    }
+}
+
+/// A currency: its code and how many decimal places it has.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub enum Currency {
+    Cny,
+}
+
+impl Currency {
+    /// Decimal places of the minor unit.
+    pub fn scale(self) -> u32 {
+        match self {
+            Currency::Cny => 2,
+        }
+    }
+    pub fn code(self) -> &'static str {
+        match self {
+            Currency::Cny => "CNY",
+        }
+    }
+    pub fn from_code(s: &str) -> Option<Currency> {
+        match s {
+            "CNY" => Some(Currency::Cny),
+            _ => None,
+        }
+    }
+    fn minor_per_major(self) -> i64 {
+        10i64.pow(self.scale())
+    }
+
+    /// Parses a request amount: positive, at most the currency's scale, at most 10^12.
+    pub fn parse_amount(self, s: &str) -> Result<Amount, AmountError> {
+        let d = parse_plain_decimal(s)?;
+        if d.scale() > self.scale() && d.normalize().scale() > self.scale() {
+            return Err(AmountError::TooManyDecimals);
+        }
+        if d <= Decimal::ZERO {
+            return Err(AmountError::NotPositive);
+        }
+        if d > Decimal::from(Amount::MAX_MAJOR) {
+            return Err(AmountError::TooLarge);
+        }
+        let minor = (d * Decimal::from(self.minor_per_major()))
+            .to_i64()
+            .ok_or(AmountError::TooLarge)?;
+        Ok(Amount(minor))
+    }
+
+    /// Prints an amount at the currency's full scale: `Amount(11500)` ⇒ `"115.00"`.
+    pub fn format(self, a: Amount) -> String {
+        Decimal::new(a.0, self.scale()).to_string()
+    }
+}
+
+/// Why an amount string was refused (all map to `400 invalid_amount`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("not a decimal number")]
+    NotANumber,
+    #[error("more decimal places than the currency allows")]
+    TooManyDecimals,
+    #[error("must be greater than zero")]
+    NotPositive,
+    #[error("above 10^12")]
+    TooLarge,
+}
+
+/// Only plain decimals: digits with an optional single point and an optional leading minus
+/// (so that "-5" is refused as not positive rather than as garbage). No exponents, no spaces.
+fn parse_plain_decimal(s: &str) -> Result<Decimal, AmountError> {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let mut parts = body.splitn(2, '.');
+    let int = parts.next().unwrap_or("");
+    let frac = parts.next();
+    let digits_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits_ok(int) || frac.is_some_and(|f| !digits_ok(f)) || s.len() > 40 {
+        return Err(AmountError::NotANumber);
+    }
+    Decimal::from_str(s).map_err(|_| AmountError::NotANumber)
+}
+
+/// A rate or multiplier in parts per million: `0.10` ⇒ `Rate(100_000)`, `1.5` ⇒ `Rate(1_500_000)`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub struct Rate(pub u32);
+
+impl Rate {
+    pub const ONE: Rate = Rate(1_000_000);
+    pub const ZERO: Rate = Rate(0);
+
+    /// Parses `"0.10"`, `"1.5"`: non-negative, at most 6 decimals, at most 1000.
+    pub fn parse(s: &str) -> Result<Rate, AmountError> {
+        let d = parse_plain_decimal(s)?;
+        if d < Decimal::ZERO {
+            return Err(AmountError::NotPositive);
+        }
+        if d.normalize().scale() > 6 {
+            return Err(AmountError::TooManyDecimals);
+        }
+        let ppm = (d * Decimal::from(1_000_000)).to_u32().ok_or(AmountError::TooLarge)?;
+        if ppm > 1_000_000_000 {
+            return Err(AmountError::TooLarge);
+        }
+        Ok(Rate(ppm))
+    }
+
+    /// `amount × rate`, rounded half-even to the minor unit.
+    pub fn apply(self, amount: Amount) -> Amount {
+        Amount(mul_div_half_even(amount.0, self.0 as i64, 1_000_000))
+    }
+
+    /// Prints the rate as a plain decimal (`"0.1"`).
+    pub fn to_decimal_string(self) -> String {
+        Decimal::new(self.0 as i64, 6).normalize().to_string()
+    }
+}
+
+/// `a × b ÷ d` rounded half-even, exact in i128. `d` must be positive.
+pub fn mul_div_half_even(a: i64, b: i64, d: i64) -> i64 {
+    assert!(d > 0, "divisor must be positive");
+    let n = a as i128 * b as i128;
+    let d = d as i128;
+    let q = n.div_euclid(d);
+    let r = n.rem_euclid(d);
+    let twice = 2 * r;
+    let q = if twice > d || (twice == d && q % 2 != 0) { q + 1 } else { q };
+    i64::try_from(q).expect("rate products of bounded amounts fit in i64")
+}
+
+#[allow(dead_code)]
+fn _round_strategy_documented() -> RoundingStrategy {
+    RoundingStrategy::MidpointNearestEven
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats_cny() {
+        let c = Currency::Cny;
+        assert_eq!(c.parse_amount("100.00"), Ok(Amount(10000)));
+        assert_eq!(c.parse_amount("15"), Ok(Amount(1500)));
+        assert_eq!(c.parse_amount("0.01"), Ok(Amount(1)));
+        assert_eq!(c.parse_amount("1.50"), Ok(Amount(150)));
+        assert_eq!(c.parse_amount("1.500"), Ok(Amount(150)));
+        assert_eq!(c.parse_amount("1.001"), Err(AmountError::TooManyDecimals));
+        assert_eq!(c.parse_amount("0"), Err(AmountError::NotPositive));
+        assert_eq!(c.parse_amount("-5"), Err(AmountError::NotPositive));
+        assert_eq!(c.parse_amount("abc"), Err(AmountError::NotANumber));
+        assert_eq!(c.parse_amount("1e5"), Err(AmountError::NotANumber));
+        assert_eq!(c.parse_amount(" 1"), Err(AmountError::NotANumber));
+        assert_eq!(c.parse_amount("1000000000000.01"), Err(AmountError::TooLarge));
+        assert_eq!(c.parse_amount("1000000000000"), Ok(Amount(100_000_000_000_000)));
+        assert_eq!(c.format(Amount(11500)), "115.00");
+        assert_eq!(c.format(Amount(5)), "0.05");
+        assert_eq!(c.format(Amount(0)), "0.00");
+    }
+
+    #[test]
+    fn rates_round_half_even() {
+        assert_eq!(Rate::parse("0.10"), Ok(Rate(100_000)));
+        assert_eq!(Rate::parse("1.5"), Ok(Rate(1_500_000)));
+        // 0.25 × 0.10 = 0.025 fen-exact ⇒ 2.5 fen ⇒ 2 (even)
+        assert_eq!(Rate(100_000).apply(Amount(25)), Amount(2));
+        assert_eq!(Rate(100_000).apply(Amount(35)), Amount(4));
+        assert_eq!(Rate(100_000).apply(Amount(20000)), Amount(2000));
+        assert_eq!(mul_div_half_even(-25, 1, 10), -2);
+        assert_eq!(mul_div_half_even(6000, 10000, 11500), 5217);
+    }
+}

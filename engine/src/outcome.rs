@@ -1,0 +1,277 @@
+//! What the state machine answers. A decline is a value, not an error.
+
+use crate::command::{CardId, Millis, TxnId};
+use crate::money::{Amount, Currency};
+
+/// Why an operation was declined (`402`). The words are SPEC.md's decline codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+#[repr(u8)]
+pub enum DeclineCode {
+    InsufficientFunds,
+    CardFrozen,
+    CardClosed,
+    OverSingleTopUp,
+    OverBalanceCap,
+    OverDailyTopUp,
+    VelocityLimit,
+    HoldExpired,
+    OverCapture,
+    OverRefund,
+    RefundLocked,
+    Reversed,
+    InsufficientPoints,
+}
+
+impl DeclineCode {
+    pub const ALL: &'static [DeclineCode] = &[
+        DeclineCode::InsufficientFunds,
+        DeclineCode::CardFrozen,
+        DeclineCode::CardClosed,
+        DeclineCode::OverSingleTopUp,
+        DeclineCode::OverBalanceCap,
+        DeclineCode::OverDailyTopUp,
+        DeclineCode::VelocityLimit,
+        DeclineCode::HoldExpired,
+        DeclineCode::OverCapture,
+        DeclineCode::OverRefund,
+        DeclineCode::RefundLocked,
+        DeclineCode::Reversed,
+        DeclineCode::InsufficientPoints,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeclineCode::InsufficientFunds => "insufficient_funds",
+            DeclineCode::CardFrozen => "card_frozen",
+            DeclineCode::CardClosed => "card_closed",
+            DeclineCode::OverSingleTopUp => "over_single_top_up",
+            DeclineCode::OverBalanceCap => "over_balance_cap",
+            DeclineCode::OverDailyTopUp => "over_daily_top_up",
+            DeclineCode::VelocityLimit => "velocity_limit",
+            DeclineCode::HoldExpired => "hold_expired",
+            DeclineCode::OverCapture => "over_capture",
+            DeclineCode::OverRefund => "over_refund",
+            DeclineCode::RefundLocked => "refund_locked",
+            DeclineCode::Reversed => "reversed",
+            DeclineCode::InsufficientPoints => "insufficient_points",
+        }
+    }
+}
+
+/// A request the state machine refused before deciding anything (`404`, `409`, `400`).
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum Rejection {
+    /// `404`: no such card / hold / transaction / program.
+    NotFound { what: NotFoundKind },
+    /// `409 idempotency_key_reused`: the key was used with another request.
+    IdempotencyKeyReused,
+    /// `409 card_exists`: open with a card id already taken.
+    CardExists,
+    /// `400`: valid syntax but not acceptable here (e.g. below the program's top-up minimum,
+    /// a capture of a hold that is not active); `field` names the input at fault.
+    Invalid { field: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[repr(u8)]
+pub enum NotFoundKind {
+    Card,
+    Hold,
+    Txn,
+    Program,
+    IdempotencyKey,
+}
+
+/// Lifecycle status of a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+#[repr(u8)]
+pub enum CardStatus {
+    Active,
+    Frozen,
+    Closed,
+}
+
+impl CardStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardStatus::Active => "active",
+            CardStatus::Frozen => "frozen",
+            CardStatus::Closed => "closed",
+        }
+    }
+}
+
+/// The card view of SPEC.md: balances in minor units, formatted by the servers.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct CardView {
+    pub card_id: CardId,
+    pub program: String,
+    pub currency: Currency,
+    pub principal: Amount,
+    pub bonus: Amount,
+    pub held: Amount,
+    /// principal + bonus − held
+    pub available: Amount,
+    pub points: u64,
+    /// Tier name, `None` below the first tier.
+    pub tier: Option<String>,
+    pub status: CardStatus,
+    /// Lifetime principal paid in (top-ups) at face value.
+    pub paid_in: Amount,
+    /// Lifetime bonus given.
+    pub bonus_given: Amount,
+    /// Lifetime value consumed at face value (spends + captures − refunds).
+    pub consumed: Amount,
+}
+
+/// What kind of operation an approval (or a transaction in history) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+#[repr(u8)]
+pub enum TxnKind {
+    Open,
+    TopUp,
+    Spend,
+    Hold,
+    Capture,
+    Void,
+    HoldExpired,
+    Refund,
+    CashOut,
+    Reversal,
+    Redeem,
+    Grant,
+    Freeze,
+    Unfreeze,
+    Close,
+    BonusExpired,
+    Program,
+}
+
+impl TxnKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxnKind::Open => "open",
+            TxnKind::TopUp => "top_up",
+            TxnKind::Spend => "spend",
+            TxnKind::Hold => "hold",
+            TxnKind::Capture => "capture",
+            TxnKind::Void => "void",
+            TxnKind::HoldExpired => "hold_expired",
+            TxnKind::Refund => "refund",
+            TxnKind::CashOut => "cash_out",
+            TxnKind::Reversal => "reversal",
+            TxnKind::Redeem => "redeem",
+            TxnKind::Grant => "grant",
+            TxnKind::Freeze => "freeze",
+            TxnKind::Unfreeze => "unfreeze",
+            TxnKind::Close => "close",
+            TxnKind::BonusExpired => "bonus_expired",
+            TxnKind::Program => "program",
+        }
+    }
+}
+
+/// An approved operation. Fields that do not apply to the kind are zero / `None`.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Approval {
+    pub kind: TxnKind,
+    /// The transaction id (for holds, also the `hold_id`); `None` for program changes.
+    pub txn_id: Option<TxnId>,
+    /// What was charged or credited (after discount for spends; the cash paid out for cash-outs).
+    pub amount: Amount,
+    /// The parts of `amount` taken from / credited to principal and bonus.
+    pub principal: Amount,
+    pub bonus: Amount,
+    /// Ladder bonus credited by a top-up, or bonus granted / redeemed.
+    pub bonus_granted: Amount,
+    /// Discount given on a spend/hold (tier + time window).
+    pub discount: Amount,
+    pub points_earned: u64,
+    pub points_spent: u64,
+    /// Amount released back to the card (void, partial capture, expired hold).
+    pub released: Amount,
+    /// Bonus forfeited by a cash-out.
+    pub forfeited: Amount,
+    /// For a reversal: the transaction undone, if the original had been applied.
+    pub reversed_txn: Option<TxnId>,
+    /// Hold expiry time, for holds.
+    pub expires_at: Option<Millis>,
+    /// The card after the operation (`None` for program changes and reversals of nothing).
+    pub card: Option<CardView>,
+}
+
+/// The answer to a mutating request.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum Outcome {
+    Approved(Box<Approval>),
+    Declined { code: DeclineCode, card: Option<CardView> },
+    Rejected(Rejection),
+}
+
+/// An outcome plus whether it is a stored answer to an earlier request with the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub outcome: Outcome,
+    /// `true` ⇒ `Idempotent-Replayed: true`.
+    pub replayed: bool,
+}
+
+/// One line of a card's history (newest first in `GET /v1/cards/{id}/transactions`).
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct TxnRecord {
+    pub txn_id: TxnId,
+    pub kind: TxnKind,
+    pub at: Millis,
+    pub amount: Amount,
+    pub principal: Amount,
+    pub bonus: Amount,
+    /// For refunds/captures: the transaction they refer to.
+    pub refers_to: Option<TxnId>,
+}
+
+/// Outstanding money of one program (or all): the fund pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct FloatTotals {
+    pub principal: Amount,
+    pub bonus: Amount,
+    pub held: Amount,
+    pub cards: u64,
+}
+
+/// Something worth telling the brand or operations: reminders, expiries, anomalies.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Event {
+    pub at: Millis,
+    pub card_id: CardId,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum EventKind {
+    LowBalance { available: Amount },
+    BonusExpiring { amount: Amount, expires_at: Millis },
+    BonusExpired { amount: Amount },
+    HoldExpired { hold_id: TxnId, amount: Amount },
+    /// More spends per minute than the program allows were attempted.
+    VelocityBreach,
+    /// A top-up cashed out or refunded within minutes of being made.
+    QuickCashOut { amount: Amount },
+    /// Several declines in a row on one card.
+    RepeatedDeclines { count: u32 },
+}
+
+impl EventKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventKind::LowBalance { .. } => "low_balance",
+            EventKind::BonusExpiring { .. } => "bonus_expiring",
+            EventKind::BonusExpired { .. } => "bonus_expired",
+            EventKind::HoldExpired { .. } => "hold_expired",
+            EventKind::VelocityBreach => "velocity_breach",
+            EventKind::QuickCashOut { .. } => "quick_cash_out",
+            EventKind::RepeatedDeclines { .. } => "repeated_declines",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The batched binary TCP protocol server. (Stub: the servers work fills this in.)

@@ -1,0 +1,1 @@
+//! Helpers for svault's black-box tests (spawning the binary, free ports, temp dirs).

@@ -93,3 +93,32 @@ pub struct Reminders {
     pub low_balance: Option<Amount>,
     pub bonus_expiring_days: Option<u32>,
 }
+
+/// The JSON body of `POST /v1/programs`, exactly as SPEC.md spells it (decimals as strings).
+/// (Stub: the engine work defines the fields, `#[serde(deny_unknown_fields)]`.)
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramSpec {
+    pub id: String,
+    pub currency: String,
+}
+
+/// Why a program spec was refused: `400` naming the field (`"bonus_ladder[1].rate"`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SpecError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Program {
+    /// Validates a spec and converts it to minor units and ppm rates.
+    pub fn from_spec(spec: &ProgramSpec) -> Result<Program, SpecError> {
+        let _ = spec;
+        todo!()
+    }
+    /// The `demo` program of SPEC.md, created on first start.
+    pub fn demo() -> Program {
+        todo!()
+    }
+}

@@ -97,6 +97,12 @@ impl Engine {
         let _ = (after, limit);
         todo!()
     }
+    /// Appends the runtime's Prometheus lines (batch sizes, commit latency histogram, queue depth,
+    /// shard LSNs) to `out`; the HTTP layer adds request counts, declines and the float.
+    pub fn render_metrics(&self, out: &mut String) {
+        let _ = out;
+        todo!()
+    }
     /// Stops taking requests, commits what is in flight, writes seal records, joins the shards.
     pub fn shutdown(&self) {
         todo!()

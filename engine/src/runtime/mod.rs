@@ -73,6 +73,10 @@ impl Engine {
         let _ = config;
         todo!()
     }
+    /// `true` when `open` found no data and created a new directory (serve then creates `demo`).
+    pub fn created_new(&self) -> bool {
+        todo!()
+    }
     /// Submits one mutating request; resolves once its WAL record is durable (per durability).
     pub async fn submit(&self, request: Request, scope: &Scope) -> Result<Reply, SubmitError> {
         let _ = (request, scope);

@@ -14,11 +14,23 @@ pub struct Lsn(pub u64);
 pub struct WalOptions {
     /// Size of each segment file; a multiple of 4096.
     pub segment_size_bytes: u64,
+    /// How `commit` makes records durable (measured choice in the crate docs).
+    pub sync_method: SyncMethod,
+}
+
+/// How a commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMethod {
+    /// Records are copied into the mapped segment; commit is `msync(MS_SYNC)` of the dirty pages.
+    #[default]
+    Msync,
+    /// Records are staged in memory; commit is one `pwrite` of the batch plus `fdatasync`.
+    PwriteFdatasync,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { segment_size_bytes: 64 << 20 }
+        WalOptions { segment_size_bytes: 64 << 20, sync_method: SyncMethod::default() }
     }
 }
 
@@ -88,6 +100,14 @@ impl Wal {
         let _ = (from, f);
         todo!()
     }
+    /// Every record up to this LSN is durable (Lsn(0) when none).
+    pub fn durable_lsn(&self) -> Lsn {
+        todo!()
+    }
+    /// Commits what is pending and writes a seal: the next open knows the shutdown was clean.
+    pub fn close(self) -> Result<(), WalError> {
+        todo!()
+    }
     /// Deletes segments whose records are all below `lsn` (after a snapshot covers them).
     pub fn remove_segments_before(&mut self, lsn: Lsn) -> Result<(), WalError> {
         let _ = lsn;
@@ -115,4 +135,52 @@ pub mod snapshot {
         let _ = dir;
         todo!()
     }
+}
+
+/// What `inspect` found in a log directory (read-only; nothing is modified).
+#[derive(Debug, Clone, Default)]
+pub struct Inspection {
+    /// Segment files in log order.
+    pub segments: Vec<SegmentInfo>,
+    /// Snapshot files, newest first.
+    pub snapshots: Vec<SnapshotInfo>,
+    /// What `Wal::open` would do: `None` if it would open, or the corruption it would refuse.
+    pub refusal: Option<String>,
+}
+
+/// One segment file as `inspect` saw it.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentInfo {
+    pub file_name: String,
+    pub size_bytes: u64,
+    /// `false` when the segment header is unreadable (bad magic, version or checksum).
+    pub header_ok: bool,
+    pub epoch: u64,
+    pub first_lsn: Lsn,
+    /// Last valid record in this segment, if any.
+    pub last_lsn: Option<Lsn>,
+    /// Records whose checksum verified.
+    pub records_ok: u64,
+    /// The first bad record (offset, reason), if any.
+    pub bad_record: Option<(u64, String)>,
+    /// A torn tail that `open` would cut, if any.
+    pub torn_tail: Option<TornTail>,
+    /// The segment ends with a clean-shutdown seal.
+    pub sealed: bool,
+}
+
+/// One snapshot file as `inspect` saw it.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotInfo {
+    pub file_name: String,
+    pub size_bytes: u64,
+    pub lsn: Option<Lsn>,
+    /// `true` when magic, checksum and LSN all verified.
+    pub valid: bool,
+}
+
+/// Reads a log directory and reports what is there, without modifying anything.
+pub fn inspect(dir: &Path) -> Result<Inspection, WalError> {
+    let _ = dir;
+    todo!()
 }

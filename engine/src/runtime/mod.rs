@@ -173,6 +173,21 @@ pub enum EngineError {
     Recovery { shard: usize, reason: String },
 }
 
+/// One shard's counters since the engine opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShardStats {
+    pub requests: u64,
+    pub batches: u64,
+    pub commits: u64,
+    pub committed_lsn: u64,
+    /// Snapshots written (durably) since open.
+    pub snapshots: u64,
+    pub snapshot_lsn: u64,
+    /// Serialisation time of the last snapshot: how long the shard stopped serving.
+    pub snapshot_pause_us: u64,
+    pub poisoned: bool,
+}
+
 /// Combines per-shard digests (in shard order) into the data directory's digest.
 pub fn combine_digests(digests: &[u64]) -> u64 {
     let bytes: Vec<u8> = digests.iter().flat_map(|d| d.to_le_bytes()).collect();
@@ -601,6 +616,25 @@ impl Engine {
         waits
             .into_iter()
             .map(|rx| rx.recv().map_err(|_| self.gone()))
+            .collect()
+    }
+
+    /// Counters of every shard, in shard order (the same numbers `/metrics` shows).
+    pub fn shard_stats(&self) -> Vec<ShardStats> {
+        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        self.inner
+            .metrics
+            .iter()
+            .map(|m| ShardStats {
+                requests: r(&m.requests),
+                batches: r(&m.batches),
+                commits: r(&m.commits),
+                committed_lsn: r(&m.committed_lsn),
+                snapshots: r(&m.snapshots),
+                snapshot_lsn: r(&m.snapshot_lsn),
+                snapshot_pause_us: r(&m.snapshot_pause_us_last),
+                poisoned: r(&m.poisoned) != 0,
+            })
             .collect()
     }
 

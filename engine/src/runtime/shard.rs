@@ -292,6 +292,12 @@ impl Shard {
             self.maybe_snapshot();
         }
         self.finish();
+        let (k, poisoned) = (self.k, self.poisoned.is_some());
+        if !poisoned {
+            if let Err(e) = self.wal.close() {
+                tracing::error!(shard = k, error = %e, "closing the log failed");
+            }
+        }
     }
 
     fn wait_timeout(&self) -> Duration {

@@ -20,5 +20,6 @@ pub mod program;
 pub mod replay;
 pub mod inspect;
 pub mod runtime;
+pub mod serve;
 pub mod state;
 pub mod tcp;

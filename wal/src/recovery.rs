@@ -1,0 +1,265 @@
+//! Opening a log: find the segments, validate every record, cut a torn tail, refuse the rest.
+//!
+//! The policy, in full:
+//! - **cut**: in the last segment, bytes after the last valid record that no later
+//!   committed batch vouches for (the batch a crash interrupted). They are zeroed in place
+//!   and synced, never truncated (the file is mapped), and reported as [`TornTail`].
+//! - **refuse** ([`WalError::Corruption`] naming segment, offset, LSN):
+//!   - a bad header, a foreign log id, a gap in epochs or LSNs between segments;
+//!   - any damage in a segment that is not the last (it was synced before the next began);
+//!   - a bad spot in the last segment with a valid batch-start record after it: that
+//!     later batch was only written after the bad spot had been synced and acknowledged.
+//!     A clean shutdown's seal is such a batch, so after `close` even the last batch is
+//!     protected.
+//!
+//! What cannot be told apart: damage inside the very last batch of a crashed run (never
+//! vouched for by a later write) is cut like a torn write. That batch may have been
+//! acknowledged just before the crash; this is the one window a single-copy log has.
+
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{corruption, from_io};
+use crate::format::{valid_segment_size, SegmentHeader, PAGE_BYTES, SEGMENT_HEADER_BYTES};
+use crate::poison::Poison;
+use crate::scan::{scan_segment, SegmentScan, Stop};
+use crate::segment::{self, DirLock, SegmentMap};
+use crate::writer::{activate, Segment, Wal, PREALLOC_NAME};
+use crate::{Lsn, Recovery, TornTail, WalError, WalOptions};
+
+/// Segment files (`*.wal`) in `dir`, unsorted.
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".wal") && entry.file_type()?.is_file() {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads and validates the header of a segment file.
+pub(crate) fn read_header(path: &Path, file: &File) -> Result<SegmentHeader, WalError> {
+    let mut buf = [0u8; crate::format::SEGMENT_HEADER_USED_BYTES];
+    if let Err(e) = file.read_exact_at(&mut buf, 0) {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            return Err(corruption(
+                path.to_path_buf(),
+                0,
+                None,
+                crate::format::BadHeader::Short,
+            ));
+        }
+        return Err(WalError::Io(e));
+    }
+    SegmentHeader::decode(&buf).map_err(|why| corruption(path.to_path_buf(), 0, None, why))
+}
+
+/// Checks one scanned segment against the ones before it; returns the torn tail to cut
+/// (last segment only) or the corruption to refuse.
+pub(crate) fn judge(
+    path: &Path,
+    header: &SegmentHeader,
+    scan: &SegmentScan,
+    is_last: bool,
+) -> Result<Option<TornTail>, WalError> {
+    let bad_at = |offset: u64, reason: String| {
+        corruption(path.to_path_buf(), offset, Some(scan.next_lsn), reason)
+    };
+    let _ = header;
+    if !is_last {
+        return match scan.stop {
+            Stop::Bad { offset, reason } => Err(bad_at(
+                offset,
+                format!("{reason} (in a segment already followed by another)"),
+            )),
+            Stop::Clean if scan.dirty_end > scan.end => Err(bad_at(
+                scan.end,
+                "non-zero bytes after the last record of a finished segment".into(),
+            )),
+            Stop::Clean => Ok(None),
+        };
+    }
+    if let Some(later) = scan.later_batch {
+        return Err(match scan.stop {
+            Stop::Bad { offset, reason } => bad_at(
+                offset,
+                format!("{reason}; a later committed batch starts at offset {later}"),
+            ),
+            Stop::Clean => bad_at(
+                scan.end,
+                format!("records missing before a later committed batch at offset {later}"),
+            ),
+        });
+    }
+    if scan.dirty_end > scan.end {
+        return Ok(Some(TornTail {
+            segment: path.to_path_buf(),
+            offset: scan.end,
+            bytes_cut: scan.dirty_end - scan.end,
+        }));
+    }
+    Ok(None)
+}
+
+fn random_log_id() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+pub(crate) fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), WalError> {
+    if !valid_segment_size(options.segment_size_bytes) {
+        return Err(WalError::InvalidOptions(
+            "segment_size_bytes must be a multiple of 4096, at least 8192",
+        ));
+    }
+    std::fs::create_dir_all(dir)?;
+    let lock = DirLock::acquire(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => WalError::Locked(dir.to_path_buf()),
+        _ => WalError::Io(e),
+    })?;
+    match std::fs::remove_file(dir.join(PREALLOC_NAME)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(WalError::Io(e)),
+    }
+
+    let paths = list_segments(dir)?;
+    if paths.is_empty() {
+        return create(dir, options, lock);
+    }
+
+    let mut found = Vec::with_capacity(paths.len());
+    for path in paths {
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let header = read_header(&path, &file)?;
+        found.push((path, file, header));
+    }
+    found.sort_by_key(|(_, _, h)| h.epoch);
+
+    let count = found.len();
+    let mut segments: Vec<Segment> = Vec::with_capacity(count);
+    let mut recovery = Recovery {
+        segments: count,
+        ..Recovery::default()
+    };
+    let mut next_lsn = 0u64;
+    let mut first: Option<SegmentHeader> = None;
+    for (i, (path, file, header)) in found.into_iter().enumerate() {
+        let is_last = i + 1 == count;
+        if let Some(f) = first {
+            if header.log_id != f.log_id {
+                return Err(corruption(
+                    path,
+                    0,
+                    None,
+                    format!("log id {:#x} differs from {:#x}", header.log_id, f.log_id),
+                ));
+            }
+        } else {
+            first = Some(header);
+        }
+        if let Some(prev) = segments.last() {
+            if header.epoch != prev.header.epoch + 1 {
+                return Err(corruption(
+                    path,
+                    0,
+                    None,
+                    format!("epoch {} follows epoch {}", header.epoch, prev.header.epoch),
+                ));
+            }
+            if header.first_lsn != next_lsn {
+                let why = format!(
+                    "segment starts at lsn {}, but the previous one ends before {next_lsn}",
+                    header.first_lsn
+                );
+                return Err(corruption(path, 0, Some(next_lsn), why));
+            }
+        }
+        let len = file.metadata()?.len();
+        if len != header.segment_size_bytes {
+            if is_last && len < header.segment_size_bytes && len >= SEGMENT_HEADER_BYTES {
+                // Shortened behind our back (never by us): the missing bytes read as zeros.
+                segment::fallocate(&file, header.segment_size_bytes).map_err(from_io)?;
+            } else {
+                let why = format!(
+                    "file is {len} bytes, its header says {}",
+                    header.segment_size_bytes
+                );
+                return Err(corruption(path, 0, None, why));
+            }
+        }
+        let mut map = SegmentMap::map(file, header.segment_size_bytes)?;
+        map.advise_sequential();
+        let scan = scan_segment(map.bytes(), header.epoch, header.first_lsn);
+        if let Some(torn) = judge(&path, &header, &scan, is_last)? {
+            let (from, to) = (scan.end as usize, scan.dirty_end as usize);
+            if let Some(bytes) = map.bytes_mut().get_mut(from..to) {
+                bytes.fill(0);
+            }
+            map.sync_range(scan.end, scan.dirty_end.next_multiple_of(PAGE_BYTES))?;
+            recovery.torn_tail = Some(torn);
+        }
+        recovery.records += scan.records;
+        recovery.sealed = is_last && scan.sealed && recovery.torn_tail.is_none();
+        next_lsn = scan.next_lsn;
+        segments.push(Segment {
+            path,
+            header,
+            map,
+            durable_end: scan.end,
+        });
+    }
+    let first_lsn = segments.first().map_or(1, |s| s.header.first_lsn);
+    recovery.last_lsn = Lsn(next_lsn - 1);
+    recovery.first_lsn = if next_lsn > first_lsn {
+        Lsn(first_lsn)
+    } else {
+        Lsn(0)
+    };
+    recovery.next_lsn = Lsn(next_lsn);
+    Ok((
+        Wal::from_recovered(dir.to_path_buf(), options, segments, next_lsn, lock),
+        recovery,
+    ))
+}
+
+/// A new, empty log: one zero-filled segment with a fresh log id.
+fn create(dir: &Path, options: WalOptions, lock: DirLock) -> Result<(Wal, Recovery), WalError> {
+    let file = segment::create_zeroed(&dir.join(PREALLOC_NAME), options.segment_size_bytes)
+        .map_err(from_io)?;
+    let header = SegmentHeader {
+        log_id: random_log_id(),
+        epoch: 1,
+        first_lsn: 1,
+        segment_size_bytes: options.segment_size_bytes,
+    };
+    let mut poison = Poison::default();
+    let seg = activate(dir, file, header, &mut poison)?;
+    let recovery = Recovery {
+        next_lsn: Lsn(1),
+        segments: 1,
+        created: true,
+        ..Recovery::default()
+    };
+    Ok((
+        Wal::from_recovered(dir.to_path_buf(), options, vec![seg], 1, lock),
+        recovery,
+    ))
+}

@@ -1,0 +1,255 @@
+//! Snapshot files: written to a temp file, fsynced, renamed, directory fsynced.
+//!
+//! A snapshot bounds replay: it holds a state image covering every record up to its LSN.
+//! File name `snapshot-<lsn, 20 digits>.snap`; layout in `wal/FORMAT.md`:
+//! `magic "SVSNAPSH" | version u32 | crc32c u32 | lsn u64 | len u64 | payload`, the crc
+//! covering version, lsn, len and payload. The newest two are kept, so a snapshot damaged
+//! on disk still leaves an older one (the caller must keep the log from that older LSN on;
+//! see [`keep_log_from`]).
+
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Lsn, WalError};
+use crate::error::from_io;
+use crate::format::{get_u32, get_u64};
+use crate::segment::sync_dir;
+
+/// First 8 bytes of a snapshot file.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SVSNAPSH";
+/// Bumped on any change of the snapshot file layout.
+pub const SNAPSHOT_VERSION: u32 = 1;
+/// Bytes before the payload.
+pub const SNAPSHOT_HEADER_BYTES: usize = 32;
+/// Snapshots kept by [`write`].
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+const _: () = assert!(SNAPSHOT_HEADER_BYTES % 16 == 0);
+
+/// A snapshot read back and validated.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Every record up to this LSN is reflected in `bytes`.
+    pub lsn: Lsn,
+    /// The state image, as given to [`write`].
+    pub bytes: Vec<u8>,
+    /// Newer snapshot files that failed validation and were passed over (path, reason).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+fn file_name(lsn: Lsn) -> String {
+    format!("snapshot-{:020}.snap", lsn.0)
+}
+
+/// The LSN in a snapshot file name, if it is one.
+fn parse_name(name: &str) -> Option<Lsn> {
+    let digits = name.strip_prefix("snapshot-")?.strip_suffix(".snap")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Lsn)
+}
+
+/// Snapshot files in `dir`, newest first.
+pub(crate) fn list(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(lsn) = parse_name(&entry.file_name().to_string_lossy()) {
+            out.push((lsn, entry.path()));
+        }
+    }
+    out.sort_by_key(|b| std::cmp::Reverse(b.0));
+    Ok(out)
+}
+
+fn crc(version: u32, lsn: u64, len: u64, payload: &[u8]) -> u32 {
+    let mut pre = [0u8; 20];
+    for (dst, src) in pre.iter_mut().zip(
+        version
+            .to_le_bytes()
+            .iter()
+            .chain(&lsn.to_le_bytes())
+            .chain(&len.to_le_bytes()),
+    ) {
+        *dst = *src;
+    }
+    crc32c::crc32c_append(crc32c::crc32c(&pre), payload)
+}
+
+/// The full file contents of a snapshot.
+pub fn encode(lsn: Lsn, bytes: &[u8]) -> Vec<u8> {
+    let len = bytes.len() as u64;
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + bytes.len());
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    out.extend_from_slice(&crc(SNAPSHOT_VERSION, lsn.0, len, bytes).to_le_bytes());
+    out.extend_from_slice(&lsn.0.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Validates a snapshot file's contents; `expected` is the LSN its name promises.
+/// Returns the LSN and the payload range, or why it is refused.
+pub fn decode(file: &[u8], expected: Option<Lsn>) -> Result<(Lsn, &[u8]), String> {
+    if file.get(..8) != Some(&SNAPSHOT_MAGIC[..]) {
+        return Err("bad magic".into());
+    }
+    let version = get_u32(file, 8).ok_or("short header")?;
+    if version != SNAPSHOT_VERSION {
+        return Err(format!("unknown snapshot version {version}"));
+    }
+    let stored = get_u32(file, 12).ok_or("short header")?;
+    let lsn = get_u64(file, 16).ok_or("short header")?;
+    let len = get_u64(file, 24).ok_or("short header")?;
+    let payload = file.get(SNAPSHOT_HEADER_BYTES..).ok_or("short header")?;
+    if payload.len() as u64 != len {
+        return Err(format!(
+            "payload is {} bytes, header says {len}",
+            payload.len()
+        ));
+    }
+    let computed = crc(version, lsn, len, payload);
+    if stored != computed {
+        return Err(format!(
+            "crc32c stored {stored:#010x}, computed {computed:#010x}"
+        ));
+    }
+    if let Some(e) = expected {
+        if e.0 != lsn {
+            return Err(format!("file name says lsn {}, contents say {lsn}", e.0));
+        }
+    }
+    Ok((Lsn(lsn), payload))
+}
+
+/// Durably writes a snapshot covering every record up to `lsn`, then deletes all but the
+/// newest [`SNAPSHOTS_KEPT`]. When this returns `Ok`, the snapshot survives a crash.
+pub fn write(dir: &Path, lsn: Lsn, bytes: &[u8]) -> Result<(), WalError> {
+    std::fs::create_dir_all(dir)?;
+    let name = file_name(lsn);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let fin = dir.join(&name);
+    let contents = encode(lsn, bytes);
+    let mut f: File = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(from_io)?;
+    f.write_all(&contents).map_err(from_io)?;
+    f.sync_all().map_err(from_io)?;
+    drop(f);
+    std::fs::rename(&tmp, &fin)?;
+    sync_dir(dir)?;
+    let all = list(dir)?;
+    let mut removed = false;
+    for (_, path) in all.iter().skip(SNAPSHOTS_KEPT) {
+        std::fs::remove_file(path)?;
+        removed = true;
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The newest valid snapshot in `dir`, if any. Invalid newer files are passed over and
+/// named in [`Snapshot::skipped`] so the caller can report them.
+pub fn read_latest(dir: &Path) -> Result<Option<Snapshot>, WalError> {
+    let all = match list(dir) {
+        Ok(all) => all,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut skipped = Vec::new();
+    for (lsn, path) in all {
+        let contents = std::fs::read(&path)?;
+        match decode(&contents, Some(lsn)) {
+            Ok((lsn, payload)) => {
+                return Ok(Some(Snapshot {
+                    lsn,
+                    bytes: payload.to_vec(),
+                    skipped,
+                }))
+            }
+            Err(why) => skipped.push((path, why)),
+        }
+    }
+    Ok(None)
+}
+
+/// The oldest LSN the log must still hold so that every kept snapshot can be replayed
+/// forward: `remove_segments_before(keep_log_from(dir)?)` is always safe.
+pub fn keep_log_from(dir: &Path) -> Result<Lsn, WalError> {
+    let all = list(dir)?;
+    Ok(all
+        .iter()
+        .take(SNAPSHOTS_KEPT)
+        .map(|(lsn, _)| Lsn(lsn.0 + 1))
+        .min()
+        .unwrap_or(Lsn(0)))
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_bytes() {
+        let f = encode(Lsn(0x0102), b"abc");
+        let mut expected = b"SVSNAPSH".to_vec();
+        expected.extend_from_slice(&[1, 0, 0, 0]);
+        let c = crc(1, 0x0102, 3, b"abc");
+        expected.extend_from_slice(&c.to_le_bytes());
+        expected.extend_from_slice(&[2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+        expected.extend_from_slice(b"abc");
+        assert_eq!(f, expected);
+        let mut pre = vec![1, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+        pre.extend_from_slice(b"abc");
+        assert_eq!(c, crc32c::crc32c(&pre));
+    }
+
+    #[test]
+    fn every_bit_flip_is_refused() {
+        let f = encode(Lsn(9), b"state image");
+        for bit in 0..f.len() * 8 {
+            let mut c = f.clone();
+            c[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&c, Some(Lsn(9))).is_err(), "bit {bit}");
+        }
+        assert!(
+            decode(&f, Some(Lsn(8))).is_err(),
+            "name and contents must agree"
+        );
+    }
+
+    #[test]
+    fn write_keeps_two_and_falls_back() -> Result<(), WalError> {
+        let dir = tempfile::tempdir()?;
+        assert!(read_latest(dir.path())?.is_none());
+        for lsn in [10, 20, 30] {
+            write(dir.path(), Lsn(lsn), format!("state@{lsn}").as_bytes())?;
+        }
+        let names: Vec<_> = list(dir.path())?.into_iter().map(|(l, _)| l.0).collect();
+        assert_eq!(names, vec![30, 20]);
+        assert_eq!(keep_log_from(dir.path())?, Lsn(21));
+        let s = read_latest(dir.path())?.ok_or(WalError::InvalidOptions("none"))?;
+        assert_eq!((s.lsn, s.bytes.as_slice()), (Lsn(30), &b"state@30"[..]));
+        // Damage the newest: the older one is returned, and the damage is named.
+        let newest = dir.path().join(file_name(Lsn(30)));
+        let mut bytes = std::fs::read(&newest)?;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        std::fs::write(&newest, bytes)?;
+        let s = read_latest(dir.path())?.ok_or(WalError::InvalidOptions("none"))?;
+        assert_eq!((s.lsn, s.bytes.as_slice()), (Lsn(20), &b"state@20"[..]));
+        assert_eq!(s.skipped.len(), 1);
+        Ok(())
+    }
+}

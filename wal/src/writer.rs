@@ -1,0 +1,427 @@
+//! The log handle: append, group commit, rotation, reading back, removing old segments.
+//!
+//! Invariants the writer keeps (and the recovery scan relies on):
+//! - a batch starts on a page boundary and its first record carries `FLAG_BATCH_START`;
+//! - nothing is written into a batch before every earlier byte of the log was synced,
+//!   so a durable batch-start record proves everything before it was durable;
+//! - after a commit the write position moves to the next page: acknowledged sectors are
+//!   never written again;
+//! - a segment is left only after its pending records were synced, and records never
+//!   span segments.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use crate::error::{corruption, from_io};
+use crate::format::{
+    align_up, encode_record, read_slot, record_size, SegmentHeader, Slot, FLAG_BATCH_START,
+    FLAG_SEAL, PAGE_BYTES, PAYLOAD_MAX_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+use crate::poison::Poison;
+use crate::segment::{self, DirLock, SegmentMap};
+use crate::{Committed, Lsn, Recovery, SyncMethod, WalError, WalOptions};
+
+/// Name of the segment being preallocated in the background.
+pub(crate) const PREALLOC_NAME: &str = "next-segment.wal.tmp";
+
+/// File name of a segment: epoch first so names sort in log order, then its first LSN.
+pub(crate) fn segment_name(h: &SegmentHeader) -> String {
+    format!("{:010}-{:020}.wal", h.epoch, h.first_lsn)
+}
+
+/// One mapped segment file.
+pub(crate) struct Segment {
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    pub map: SegmentMap,
+    /// Offset just past the last durable record (recovered, synced at rotation, or committed).
+    pub durable_end: u64,
+}
+
+/// The log: append records, commit them durably in groups, read them back.
+///
+/// Single-threaded by design: the shard thread that owns it is the only writer, and
+/// `commit` blocks in msync, so it must never run on an async executor's worker.
+pub struct Wal {
+    dir: PathBuf,
+    options: WalOptions,
+    /// Sorted by epoch; never empty; the last one is active.
+    segments: Vec<Segment>,
+    next_lsn: u64,
+    durable_lsn: u64,
+    /// Write position in the active segment.
+    pos: u64,
+    /// Page-aligned offset where the uncommitted batch starts in the active segment.
+    batch_start: u64,
+    /// `PwriteFdatasync` only: the bytes of `[batch_start, pos)`.
+    staging: Vec<u8>,
+    poison: Poison,
+    prealloc: Option<JoinHandle<io::Result<File>>>,
+    _lock: DirLock,
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, scanning and validating every segment, cutting a torn tail.
+    pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), WalError> {
+        crate::recovery::open(dir, options)
+    }
+
+    pub(crate) fn from_recovered(
+        dir: PathBuf,
+        options: WalOptions,
+        segments: Vec<Segment>,
+        next_lsn: u64,
+        lock: DirLock,
+    ) -> Wal {
+        let pos = segments.last().map_or(SEGMENT_HEADER_BYTES, |s| {
+            align_up(s.durable_end, PAGE_BYTES)
+        });
+        Wal {
+            dir,
+            options,
+            segments,
+            next_lsn,
+            durable_lsn: next_lsn.saturating_sub(1),
+            pos,
+            batch_start: pos,
+            staging: Vec::new(),
+            poison: Poison::default(),
+            prealloc: None,
+            _lock: lock,
+        }
+    }
+
+    /// Stages one record; not durable until `commit` returns.
+    pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, WalError> {
+        self.poison.check()?;
+        let len = payload.len() as u64;
+        let max = max_payload(self.options.segment_size_bytes);
+        if len > max {
+            return Err(WalError::RecordTooLarge { len, max });
+        }
+        if self.pos + record_size(len) > self.active().header.segment_size_bytes {
+            self.rotate()?;
+        }
+        let lsn = self.next_lsn;
+        self.stage(lsn, 0, payload)?;
+        self.next_lsn += 1;
+        if self.prealloc.is_none() && self.pos > self.active().header.segment_size_bytes / 2 {
+            self.start_prealloc();
+        }
+        Ok(Lsn(lsn))
+    }
+
+    /// Makes every appended record durable with one sync.
+    pub fn commit(&mut self) -> Result<Committed, WalError> {
+        self.poison.check()?;
+        let last = self.next_lsn - 1;
+        if last > self.durable_lsn {
+            if self.pos != self.batch_start {
+                self.sync_batch()?;
+            }
+            self.durable_lsn = last;
+        }
+        Ok(Committed::new(Lsn(self.durable_lsn)))
+    }
+
+    /// The LSN the next append gets.
+    pub fn next_lsn(&self) -> Lsn {
+        Lsn(self.next_lsn)
+    }
+
+    /// Every record up to this LSN is durable (Lsn(0) when none).
+    pub fn durable_lsn(&self) -> Lsn {
+        Lsn(self.durable_lsn)
+    }
+
+    /// Commits what is pending and writes a seal: the next open knows the shutdown was clean,
+    /// and a damaged record in the last batch is then refused instead of cut as a torn tail.
+    pub fn close(mut self) -> Result<(), WalError> {
+        self.commit()?;
+        if self.pos + RECORD_HEADER_BYTES <= self.active().header.segment_size_bytes {
+            self.stage(self.durable_lsn, FLAG_SEAL, &[])?;
+            self.sync_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` for every durable record with LSN ≥ `from`, in order; the payload slice is
+    /// 16-byte aligned and borrowed from the map (no allocation per record).
+    ///
+    /// Only committed (or recovered) records are visited. Every checksum is verified again;
+    /// a mismatch (memory or disk changed since open) is `WalError::Corruption`.
+    pub fn read_from<E: From<WalError>>(
+        &self,
+        from: Lsn,
+        mut f: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let from = from.0.max(1);
+        if from > self.durable_lsn {
+            return Ok(());
+        }
+        let start = self
+            .segments
+            .partition_point(|s| s.header.first_lsn <= from)
+            .saturating_sub(1);
+        for seg in self.segments.iter().skip(start) {
+            if seg.header.first_lsn > self.durable_lsn {
+                break;
+            }
+            read_segment(seg, from, self.durable_lsn, &mut f)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes segments whose records are all below `lsn` (after a snapshot covers them).
+    /// The active segment is never deleted.
+    pub fn remove_segments_before(&mut self, lsn: Lsn) -> Result<(), WalError> {
+        let mut removed = false;
+        while self.segments.len() > 1
+            && self
+                .segments
+                .get(1)
+                .is_some_and(|s| s.header.first_lsn <= lsn.0)
+        {
+            let path = self
+                .segments
+                .first()
+                .map(|s| s.path.clone())
+                .unwrap_or_default();
+            std::fs::remove_file(&path)?;
+            self.segments.remove(0);
+            removed = true;
+        }
+        if removed {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Segment files currently held by the log, oldest first.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.segments.iter().map(|s| s.path.clone()).collect()
+    }
+
+    /// `true` once a sync failed; see [`WalError::Poisoned`].
+    pub fn is_poisoned(&self) -> bool {
+        self.poison.is_set()
+    }
+
+    fn active(&self) -> &Segment {
+        // `segments` is never empty: open creates or finds at least one, removal keeps the last.
+        #[allow(clippy::indexing_slicing)]
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let n = self.segments.len() - 1;
+        #[allow(clippy::indexing_slicing)]
+        &mut self.segments[n]
+    }
+
+    /// Encodes a record at `pos` (into the map, or into staging) and advances `pos`.
+    fn stage(&mut self, lsn: u64, flags: u32, payload: &[u8]) -> Result<(), WalError> {
+        let size = record_size(payload.len() as u64);
+        let flags = if self.pos == self.batch_start {
+            flags | FLAG_BATCH_START
+        } else {
+            flags
+        };
+        let (pos, batch_start) = (self.pos, self.batch_start);
+        let epoch = self.active().header.epoch;
+        debug_assert!(pos + size <= self.active().header.segment_size_bytes);
+        let ok = match self.options.sync_method {
+            SyncMethod::Msync => {
+                let dst = self
+                    .active_mut()
+                    .map
+                    .bytes_mut()
+                    .get_mut(pos as usize..(pos + size) as usize);
+                dst.is_some_and(|d| encode_record(d, epoch, lsn, flags, payload))
+            }
+            SyncMethod::PwriteFdatasync => {
+                let off = (pos - batch_start) as usize;
+                self.staging.resize(off + size as usize, 0);
+                let dst = self.staging.get_mut(off..off + size as usize);
+                dst.is_some_and(|d| encode_record(d, epoch, lsn, flags, payload))
+            }
+        };
+        if !ok {
+            return Err(WalError::Io(io::Error::other(
+                "record does not fit the segment (internal error)",
+            )));
+        }
+        self.pos += size;
+        Ok(())
+    }
+
+    /// Makes `[batch_start, pos)` of the active segment durable and starts the next batch
+    /// on the next page. Any failure poisons the log.
+    fn sync_batch(&mut self) -> Result<(), WalError> {
+        let (from, to) = (self.batch_start, align_up(self.pos, PAGE_BYTES));
+        let result = match self.options.sync_method {
+            SyncMethod::Msync => self.active().map.sync_range(from, to),
+            SyncMethod::PwriteFdatasync => {
+                self.staging.resize((to - from) as usize, 0);
+                let file = self.active().map.file();
+                file.write_all_at(&self.staging, from)
+                    .and_then(|()| file.sync_data())
+            }
+        };
+        self.staging.clear();
+        if let Err(e) = result {
+            return Err(self.poison.set(e));
+        }
+        let pos = self.pos;
+        self.active_mut().durable_end = pos;
+        self.pos = to;
+        self.batch_start = to;
+        Ok(())
+    }
+
+    fn start_prealloc(&mut self) {
+        let path = self.dir.join(PREALLOC_NAME);
+        let size = self.options.segment_size_bytes;
+        self.prealloc = Some(std::thread::spawn(move || {
+            segment::create_zeroed(&path, size)
+        }));
+    }
+
+    /// Moves to a fresh segment. Errors before the old segment is synced (no space for the
+    /// new one) leave the log exactly as it was.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        if self.prealloc.is_none() {
+            self.start_prealloc();
+        }
+        let joined = self.prealloc.take().map(|h| h.join());
+        let file = match joined {
+            Some(Ok(Ok(file))) => file,
+            Some(Ok(Err(e))) => return Err(from_io(e)),
+            Some(Err(_)) | None => {
+                return Err(WalError::Io(io::Error::other(
+                    "segment preallocation thread died",
+                )))
+            }
+        };
+        if self.pos != self.batch_start {
+            self.sync_batch()?;
+        }
+        let prev = self.active().header;
+        let header = SegmentHeader {
+            log_id: prev.log_id,
+            epoch: prev.epoch + 1,
+            first_lsn: self.next_lsn,
+            segment_size_bytes: self.options.segment_size_bytes,
+        };
+        let seg = activate(&self.dir, file, header, &mut self.poison)?;
+        self.segments.push(seg);
+        self.pos = SEGMENT_HEADER_BYTES;
+        self.batch_start = SEGMENT_HEADER_BYTES;
+        Ok(())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // Let a running preallocation finish, so a reopen in this process never races it.
+        if let Some(h) = self.prealloc.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Largest payload a segment of `segment_size_bytes` can hold.
+pub(crate) fn max_payload(segment_size_bytes: u64) -> u64 {
+    (segment_size_bytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES).min(PAYLOAD_MAX_BYTES)
+}
+
+/// Gives a zero-filled preallocated file its header and final name, durably.
+/// A failed sync poisons; a failed rename leaves the log as it was.
+pub(crate) fn activate(
+    dir: &Path,
+    file: File,
+    header: SegmentHeader,
+    poison: &mut Poison,
+) -> Result<Segment, WalError> {
+    let mut page = vec![0u8; SEGMENT_HEADER_BYTES as usize];
+    let encoded = header.encode();
+    if let Some(dst) = page.get_mut(..encoded.len()) {
+        dst.copy_from_slice(&encoded);
+    }
+    file.write_all_at(&page, 0).map_err(from_io)?;
+    file.sync_data().map_err(|e| poison.set(e))?;
+    let path = dir.join(segment_name(&header));
+    std::fs::rename(dir.join(PREALLOC_NAME), &path).map_err(from_io)?;
+    segment::sync_dir(dir).map_err(|e| poison.set(e))?;
+    let map = SegmentMap::map(file, header.segment_size_bytes)?;
+    Ok(Segment {
+        path,
+        header,
+        map,
+        durable_end: SEGMENT_HEADER_BYTES,
+    })
+}
+
+/// Visits the records of one segment with `from ≤ lsn ≤ through`.
+fn read_segment<E: From<WalError>>(
+    seg: &Segment,
+    from: u64,
+    through: u64,
+    f: &mut impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let bytes = seg.map.bytes();
+    let epoch = seg.header.epoch;
+    let mut pos = SEGMENT_HEADER_BYTES;
+    let mut expected = seg.header.first_lsn;
+    while pos < seg.durable_end && expected <= through {
+        // Records below `from` are only skipped: their checksums were verified at open.
+        match read_slot(bytes, pos, epoch, expected >= from) {
+            Slot::Zero => {
+                let next = align_up(pos + 1, PAGE_BYTES);
+                if pos % PAGE_BYTES == 0 {
+                    let e = corruption(
+                        seg.path.clone(),
+                        pos,
+                        Some(expected),
+                        "unexpected end of records",
+                    );
+                    return Err(E::from(e));
+                }
+                pos = next;
+            }
+            Slot::Bad(reason) => {
+                return Err(E::from(corruption(
+                    seg.path.clone(),
+                    pos,
+                    Some(expected),
+                    reason,
+                )))
+            }
+            Slot::Record(r) => {
+                if r.flags & FLAG_SEAL == 0 {
+                    if r.lsn != expected {
+                        let reason = crate::format::BadRecord::LsnGap {
+                            expected,
+                            found: r.lsn,
+                        };
+                        return Err(E::from(corruption(
+                            seg.path.clone(),
+                            pos,
+                            Some(expected),
+                            reason,
+                        )));
+                    }
+                    if r.lsn >= from {
+                        f(Lsn(r.lsn), r.payload)?;
+                    }
+                    expected += 1;
+                }
+                pos += r.size;
+            }
+        }
+    }
+    Ok(())
+}

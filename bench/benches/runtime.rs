@@ -27,19 +27,30 @@ use std::time::{Duration, Instant};
 const FIRST_CARD: u64 = 1_000_000_000;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn config(dir: &Path, shards: usize) -> EngineConfig {
-    EngineConfig { data_dir: dir.into(), shards: Some(shards), durability: Durability::Group }
+    EngineConfig {
+        data_dir: dir.into(),
+        shards: Some(shards),
+        durability: Durability::Group,
+    }
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects shard counts ("1", "2").
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let cards = env_u64("SVAULT_BENCH_CARDS", 1_000_000);
     let secs = env_u64("SVAULT_BENCH_SECS", 5);
-    let tmp = std::env::var("SVAULT_BENCH_DIR").unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_string());
+    let tmp = std::env::var("SVAULT_BENCH_DIR")
+        .unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_string());
     println!("runtime bench: {cards} cards, {secs} s per measurement, data under {tmp}");
     for shards in [1usize, 2] {
         if !filter.is_empty() && !filter.iter().any(|f| *f == shards.to_string()) {
@@ -51,7 +62,11 @@ fn main() {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
@@ -60,15 +75,27 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     let engine = Engine::open(config(dir, shards)).expect("open");
     let started = Instant::now();
     rt.block_on(setup(&engine, cards));
-    println!("setup: {cards} cards opened and topped up in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "setup: {cards} cards opened and topped up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let key_seq = Arc::new(AtomicU64::new(0));
     let before = engine.shard_stats();
     let t = Instant::now();
-    let rate = rt.block_on(closed_loop(&engine, cards, Duration::from_secs(secs), key_seq.clone()));
+    let rate = rt.block_on(closed_loop(
+        &engine,
+        cards,
+        Duration::from_secs(secs),
+        key_seq.clone(),
+    ));
     let el = t.elapsed().as_secs_f64();
     for (k, (a, b)) in before.iter().zip(engine.shard_stats()).enumerate() {
-        let (reqs, batches, commits) = (b.requests - a.requests, b.batches - a.batches, b.commits - a.commits);
+        let (reqs, batches, commits) = (
+            b.requests - a.requests,
+            b.batches - a.batches,
+            b.commits - a.commits,
+        );
         println!(
             "  shard {k}: {:.0} requests/s, {:.0} batches/s, mean batch {:.0} requests, {:.0} commits/s",
             reqs as f64 / el,
@@ -77,9 +104,17 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
             commits as f64 / el
         );
     }
-    println!("throughput (closed loop, 64 callers x batches of 256 spends): {rate:.0} authorizations/s");
+    println!(
+        "throughput (closed loop, 64 callers x batches of 256 spends): {rate:.0} authorizations/s"
+    );
     let half = rate / 2.0;
-    let h = rt.block_on(open_loop(&engine, cards, half, Duration::from_secs(secs), key_seq.clone()));
+    let h = rt.block_on(open_loop(
+        &engine,
+        cards,
+        half,
+        Duration::from_secs(secs),
+        key_seq.clone(),
+    ));
     println!(
         "latency at {half:.0}/s (open loop, batches of 64 every {:.0} us): p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} requests)",
         64.0 * 1e6 / half,
@@ -107,13 +142,22 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     drop(e);
 
     // A snapshot: the pause is the serialisation on the shard thread.
-    let tuning = Tuning { snapshot_every_records: 1, snapshot_every_secs: 0, remove_covered_segments: false, ..Tuning::default() };
+    let tuning = Tuning {
+        snapshot_every_records: 1,
+        snapshot_every_secs: 0,
+        remove_covered_segments: false,
+        ..Tuning::default()
+    };
     let e = Engine::open_with(config(dir, shards), tuning).expect("reopen for snapshot");
     rt.block_on(async {
         let reqs: Vec<Request> = (0..shards as u64 * 4)
             .map(|i| Request {
                 idempotency_key: Some(format!("snap-{i}")),
-                command: Command::TopUp { card_id: CardId(FIRST_CARD + i), amount: Amount(100), channel: Channel::Cash },
+                command: Command::TopUp {
+                    card_id: CardId(FIRST_CARD + i),
+                    amount: Amount(100),
+                    channel: Channel::Cash,
+                },
             })
             .collect();
         let _ = e.submit_batch(reqs, &Scope::All).await;
@@ -131,11 +175,21 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     let e = Engine::open(config(dir, shards)).expect("reopen from snapshot");
     let el = t.elapsed();
     let tail: u64 = e.recovery_reports().iter().map(|r| r.records).sum();
-    println!("restart from snapshot ({cards} cards) + {tail} tail records: {:.2} s", el.as_secs_f64());
+    println!(
+        "restart from snapshot ({cards} cards) + {tail} tail records: {:.2} s",
+        el.as_secs_f64()
+    );
     e.shutdown();
     drop(e);
 
-    let report = replay(dir, &ReplayOptions { ignore_snapshots: true, ..Default::default() }).expect("replay");
+    let report = replay(
+        dir,
+        &ReplayOptions {
+            ignore_snapshots: true,
+            ..Default::default()
+        },
+    )
+    .expect("replay");
     println!(
         "offline replay (WAL only, shards one after the other): {} records in {:.2} s = {:.0} records/s (copy of the logs {:.2} s; {records} records logged)",
         report.records,
@@ -150,7 +204,13 @@ async fn setup(engine: &Engine, cards: u64) {
     // Room for the bench's spends: no balance cap surprises, no discount window.
     program.discount_windows.clear();
     engine
-        .submit(Request { idempotency_key: Some("program".into()), command: Command::UpsertProgram(program) }, &Scope::All)
+        .submit(
+            Request {
+                idempotency_key: Some("program".into()),
+                command: Command::UpsertProgram(program),
+            },
+            &Scope::All,
+        )
         .await
         .expect("program");
     for phase in 0..2 {
@@ -165,11 +225,23 @@ async fn setup(engine: &Engine, cards: u64) {
                     .map(|i| {
                         let card_id = CardId(FIRST_CARD + i);
                         let command = if phase == 0 {
-                            Command::OpenCard { card_id, program: "demo".into(), registered: true, birthday: None }
+                            Command::OpenCard {
+                                card_id,
+                                program: "demo".into(),
+                                registered: true,
+                                birthday: None,
+                            }
                         } else {
-                            Command::TopUp { card_id, amount: Amount(400_000), channel: Channel::Wechat }
+                            Command::TopUp {
+                                card_id,
+                                amount: Amount(400_000),
+                                channel: Channel::Wechat,
+                            }
                         };
-                        Request { idempotency_key: Some(format!("setup-{phase}-{i}")), command }
+                        Request {
+                            idempotency_key: Some(format!("setup-{phase}-{i}")),
+                            command,
+                        }
                     })
                     .collect();
                 loop {
@@ -196,7 +268,12 @@ async fn setup(engine: &Engine, cards: u64) {
 fn spend(key: u64, card: u64) -> Request {
     Request {
         idempotency_key: Some(format!("b{key}")),
-        command: Command::Spend { card_id: CardId(FIRST_CARD + card), amount: Amount(100), method: Method::Qr, store: None },
+        command: Command::Spend {
+            card_id: CardId(FIRST_CARD + card),
+            amount: Amount(100),
+            method: Method::Qr,
+            store: None,
+        },
     }
 }
 
@@ -207,7 +284,12 @@ async fn closed_loop(engine: &Engine, cards: u64, dur: Duration, key_seq: Arc<At
     let started = Instant::now();
     let mut handles = Vec::new();
     for t in 0..64u64 {
-        let (engine, done, approved, key_seq) = (engine.clone(), done.clone(), approved.clone(), key_seq.clone());
+        let (engine, done, approved, key_seq) = (
+            engine.clone(),
+            done.clone(),
+            approved.clone(),
+            key_seq.clone(),
+        );
         handles.push(tokio::spawn(async move {
             let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             while Instant::now() < stop_at {
@@ -221,7 +303,12 @@ async fn closed_loop(engine: &Engine, cards: u64, dur: Duration, key_seq: Arc<At
                     })
                     .collect();
                 let results = engine.submit_batch(reqs, &Scope::All).await;
-                let ok = results.iter().filter(|r| matches!(r, Ok(reply) if matches!(reply.outcome, Outcome::Approved(_)))).count();
+                let ok = results
+                    .iter()
+                    .filter(
+                        |r| matches!(r, Ok(reply) if matches!(reply.outcome, Outcome::Approved(_))),
+                    )
+                    .count();
                 let answered = results.iter().filter(|r| r.is_ok()).count();
                 done.fetch_add(answered as u64, Ordering::Relaxed);
                 approved.fetch_add(ok as u64, Ordering::Relaxed);
@@ -243,8 +330,16 @@ async fn closed_loop(engine: &Engine, cards: u64, dur: Duration, key_seq: Arc<At
     d as f64 / el
 }
 
-async fn open_loop(engine: &Engine, cards: u64, rate: f64, dur: Duration, key_seq: Arc<AtomicU64>) -> Histogram<u64> {
-    let hist = Arc::new(parking_lot::Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist")));
+async fn open_loop(
+    engine: &Engine,
+    cards: u64,
+    rate: f64,
+    dur: Duration,
+    key_seq: Arc<AtomicU64>,
+) -> Histogram<u64> {
+    let hist = Arc::new(parking_lot::Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist"),
+    ));
     let batch = 64u64;
     let interval = Duration::from_secs_f64(batch as f64 / rate.max(1.0));
     let started = Instant::now();

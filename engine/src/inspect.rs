@@ -37,10 +37,15 @@ pub fn inspect(data: &Path) -> Result<Vec<ShardInspection>, InspectError> {
             wal::Inspection::default()
         };
         if paths.snapshots.exists() && paths.snapshots != paths.wal {
-            let snaps = wal::inspect(&paths.snapshots).map_err(|source| InspectError::Wal { shard: k, source })?;
+            let snaps = wal::inspect(&paths.snapshots)
+                .map_err(|source| InspectError::Wal { shard: k, source })?;
             inspection.snapshots.extend(snaps.snapshots);
         }
-        out.push(ShardInspection { shard: k, wal_dir: paths.wal, inspection });
+        out.push(ShardInspection {
+            shard: k,
+            wal_dir: paths.wal,
+            inspection,
+        });
     }
     Ok(out)
 }
@@ -54,7 +59,11 @@ pub fn render(shards: &[ShardInspection]) -> (String, bool) {
         let i = &sh.inspection;
         let _ = writeln!(s, "shard {} ({})", sh.shard, sh.wal_dir.display());
         let first = i.segments.iter().map(|g| g.first_lsn.0).min();
-        let last = i.segments.iter().filter_map(|g| g.last_lsn.map(|l| l.0)).max();
+        let last = i
+            .segments
+            .iter()
+            .filter_map(|g| g.last_lsn.map(|l| l.0))
+            .max();
         let records: u64 = i.segments.iter().map(|g| g.records_ok).sum();
         let _ = writeln!(
             s,
@@ -85,7 +94,11 @@ pub fn render(shards: &[ShardInspection]) -> (String, bool) {
                 bad = true;
             }
             if let Some(t) = &g.torn_tail {
-                let _ = write!(s, "  torn tail at offset {} ({} bytes)", t.offset, t.bytes_cut);
+                let _ = write!(
+                    s,
+                    "  torn tail at offset {} ({} bytes)",
+                    t.offset, t.bytes_cut
+                );
             }
             if let Some((offset, reason)) = &g.bad_record {
                 bad = true;
@@ -99,7 +112,9 @@ pub fn render(shards: &[ShardInspection]) -> (String, bool) {
                 "  snapshot {:<28} {:>12} B  lsn {}  {}",
                 snap.file_name,
                 snap.size_bytes,
-                snap.lsn.map(|l| l.0.to_string()).unwrap_or_else(|| "?".into()),
+                snap.lsn
+                    .map(|l| l.0.to_string())
+                    .unwrap_or_else(|| "?".into()),
                 if snap.valid { "valid" } else { "INVALID" }
             );
             if !snap.valid {

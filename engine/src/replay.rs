@@ -79,7 +79,9 @@ impl ReplayReport {
     }
     /// `true` unless verification found a broken invariant.
     pub fn verified_ok(&self) -> bool {
-        self.shards.iter().all(|s| !matches!(s.verify, Some(Err(_))))
+        self.shards
+            .iter()
+            .all(|s| !matches!(s.verify, Some(Err(_))))
     }
 }
 
@@ -133,10 +135,16 @@ struct Done {
     float: Vec<(String, FloatTotals)>,
 }
 
-fn replay_shard(k: usize, wal_dir: &Path, snapshots: &Path, options: &ReplayOptions) -> Result<Done, ReplayError> {
+fn replay_shard(
+    k: usize,
+    wal_dir: &Path,
+    snapshots: &Path,
+    options: &ReplayOptions,
+) -> Result<Done, ReplayError> {
     let shard_err = |source: RecoveryError| ReplayError::Shard { shard: k, source };
     let started = Instant::now();
-    let (wal, found) = Wal::open(wal_dir, wal::WalOptions::default()).map_err(|e| shard_err(e.into()))?;
+    let (wal, found) =
+        Wal::open(wal_dir, wal::WalOptions::default()).map_err(|e| shard_err(e.into()))?;
     let snapshot = if options.ignore_snapshots || !snapshots.exists() {
         None
     } else {
@@ -145,15 +153,15 @@ fn replay_shard(k: usize, wal_dir: &Path, snapshots: &Path, options: &ReplayOpti
     // Use the snapshot only if it is not past the point asked for.
     let mut start: Option<(Lsn, Millis, State)> = None;
     if let Some(s) = snapshot {
-        let (now, body) = recovery::snapshot_parts(&s.bytes).map_err(shard_err)?;
+        let (now, _) = recovery::snapshot_parts(&s.bytes).map_err(shard_err)?;
         let usable = match options.until {
             Until::End => true,
             Until::Lsn(n) => s.lsn.0 <= n,
             Until::Time(t) => now < t,
         };
         if usable {
-            let _ = body;
-            let (now, state) = recovery::decode_snapshot(&s.bytes, s.lsn, options.state.clone()).map_err(shard_err)?;
+            let (now, state) = recovery::decode_snapshot(&s.bytes, s.lsn, options.state.clone())
+                .map_err(shard_err)?;
             start = Some((s.lsn, now, state));
         }
     }
@@ -173,10 +181,17 @@ fn replay_shard(k: usize, wal_dir: &Path, snapshots: &Path, options: &ReplayOpti
         }
     };
     recovery::check_continuity(snapshot_lsn, &found).map_err(shard_err)?;
-    let replayed = recovery::replay_wal(&wal, &mut state, Lsn(snapshot_lsn.0 + 1), start_now, options.until, |_| {})
-        .map_err(shard_err)?;
+    let replayed = recovery::replay_wal(
+        &wal,
+        &mut state,
+        Lsn(snapshot_lsn.0 + 1),
+        start_now,
+        options.until,
+        |_| {},
+    )
+    .map_err(shard_err)?;
     let elapsed = started.elapsed();
-    let verify = options.verify.then(|| verify_state(&state));
+    let verify = options.verify.then(|| verify_state(&state, &options.state));
     let float = state.float();
     let report = ShardReplay {
         shard: k,
@@ -186,10 +201,14 @@ fn replay_shard(k: usize, wal_dir: &Path, snapshots: &Path, options: &ReplayOpti
         log_last_lsn: found.last_lsn.0,
         last_time: replayed.last_now,
         stopped_early: replayed.stopped_early,
-        torn_tail: found
-            .torn_tail
-            .as_ref()
-            .map(|t| format!("segment {} offset {} ({} bytes)", t.segment.display(), t.offset, t.bytes_cut)),
+        torn_tail: found.torn_tail.as_ref().map(|t| {
+            format!(
+                "segment {} offset {} ({} bytes)",
+                t.segment.display(),
+                t.offset,
+                t.bytes_cut
+            )
+        }),
         digest: state.digest(),
         cards: float.iter().map(|(_, f)| f.cards).sum(),
         verify,
@@ -198,17 +217,35 @@ fn replay_shard(k: usize, wal_dir: &Path, snapshots: &Path, options: &ReplayOpti
     Ok(Done { report, float })
 }
 
-/// Re-checks what must hold in any state the log can produce: the float kept incrementally
-/// equals the float recomputed card by card, and nothing is negative.
-pub fn verify_state(state: &State) -> Result<(), String> {
+/// Re-checks what must hold in any state the log can produce:
+/// - the float kept incrementally equals the float recomputed card by card (conservation: no
+///   money appears or vanishes outside the cards);
+/// - no negative float, never more held than outstanding;
+/// - every card passes the state's own snapshot validation (principal, bonus and held not
+///   negative, bonus equal to its lots, held within funds), checked by a snapshot round trip
+///   that must also reproduce the same digest.
+pub fn verify_state(state: &State, config: &StateConfig) -> Result<(), String> {
     let kept = state.float();
+    let recomputed = state.float_recomputed();
+    if kept != recomputed {
+        return Err(format!(
+            "float kept {kept:?} differs from the sum of the cards {recomputed:?}"
+        ));
+    }
     for (program, f) in &kept {
         if f.principal.0 < 0 || f.bonus.0 < 0 || f.held.0 < 0 {
             return Err(format!("program {program}: negative float {f:?}"));
         }
         if f.held.0 > f.principal.0.saturating_add(f.bonus.0) {
-            return Err(format!("program {program}: more held than outstanding {f:?}"));
+            return Err(format!(
+                "program {program}: more held than outstanding {f:?}"
+            ));
         }
+    }
+    let restored = State::restore(&state.snapshot(), config.clone())
+        .map_err(|e| format!("card invariants: {e}"))?;
+    if restored.digest() != state.digest() {
+        return Err("a snapshot round trip changes the digest".into());
     }
     Ok(())
 }
@@ -220,7 +257,10 @@ struct ScratchDir {
 
 impl ScratchDir {
     fn new(parent: &Path) -> std::io::Result<ScratchDir> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let path = parent.join(format!("svault-replay-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         Ok(ScratchDir { path })
@@ -268,7 +308,13 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let mut i = 19;
@@ -335,11 +381,33 @@ mod tests {
     #[test]
     fn parses_rfc3339() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(Millis(0)));
-        assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(Millis(951_868_800_000)));
-        assert_eq!(parse_rfc3339("2026-11-24T17:30:00.25+08:00"), Some(Millis(1_795_512_600_250)));
-        assert_eq!(parse_rfc3339("2026-11-24T09:30:00.250Z"), parse_rfc3339("2026-11-24T17:30:00.250+08:00"));
-        assert_eq!(parse_rfc3339("2024-02-29T12:00:00-01:30"), Some(Millis(1_709_213_400_000)));
-        for bad in ["", "2026-11-24", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-24T25:00:00Z", "2026-11-24T09:30:00", "2026-11-24T09:30:00.Z", "2026-11-24T09:30:00+8:00", "2026-11-24T09:30:00Zjunk"] {
+        assert_eq!(
+            parse_rfc3339("2000-03-01T00:00:00Z"),
+            Some(Millis(951_868_800_000))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T17:30:00.25+08:00"),
+            Some(Millis(1_795_512_600_250))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T09:30:00.250Z"),
+            parse_rfc3339("2026-11-24T17:30:00.250+08:00")
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:00:00-01:30"),
+            Some(Millis(1_709_213_400_000))
+        );
+        for bad in [
+            "",
+            "2026-11-24",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-24T25:00:00Z",
+            "2026-11-24T09:30:00",
+            "2026-11-24T09:30:00.Z",
+            "2026-11-24T09:30:00+8:00",
+            "2026-11-24T09:30:00Zjunk",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

@@ -30,7 +30,11 @@ pub fn shape(outcome: &Outcome) -> String {
 
 /// One `ACK` line for an acknowledged request.
 pub fn ack_line(request: &Request, outcome: &Outcome) -> String {
-    let rec = LogRecord { version: LOG_RECORD_VERSION, now: Millis(0), request: request.clone() };
+    let rec = LogRecord {
+        version: LOG_RECORD_VERSION,
+        now: Millis(0),
+        request: request.clone(),
+    };
     let mut buf = rkyv::util::AlignedVec::<16>::new();
     let hex = match record::encode_into(&rec, &mut buf) {
         Ok(()) => buf.iter().map(|b| format!("{b:02x}")).collect::<String>(),
@@ -51,8 +55,13 @@ pub fn parse_ack(line: &str) -> Option<(Request, String)> {
     if parts.next().is_some() || hex.len() % 2 != 0 {
         return None;
     }
-    let bytes: Option<Vec<u8>> =
-        (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
     let rec = record::decode(&bytes?).ok()?;
     Some((rec.request, shape))
 }

@@ -20,18 +20,28 @@ const ROUNDS: u64 = 20;
 
 #[test]
 fn acknowledged_requests_survive_sigkill() {
-    let seed: u64 = std::env::var("SVAULT_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 = std::env::var("SVAULT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     eprintln!("crash test seed {seed} (SVAULT_CRASH_SEED to repeat)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut total_acks = 0usize;
     for round in 0..ROUNDS {
-        let acks = run_and_kill(dir.path(), round, Duration::from_millis(rng.gen_range(20..200)));
+        let acks = run_and_kill(
+            dir.path(),
+            round,
+            Duration::from_millis(rng.gen_range(20..200)),
+        );
         total_acks += acks.len();
         verify(dir.path(), &acks, round % 5 == 4);
     }
-    eprintln!("{ROUNDS} kill/restart rounds, {total_acks} acknowledged requests checked in {:?}", started.elapsed());
+    eprintln!(
+        "{ROUNDS} kill/restart rounds, {total_acks} acknowledged requests checked in {:?}",
+        started.elapsed()
+    );
 }
 
 /// Runs the driver until READY, lets it work for `run_for`, kills it; returns the ACK lines.
@@ -62,14 +72,24 @@ fn run_and_kill(dir: &Path, round: u64, run_for: Duration) -> Vec<(Request, Stri
     let _ = child.kill(); // SIGKILL
     let status = child.wait().unwrap();
     let acks = reader.join().unwrap();
-    assert!(ready, "round {round}: driver never got ready (exit {status:?})");
+    assert!(
+        ready,
+        "round {round}: driver never got ready (exit {status:?})"
+    );
     acks
 }
 
 fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) {
-    let engine = Engine::open(EngineConfig { data_dir: dir.into(), shards: None, durability: Durability::Group })
-        .expect("reopen after kill");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let engine = Engine::open(EngineConfig {
+        data_dir: dir.into(),
+        shards: None,
+        durability: Durability::Group,
+    })
+    .expect("reopen after kill");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         for chunk in acks.chunks(256) {
             let requests: Vec<Request> = chunk.iter().map(|(r, _)| r.clone()).collect();
@@ -79,33 +99,80 @@ fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) {
                 if expected.starts_with("rejected") {
                     continue; // refusals before any decision are not remembered under the key
                 }
-                assert!(reply.replayed, "acknowledged {request:?} ({expected}) was lost: answered afresh {:?}", reply.outcome);
-                assert_eq!(&shape(&reply.outcome), expected, "acknowledged {request:?} answered differently");
+                assert!(
+                    reply.replayed,
+                    "acknowledged {request:?} ({expected}) was lost: answered afresh {:?}",
+                    reply.outcome
+                );
+                assert_eq!(
+                    &shape(&reply.outcome),
+                    expected,
+                    "acknowledged {request:?} answered differently"
+                );
             }
         }
         let mut sum = FloatTotals::default();
         for i in 0..POOL_CARDS {
-            let answer = engine.query(Query::Card { card_id: CardId(POOL_FIRST + i) }, &Scope::All).await.unwrap();
-            let QueryAnswer::Card(Some(card)) = answer else { panic!("pool card {i} missing: {answer:?}") };
-            assert!(card.principal.0 >= 0 && card.bonus.0 >= 0 && card.held.0 >= 0, "negative balance {card:?}");
-            assert!(card.held.0 <= card.principal.0 + card.bonus.0, "more held than funds {card:?}");
-            assert_eq!(card.available.0, card.principal.0 + card.bonus.0 - card.held.0, "{card:?}");
+            let answer = engine
+                .query(
+                    Query::Card {
+                        card_id: CardId(POOL_FIRST + i),
+                    },
+                    &Scope::All,
+                )
+                .await
+                .unwrap();
+            let QueryAnswer::Card(Some(card)) = answer else {
+                panic!("pool card {i} missing: {answer:?}")
+            };
+            assert!(
+                card.principal.0 >= 0 && card.bonus.0 >= 0 && card.held.0 >= 0,
+                "negative balance {card:?}"
+            );
+            assert!(
+                card.held.0 <= card.principal.0 + card.bonus.0,
+                "more held than funds {card:?}"
+            );
+            assert_eq!(
+                card.available.0,
+                card.principal.0 + card.bonus.0 - card.held.0,
+                "{card:?}"
+            );
             sum.principal.0 += card.principal.0;
             sum.bonus.0 += card.bonus.0;
             sum.held.0 += card.held.0;
             sum.cards += 1;
         }
         let float = engine.float();
-        let demo = float.iter().find(|(p, _)| p == "demo").map(|(_, f)| *f).expect("demo float");
+        let demo = float
+            .iter()
+            .find(|(p, _)| p == "demo")
+            .map(|(_, f)| *f)
+            .expect("demo float");
         assert_eq!(demo, sum, "float differs from the sum of the cards");
     });
     let live = engine.digest().unwrap();
     engine.shutdown();
     if check_replay_digest {
-        let out = Command::new(env!("CARGO_BIN_EXE_svault")).args(["replay", "--verify", "--data"]).arg(dir).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_svault"))
+            .args(["replay", "--verify", "--data"])
+            .arg(dir)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "svault replay failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
-        let printed = text.lines().find_map(|l| l.strip_prefix("digest: ")).expect("digest line");
-        assert_eq!(printed, format!("{live:016x}"), "replay digest differs from the live engine's");
+        assert!(
+            out.status.success(),
+            "svault replay failed: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("digest: "))
+            .expect("digest line");
+        assert_eq!(
+            printed,
+            format!("{live:016x}"),
+            "replay digest differs from the live engine's"
+        );
     }
 }

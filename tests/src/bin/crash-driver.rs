@@ -12,9 +12,8 @@ use engine::program::Program;
 use engine::runtime::{Durability, Engine, EngineConfig, Scope};
 use rand::{Rng, SeedableRng};
 use std::io::Write;
-use svault_tests::crash::{POOL_CARDS, POOL_FIRST};
 use std::process::ExitCode;
-
+use svault_tests::crash::{POOL_CARDS, POOL_FIRST};
 
 fn emit(line: &str) {
     let stdout = std::io::stdout();
@@ -25,20 +24,32 @@ fn emit(line: &str) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(dir), Some(round)) = (args.get(1), args.get(2).and_then(|r| r.parse::<u64>().ok())) else {
+    let (Some(dir), Some(round)) = (args.get(1), args.get(2).and_then(|r| r.parse::<u64>().ok()))
+    else {
         eprintln!("usage: crash-driver DATA_DIR ROUND [REQUESTS_PER_TASK] [TASKS]");
         return ExitCode::from(2);
     };
-    let per_task: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let per_task: u64 = args
+        .get(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let tasks: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(4);
-    let engine = match Engine::open(EngineConfig { data_dir: dir.into(), shards: Some(2), durability: Durability::Group }) {
+    let engine = match Engine::open(EngineConfig {
+        data_dir: dir.into(),
+        shards: Some(2),
+        durability: Durability::Group,
+    }) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("crash-driver: open failed: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("crash-driver: {e}");
@@ -47,11 +58,19 @@ fn main() -> ExitCode {
     };
     let ok = rt.block_on(async {
         // Setup: the program and the card pool (idempotent across rounds).
-        let mut setup = vec![Request { idempotency_key: Some("setup-program".into()), command: Command::UpsertProgram(Program::demo()) }];
+        let mut setup = vec![Request {
+            idempotency_key: Some("setup-program".into()),
+            command: Command::UpsertProgram(Program::demo()),
+        }];
         for i in 0..POOL_CARDS {
             setup.push(Request {
                 idempotency_key: Some(format!("setup-open-{i}")),
-                command: Command::OpenCard { card_id: CardId(POOL_FIRST + i), program: "demo".into(), registered: true, birthday: None },
+                command: Command::OpenCard {
+                    card_id: CardId(POOL_FIRST + i),
+                    program: "demo".into(),
+                    registered: true,
+                    birthday: None,
+                },
             });
         }
         for r in setup {
@@ -67,7 +86,9 @@ fn main() -> ExitCode {
         let mut handles = Vec::new();
         for t in 0..tasks {
             let engine = engine.clone();
-            handles.push(tokio::spawn(async move { drive(engine, round, t, per_task).await }));
+            handles.push(tokio::spawn(async move {
+                drive(engine, round, t, per_task).await
+            }));
         }
         for h in handles {
             let _ = h.await;
@@ -90,26 +111,61 @@ async fn drive(engine: Engine, round: u64, task: u64, per_task: u64) {
     let mut i = 0u64;
     while i < per_task {
         let card = CardId(POOL_FIRST + rng.gen_range(0..POOL_CARDS));
-        let batch_len = if rng.gen_bool(0.2) { rng.gen_range(2..8) } else { 1 };
+        let batch_len = if rng.gen_bool(0.2) {
+            rng.gen_range(2..8)
+        } else {
+            1
+        };
         let mut batch = Vec::with_capacity(batch_len);
         for _ in 0..batch_len {
             let command = match rng.gen_range(0..100) {
-                0..=29 => Command::TopUp { card_id: card, amount: Amount(rng.gen_range(1..=500) * 100), channel: Channel::Wechat },
-                30..=59 => Command::Spend { card_id: card, amount: Amount(rng.gen_range(1..=20_000)), method: Method::Qr, store: None },
-                60..=74 => Command::Hold { card_id: card, amount: Amount(rng.gen_range(1..=10_000)), ttl_seconds: 600, method: Method::Card, store: None },
+                0..=29 => Command::TopUp {
+                    card_id: card,
+                    amount: Amount(rng.gen_range(1..=500) * 100),
+                    channel: Channel::Wechat,
+                },
+                30..=59 => Command::Spend {
+                    card_id: card,
+                    amount: Amount(rng.gen_range(1..=20_000)),
+                    method: Method::Qr,
+                    store: None,
+                },
+                60..=74 => Command::Hold {
+                    card_id: card,
+                    amount: Amount(rng.gen_range(1..=10_000)),
+                    ttl_seconds: 600,
+                    method: Method::Card,
+                    store: None,
+                },
                 75..=84 if !holds.is_empty() => {
                     let h = holds.swap_remove(rng.gen_range(0..holds.len()));
-                    let amount = if rng.gen_bool(0.5) { None } else { Some(Amount(rng.gen_range(1..=5_000))) };
+                    let amount = if rng.gen_bool(0.5) {
+                        None
+                    } else {
+                        Some(Amount(rng.gen_range(1..=5_000)))
+                    };
                     Command::Capture { hold_id: h, amount }
                 }
-                85..=89 if !holds.is_empty() => Command::Void { hold_id: holds.swap_remove(rng.gen_range(0..holds.len())) },
+                85..=89 if !holds.is_empty() => Command::Void {
+                    hold_id: holds.swap_remove(rng.gen_range(0..holds.len())),
+                },
                 90..=99 if !spends.is_empty() => {
                     let (txn, amount) = spends[rng.gen_range(0..spends.len())];
-                    Command::Refund { txn_id: txn, amount: Amount(rng.gen_range(1..=amount.max(1))) }
+                    Command::Refund {
+                        txn_id: txn,
+                        amount: Amount(rng.gen_range(1..=amount.max(1))),
+                    }
                 }
-                _ => Command::TopUp { card_id: card, amount: Amount(rng.gen_range(1..=100) * 100), channel: Channel::Alipay },
+                _ => Command::TopUp {
+                    card_id: card,
+                    amount: Amount(rng.gen_range(1..=100) * 100),
+                    channel: Channel::Alipay,
+                },
             };
-            batch.push(Request { idempotency_key: Some(format!("r{round}-t{task}-{i}")), command });
+            batch.push(Request {
+                idempotency_key: Some(format!("r{round}-t{task}-{i}")),
+                command,
+            });
             i += 1;
         }
         let results = if batch.len() == 1 {

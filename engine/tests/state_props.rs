@@ -318,7 +318,7 @@ fn replay(requests: &[(Request, Millis)], twice: bool) -> (State, Vec<Reply>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn random_sequences_keep_every_invariant(ops in proptest::collection::vec(op(), 1..160), cut in 0usize..160) {

@@ -229,6 +229,7 @@ fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<(u8, Vec<u8>)> 
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let mut frames = Vec::new();
@@ -329,8 +330,9 @@ fn hostile_frames_never_take_the_server_down() {
                 st.set_read_timeout(Some(Duration::from_millis(300)))
                     .unwrap();
                 let _ = st.write_all(&bytes);
-                let mut sink = [0u8; 4096];
-                let _ = st.read(&mut sink);
+                let _ = st.shutdown(std::net::Shutdown::Write);
+                let mut sink = Vec::new();
+                let _ = st.read_to_end(&mut sink);
                 Ok(())
             },
         )

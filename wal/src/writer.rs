@@ -141,10 +141,12 @@ impl Wal {
     /// and a damaged record in the last batch is then refused instead of cut as a torn tail.
     pub fn close(mut self) -> Result<(), WalError> {
         self.commit()?;
-        if self.pos + RECORD_HEADER_BYTES <= self.active().header.segment_size_bytes {
-            self.stage(self.durable_lsn, FLAG_SEAL, &[])?;
-            self.sync_batch()?;
+        if self.pos + RECORD_HEADER_BYTES > self.active().header.segment_size_bytes {
+            // No room for the seal: it opens the next segment, which vouches for this one.
+            self.rotate()?;
         }
+        self.stage(self.durable_lsn, FLAG_SEAL, &[])?;
+        self.sync_batch()?;
         Ok(())
     }
 

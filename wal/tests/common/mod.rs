@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::manual_is_multiple_of)]
 
 use std::path::{Path, PathBuf};
 

@@ -69,9 +69,7 @@ pub fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let _ = args;
-    eprintln!("svault serve: not built yet");
-    ExitCode::FAILURE
+    crate::serve::main(args)
 }
 
 fn replay(args: ReplayArgs) -> ExitCode {

@@ -17,5 +17,6 @@ pub mod money;
 pub mod outcome;
 pub mod program;
 pub mod runtime;
+pub mod serve;
 pub mod state;
 pub mod tcp;

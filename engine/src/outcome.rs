@@ -147,6 +147,8 @@ pub enum TxnKind {
     Close,
     BonusExpired,
     Program,
+    /// A `Command::Tick`: expiries and reminders due at the batch time.
+    Tick,
 }
 
 impl TxnKind {
@@ -169,6 +171,7 @@ impl TxnKind {
             TxnKind::Close => "close",
             TxnKind::BonusExpired => "bonus_expired",
             TxnKind::Program => "program",
+            TxnKind::Tick => "tick",
         }
     }
 }

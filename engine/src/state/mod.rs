@@ -1,22 +1,91 @@
-//! The state machine: pure and deterministic. (Stub: the engine work fills this in.)
+//! The state machine: pure and deterministic.
 //!
 //! `apply(request, now)` takes the batch time from outside; no I/O, no clock, no randomness.
 //! The runtime logs each `Request` with its `now`; replay feeds them back and reaches the
-//! same `digest()`.
+//! same `digest()`. Nothing here iterates a hash map into an output: ticks run timers in a
+//! total order, floats are listed by program id, snapshots list cards in opening order.
+//!
+//! Modules: [`card`] (one card), [`lots`] (bonus lots), [`history`] (per-card transactions),
+//! [`marketing`] (ladder, discounts, points, split), [`idempotency`] (keys),
+//! [`timers`] (deadlines), `ops` (the operations), `tick` (expiries and reminders),
+//! `reversal`, `snapshot` (snapshot, restore, digest).
+//!
+//! Rules that SPEC.md leaves open, decided here:
+//! - **Check order** (SPEC): input → card status → single cap → daily cap → balance cap →
+//!   velocity → funds. A frozen card declines top-ups, spends, holds, redeems and cash-outs
+//!   (`card_frozen`) but still settles what it authorized earlier: captures, voids and refunds
+//!   go through. A closed card declines everything (`card_closed`).
+//! - **Balance cap** applies to top-ups only: principal + bonus + the top-up must stay within
+//!   the cap (registered or anonymous); the ladder bonus of that top-up may go above it.
+//!   Refunds, grants and redeems are not capped (they give back or give away).
+//! - **Daily caps** use the program's local day. The per-minute velocity counts approved spends
+//!   and holds in the current UTC minute (a fixed window); `max_daily_spend` counts what spends
+//!   and holds charged that local day.
+//! - **Discounts**: tier and time window do not stack, the larger applies; half-even.
+//! - **Points**: floor to whole points on earning; refunds take back points pro rata
+//!   (cumulative half-even), never below zero (points already redeemed stay redeemed).
+//! - **Bonus lots** expire at the local midnight ending day `bonus_expiry_days` after the day of
+//!   credit; bonus is drawn from the earliest-expiring lot first. A refund returns bonus to a
+//!   lot with the expiry of the latest lot the spend drew from. Bonus that backs an active hold
+//!   does not expire until the hold is released (then it expires at once).
+//! - **Cash-out** needs no active holds. `consumer` pays min(principal, max(0, paid_in −
+//!   consumed)); `merchant_fault` pays the principal left; both are declined `refund_locked`
+//!   while principal from top-ups of the last `refund_lock_days` is unused (consumption is
+//!   attributed to the oldest principal first). Both forfeit the rest and close the card.
+//!   `cooling_off` needs a top-up in the last 7 days and pays the unused principal of those
+//!   top-ups in full (min(principal, their sum)), forfeits all bonus; the card stays active if
+//!   older principal remains, and is closed otherwise.
+//! - **Close** needs no principal and no holds (cash out first); remaining bonus is forfeited.
+//! - **Reversal** (by idempotency key, broadcast): see `reversal`.
+//! - **Events**: low balance when a spend or capture takes `available` from at/above the
+//!   threshold to below it; bonus expiring once per lot; anomalies: velocity breach (on a
+//!   per-minute decline), quick cash-out (within 10 minutes of a top-up), repeated declines
+//!   (the third decline in a row on a card).
 
-use crate::command::{CardId, Millis, Query, Request};
-use crate::outcome::{Event, FloatTotals, Reply};
+mod card;
+mod history;
+mod idempotency;
+mod lots;
+mod marketing;
+mod ops;
+mod reversal;
+mod snapshot;
+mod tick;
+mod timers;
+
+use crate::command::{CardId, Command, Millis, Query, Request, TxnId};
+use crate::money::Amount;
+use crate::outcome::{
+    Approval, CardStatus, CardView, DeclineCode, Event, EventKind, FloatTotals, NotFoundKind,
+    Outcome, Rejection, Reply, TxnKind,
+};
+use crate::program::Program;
+use card::Card;
+use history::TxnEntry;
+use idempotency::{KeyEntry, KeyTable, Stored, K_REVERSED};
+use std::collections::HashMap;
+use timers::Timers;
+
+pub use snapshot::SNAPSHOT_VERSION;
 
 /// Limits of one shard's state.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
     /// How long an idempotency key is remembered (SPEC: at least 24 h).
     pub idempotency_ttl_ms: i64,
+    /// Hard cap on remembered keys per shard; beyond it the oldest are forgotten early.
+    pub idempotency_keys_max: usize,
+    /// A card's history is trimmed (oldest half, if older than the key TTL) beyond this.
+    pub history_per_card_max: usize,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { idempotency_ttl_ms: 24 * 3600 * 1000 }
+        StateConfig {
+            idempotency_ttl_ms: 24 * 3600 * 1000,
+            idempotency_keys_max: 64 << 20,
+            history_per_card_max: 1024,
+        }
     }
 }
 
@@ -27,49 +96,597 @@ pub enum QueryAnswer {
     Transactions(Option<Vec<crate::outcome::TxnRecord>>),
 }
 
+/// Cards are stored in fixed-size chunks so the table never doubles (and never moves).
+const CHUNK_BITS: u32 = 14;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// Mixes a card id into a well-spread hash (murmur3 finaliser); deterministic, no seed.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 ^= x;
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.0 = self.0.rotate_left(32) ^ u64::from(x);
+    }
+}
+
+pub(crate) type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
+
+/// An active hold: what it reserves and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct Hold {
+    pub amount: Amount,
+    pub expires_at: i64,
+}
+
+/// One program and the float of its cards.
+pub(crate) struct ProgramSlot {
+    pub program: Program,
+    pub float: FloatTotals,
+}
+
 /// All cards, programs, holds, idempotency keys and the float of one shard.
-pub struct State {}
+pub struct State {
+    config: StateConfig,
+    /// Latest batch time seen; a smaller `now` is raised to it (time never goes backwards).
+    clock: i64,
+    programs: Vec<ProgramSlot>,
+    program_index: HashMap<String, u16>,
+    chunks: Vec<Vec<Card>>,
+    card_index: HashMap<u64, u32, IdBuild>,
+    holds: HashMap<(u64, u32), Hold, IdBuild>,
+    timers: Timers,
+    keys: KeyTable,
+}
+
+/// Why an operation did not go through.
+pub(crate) enum Fail {
+    Decline(DeclineCode),
+    Reject(Rejection),
+}
+
+impl From<DeclineCode> for Fail {
+    fn from(c: DeclineCode) -> Fail {
+        Fail::Decline(c)
+    }
+}
+
+pub(crate) fn invalid(field: &str, reason: &str) -> Fail {
+    Fail::Reject(Rejection::Invalid {
+        field: field.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+pub(crate) fn not_found(what: NotFoundKind) -> Fail {
+    Fail::Reject(Rejection::NotFound { what })
+}
+
+/// Threshold of the repeated-declines anomaly.
+const REPEATED_DECLINES_AT: u8 = 3;
 
 impl State {
     pub fn new(config: StateConfig) -> State {
-        let _ = config;
-        todo!()
+        State {
+            config,
+            clock: i64::MIN,
+            programs: Vec::new(),
+            program_index: HashMap::new(),
+            chunks: Vec::new(),
+            card_index: HashMap::default(),
+            holds: HashMap::default(),
+            timers: Timers::default(),
+            keys: KeyTable::default(),
+        }
     }
+
     /// Applies one request at batch time `now`. Events produced are appended to `events`.
     pub fn apply(&mut self, request: &Request, now: Millis, events: &mut Vec<Event>) -> Reply {
-        let _ = (request, now, events);
-        todo!()
+        self.clock = self.clock.max(now.0);
+        let now = Millis(self.clock);
+        let Some(key) = request.idempotency_key.as_deref() else {
+            return Reply {
+                outcome: self.execute(&request.command, now, events),
+                replayed: false,
+            };
+        };
+        self.keys.expire(
+            now.0,
+            self.config.idempotency_ttl_ms,
+            self.config.idempotency_keys_max,
+        );
+        let kh = idempotency::key_hash(key);
+        let fp = idempotency::fingerprint(&request.command);
+        if let Some(e) = self.keys.map.get(&kh).copied() {
+            if e.stored == Stored::ReversedEarly {
+                // A reversal got here first: the request is declined and never applied.
+                let card = idempotency::command_card(&request.command).unwrap_or(CardId(0));
+                let outcome = Outcome::Declined {
+                    code: DeclineCode::Reversed,
+                    card: self.view_of(card),
+                };
+                self.keys.map.insert(
+                    kh,
+                    KeyEntry {
+                        fingerprint: fp,
+                        card,
+                        stored: Stored::Declined,
+                        code: DeclineCode::Reversed as u8,
+                        ..e
+                    },
+                );
+                return Reply {
+                    outcome,
+                    replayed: false,
+                };
+            }
+            if e.fingerprint != fp {
+                return Reply {
+                    outcome: Outcome::Rejected(Rejection::IdempotencyKeyReused),
+                    replayed: false,
+                };
+            }
+            return Reply {
+                outcome: self.stored_outcome(kh, &e),
+                replayed: true,
+            };
+        }
+        let outcome = self.execute(&request.command, now, events);
+        let (stored, seq, code, side) = idempotency::compact(request, &outcome);
+        let card = idempotency::command_card(&request.command).unwrap_or(CardId(0));
+        let entry = KeyEntry {
+            fingerprint: fp,
+            card,
+            at: now.0,
+            seq,
+            stored,
+            code,
+            flags: 0,
+        };
+        self.keys.insert(kh, entry, side);
+        Reply {
+            outcome,
+            replayed: false,
+        }
     }
-    /// `true` when a `Command::Tick` at `now` would expire or remind something.
+
+    /// Rebuilds the answer stored for a key. The decision, transaction id and amounts are the
+    /// stored ones; the card view is the card as it is now.
+    fn stored_outcome(&self, kh: u128, e: &KeyEntry) -> Outcome {
+        if e.flags & K_REVERSED != 0 {
+            return Outcome::Declined {
+                code: DeclineCode::Reversed,
+                card: self.view_of(e.card),
+            };
+        }
+        match e.stored {
+            Stored::Txn => {
+                let Some(card) = self.card(e.card) else {
+                    return Outcome::Rejected(Rejection::NotFound {
+                        what: NotFoundKind::Card,
+                    });
+                };
+                match card.entry(e.seq) {
+                    Some(entry) => Outcome::Approved(Box::new(self.approval(card, e.seq, entry))),
+                    // Trimmed history (only past the key TTL): answer with what is left.
+                    None => Outcome::Rejected(Rejection::NotFound {
+                        what: NotFoundKind::Txn,
+                    }),
+                }
+            }
+            Stored::Declined => Outcome::Declined {
+                code: idempotency::decline_from_u8(e.code),
+                card: self.view_of(e.card),
+            },
+            Stored::NotFound => Outcome::Rejected(Rejection::NotFound {
+                what: idempotency::not_found_from_u8(e.code),
+            }),
+            Stored::CardExists => Outcome::Rejected(Rejection::CardExists),
+            Stored::Side => self
+                .keys
+                .side
+                .get(&kh)
+                .cloned()
+                .unwrap_or(Outcome::Rejected(Rejection::NotFound {
+                    what: NotFoundKind::IdempotencyKey,
+                })),
+            Stored::ReversedEarly => Outcome::Declined {
+                code: DeclineCode::Reversed,
+                card: None,
+            },
+        }
+    }
+
+    fn execute(&mut self, cmd: &Command, now: Millis, events: &mut Vec<Event>) -> Outcome {
+        match cmd {
+            Command::UpsertProgram(p) => self.upsert_program(p),
+            Command::OpenCard {
+                card_id,
+                program,
+                registered,
+                birthday,
+            } => self.open_card(*card_id, program, *registered, *birthday, now),
+            Command::Reversal { key } => self.reversal(key, now, events),
+            Command::Tick => self.tick(now, events),
+            _ => {
+                let Some(card_id) = idempotency::command_card(cmd) else {
+                    return Outcome::Rejected(Rejection::NotFound {
+                        what: NotFoundKind::Card,
+                    });
+                };
+                let missing = match cmd {
+                    Command::Capture { .. } | Command::Void { .. } => NotFoundKind::Hold,
+                    Command::Refund { .. } => NotFoundKind::Txn,
+                    _ => NotFoundKind::Card,
+                };
+                let Some(&slot) = self.card_index.get(&card_id.0) else {
+                    return Outcome::Rejected(Rejection::NotFound { what: missing });
+                };
+                self.card_op(slot, now, events, |st, slot, ev| {
+                    st.card_command(cmd, slot, now, ev)
+                })
+            }
+        }
+    }
+
+    /// Runs one operation on the card in `slot`: records the approved entry, keeps the float
+    /// in step, counts declines, and builds the answer.
+    fn card_op(
+        &mut self,
+        slot: u32,
+        now: Millis,
+        events: &mut Vec<Event>,
+        op: impl FnOnce(&mut State, u32, &mut Vec<Event>) -> Result<TxnEntry, Fail>,
+    ) -> Outcome {
+        let before = self.float_part(slot);
+        let result = op(self, slot, events);
+        let after = self.float_part(slot);
+        self.shift_float(slot, before, after);
+        let hist_max = self.config.history_per_card_max;
+        let keep = self.config.idempotency_ttl_ms;
+        let card = self.card_at_mut(slot);
+        card.check();
+        match result {
+            Ok(entry) => {
+                card.decline_streak = 0;
+                let id = card.push(entry, hist_max, keep);
+                let card = self.card_at(slot);
+                Outcome::Approved(Box::new(self.approval(card, id.seq, &entry)))
+            }
+            Err(Fail::Decline(code)) => {
+                card.decline_streak = card.decline_streak.saturating_add(1);
+                if card.decline_streak == REPEATED_DECLINES_AT {
+                    events.push(Event {
+                        at: now,
+                        card_id: card.id,
+                        kind: EventKind::RepeatedDeclines {
+                            count: u32::from(REPEATED_DECLINES_AT),
+                        },
+                    });
+                }
+                let card = self.card_at(slot);
+                Outcome::Declined {
+                    code,
+                    card: Some(self.view(card)),
+                }
+            }
+            Err(Fail::Reject(r)) => Outcome::Rejected(r),
+        }
+    }
+
+    /// The principal, bonus, held and open-ness of a card, for float bookkeeping.
+    fn float_part(&self, slot: u32) -> (Amount, Amount, Amount, bool) {
+        let c = self.card_at(slot);
+        (c.principal, c.bonus, c.held, c.status != CardStatus::Closed)
+    }
+
+    fn shift_float(
+        &mut self,
+        slot: u32,
+        before: (Amount, Amount, Amount, bool),
+        after: (Amount, Amount, Amount, bool),
+    ) {
+        if before == after {
+            return;
+        }
+        let p = self.card_at(slot).program as usize;
+        if let Some(ps) = self.programs.get_mut(p) {
+            let f = &mut ps.float;
+            f.principal += after.0 - before.0;
+            f.bonus += after.1 - before.1;
+            f.held += after.2 - before.2;
+            f.cards = (f.cards as i64 + i64::from(after.3) - i64::from(before.3)) as u64;
+        }
+    }
+
+    pub(crate) fn card_at(&self, slot: u32) -> &Card {
+        &self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
+    }
+
+    pub(crate) fn card_at_mut(&mut self, slot: u32) -> &mut Card {
+        &mut self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
+    }
+
+    pub(crate) fn card(&self, id: CardId) -> Option<&Card> {
+        self.card_index.get(&id.0).map(|&s| self.card_at(s))
+    }
+
+    fn push_card(&mut self, card: Card) -> u32 {
+        let n = self.card_index.len();
+        if n % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let id = card.id.0;
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(card);
+        }
+        self.card_index.insert(id, n as u32);
+        n as u32
+    }
+
+    fn cards(&self) -> impl Iterator<Item = &Card> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    pub(crate) fn program_at(&self, i: u16) -> &Program {
+        &self.programs[i as usize].program
+    }
+
+    fn view_of(&self, id: CardId) -> Option<CardView> {
+        self.card(id).map(|c| self.view(c))
+    }
+
+    /// The card view of SPEC.md.
+    fn view(&self, c: &Card) -> CardView {
+        let p = self.program_at(c.program);
+        CardView {
+            card_id: c.id,
+            program: p.id.clone(),
+            currency: p.currency,
+            principal: c.principal,
+            bonus: c.bonus,
+            held: c.held,
+            available: c.available(),
+            points: c.points,
+            tier: p.tier_for(c.paid_in).map(|t| t.name.clone()),
+            status: c.status,
+            paid_in: c.paid_in,
+            bonus_given: c.bonus_given,
+            consumed: c.consumed,
+        }
+    }
+
+    /// The approval of a history entry (also used to rebuild idempotent replays, so a replay
+    /// and the first answer agree field for field, apart from the card view).
+    fn approval(&self, c: &Card, seq: u32, e: &TxnEntry) -> Approval {
+        let k = e.kind;
+        let refers = (e.refers_to != 0).then_some(TxnId {
+            card: c.id,
+            seq: e.refers_to,
+        });
+        Approval {
+            kind: k,
+            txn_id: Some(TxnId { card: c.id, seq }),
+            amount: e.amount,
+            principal: e.principal,
+            bonus: e.bonus,
+            bonus_granted: match k {
+                TxnKind::TopUp | TxnKind::Grant | TxnKind::Redeem => e.extra,
+                _ => Amount::ZERO,
+            },
+            discount: match k {
+                TxnKind::Spend | TxnKind::Hold => e.extra,
+                _ => Amount::ZERO,
+            },
+            points_earned: match k {
+                TxnKind::Spend | TxnKind::Capture | TxnKind::Grant => e.points,
+                _ => 0,
+            },
+            points_spent: match k {
+                TxnKind::Redeem | TxnKind::Refund | TxnKind::Reversal => e.points,
+                _ => 0,
+            },
+            released: match k {
+                TxnKind::Capture | TxnKind::Void | TxnKind::HoldExpired | TxnKind::Reversal => {
+                    e.extra
+                }
+                _ => Amount::ZERO,
+            },
+            forfeited: match k {
+                TxnKind::CashOut | TxnKind::Close => e.extra,
+                _ => Amount::ZERO,
+            },
+            reversed_txn: if k == TxnKind::Reversal { refers } else { None },
+            expires_at: (k == TxnKind::Hold).then_some(Millis(e.aux)),
+            card: Some(self.view(c)),
+        }
+    }
+
+    fn upsert_program(&mut self, p: &Program) -> Outcome {
+        match self.program_index.get(&p.id) {
+            Some(&i) => {
+                if let Some(slot) = self.programs.get_mut(i as usize) {
+                    slot.program = p.clone();
+                }
+            }
+            None => {
+                let Ok(i) = u16::try_from(self.programs.len()) else {
+                    return Outcome::Rejected(Rejection::Invalid {
+                        field: "id".to_string(),
+                        reason: "too many programs".to_string(),
+                    });
+                };
+                self.programs.push(ProgramSlot {
+                    program: p.clone(),
+                    float: FloatTotals::default(),
+                });
+                self.program_index.insert(p.id.clone(), i);
+            }
+        }
+        Outcome::Approved(Box::new(Approval {
+            kind: TxnKind::Program,
+            txn_id: None,
+            amount: Amount::ZERO,
+            principal: Amount::ZERO,
+            bonus: Amount::ZERO,
+            bonus_granted: Amount::ZERO,
+            discount: Amount::ZERO,
+            points_earned: 0,
+            points_spent: 0,
+            released: Amount::ZERO,
+            forfeited: Amount::ZERO,
+            reversed_txn: None,
+            expires_at: None,
+            card: None,
+        }))
+    }
+
+    fn open_card(
+        &mut self,
+        card_id: CardId,
+        program: &str,
+        registered: bool,
+        birthday: Option<crate::command::MonthDay>,
+        now: Millis,
+    ) -> Outcome {
+        let Some(&p) = self.program_index.get(program) else {
+            return Outcome::Rejected(Rejection::NotFound {
+                what: NotFoundKind::Program,
+            });
+        };
+        if self.card_index.contains_key(&card_id.0) {
+            return Outcome::Rejected(Rejection::CardExists);
+        }
+        if let Some(b) = birthday {
+            if !(1..=12).contains(&b.month) || !(1..=31).contains(&b.day) {
+                return Outcome::Rejected(Rejection::Invalid {
+                    field: "birthday".to_string(),
+                    reason: "not a month and day".to_string(),
+                });
+            }
+        }
+        let slot = self.push_card(Card::new(card_id, p, registered, birthday));
+        if let Some(ps) = self.programs.get_mut(p as usize) {
+            ps.float.cards += 1;
+        }
+        self.card_op(slot, now, &mut Vec::new(), |_, _, _| {
+            Ok(TxnEntry::new(TxnKind::Open, now))
+        })
+    }
+
+    /// `true` when a `Command::Tick` at `now` would expire or remind something. May say `true`
+    /// once for a deadline that became moot (a hold captured before it expired); that Tick
+    /// then changes nothing but the timer list.
     pub fn tick_due(&self, now: Millis) -> bool {
-        let _ = now;
-        todo!()
+        self.timers
+            .next_at()
+            .is_some_and(|t| t <= now.0.max(self.clock))
     }
+
     pub fn query(&self, query: &Query, now: Millis) -> QueryAnswer {
-        let _ = (query, now);
-        todo!()
+        let _ = now;
+        match query {
+            Query::Card { card_id } => QueryAnswer::Card(self.view_of(*card_id)),
+            Query::Transactions { card_id, limit } => {
+                QueryAnswer::Transactions(self.card(*card_id).map(|c| {
+                    let first = c.hist_first_seq;
+                    c.history
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .take(*limit as usize)
+                        .map(|(i, e)| e.record(c.id, first + i as u32))
+                        .collect()
+                }))
+            }
+        }
     }
+
     /// The program a card belongs to (for gateway-key scoping).
     pub fn program_of(&self, card_id: CardId) -> Option<&str> {
-        let _ = card_id;
-        todo!()
+        self.card(card_id)
+            .map(|c| self.program_at(c.program).id.as_str())
     }
-    /// Outstanding principal, bonus, held per program id; O(programs).
+
+    /// A program by id.
+    pub fn program(&self, id: &str) -> Option<&Program> {
+        self.program_index.get(id).map(|&i| self.program_at(i))
+    }
+
+    /// Outstanding principal, bonus, held per program id, sorted by id; O(programs).
     pub fn float(&self) -> Vec<(String, FloatTotals)> {
-        todo!()
+        let mut v: Vec<(String, FloatTotals)> = self
+            .programs
+            .iter()
+            .map(|p| (p.program.id.clone(), p.float))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
-    /// A hash of the whole state: same log ⇒ same digest.
-    pub fn digest(&self) -> u64 {
-        todo!()
+
+    /// The float summed over all programs.
+    pub fn float_total(&self) -> FloatTotals {
+        self.programs
+            .iter()
+            .fold(FloatTotals::default(), |mut t, p| {
+                t.principal += p.float.principal;
+                t.bonus += p.float.bonus;
+                t.held += p.float.held;
+                t.cards += p.float.cards;
+                t
+            })
     }
-    /// Serialises the whole state for a snapshot.
-    pub fn snapshot(&self) -> Vec<u8> {
-        todo!()
+
+    /// The float recomputed card by card (O(cards)); equals [`State::float`] — a check for tests.
+    pub fn float_recomputed(&self) -> Vec<(String, FloatTotals)> {
+        let mut per: Vec<FloatTotals> = vec![FloatTotals::default(); self.programs.len()];
+        for c in self.cards() {
+            if let Some(f) = per.get_mut(c.program as usize) {
+                f.principal += c.principal;
+                f.bonus += c.bonus;
+                f.held += c.held;
+                f.cards += u64::from(c.status != CardStatus::Closed);
+            }
+        }
+        let mut v: Vec<(String, FloatTotals)> = self
+            .programs
+            .iter()
+            .zip(per)
+            .map(|(p, f)| (p.program.id.clone(), f))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
-    /// Restores a state from `snapshot` bytes, validating them.
-    pub fn restore(bytes: &[u8], config: StateConfig) -> Result<State, StateError> {
-        let _ = (bytes, config);
-        todo!()
+
+    /// Number of cards in this shard.
+    pub fn card_count(&self) -> usize {
+        self.card_index.len()
+    }
+
+    /// Number of idempotency keys remembered.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Number of pending deadlines (holds, lots, reminders), stale ones included.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
     }
 }
 
@@ -79,3 +696,6 @@ pub enum StateError {
     #[error("snapshot is invalid: {0}")]
     InvalidSnapshot(String),
 }
+
+#[cfg(test)]
+mod tests;

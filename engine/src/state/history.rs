@@ -1,0 +1,83 @@
+//! A card's transaction history: one compact entry per approved operation.
+//!
+//! Why here and not only in the log: refunds, captures, reversals, cash-out locks and
+//! idempotent replays all need facts about earlier transactions of the same card, and the
+//! card-local sequence number (`TxnId.seq`) indexes this list directly. Each card keeps its
+//! recent history; entries older than the idempotency TTL are trimmed once a card holds more
+//! than `StateConfig::history_per_card_max` (a refund of a trimmed transaction is `404`).
+
+use crate::command::{CardId, Millis, TxnId};
+use crate::money::Amount;
+use crate::outcome::{TxnKind, TxnRecord};
+
+/// Flag: a top-up, refund, redeem or grant that a reversal undid.
+pub(crate) const F_REVERSED: u8 = 1;
+/// Hold states live in `flags` of a `Hold` entry.
+pub(crate) const HOLD_ACTIVE: u8 = 0;
+pub(crate) const HOLD_CAPTURED: u8 = 2;
+pub(crate) const HOLD_VOIDED: u8 = 4;
+pub(crate) const HOLD_EXPIRED: u8 = 8;
+pub(crate) const HOLD_STATE_MASK: u8 = 2 | 4 | 8;
+
+/// One approved operation. What `extra`, `aux` and `points` hold depends on `kind`:
+///
+/// | kind | amount | principal / bonus | extra | aux | points |
+/// | --- | --- | --- | --- | --- | --- |
+/// | top_up | principal credited | credited | ladder bonus | bonus lot expiry | 0 |
+/// | spend | charged (after discount) | taken | discount | expiry of the latest lot drawn | earned |
+/// | hold | held | 0 | discount | hold expiry | 0 |
+/// | capture | captured | taken | released | expiry of the latest lot drawn | earned |
+/// | void, hold_expired | released | 0 | released | 0 | 0 |
+/// | refund | refunded | returned | 0 | lot expiry | taken back |
+/// | cash_out | paid out | removed | forfeited | 0 | 0 |
+/// | reversal | undone amount | signed change to the card | 0 | lot expiry | points moved |
+/// | redeem, grant | bonus credited | 0 / bonus | bonus | lot expiry | spent / granted |
+/// | bonus_expired | expired | 0 / expired | 0 | lot expiry | 0 |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct TxnEntry {
+    pub at: i64,
+    pub amount: Amount,
+    pub principal: Amount,
+    pub bonus: Amount,
+    pub extra: Amount,
+    pub aux: i64,
+    pub points: u64,
+    /// Sequence number of the transaction this one refers to (0 ⇒ none).
+    pub refers_to: u32,
+    pub kind: TxnKind,
+    pub flags: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<TxnEntry>() == 64);
+
+impl TxnEntry {
+    pub fn new(kind: TxnKind, at: Millis) -> TxnEntry {
+        TxnEntry {
+            at: at.0,
+            amount: Amount::ZERO,
+            principal: Amount::ZERO,
+            bonus: Amount::ZERO,
+            extra: Amount::ZERO,
+            aux: 0,
+            points: 0,
+            refers_to: 0,
+            kind,
+            flags: 0,
+        }
+    }
+
+    pub fn record(&self, card: CardId, seq: u32) -> TxnRecord {
+        TxnRecord {
+            txn_id: TxnId { card, seq },
+            kind: self.kind,
+            at: Millis(self.at),
+            amount: self.amount,
+            principal: self.principal,
+            bonus: self.bonus,
+            refers_to: (self.refers_to != 0).then_some(TxnId {
+                card,
+                seq: self.refers_to,
+            }),
+        }
+    }
+}

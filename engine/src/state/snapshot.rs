@@ -1,0 +1,145 @@
+//! Snapshot, restore and digest of one shard's state.
+//!
+//! Why one canonical form: the digest is the xxh3 of the snapshot bytes, so "same log ⇒ same
+//! digest" and "snapshot → restore ⇒ same digest" are the same property. The form lists cards
+//! in opening order, holds and timers sorted, keys in arrival order and side answers sorted;
+//! nothing comes from hash-map iteration. The float is derived (recomputed on restore).
+//! Restore validates with bytecheck (never unchecked access) and then checks the invariants a
+//! hostile or corrupt snapshot could break, returning an error instead of panicking.
+
+use super::card::Card;
+use super::idempotency::{KeyEntry, KeyTable, Stored};
+use super::timers::{Timer, Timers};
+use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK};
+use crate::outcome::{FloatTotals, Outcome};
+use crate::program::Program;
+use std::collections::HashMap;
+
+/// Format version of [`State::snapshot`] bytes.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Snap {
+    version: u32,
+    clock: i64,
+    programs: Vec<Program>,
+    cards: Vec<Card>,
+    holds: Vec<(u64, u32, Hold)>,
+    timers: Vec<Timer>,
+    keys: Vec<(u128, KeyEntry)>,
+    side: Vec<(u128, Outcome)>,
+}
+
+fn bad(s: impl Into<String>) -> StateError {
+    StateError::InvalidSnapshot(s.into())
+}
+
+impl State {
+    fn to_snap(&self) -> Snap {
+        let mut holds: Vec<(u64, u32, Hold)> =
+            self.holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
+        holds.sort_unstable_by_key(|h| (h.0, h.1));
+        let keys = self
+            .keys
+            .fifo
+            .iter()
+            .filter_map(|k| self.keys.map.get(k).map(|e| (*k, *e)))
+            .collect();
+        let mut side: Vec<(u128, Outcome)> = self
+            .keys
+            .side
+            .iter()
+            .map(|(k, o)| (*k, o.clone()))
+            .collect();
+        side.sort_unstable_by_key(|s| s.0);
+        Snap {
+            version: SNAPSHOT_VERSION,
+            clock: self.clock,
+            programs: self.programs.iter().map(|p| p.program.clone()).collect(),
+            cards: self.cards().cloned().collect(),
+            holds,
+            timers: self.timers.sorted(),
+            keys,
+            side,
+        }
+    }
+
+    /// Serialises the whole state for a snapshot.
+    pub fn snapshot(&self) -> Vec<u8> {
+        match rkyv::to_bytes::<rkyv::rancor::Error>(&self.to_snap()) {
+            Ok(b) => b.into_vec(),
+            // Serialising plain owned data into memory cannot fail short of allocation failure.
+            Err(e) => panic!("snapshot serialisation failed: {e}"),
+        }
+    }
+
+    /// A hash of the whole state: same log ⇒ same digest.
+    pub fn digest(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.snapshot())
+    }
+
+    /// Restores a state from `snapshot` bytes, validating them.
+    pub fn restore(bytes: &[u8], config: StateConfig) -> Result<State, StateError> {
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        let snap = rkyv::from_bytes::<Snap, rkyv::rancor::Error>(&aligned)
+            .map_err(|e| bad(e.to_string()))?;
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(bad(format!(
+                "version {} (expected {SNAPSHOT_VERSION})",
+                snap.version
+            )));
+        }
+        let mut st = State::new(config);
+        st.clock = snap.clock;
+        for p in snap.programs {
+            if st.program_index.contains_key(&p.id) {
+                return Err(bad(format!("program {} twice", p.id)));
+            }
+            let i = u16::try_from(st.programs.len()).map_err(|_| bad("too many programs"))?;
+            st.program_index.insert(p.id.clone(), i);
+            st.programs.push(ProgramSlot {
+                program: p,
+                float: FloatTotals::default(),
+            });
+        }
+        st.chunks.reserve(snap.cards.len().div_ceil(CHUNK));
+        for c in snap.cards {
+            if usize::from(c.program) >= st.programs.len() {
+                return Err(bad(format!("card {} names program #{}", c.id, c.program)));
+            }
+            if st.card_index.contains_key(&c.id.0) {
+                return Err(bad(format!("card {} twice", c.id)));
+            }
+            if c.principal.0 < 0 || c.held.0 < 0 || c.bonus != c.lots.total() || c.held > c.total()
+            {
+                return Err(bad(format!("card {} balances inconsistent", c.id)));
+            }
+            st.push_card(c);
+        }
+        for (card, seq, h) in snap.holds {
+            if !st.card_index.contains_key(&card) {
+                return Err(bad(format!("hold on unknown card {card}")));
+            }
+            st.holds.insert((card, seq), h);
+        }
+        st.timers = Timers::from_sorted(snap.timers);
+        let mut keys = KeyTable::default();
+        for (k, e) in snap.keys {
+            keys.insert(k, e, None);
+        }
+        for (k, o) in snap.side {
+            if keys.map.get(&k).map(|e| e.stored) != Some(Stored::Side) {
+                return Err(bad("side answer without its key"));
+            }
+            keys.side.insert(k, o);
+        }
+        st.keys = keys;
+        let float = st.float_recomputed();
+        let by_id: HashMap<String, FloatTotals> = float.into_iter().collect();
+        for p in st.programs.iter_mut() {
+            p.float = by_id.get(&p.program.id).copied().unwrap_or_default();
+        }
+        Ok(st)
+    }
+}

@@ -1,1 +1,2 @@
 //! Helpers for svault's black-box tests (spawning the binary, free ports, temp dirs).
+pub mod crash;

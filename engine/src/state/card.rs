@@ -117,10 +117,14 @@ impl Card {
     }
 
     /// Appends an entry; trims the oldest half of the history once it is over `max` entries
-    /// and that half is older than `keep_ms` (so stored idempotent answers can still be
+    /// (checked every `max` entries) and that half is older than `keep_ms` (so stored idempotent answers can still be
     /// rebuilt). Returns the new entry's id.
     pub fn push(&mut self, entry: TxnEntry, max: usize, keep_ms: i64) -> TxnId {
-        if self.history.len() >= max.max(2) {
+        // Checked every `max` entries (a function of the logical state only, so a restored
+        // card trims exactly like the original), and a push normally touches only its slot.
+        let max = max.max(2);
+        let len = self.history.len();
+        if len >= max && len % max == 0 {
             let half = self.history.len() / 2;
             if self
                 .history
@@ -130,6 +134,10 @@ impl Card {
                 self.history.drain(..half);
                 self.hist_first_seq += half as u32;
             }
+        }
+        if self.history.capacity() == 0 {
+            // Most cards see an open and a top-up: start at two entries, not the default four.
+            self.history.reserve_exact(2);
         }
         let seq = self.next_seq();
         self.history.push(entry);

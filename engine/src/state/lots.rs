@@ -54,6 +54,28 @@ impl Lots {
         }
     }
 
+    /// Whether the invariants hold (sorted, distinct instants, no empty lot); for restore.
+    pub fn valid(&self) -> bool {
+        if self.is_empty() {
+            return self.rest.is_none();
+        }
+        let mut prev: Option<i64> = None;
+        for l in self.iter() {
+            if l.amount.0 <= 0 || prev.is_some_and(|p| p >= l.expires_at) {
+                return false;
+            }
+            prev = Some(l.expires_at);
+        }
+        self.rest.as_ref().is_none_or(|r| !r.is_empty())
+    }
+
+    /// Heap bytes used beyond the inline first lot.
+    pub fn heap_bytes(&self) -> usize {
+        self.rest.as_ref().map_or(0, |r| {
+            std::mem::size_of::<Vec<Lot>>() + r.capacity() * std::mem::size_of::<Lot>()
+        })
+    }
+
     /// Sum of all lots.
     pub fn total(&self) -> Amount {
         self.iter().fold(Amount::ZERO, |s, l| s + l.amount)

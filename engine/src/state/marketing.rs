@@ -2,8 +2,32 @@
 //! the principal/bonus split, local time. Every percentage rounds half-even to the minor unit
 //! (`money::mul_div_half_even`) unless a doc comment here says otherwise.
 
-use crate::money::{mul_div_half_even, Amount, Rate};
+use crate::money::{Amount, Rate};
+
+/// `a × b ÷ d` half-even, as `money::mul_div_half_even`, with an i64 fast path (the i128
+/// division is a library call and shows in profiles).
+pub(crate) fn mul_div_half_even(a: i64, b: i64, d: i64) -> i64 {
+    match a.checked_mul(b) {
+        Some(n) if n >= 0 && d > 0 => {
+            let (q, r) = (n / d, n % d);
+            if 2 * r > d || (2 * r == d && q % 2 != 0) {
+                q + 1
+            } else {
+                q
+            }
+        }
+        _ => crate::money::mul_div_half_even(a, b, d),
+    }
+}
 use crate::program::{LadderReward, Program, SpendOrder};
+
+/// `amount × rate`, half-even (as `Rate::apply`, on the fast path).
+pub(crate) fn rate_of(rate: Rate, amount: Amount) -> Amount {
+    if rate.0 == 0 {
+        return Amount::ZERO;
+    }
+    Amount(mul_div_half_even(amount.0, i64::from(rate.0), 1_000_000))
+}
 
 pub(crate) const DAY_MS: i64 = 86_400_000;
 pub(crate) const MINUTE_MS: i64 = 60_000;
@@ -44,7 +68,7 @@ pub(crate) fn ladder_bonus(p: &Program, nth: u32, amount: Amount) -> Amount {
     match p.ladder_step(nth) {
         Some(s) if amount >= s.min => match s.reward {
             LadderReward::Fixed(b) => b,
-            LadderReward::Rate(r) => r.apply(amount),
+            LadderReward::Rate(r) => rate_of(r, amount),
         },
         _ => Amount::ZERO,
     }
@@ -77,6 +101,13 @@ pub(crate) fn points_earned(p: &Program, paid_in: Amount, amount: Amount) -> u64
         .tier_for(paid_in)
         .map_or(Rate::ONE, |t| t.points_multiplier)
         .0;
+    // Fast path: the product usually fits in u64.
+    let product = (amount.0 as u64)
+        .checked_mul(u64::from(earn))
+        .and_then(|n| n.checked_mul(u64::from(mult)));
+    if let Some(n) = product {
+        return n / (10u64.pow(p.currency.scale()) * 1_000_000 * 1_000_000);
+    }
     let minor_per_major = 10i128.pow(p.currency.scale());
     let n = i128::from(amount.0) * i128::from(earn) * i128::from(mult);
     let d = minor_per_major * 1_000_000 * 1_000_000;
@@ -227,6 +258,22 @@ mod tests {
         let e = lot_expiry(&d, t);
         assert_eq!(local_minute_of_day(&d, e), 0);
         assert_eq!(local_day(&d, e) - local_day(&d, t), 366);
+    }
+
+    #[test]
+    fn fast_mul_div_matches_the_reference() {
+        for (a, b, d) in [
+            (6000, 10_000, 11_500),
+            (25, 100_000, 1_000_000),
+            (35, 100_000, 1_000_000),
+            (5, 1, 2),
+            (15, 1, 2),
+            (i64::MAX / 2, 3, 7),
+            (0, 5, 3),
+        ] {
+            let want = crate::money::mul_div_half_even(a, b, d);
+            assert_eq!(mul_div_half_even(a, b, d), want, "{a} {b} {d}");
+        }
     }
 
     #[test]

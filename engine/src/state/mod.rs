@@ -684,10 +684,48 @@ impl State {
         self.keys.len()
     }
 
+    /// Approximate heap use by part, from capacities (for metrics and the memory benchmark).
+    pub fn memory(&self) -> MemoryUse {
+        let card = std::mem::size_of::<Card>();
+        let lots_extra: usize = self.cards().map(|c| c.lots.heap_bytes()).sum();
+        let history: usize = self
+            .cards()
+            .map(|c| c.history.capacity() * std::mem::size_of::<TxnEntry>())
+            .sum();
+        // hashbrown: one control byte per bucket plus the bucket; buckets ≈ capacity × 8/7.
+        let table = |cap: usize, entry: usize| cap * 8 / 7 * (entry + 1);
+        MemoryUse {
+            cards: self
+                .chunks
+                .iter()
+                .map(|c| c.capacity() * card)
+                .sum::<usize>()
+                + lots_extra,
+            card_index: table(self.card_index.capacity(), 16),
+            history,
+            keys: table(self.keys.map.capacity(), 48) + self.keys.fifo.capacity() * 16,
+            holds: table(self.holds.capacity(), 32),
+            timers: self.timers.len() * std::mem::size_of::<timers::Timer>(),
+        }
+    }
+
     /// Number of pending deadlines (holds, lots, reminders), stale ones included.
     pub fn timer_count(&self) -> usize {
         self.timers.len()
     }
+}
+
+/// Approximate bytes held by each part of a shard's state (see [`State::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Card structs (with inline first lot) and extra lots.
+    pub cards: usize,
+    pub card_index: usize,
+    /// Per-card transaction history.
+    pub history: usize,
+    pub keys: usize,
+    pub holds: usize,
+    pub timers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -200,7 +200,7 @@ impl Parts<'_> {
             self.card.spends_in_minute = 0;
         }
         let rate = marketing::discount_rate(self.program, self.card.paid_in, now);
-        let discount = rate.apply(amount);
+        let discount = marketing::rate_of(rate, amount);
         let charged = amount - discount;
         let v = &self.program.velocity;
         if v.max_spends_per_minute

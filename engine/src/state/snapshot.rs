@@ -111,8 +111,14 @@ impl State {
             if st.card_index.contains_key(&c.id.0) {
                 return Err(bad(format!("card {} twice", c.id)));
             }
-            if c.principal.0 < 0 || c.held.0 < 0 || c.bonus != c.lots.total() || c.held > c.total()
-            {
+            let seq_end = u64::from(c.hist_first_seq) + c.history.len() as u64;
+            if seq_end > u64::from(u32::MAX) || c.hist_first_seq == 0 {
+                return Err(bad(format!("card {} history numbering out of range", c.id)));
+            }
+            if !c.lots.valid() || c.principal.0 < 0 || c.held.0 < 0 {
+                return Err(bad(format!("card {} balances inconsistent", c.id)));
+            }
+            if c.bonus != c.lots.total() || c.held > c.total() {
                 return Err(bad(format!("card {} balances inconsistent", c.id)));
             }
             st.push_card(c);

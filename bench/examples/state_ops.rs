@@ -1,0 +1,84 @@
+//! A plain loop over `State::apply` for profiling (`perf stat`/`perf record`):
+//! `cargo run --release -p bench --example state_ops -- CARDS OPS [zipf]`.
+
+use engine::command::{CardId, Channel, Command, Method, Millis, Request};
+use engine::money::Amount;
+use engine::program::Program;
+use engine::state::{State, StateConfig};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let cards: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let ops: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
+    let mut st = State::new(StateConfig {
+        idempotency_ttl_ms: 1_000,
+        history_per_card_max: 8,
+        ..StateConfig::default()
+    });
+    let mut ev = Vec::new();
+    let t0 = 1_704_081_600_000;
+    let req = |c| Request {
+        idempotency_key: None,
+        command: c,
+    };
+    st.apply(
+        &req(Command::UpsertProgram(Program::demo())),
+        Millis(t0),
+        &mut ev,
+    );
+    for i in 0..cards {
+        let c = CardId(i + 1);
+        st.apply(
+            &req(Command::OpenCard {
+                card_id: c,
+                program: "demo".into(),
+                registered: true,
+                birthday: None,
+            }),
+            Millis(t0),
+            &mut ev,
+        );
+        st.apply(
+            &req(Command::TopUp {
+                card_id: c,
+                amount: Amount(300_000),
+                channel: Channel::Wechat,
+            }),
+            Millis(t0),
+            &mut ev,
+        );
+    }
+    let mut r = Request {
+        idempotency_key: None,
+        command: Command::Spend {
+            card_id: CardId(1),
+            amount: Amount(1),
+            method: Method::Qr,
+            store: None,
+        },
+    };
+    let mut x: u64 = 1;
+    let start = Instant::now();
+    let mut approved = 0u64;
+    for n in 0..ops {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        if let Command::Spend { card_id, .. } = &mut r.command {
+            *card_id = CardId((x >> 33) % cards + 1);
+        }
+        ev.clear();
+        let rep = st.apply(&r, Millis(t0 + (n / 1000) as i64), &mut ev);
+        approved += matches!(rep.outcome, engine::outcome::Outcome::Approved(_)) as u64;
+    }
+    let el = start.elapsed();
+    println!(
+        "{ops} spends over {cards} cards: {:.0} ns/op, {:.2} M ops/s ({approved} approved)",
+        el.as_nanos() as f64 / ops as f64,
+        ops as f64 / el.as_secs_f64() / 1e6
+    );
+}

@@ -49,6 +49,12 @@ pub struct ReplayArgs {
     pub until_time: Option<String>,
     #[arg(long)]
     pub verify: bool,
+    /// Replay from LSN 1, ignoring snapshots (needs the whole log).
+    #[arg(long)]
+    pub ignore_snapshots: bool,
+    /// Where the logs are copied before replay (default: the system temp directory).
+    #[arg(long)]
+    pub scratch: Option<std::path::PathBuf>,
 }
 
 /// Flags of `svault inspect`.
@@ -73,13 +79,96 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn replay(args: ReplayArgs) -> ExitCode {
-    let _ = args;
-    eprintln!("svault replay: not built yet");
-    ExitCode::FAILURE
+    use crate::runtime::recovery::Until;
+    let until = match (args.until_lsn, &args.until_time) {
+        (Some(n), _) => Until::Lsn(n),
+        (None, Some(t)) => match crate::replay::parse_rfc3339(t) {
+            Some(ms) => Until::Time(ms),
+            None => {
+                eprintln!("svault replay: --until-time {t:?} is not an RFC 3339 time (e.g. 2026-11-24T09:30:00+08:00)");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => Until::End,
+    };
+    let options = crate::replay::ReplayOptions {
+        until,
+        verify: args.verify,
+        ignore_snapshots: args.ignore_snapshots,
+        scratch: args.scratch.clone(),
+        state: Default::default(),
+    };
+    let report = match crate::replay::replay(&args.data, &options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("svault replay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cny = crate::money::Currency::Cny;
+    println!("svault replay of {} ({} shards)", args.data.display(), report.shards.len());
+    for s in &report.shards {
+        println!(
+            "shard {}: snapshot lsn {}, {} records applied (through lsn {} of {}{}), {} cards, digest {:016x}{}",
+            s.shard,
+            s.snapshot_lsn,
+            s.records,
+            s.last_lsn,
+            s.log_last_lsn,
+            if s.stopped_early { ", stopped at the point asked for" } else { "" },
+            s.cards,
+            s.digest,
+            s.torn_tail.as_ref().map(|t| format!(", torn tail cut in the copy: {t}")).unwrap_or_default()
+        );
+    }
+    println!(
+        "records: {} in {:.3} s = {:.0} records/s (copying the logs took {:.3} s)",
+        report.records,
+        report.elapsed.as_secs_f64(),
+        report.records_per_sec(),
+        report.copy_elapsed.as_secs_f64()
+    );
+    println!("{:<16} {:>18} {:>18} {:>18} {:>10}", "float", "principal", "bonus", "held", "cards");
+    let mut total = crate::outcome::FloatTotals::default();
+    for (program, f) in &report.float {
+        println!("{:<16} {:>18} {:>18} {:>18} {:>10}", program, cny.format(f.principal), cny.format(f.bonus), cny.format(f.held), f.cards);
+        total.principal = crate::money::Amount(total.principal.0.saturating_add(f.principal.0));
+        total.bonus = crate::money::Amount(total.bonus.0.saturating_add(f.bonus.0));
+        total.held = crate::money::Amount(total.held.0.saturating_add(f.held.0));
+        total.cards = total.cards.saturating_add(f.cards);
+    }
+    println!("{:<16} {:>18} {:>18} {:>18} {:>10}", "total", cny.format(total.principal), cny.format(total.bonus), cny.format(total.held), total.cards);
+    println!("digest: {:016x}", report.digest);
+    if args.verify {
+        let mut ok = true;
+        for s in &report.shards {
+            if let Some(Err(e)) = &s.verify {
+                ok = false;
+                println!("verify: shard {}: FAILED: {e}", s.shard);
+            }
+        }
+        if !ok {
+            return ExitCode::FAILURE;
+        }
+        println!("verify: ok");
+    }
+    ExitCode::SUCCESS
 }
 
 fn inspect(args: InspectArgs) -> ExitCode {
-    let _ = args;
-    eprintln!("svault inspect: not built yet");
-    ExitCode::FAILURE
+    match crate::inspect::inspect(&args.data) {
+        Ok(shards) => {
+            let (text, bad) = crate::inspect::render(&shards);
+            print!("{text}");
+            if bad {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("svault inspect: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

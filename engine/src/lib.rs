@@ -6,6 +6,7 @@
 //! - [`state`]: the pure, deterministic state machine.
 //! - [`runtime`]: shards, group commit, snapshots, restart.
 //! - [`http`], [`tcp`]: the two front doors; [`client`]: the binary protocol's client.
+//! - [`replay`], [`inspect`]: offline tools over a data directory.
 //! - [`cli`]: the `svault` command (`serve`, `replay`, `inspect`).
 #![deny(unsafe_code)]
 
@@ -16,6 +17,8 @@ pub mod http;
 pub mod money;
 pub mod outcome;
 pub mod program;
+pub mod replay;
+pub mod inspect;
 pub mod runtime;
 pub mod serve;
 pub mod state;

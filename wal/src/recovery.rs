@@ -12,6 +12,10 @@
 //!     A clean shutdown's seal is such a batch, so after `close` even the last batch is
 //!     protected.
 //!
+//! Everything accepted from the last segment is synced before open returns: records a
+//! killed writer left unsynced in the page cache become part of the log, and later
+//! batches will vouch for them, so they must be as durable as the batches that follow.
+//!
 //! What cannot be told apart: damage inside the very last batch of a crashed run (never
 //! vouched for by a later write) is cut like a torn write. That batch may have been
 //! acknowledged just before the crash; this is the one window a single-copy log has.
@@ -215,6 +219,11 @@ pub(crate) fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), W
             }
             map.sync_range(scan.end, scan.dirty_end.next_multiple_of(PAGE_BYTES))?;
             recovery.torn_tail = Some(torn);
+        }
+        if is_last {
+            // A killed writer leaves records in the page cache that were never synced. We
+            // accept them, and the next batch will vouch for them: make them durable first.
+            map.file().sync_data()?;
         }
         recovery.records += scan.records;
         recovery.sealed = is_last && scan.sealed && recovery.torn_tail.is_none();

@@ -61,6 +61,16 @@ pub struct Wal {
     poison: Poison,
     prealloc: Option<JoinHandle<io::Result<File>>>,
     _lock: DirLock,
+    #[cfg(test)]
+    faults: Faults,
+}
+
+/// Injected failures for unit tests (disk full at segment creation, failed sync).
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct Faults {
+    next_sync_fails: bool,
+    prealloc_enospc: bool,
 }
 
 impl Wal {
@@ -91,6 +101,8 @@ impl Wal {
             poison: Poison::default(),
             prealloc: None,
             _lock: lock,
+            #[cfg(test)]
+            faults: Faults::default(),
         }
     }
 
@@ -141,10 +153,12 @@ impl Wal {
     /// and a damaged record in the last batch is then refused instead of cut as a torn tail.
     pub fn close(mut self) -> Result<(), WalError> {
         self.commit()?;
-        if self.pos + RECORD_HEADER_BYTES <= self.active().header.segment_size_bytes {
-            self.stage(self.durable_lsn, FLAG_SEAL, &[])?;
-            self.sync_batch()?;
+        if self.pos + RECORD_HEADER_BYTES > self.active().header.segment_size_bytes {
+            // No room for the seal: it opens the next segment, which vouches for this one.
+            self.rotate()?;
         }
+        self.stage(self.durable_lsn, FLAG_SEAL, &[])?;
+        self.sync_batch()?;
         Ok(())
     }
 
@@ -272,6 +286,12 @@ impl Wal {
             }
         };
         self.staging.clear();
+        #[cfg(test)]
+        let result = if std::mem::take(&mut self.faults.next_sync_fails) {
+            Err(io::Error::from_raw_os_error(libc::EIO))
+        } else {
+            result
+        };
         if let Err(e) = result {
             return Err(self.poison.set(e));
         }
@@ -297,6 +317,10 @@ impl Wal {
             self.start_prealloc();
         }
         let joined = self.prealloc.take().map(|h| h.join());
+        #[cfg(test)]
+        if self.faults.prealloc_enospc {
+            return Err(from_io(io::Error::from_raw_os_error(libc::ENOSPC)));
+        }
         let file = match joined {
             Some(Ok(Ok(file))) => file,
             Some(Ok(Err(e))) => return Err(from_io(e)),
@@ -424,4 +448,76 @@ fn read_segment<E: From<WalError>>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn records(log: &Wal) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        log.read_from(Lsn(1), |l, p| -> Result<(), WalError> {
+            out.push((l.0, p.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_for_good() {
+        for method in [SyncMethod::Msync, SyncMethod::PwriteFdatasync] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = WalOptions {
+                segment_size_bytes: 16 << 10,
+                sync_method: method,
+            };
+            let (mut log, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+            log.append(b"acked").unwrap();
+            log.commit().unwrap();
+            log.append(b"lost").unwrap();
+            log.faults.next_sync_fails = true;
+            assert!(matches!(log.commit(), Err(WalError::Sync(_))));
+            assert!(log.is_poisoned());
+            // Never retried: every later call fails fast, even though syncs would work again.
+            assert!(matches!(log.commit(), Err(WalError::Poisoned)));
+            assert!(matches!(log.append(b"more"), Err(WalError::Poisoned)));
+            assert_eq!(log.durable_lsn(), Lsn(1));
+            drop(log);
+            let (log, rec) = Wal::open(dir.path(), opts).unwrap();
+            assert!(rec.last_lsn >= Lsn(1));
+            assert_eq!(records(&log).first(), Some(&(1, b"acked".to_vec())));
+        }
+    }
+
+    #[test]
+    fn disk_full_at_segment_creation_harms_nothing() {
+        for method in [SyncMethod::Msync, SyncMethod::PwriteFdatasync] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = WalOptions {
+                segment_size_bytes: 8192,
+                sync_method: method,
+            };
+            let (mut log, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+            let big = vec![7u8; 3000];
+            log.append(&big).unwrap();
+            log.commit().unwrap();
+            log.faults.prealloc_enospc = true;
+            // The next record needs a new segment: refused, typed, and nothing changes.
+            assert!(matches!(log.append(&big), Err(WalError::DiskFull)));
+            assert!(matches!(log.append(&big), Err(WalError::DiskFull)));
+            assert!(!log.is_poisoned());
+            assert_eq!(log.next_lsn(), Lsn(2));
+            assert_eq!(log.commit().unwrap().through, Lsn(1));
+            // Space is back: the log goes on.
+            log.faults.prealloc_enospc = false;
+            assert_eq!(log.append(&big).unwrap(), Lsn(2));
+            assert_eq!(log.commit().unwrap().through, Lsn(2));
+            drop(log);
+            let (log, rec) = Wal::open(dir.path(), opts).unwrap();
+            assert_eq!(rec.last_lsn, Lsn(2));
+            assert_eq!(records(&log), vec![(1, big.clone()), (2, big.clone())]);
+        }
+    }
 }

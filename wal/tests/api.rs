@@ -93,7 +93,7 @@ fn basic(dir: &Path, method: SyncMethod) -> Result<(), WalError> {
     assert!(after < before);
     let kept = collect(&log, Lsn(0))?;
     assert!(
-        kept.first().map_or(false, |r| r.0 <= 2000),
+        kept.first().is_some_and(|r| r.0 <= 2000),
         "first kept {:?}",
         kept.first().map(|r| r.0)
     );

@@ -1,0 +1,386 @@
+//! Runtime benchmark (a plain binary, not criterion: each figure needs minutes of setup with a
+//! million cards, so it runs once and prints what it measured).
+//!
+//! For 1 and 2 shards, on `SVAULT_BENCH_CARDS` cards (default 1 000 000), group commit:
+//! 1. closed-loop durable throughput of spends (authorize + capture) from many concurrent
+//!    `submit_batch` callers, for `SVAULT_BENCH_SECS` seconds (default 5);
+//! 2. open-loop latency at half that rate, measured from the intended send time (HDR histogram);
+//! 3. restart time replaying the whole log (no snapshot);
+//! 4. the snapshot pause (serialisation on the shard thread) and restart time from it;
+//! 5. offline `svault replay` records/s (one shard after the other, WAL only).
+//!
+//! `cargo bench -p bench --bench runtime`. The load comes from the same process and the same
+//! 2 cores as the shards.
+
+use engine::command::{CardId, Channel, Command, Method, Request};
+use engine::money::Amount;
+use engine::outcome::Outcome;
+use engine::program::Program;
+use engine::replay::{replay, ReplayOptions};
+use engine::runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
+use hdrhistogram::Histogram;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FIRST_CARD: u64 = 1_000_000_000;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(dir: &Path, shards: usize) -> EngineConfig {
+    EngineConfig {
+        data_dir: dir.into(),
+        shards: Some(shards),
+        durability: Durability::Group,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument selects shard counts ("1", "2").
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let cards = env_u64("SVAULT_BENCH_CARDS", 1_000_000);
+    let secs = env_u64("SVAULT_BENCH_SECS", 5);
+    let tmp = std::env::var("SVAULT_BENCH_DIR")
+        .unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_string());
+    println!("runtime bench: {cards} cards, {secs} s per measurement, data under {tmp}");
+    for shards in [1usize, 2] {
+        if !filter.is_empty() && !filter.iter().any(|f| *f == shards.to_string()) {
+            continue;
+        }
+        let dir = tempfile::tempdir_in(&tmp).expect("bench dir");
+        run(dir.path(), shards, cards, secs);
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
+    println!("\n## {shards} shard(s)");
+    let rt = rt();
+    let engine = Engine::open(config(dir, shards)).expect("open");
+    let started = Instant::now();
+    rt.block_on(setup(&engine, cards));
+    println!(
+        "setup: {cards} cards opened and topped up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let key_seq = Arc::new(AtomicU64::new(0));
+    let before = engine.shard_stats();
+    let t = Instant::now();
+    let rate = rt.block_on(closed_loop(
+        &engine,
+        cards,
+        Duration::from_secs(secs),
+        key_seq.clone(),
+    ));
+    let el = t.elapsed().as_secs_f64();
+    for (k, (a, b)) in before.iter().zip(engine.shard_stats()).enumerate() {
+        let (reqs, batches, commits) = (
+            b.requests - a.requests,
+            b.batches - a.batches,
+            b.commits - a.commits,
+        );
+        println!(
+            "  shard {k}: {:.0} requests/s, {:.0} batches/s, mean batch {:.0} requests, {:.0} commits/s",
+            reqs as f64 / el,
+            batches as f64 / el,
+            reqs as f64 / batches.max(1) as f64,
+            commits as f64 / el
+        );
+    }
+    println!(
+        "throughput (closed loop, 64 callers x batches of 256 spends): {rate:.0} authorizations/s"
+    );
+    let half = rate / 2.0;
+    let h = rt.block_on(open_loop(
+        &engine,
+        cards,
+        half,
+        Duration::from_secs(secs),
+        key_seq.clone(),
+    ));
+    println!(
+        "latency at {half:.0}/s (open loop, batches of 64 every {:.0} us): p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} requests)",
+        64.0 * 1e6 / half,
+        h.value_at_quantile(0.50),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+        h.len()
+    );
+    let records: u64 = engine.shard_stats().iter().map(|s| s.committed_lsn).sum();
+    engine.shutdown();
+    drop(engine);
+
+    // Restart from the log alone.
+    let t = Instant::now();
+    let e = Engine::open(config(dir, shards)).expect("reopen");
+    let el = t.elapsed();
+    let replayed: u64 = e.recovery_reports().iter().map(|r| r.records).sum();
+    println!(
+        "restart from the WAL only: {:.2} s for {replayed} records ({:.0} records/s, shards in parallel)",
+        el.as_secs_f64(),
+        replayed as f64 / el.as_secs_f64()
+    );
+    e.shutdown();
+    drop(e);
+
+    // A snapshot: the pause is the serialisation on the shard thread.
+    let tuning = Tuning {
+        snapshot_every_records: 1,
+        snapshot_every_secs: 0,
+        remove_covered_segments: false,
+        ..Tuning::default()
+    };
+    let e = Engine::open_with(config(dir, shards), tuning).expect("reopen for snapshot");
+    rt.block_on(async {
+        let reqs: Vec<Request> = (0..shards as u64 * 4)
+            .map(|i| Request {
+                idempotency_key: Some(format!("snap-{i}")),
+                command: Command::TopUp {
+                    card_id: CardId(FIRST_CARD + i),
+                    amount: Amount(100),
+                    channel: Channel::Cash,
+                },
+            })
+            .collect();
+        let _ = e.submit_batch(reqs, &Scope::All).await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while e.shard_stats().iter().any(|s| s.snapshots == 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (k, s) in e.shard_stats().iter().enumerate() {
+        println!("snapshot pause shard {k}: {:.1} ms (serialisation; written by a helper thread) at lsn {}", s.snapshot_pause_us as f64 / 1e3, s.snapshot_lsn);
+    }
+    e.shutdown();
+    drop(e);
+    let t = Instant::now();
+    let e = Engine::open(config(dir, shards)).expect("reopen from snapshot");
+    let el = t.elapsed();
+    let tail: u64 = e.recovery_reports().iter().map(|r| r.records).sum();
+    println!(
+        "restart from snapshot ({cards} cards) + {tail} tail records: {:.2} s",
+        el.as_secs_f64()
+    );
+    e.shutdown();
+    drop(e);
+
+    let report = replay(
+        dir,
+        &ReplayOptions {
+            ignore_snapshots: true,
+            ..Default::default()
+        },
+    )
+    .expect("replay");
+    println!(
+        "offline replay (WAL only, shards one after the other): {} records in {:.2} s = {:.0} records/s (copy of the logs {:.2} s; {records} records logged)",
+        report.records,
+        report.elapsed.as_secs_f64(),
+        report.records_per_sec(),
+        report.copy_elapsed.as_secs_f64()
+    );
+}
+
+async fn setup(engine: &Engine, cards: u64) {
+    let mut program = Program::demo();
+    // Room for the bench's spends: no balance cap surprises, no discount window.
+    program.discount_windows.clear();
+    engine
+        .submit(
+            Request {
+                idempotency_key: Some("program".into()),
+                command: Command::UpsertProgram(program),
+            },
+            &Scope::All,
+        )
+        .await
+        .expect("program");
+    for phase in 0..2 {
+        let mut handles = Vec::new();
+        let chunk = 4_096u64;
+        let mut start = 0;
+        while start < cards {
+            let end = (start + chunk).min(cards);
+            let engine = engine.clone();
+            handles.push(tokio::spawn(async move {
+                let reqs: Vec<Request> = (start..end)
+                    .map(|i| {
+                        let card_id = CardId(FIRST_CARD + i);
+                        let command = if phase == 0 {
+                            Command::OpenCard {
+                                card_id,
+                                program: "demo".into(),
+                                registered: true,
+                                birthday: None,
+                            }
+                        } else {
+                            Command::TopUp {
+                                card_id,
+                                amount: Amount(400_000),
+                                channel: Channel::Wechat,
+                            }
+                        };
+                        Request {
+                            idempotency_key: Some(format!("setup-{phase}-{i}")),
+                            command,
+                        }
+                    })
+                    .collect();
+                loop {
+                    let results = engine.submit_batch(reqs.clone(), &Scope::All).await;
+                    if results.iter().all(|r| r.is_ok()) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await; // overloaded: retry (idempotent)
+                }
+            }));
+            start = end;
+            if handles.len() >= 32 {
+                for h in handles.drain(..) {
+                    let _ = h.await;
+                }
+            }
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+}
+
+fn spend(key: u64, card: u64) -> Request {
+    Request {
+        idempotency_key: Some(format!("b{key}")),
+        command: Command::Spend {
+            card_id: CardId(FIRST_CARD + card),
+            amount: Amount(100),
+            method: Method::Qr,
+            store: None,
+        },
+    }
+}
+
+async fn closed_loop(engine: &Engine, cards: u64, dur: Duration, key_seq: Arc<AtomicU64>) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let approved = Arc::new(AtomicU64::new(0));
+    let stop_at = Instant::now() + dur;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..64u64 {
+        let (engine, done, approved, key_seq) = (
+            engine.clone(),
+            done.clone(),
+            approved.clone(),
+            key_seq.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            while Instant::now() < stop_at {
+                let base = key_seq.fetch_add(256, Ordering::Relaxed);
+                let reqs: Vec<Request> = (0..256)
+                    .map(|i| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        spend(base + i, x % cards)
+                    })
+                    .collect();
+                let results = engine.submit_batch(reqs, &Scope::All).await;
+                let ok = results
+                    .iter()
+                    .filter(
+                        |r| matches!(r, Ok(reply) if matches!(reply.outcome, Outcome::Approved(_))),
+                    )
+                    .count();
+                let answered = results.iter().filter(|r| r.is_ok()).count();
+                done.fetch_add(answered as u64, Ordering::Relaxed);
+                approved.fetch_add(ok as u64, Ordering::Relaxed);
+                if answered < results.len() {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let el = started.elapsed().as_secs_f64();
+    let d = done.load(Ordering::Relaxed);
+    let a = approved.load(Ordering::Relaxed);
+    if a < d {
+        println!("  note: {} of {d} answered spends were not approved", d - a);
+    }
+    d as f64 / el
+}
+
+async fn open_loop(
+    engine: &Engine,
+    cards: u64,
+    rate: f64,
+    dur: Duration,
+    key_seq: Arc<AtomicU64>,
+) -> Histogram<u64> {
+    let hist = Arc::new(parking_lot::Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("hist"),
+    ));
+    let batch = 64u64;
+    let interval = Duration::from_secs_f64(batch as f64 / rate.max(1.0));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    let mut n = 0u64;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    loop {
+        let intended = started + interval.mul_f64(n as f64);
+        if intended.duration_since(started) >= dur {
+            break;
+        }
+        let now = Instant::now();
+        if intended > now {
+            tokio::time::sleep(intended - now).await;
+        }
+        let base = key_seq.fetch_add(batch, Ordering::Relaxed);
+        let reqs: Vec<Request> = (0..batch)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                spend(base + i, x % cards)
+            })
+            .collect();
+        let (engine, hist) = (engine.clone(), hist.clone());
+        handles.push(tokio::spawn(async move {
+            let results = engine.submit_batch(reqs, &Scope::All).await;
+            let us = intended.elapsed().as_micros() as u64;
+            let mut h = hist.lock();
+            for _ in results.iter().filter(|r| r.is_ok()) {
+                let _ = h.record(us.max(1));
+            }
+        }));
+        n += 1;
+        if handles.len() > 4_096 {
+            handles.retain(|h| !h.is_finished());
+        }
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let h = hist.lock().clone();
+    h
+}

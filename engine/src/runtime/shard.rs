@@ -1,0 +1,669 @@
+//! One shard: a plain OS thread that owns a `State` and a `Wal` and is their only user.
+//!
+//! The loop: block for the first message, drain up to `batch_requests_max` requests, take the
+//! batch time once (wall clock, never below the previous batch), and for each request append its
+//! log record and then apply it. One `commit` (one sync) per batch under `group`, one per request
+//! under `sync`, a 10 ms timer under `async`. Replies (and read answers, computed in order) are
+//! sent only after the commit, so nothing a client sees is ahead of the log.
+//!
+//! Append before apply: a failed append (disk full) leaves the state untouched, the request is
+//! refused with `Unavailable` and the shard keeps serving. A failed commit after apply leaves the
+//! state ahead of the log: the shard is poisoned and refuses everything until a restart
+//! recovers from the log (never retry a sync).
+
+use super::events::EventRing;
+use super::metrics::ShardMetrics;
+use super::record::{self, LogRecord, LOG_RECORD_VERSION};
+use super::recovery::{self, ShardPaths, Until};
+use super::{Durability, EngineError, SubmitError, Tuning};
+use crate::command::{Command, Millis, Query, Request};
+use crate::outcome::{Event, FloatTotals, Reply};
+use crate::state::{QueryAnswer, State};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use parking_lot::Mutex;
+use rkyv::util::AlignedVec;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use wal::{Lsn, Wal, WalError};
+
+/// Programs a caller may touch; `None` ⇒ all.
+pub(crate) type ScopeList = Option<Arc<[String]>>;
+
+/// A closure run on the shard thread against its state (digest, verify, tests).
+pub(crate) type StateCall = Box<dyn FnOnce(&State) + Send>;
+
+/// What travels to a shard.
+pub(crate) enum Msg {
+    Submit {
+        request: Request,
+        scope: ScopeList,
+        reply: oneshot::Sender<Result<Reply, SubmitError>>,
+    },
+    Batch {
+        requests: Vec<(usize, Request)>,
+        scope: ScopeList,
+        reply: oneshot::Sender<Vec<(usize, Result<Reply, SubmitError>)>>,
+    },
+    Query {
+        query: Query,
+        scope: ScopeList,
+        reply: oneshot::Sender<Result<QueryAnswer, SubmitError>>,
+    },
+    Call(StateCall),
+    Shutdown,
+}
+
+impl Msg {
+    fn weight(&self) -> usize {
+        match self {
+            Msg::Batch { requests, .. } => requests.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// A reply waiting for the batch's commit.
+enum Pending {
+    One(
+        oneshot::Sender<Result<Reply, SubmitError>>,
+        Result<Reply, SubmitError>,
+    ),
+    Many(
+        oneshot::Sender<Vec<(usize, Result<Reply, SubmitError>)>>,
+        Vec<(usize, Result<Reply, SubmitError>)>,
+    ),
+    Query(
+        oneshot::Sender<Result<QueryAnswer, SubmitError>>,
+        Result<QueryAnswer, SubmitError>,
+    ),
+}
+
+/// What opening a shard found; logged and kept for `Engine::recovery_reports`.
+#[derive(Debug, Clone)]
+pub struct RecoveryReport {
+    pub shard: usize,
+    /// LSN covered by the snapshot restored (0 ⇒ none).
+    pub snapshot_lsn: u64,
+    /// Records replayed after the snapshot.
+    pub records: u64,
+    /// Last LSN in the log after recovery.
+    pub last_lsn: u64,
+    /// A torn tail cut by the log, as text.
+    pub torn_tail: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Everything the shard thread shares with the engine handle.
+pub(crate) struct Shared {
+    pub events: Arc<EventRing>,
+    pub float: Arc<Mutex<Vec<(String, FloatTotals)>>>,
+    pub metrics: Arc<ShardMetrics>,
+}
+
+/// A snapshot handed to the writer thread.
+struct SnapshotJob {
+    lsn: Lsn,
+    bytes: Vec<u8>,
+}
+
+pub(crate) struct Shard {
+    k: usize,
+    state: State,
+    wal: Wal,
+    rx: Receiver<Msg>,
+    tuning: Tuning,
+    durability: Durability,
+    shared: Shared,
+    /// Last batch time: batch time never goes backwards.
+    last_now: Millis,
+    last_tick_check: Instant,
+    /// `Some(reason)` once a commit failed: everything is refused until restart.
+    poisoned: Option<String>,
+    buf: AlignedVec,
+    events: Vec<Event>,
+    pending: Vec<Pending>,
+    /// Records appended since the last commit.
+    uncommitted: u64,
+    committed: Lsn,
+    last_commit: Instant,
+    records_since_snapshot: u64,
+    last_snapshot: Instant,
+    snapshot_tx: Option<Sender<SnapshotJob>>,
+    snapshot_done_rx: Receiver<Lsn>,
+    snapshot_writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Recovers shard `k` and returns it ready to run.
+pub(crate) fn open(
+    k: usize,
+    paths: &ShardPaths,
+    rx: Receiver<Msg>,
+    tuning: Tuning,
+    durability: Durability,
+    shared: Shared,
+) -> Result<(Shard, RecoveryReport), EngineError> {
+    let started = Instant::now();
+    let recovery_err = |e: recovery::RecoveryError| match e {
+        recovery::RecoveryError::Wal(w) => EngineError::Wal(w),
+        other => EngineError::Recovery {
+            shard: k,
+            reason: other.to_string(),
+        },
+    };
+    for dir in [&paths.wal, &paths.snapshots] {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::Wal(WalError::Io(e)))?;
+    }
+    let snapshot = wal::snapshot::read_latest(&paths.snapshots)?;
+    let (mut state, snapshot_lsn, snap_now) = match snapshot {
+        Some(s) => {
+            let (now, state) = recovery::decode_snapshot(&s.bytes, s.lsn, tuning.state.clone())
+                .map_err(recovery_err)?;
+            (state, s.lsn, now)
+        }
+        None => (State::new(tuning.state.clone()), Lsn(0), Millis(0)),
+    };
+    let (wal, found) = Wal::open(&paths.wal, tuning.wal.clone())?;
+    recovery::check_continuity(snapshot_lsn, &found).map_err(recovery_err)?;
+    let events = shared.events.clone();
+    let replayed = recovery::replay_wal(
+        &wal,
+        &mut state,
+        Lsn(snapshot_lsn.0 + 1),
+        snap_now,
+        Until::End,
+        |evs| events.push_all(evs),
+    )
+    .map_err(recovery_err)?;
+    let committed = Lsn(wal.next_lsn().0.saturating_sub(1));
+    let report = RecoveryReport {
+        shard: k,
+        snapshot_lsn: snapshot_lsn.0,
+        records: replayed.records,
+        last_lsn: committed.0,
+        torn_tail: found.torn_tail.as_ref().map(|t| {
+            format!(
+                "{} at offset {} ({} bytes cut)",
+                t.segment.display(),
+                t.offset,
+                t.bytes_cut
+            )
+        }),
+        elapsed: started.elapsed(),
+    };
+    shared.metrics.committed_lsn.store(committed.0, Relaxed);
+    shared.metrics.snapshot_lsn.store(snapshot_lsn.0, Relaxed);
+    *shared.float.lock() = state.float();
+
+    let (snapshot_tx, job_rx) = crossbeam_channel::bounded::<SnapshotJob>(1);
+    let (done_tx, snapshot_done_rx) = crossbeam_channel::bounded::<Lsn>(4);
+    let snap_dir = paths.snapshots.clone();
+    let snapshot_writer = std::thread::Builder::new()
+        .name(format!("svault-snap-{k}"))
+        .spawn(move || snapshot_writer(k, snap_dir, job_rx, done_tx))
+        .map_err(|e| EngineError::Wal(WalError::Io(e)))?;
+
+    let shard = Shard {
+        k,
+        state,
+        wal,
+        rx,
+        durability,
+        shared,
+        last_now: replayed.last_now,
+        last_tick_check: Instant::now(),
+        poisoned: None,
+        buf: AlignedVec::with_capacity(256),
+        events: Vec::new(),
+        pending: Vec::with_capacity(tuning.batch_requests_max.min(65_536)),
+        uncommitted: 0,
+        committed,
+        last_commit: Instant::now(),
+        records_since_snapshot: replayed.records,
+        last_snapshot: Instant::now(),
+        snapshot_tx: Some(snapshot_tx),
+        snapshot_done_rx,
+        snapshot_writer: Some(snapshot_writer),
+        tuning,
+    };
+    Ok((shard, report))
+}
+
+/// Writes snapshots off the shard thread (the shard only pays for serialisation).
+fn snapshot_writer(
+    k: usize,
+    dir: std::path::PathBuf,
+    jobs: Receiver<SnapshotJob>,
+    done: Sender<Lsn>,
+) {
+    for job in jobs {
+        let started = Instant::now();
+        match wal::snapshot::write(&dir, job.lsn, &job.bytes) {
+            Ok(()) => {
+                tracing::info!(
+                    shard = k,
+                    lsn = job.lsn.0,
+                    bytes = job.bytes.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "snapshot written"
+                );
+                let _ = done.send(job.lsn);
+            }
+            Err(e) => {
+                tracing::error!(shard = k, lsn = job.lsn.0, error = %e, "snapshot write failed; the log still holds every record")
+            }
+        }
+    }
+}
+
+impl Shard {
+    /// Runs until `Shutdown` or until every sender is gone.
+    pub(crate) fn run(mut self) {
+        let mut batch: Vec<Msg> = Vec::new();
+        loop {
+            let timeout = self.wait_timeout();
+            match self.rx.recv_timeout(timeout) {
+                Ok(m) => batch.push(m),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.on_idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let drain_max = if self.durability == Durability::Sync {
+                1
+            } else {
+                self.tuning.batch_requests_max
+            };
+            let mut weight = batch.iter().map(Msg::weight).sum::<usize>();
+            while weight < drain_max {
+                match self.rx.try_recv() {
+                    Ok(m) => {
+                        weight += m.weight();
+                        batch.push(m);
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if self.process(&mut batch) {
+                break;
+            }
+            self.maybe_snapshot();
+        }
+        self.finish();
+        let (k, poisoned) = (self.k, self.poisoned.is_some());
+        if !poisoned {
+            if let Err(e) = self.wal.close() {
+                tracing::error!(shard = k, error = %e, "closing the log failed");
+            }
+        }
+    }
+
+    fn wait_timeout(&self) -> Duration {
+        let idle = Duration::from_millis(self.tuning.idle_tick_ms);
+        if self.uncommitted > 0 {
+            let flush = Duration::from_millis(self.tuning.async_flush_ms);
+            return flush.saturating_sub(self.last_commit.elapsed()).min(idle);
+        }
+        idle
+    }
+
+    /// Batch time: wall clock (or the test clock), never below the previous batch.
+    fn clock(&mut self) -> Millis {
+        let wall = (self.tuning.clock)();
+        if wall > self.last_now {
+            self.last_now = wall;
+        }
+        self.last_now
+    }
+
+    fn on_idle(&mut self) {
+        if self.uncommitted > 0 {
+            self.commit();
+        }
+        let now = self.clock();
+        self.maybe_tick(now);
+        if self.uncommitted > 0 {
+            self.commit();
+        }
+        self.publish();
+        self.maybe_snapshot();
+    }
+
+    /// Handles one drained batch; `true` ⇒ shut down.
+    fn process(&mut self, batch: &mut Vec<Msg>) -> bool {
+        let now = self.clock();
+        self.maybe_tick(now);
+        let mut stop = false;
+        let mut requests = 0u64;
+        for msg in batch.drain(..) {
+            match msg {
+                Msg::Submit {
+                    request,
+                    scope,
+                    reply,
+                } => {
+                    requests += 1;
+                    let r = self.exec(request, &scope, now);
+                    self.pending.push(Pending::One(reply, r));
+                    if self.durability == Durability::Sync {
+                        self.commit();
+                    }
+                }
+                Msg::Batch {
+                    requests: reqs,
+                    scope,
+                    reply,
+                } => {
+                    requests += reqs.len() as u64;
+                    let mut out = Vec::with_capacity(reqs.len());
+                    for (i, request) in reqs {
+                        out.push((i, self.exec(request, &scope, now)));
+                        if self.durability == Durability::Sync {
+                            self.commit();
+                        }
+                    }
+                    self.pending.push(Pending::Many(reply, out));
+                }
+                Msg::Query {
+                    query,
+                    scope,
+                    reply,
+                } => {
+                    self.shared.metrics.queries.fetch_add(1, Relaxed);
+                    let r = self.read(&query, &scope, now);
+                    self.pending.push(Pending::Query(reply, r));
+                }
+                Msg::Call(f) => f(&self.state),
+                Msg::Shutdown => stop = true,
+            }
+        }
+        self.shared.metrics.requests.fetch_add(requests, Relaxed);
+        self.shared.metrics.observe_batch(requests);
+        let async_due =
+            self.last_commit.elapsed() >= Duration::from_millis(self.tuning.async_flush_ms);
+        if self.uncommitted > 0 && (self.durability != Durability::Async || async_due || stop) {
+            self.commit();
+        }
+        self.publish();
+        self.send_replies();
+        stop
+    }
+
+    /// Appends the request's record, then applies it. Never applies what was not appended.
+    fn exec(
+        &mut self,
+        request: Request,
+        scope: &ScopeList,
+        now: Millis,
+    ) -> Result<Reply, SubmitError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(SubmitError::Unavailable(reason.clone()));
+        }
+        if !self.allowed(scope, &request.command) {
+            return Err(SubmitError::Forbidden);
+        }
+        let rec = LogRecord {
+            version: LOG_RECORD_VERSION,
+            now,
+            request,
+        };
+        if let Err(e) = record::encode_into(&rec, &mut self.buf) {
+            return Err(SubmitError::Unavailable(format!(
+                "cannot encode log record: {e}"
+            )));
+        }
+        match self.wal.append(&self.buf) {
+            Ok(_) => {}
+            Err(WalError::DiskFull) => return Err(SubmitError::Unavailable("disk full".into())),
+            Err(e) => {
+                let reason = format!("log append failed: {e}");
+                tracing::error!(shard = self.k, error = %e, "log append failed; shard stops acknowledging");
+                self.poison(reason.clone());
+                return Err(SubmitError::Unavailable(reason));
+            }
+        }
+        self.uncommitted += 1;
+        self.records_since_snapshot += 1;
+        Ok(self.state.apply(&rec.request, now, &mut self.events))
+    }
+
+    fn read(
+        &self,
+        query: &Query,
+        scope: &ScopeList,
+        now: Millis,
+    ) -> Result<QueryAnswer, SubmitError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(SubmitError::Unavailable(reason.clone()));
+        }
+        if let Some(list) = scope {
+            let card = super::router::query_card(query);
+            if let Some(p) = self.state.program_of(card) {
+                if !list.iter().any(|x| x == p) {
+                    return Err(SubmitError::Forbidden);
+                }
+            }
+        }
+        Ok(self.state.query(query, now))
+    }
+
+    /// Gateway scope: the card's program (OpenCard: the command's) must be listed. Unknown cards
+    /// pass (the state answers 404). Reversals name only a key and pass; ticks are internal.
+    fn allowed(&self, scope: &ScopeList, command: &Command) -> bool {
+        let Some(list) = scope else { return true };
+        let program: Option<&str> = match command {
+            Command::OpenCard { program, .. } => Some(program),
+            Command::UpsertProgram(p) => Some(&p.id),
+            Command::Reversal { .. } => return true,
+            Command::Tick => return false,
+            other => command_card(other).and_then(|c| self.state.program_of(c)),
+        };
+        match program {
+            None => true,
+            Some(p) => list.iter().any(|x| x == p),
+        }
+    }
+
+    fn maybe_tick(&mut self, now: Millis) {
+        if self.poisoned.is_some()
+            || self.last_tick_check.elapsed() < Duration::from_millis(self.tuning.idle_tick_ms)
+        {
+            return;
+        }
+        self.last_tick_check = Instant::now();
+        if self.state.tick_due(now) {
+            let tick = Request {
+                idempotency_key: None,
+                command: Command::Tick,
+            };
+            if let Err(e) = self.exec(tick, &None, now) {
+                tracing::warn!(shard = self.k, error = %e, "tick not logged");
+            }
+        }
+    }
+
+    /// One sync for everything appended since the last commit.
+    fn commit(&mut self) {
+        if self.uncommitted == 0 || self.poisoned.is_some() {
+            return;
+        }
+        let started = Instant::now();
+        match self.wal.commit() {
+            Ok(c) => {
+                self.committed = c.through;
+                self.uncommitted = 0;
+                self.last_commit = Instant::now();
+                self.shared
+                    .metrics
+                    .observe_commit(started.elapsed().as_micros() as u64);
+                self.shared
+                    .metrics
+                    .committed_lsn
+                    .store(c.through.0, Relaxed);
+                self.flush_events();
+            }
+            Err(e) => {
+                tracing::error!(shard = self.k, error = %e, "commit failed; shard poisoned until restart");
+                self.poison(format!("commit failed: {e}"));
+            }
+        }
+    }
+
+    /// State is (or may be) ahead of the log: refuse everything, including answers already
+    /// computed in this batch that are not durable.
+    fn poison(&mut self, reason: String) {
+        self.shared.metrics.poisoned.store(1, Relaxed);
+        let pending = std::mem::take(&mut self.pending);
+        let mut kept = Vec::with_capacity(pending.len());
+        let err = || SubmitError::Unavailable(reason.clone());
+        for p in pending {
+            kept.push(match p {
+                Pending::One(tx, _) => Pending::One(tx, Err(err())),
+                Pending::Many(tx, v) => {
+                    Pending::Many(tx, v.into_iter().map(|(i, _)| (i, Err(err()))).collect())
+                }
+                Pending::Query(tx, _) => Pending::Query(tx, Err(err())),
+            });
+        }
+        self.pending = kept;
+        self.events.clear();
+        self.uncommitted = 0;
+        self.poisoned = Some(reason);
+    }
+
+    fn flush_events(&mut self) {
+        self.shared.events.push_all(&mut self.events);
+    }
+
+    fn publish(&mut self) {
+        if self.poisoned.is_none() {
+            *self.shared.float.lock() = self.state.float();
+        }
+    }
+
+    fn send_replies(&mut self) {
+        for p in self.pending.drain(..) {
+            match p {
+                Pending::One(tx, r) => {
+                    let _ = tx.send(r);
+                }
+                Pending::Many(tx, r) => {
+                    let _ = tx.send(r);
+                }
+                Pending::Query(tx, r) => {
+                    let _ = tx.send(r);
+                }
+            }
+        }
+    }
+
+    /// Every N records or M seconds: serialise on this thread (the pause), write on the helper.
+    fn maybe_snapshot(&mut self) {
+        while let Ok(lsn) = self.snapshot_done_rx.try_recv() {
+            self.shared.metrics.snapshots.fetch_add(1, Relaxed);
+            self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
+            if self.tuning.remove_covered_segments {
+                if let Err(e) = self.wal.remove_segments_before(Lsn(lsn.0 + 1)) {
+                    tracing::warn!(shard = self.k, error = %e, "could not remove covered segments");
+                }
+            }
+        }
+        if self.records_since_snapshot == 0 || self.poisoned.is_some() || self.uncommitted > 0 {
+            return;
+        }
+        let due = self.records_since_snapshot >= self.tuning.snapshot_every_records
+            || self.last_snapshot.elapsed() >= Duration::from_secs(self.tuning.snapshot_every_secs);
+        if !due {
+            return;
+        }
+        let Some(tx) = &self.snapshot_tx else { return };
+        if tx.is_full() {
+            return; // the previous one is still being written
+        }
+        let started = Instant::now();
+        let bytes = recovery::encode_snapshot(&self.state, self.last_now);
+        let pause = started.elapsed();
+        self.shared
+            .metrics
+            .snapshot_pause_us_last
+            .store(pause.as_micros() as u64, Relaxed);
+        tracing::info!(
+            shard = self.k,
+            lsn = self.committed.0,
+            bytes = bytes.len(),
+            pause_us = pause.as_micros() as u64,
+            "snapshot taken"
+        );
+        let _ = tx.try_send(SnapshotJob {
+            lsn: self.committed,
+            bytes,
+        });
+        self.records_since_snapshot = 0;
+        self.last_snapshot = Instant::now();
+    }
+
+    fn finish(&mut self) {
+        self.commit();
+        self.flush_events();
+        self.send_replies();
+        // Drain anything still queued: the engine is going away.
+        while let Ok(m) = self.rx.try_recv() {
+            refuse(m, SubmitError::ShuttingDown);
+        }
+        self.snapshot_tx = None;
+        if let Some(h) = self.snapshot_writer.take() {
+            let _ = h.join();
+        }
+        self.maybe_snapshot_done_only();
+    }
+
+    fn maybe_snapshot_done_only(&mut self) {
+        while let Ok(lsn) = self.snapshot_done_rx.try_recv() {
+            self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
+        }
+    }
+}
+
+/// Answers a message that will not be processed.
+pub(crate) fn refuse(m: Msg, err: SubmitError) {
+    match m {
+        Msg::Submit { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Msg::Batch {
+            requests, reply, ..
+        } => {
+            let _ = reply.send(
+                requests
+                    .into_iter()
+                    .map(|(i, _)| (i, Err(err.clone())))
+                    .collect(),
+            );
+        }
+        Msg::Query { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Msg::Call(_) | Msg::Shutdown => {}
+    }
+}
+
+/// The card a card-scoped command touches.
+pub(crate) fn command_card(command: &Command) -> Option<crate::command::CardId> {
+    match command {
+        Command::OpenCard { card_id, .. }
+        | Command::TopUp { card_id, .. }
+        | Command::Spend { card_id, .. }
+        | Command::Hold { card_id, .. }
+        | Command::CashOut { card_id, .. }
+        | Command::RedeemPoints { card_id, .. }
+        | Command::Grant { card_id, .. }
+        | Command::Freeze { card_id }
+        | Command::Unfreeze { card_id }
+        | Command::Close { card_id } => Some(*card_id),
+        Command::Capture { hold_id, .. } | Command::Void { hold_id } => Some(hold_id.card),
+        Command::Refund { txn_id, .. } => Some(txn_id.card),
+        Command::UpsertProgram(_) | Command::Reversal { .. } | Command::Tick => None,
+    }
+}

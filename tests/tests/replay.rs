@@ -1,0 +1,302 @@
+//! Replay: same log ⇒ same digest (live engine, restart, `svault replay`), point-in-time replay
+//! by LSN and by time against a model, and snapshot + WAL equals WAL-only.
+
+use engine::command::{CardId, Channel, Command, Method, Millis, Request};
+use engine::money::Amount;
+use engine::outcome::Outcome;
+use engine::program::Program;
+use engine::replay::{replay, ReplayOptions};
+use engine::runtime::recovery::Until;
+use engine::runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// 2026-01-05T02:00:00Z: a Monday, 10:00 in +08:00 (outside the demo's discount window).
+const T0: i64 = 1_767_578_400_000;
+
+fn config(dir: &Path, shards: usize) -> EngineConfig {
+    EngineConfig {
+        data_dir: dir.into(),
+        shards: Some(shards),
+        durability: Durability::Group,
+    }
+}
+
+fn manual_clock(tuning: &mut Tuning) -> Arc<AtomicI64> {
+    let now = Arc::new(AtomicI64::new(T0));
+    let c = now.clone();
+    tuning.clock = Arc::new(move || Millis(c.load(Ordering::SeqCst)));
+    now
+}
+
+fn req(key: String, command: Command) -> Request {
+    Request {
+        idempotency_key: Some(key),
+        command,
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A mixed workload over `cards` cards: opens, top-ups, spends, holds.
+fn workload(cards: u64, rounds: u64) -> Vec<Request> {
+    let mut v = vec![req(
+        "program".into(),
+        Command::UpsertProgram(Program::demo()),
+    )];
+    for c in 0..cards {
+        v.push(req(
+            format!("open-{c}"),
+            Command::OpenCard {
+                card_id: CardId(10_000 + c),
+                program: "demo".into(),
+                registered: true,
+                birthday: None,
+            },
+        ));
+    }
+    for r in 0..rounds {
+        for c in 0..cards {
+            let card_id = CardId(10_000 + c);
+            let amount = Amount(((r * 7 + c * 13) % 50 + 1) as i64 * 1_000);
+            let command = match (r + c) % 4 {
+                0 | 1 => Command::TopUp {
+                    card_id,
+                    amount,
+                    channel: Channel::Unionpay,
+                },
+                2 => Command::Spend {
+                    card_id,
+                    amount: Amount(amount.0 / 3 + 1),
+                    method: Method::Qr,
+                    store: None,
+                },
+                _ => Command::Hold {
+                    card_id,
+                    amount: Amount(amount.0 / 5 + 1),
+                    ttl_seconds: 3_600,
+                    method: Method::Card,
+                    store: None,
+                },
+            };
+            v.push(req(format!("w-{r}-{c}"), command));
+        }
+    }
+    v
+}
+
+#[test]
+fn digest_is_the_same_live_after_restart_and_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let engine = Engine::open(config(dir.path(), 2)).unwrap();
+    assert!(engine.created_new());
+    rt.block_on(async {
+        for chunk in workload(40, 30).chunks(100) {
+            for r in engine.submit_batch(chunk.to_vec(), &Scope::All).await {
+                r.unwrap();
+            }
+        }
+    });
+    let live = engine.digest().unwrap();
+    let float_live = engine.float();
+    engine.shutdown();
+
+    let reopened = Engine::open(EngineConfig {
+        shards: None,
+        ..config(dir.path(), 2)
+    })
+    .unwrap();
+    assert!(!reopened.created_new());
+    assert_eq!(
+        reopened.digest().unwrap(),
+        live,
+        "restart changed the state"
+    );
+    assert_eq!(reopened.float(), float_live);
+    reopened.shutdown();
+
+    let report = replay(
+        dir.path(),
+        &ReplayOptions {
+            verify: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        report.digest, live,
+        "svault replay disagrees with the live engine"
+    );
+    assert_eq!(report.float, float_live);
+    assert!(report.verified_ok());
+    assert!(report.records >= 1 + 40 + 40 * 30);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault"))
+        .args(["replay", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("digest: {live:016x}")), "{text}");
+    assert!(text.contains("records/s"), "{text}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault"))
+        .args(["inspect", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("shard 0") && text.contains("shard 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn point_in_time_by_lsn_and_by_time_match_a_model() {
+    // One shard, one card, a clock we move by hand: LSN n is the n-th request, and request n
+    // is applied at T0 + n seconds.
+    let dir = tempfile::tempdir().unwrap();
+    let mut tuning = Tuning::default();
+    let clock = manual_clock(&mut tuning);
+    let engine = Engine::open_with(config(dir.path(), 1), tuning).unwrap();
+    let card = CardId(77);
+    let mut requests = vec![
+        req("p".into(), Command::UpsertProgram(Program::demo())),
+        req(
+            "o".into(),
+            Command::OpenCard {
+                card_id: card,
+                program: "demo".into(),
+                registered: true,
+                birthday: None,
+            },
+        ),
+    ];
+    for i in 0..20 {
+        requests.push(req(
+            format!("t{i}"),
+            Command::TopUp {
+                card_id: card,
+                amount: Amount(1_000 + i * 100),
+                channel: Channel::Cash,
+            },
+        ));
+    }
+    // model[n] = (principal, bonus) after LSN n.
+    let mut model = vec![(0i64, 0i64)];
+    let rt = rt();
+    rt.block_on(async {
+        for (n, r) in requests.into_iter().enumerate() {
+            clock.store(T0 + (n as i64 + 1) * 1_000, Ordering::SeqCst);
+            let reply = engine.submit(r, &Scope::All).await.unwrap();
+            let (p, b) = match &reply.outcome {
+                Outcome::Approved(a) => a
+                    .card
+                    .as_ref()
+                    .map(|c| (c.principal.0, c.bonus.0))
+                    .unwrap_or(*model.last().unwrap()),
+                other => panic!("unexpected {other:?}"),
+            };
+            model.push((p, b));
+        }
+    });
+    let total = engine.digest().unwrap();
+    engine.shutdown();
+    let full = replay(dir.path(), &ReplayOptions::default()).unwrap();
+    assert_eq!(full.digest, total);
+    assert_eq!(
+        full.records as usize,
+        model.len() - 1,
+        "no tick records expected in this log"
+    );
+
+    for n in [2u64, 3, 9, 17, 22] {
+        let r = replay(
+            dir.path(),
+            &ReplayOptions {
+                until: Until::Lsn(n),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.shards[0].last_lsn, n);
+        let f = r.float.iter().find(|(p, _)| p == "demo").unwrap().1;
+        assert_eq!((f.principal.0, f.bonus.0), model[n as usize], "at lsn {n}");
+        // The same point by time: records at T0 + k s for k ≤ n, stop at T0 + n s + 0.5 s.
+        let t = Millis(T0 + n as i64 * 1_000 + 500);
+        let r2 = replay(
+            dir.path(),
+            &ReplayOptions {
+                until: Until::Time(t),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(r2.digest, r.digest, "time and lsn disagree at {n}");
+    }
+}
+
+#[test]
+fn snapshot_plus_wal_equals_wal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let tuning = Tuning {
+        snapshot_every_records: 150,
+        remove_covered_segments: false,
+        ..Tuning::default()
+    };
+    let engine = Engine::open_with(config(dir.path(), 2), tuning.clone()).unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        for chunk in workload(30, 40).chunks(20) {
+            for r in engine.submit_batch(chunk.to_vec(), &Scope::All).await {
+                r.unwrap();
+            }
+        }
+    });
+    let live = engine.digest().unwrap();
+    engine.shutdown();
+    let with = replay(dir.path(), &ReplayOptions::default()).unwrap();
+    assert!(
+        with.shards.iter().all(|s| s.snapshot_lsn > 0),
+        "no snapshot was taken: {:?}",
+        with.shards
+    );
+    let without = replay(
+        dir.path(),
+        &ReplayOptions {
+            ignore_snapshots: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(without.shards.iter().all(|s| s.snapshot_lsn == 0));
+    assert_eq!(
+        with.digest, without.digest,
+        "snapshot + WAL differs from WAL only"
+    );
+    assert_eq!(with.digest, live);
+    assert!(without.records > with.records);
+
+    // Restart restores the snapshot and replays only what follows it.
+    let reopened = Engine::open_with(config(dir.path(), 2), tuning).unwrap();
+    assert!(reopened
+        .recovery_reports()
+        .iter()
+        .all(|r| r.snapshot_lsn > 0));
+    assert_eq!(reopened.digest().unwrap(), live);
+    reopened.shutdown();
+}

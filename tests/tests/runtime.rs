@@ -1,0 +1,286 @@
+//! The runtime's contract with the servers: bounded queues answer `Overloaded`, gateway scopes
+//! answer `Forbidden`, the shard count is fixed per directory, broadcasts merge.
+
+use engine::command::{CardId, Channel, Command, Query, Request};
+use engine::money::Amount;
+use engine::outcome::Outcome;
+use engine::program::Program;
+use engine::runtime::{Durability, Engine, EngineConfig, EngineError, Scope, SubmitError, Tuning};
+use engine::state::QueryAnswer;
+use std::path::Path;
+use std::sync::Arc;
+
+fn config(dir: &Path, shards: Option<usize>) -> EngineConfig {
+    EngineConfig {
+        data_dir: dir.into(),
+        shards,
+        durability: Durability::Group,
+    }
+}
+
+fn req(key: &str, command: Command) -> Request {
+    Request {
+        idempotency_key: Some(key.into()),
+        command,
+    }
+}
+
+fn open_card(card: u64, program: &str) -> Command {
+    Command::OpenCard {
+        card_id: CardId(card),
+        program: program.into(),
+        registered: true,
+        birthday: None,
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_full_queue_answers_overloaded_and_does_not_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue_depth_max = 8;
+    let tuning = Tuning {
+        queue_depth_max,
+        ..Tuning::default()
+    };
+    let engine = Engine::open_with(config(dir.path(), Some(1)), tuning).unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        engine
+            .submit(
+                req("p", Command::UpsertProgram(Program::demo())),
+                &Scope::All,
+            )
+            .await
+            .unwrap();
+        engine
+            .submit(req("o", open_card(5, "demo")), &Scope::All)
+            .await
+            .unwrap();
+    });
+    // Park the shard thread inside a state call until released.
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+    let (parked_tx, parked_rx) = crossbeam_channel::bounded::<()>(1);
+    let blocker = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            engine.with_states(move |_| {
+                let _ = parked_tx.send(());
+                let _ = release_rx.recv();
+            })
+        })
+    };
+    parked_rx.recv().unwrap();
+    let results = rt.block_on(async {
+        let mut handles = Vec::new();
+        for i in 0..(queue_depth_max * 4) {
+            let engine = engine.clone();
+            let key = format!("t{i}");
+            handles.push(tokio::spawn(async move {
+                let r = req(
+                    &key,
+                    Command::TopUp {
+                        card_id: CardId(5),
+                        amount: Amount(100),
+                        channel: Channel::Cash,
+                    },
+                );
+                engine.submit(r, &Scope::All).await
+            }));
+        }
+        // Every submit has either been queued or refused by now; then let the shard go.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut m = String::new();
+        engine.render_metrics(&mut m);
+        assert!(
+            m.contains(&format!(
+                "svault_shard_queue_depth{{shard=\"0\"}} {queue_depth_max}"
+            )),
+            "{m}"
+        );
+        release_tx.send(()).unwrap();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    });
+    blocker.join().unwrap().unwrap();
+    let overloaded = results
+        .iter()
+        .filter(|r| matches!(r, Err(SubmitError::Overloaded)))
+        .count();
+    let served = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(served, queue_depth_max, "{results:?}");
+    assert_eq!(overloaded, queue_depth_max * 3);
+    engine.shutdown();
+}
+
+#[test]
+fn gateway_scope_is_enforced_in_the_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), Some(2))).unwrap();
+    let mut other = Program::demo();
+    other.id = "other".into();
+    let demo_only = Scope::Programs(Arc::from(vec!["demo".to_string()]));
+    let rt = rt();
+    rt.block_on(async {
+        engine
+            .submit(
+                req("p1", Command::UpsertProgram(Program::demo())),
+                &Scope::All,
+            )
+            .await
+            .unwrap();
+        engine
+            .submit(req("p2", Command::UpsertProgram(other)), &Scope::All)
+            .await
+            .unwrap();
+        engine
+            .submit(req("o1", open_card(1, "demo")), &demo_only)
+            .await
+            .unwrap();
+        assert_eq!(
+            engine
+                .submit(req("o2", open_card(2, "other")), &demo_only)
+                .await,
+            Err(SubmitError::Forbidden)
+        );
+        engine
+            .submit(req("o3", open_card(3, "other")), &Scope::All)
+            .await
+            .unwrap();
+        let top_up = |card| Command::TopUp {
+            card_id: CardId(card),
+            amount: Amount(10_000),
+            channel: Channel::Cash,
+        };
+        assert!(engine
+            .submit(req("t1", top_up(1)), &demo_only)
+            .await
+            .is_ok());
+        assert_eq!(
+            engine.submit(req("t3", top_up(3)), &demo_only).await,
+            Err(SubmitError::Forbidden)
+        );
+        assert_eq!(
+            engine
+                .query(Query::Card { card_id: CardId(3) }, &demo_only)
+                .await,
+            Err(SubmitError::Forbidden)
+        );
+        assert!(matches!(
+            engine
+                .query(Query::Card { card_id: CardId(1) }, &demo_only)
+                .await,
+            Ok(QueryAnswer::Card(Some(_)))
+        ));
+        // The refused requests changed nothing: card 3 has no money.
+        let Ok(QueryAnswer::Card(Some(c3))) = engine
+            .query(Query::Card { card_id: CardId(3) }, &Scope::All)
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(c3.principal, Amount(0));
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn shard_count_is_fixed_per_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(config(dir.path(), None)).unwrap();
+    assert_eq!(e.shards(), 2, "a new directory gets the default");
+    e.shutdown();
+    drop(e);
+    match Engine::open(config(dir.path(), Some(3))) {
+        Err(EngineError::Config(msg)) => assert!(msg.contains("2 shards"), "{msg}"),
+        Err(other) => panic!("wrong error {other}"),
+        Ok(_) => panic!("opened with another shard count"),
+    }
+    let e = Engine::open(config(dir.path(), Some(2))).unwrap();
+    assert!(!e.created_new());
+    e.shutdown();
+}
+
+#[test]
+fn reversal_broadcast_answers_with_the_shard_that_reversed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), Some(4))).unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        engine
+            .submit(
+                req("p", Command::UpsertProgram(Program::demo())),
+                &Scope::All,
+            )
+            .await
+            .unwrap();
+        engine
+            .submit(req("o", open_card(42, "demo")), &Scope::All)
+            .await
+            .unwrap();
+        let top = engine
+            .submit(
+                req(
+                    "top",
+                    Command::TopUp {
+                        card_id: CardId(42),
+                        amount: Amount(20_000),
+                        channel: Channel::Cash,
+                    },
+                ),
+                &Scope::All,
+            )
+            .await
+            .unwrap();
+        let Outcome::Approved(t) = top.outcome else {
+            panic!("{top:?}")
+        };
+        let rev = engine
+            .submit(
+                req("rev", Command::Reversal { key: "top".into() }),
+                &Scope::All,
+            )
+            .await
+            .unwrap();
+        let Outcome::Approved(a) = &rev.outcome else {
+            panic!("{rev:?}")
+        };
+        assert_eq!(
+            a.reversed_txn, t.txn_id,
+            "the reversal must name what it undid"
+        );
+        let again = engine
+            .submit(
+                req("rev", Command::Reversal { key: "top".into() }),
+                &Scope::All,
+            )
+            .await
+            .unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.outcome, rev.outcome);
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn shutdown_refuses_new_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path(), Some(1))).unwrap();
+    engine.shutdown();
+    let rt = rt();
+    let r = rt.block_on(engine.submit(
+        req("p", Command::UpsertProgram(Program::demo())),
+        &Scope::All,
+    ));
+    assert_eq!(r, Err(SubmitError::ShuttingDown));
+}

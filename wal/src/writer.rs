@@ -24,6 +24,11 @@ use crate::poison::Poison;
 use crate::segment::{self, DirLock, SegmentMap};
 use crate::{Committed, Lsn, Recovery, SyncMethod, WalError, WalOptions};
 
+/// The next segment's preallocation starts once the active one is 1/8 full: early enough
+/// that zero-filling 64 MiB finishes before a 1 GB/s writer needs it, late enough that a
+/// log opened and closed at once (tests, tools) does not zero a second segment.
+const PREALLOC_START_DIVISOR: u64 = 8;
+
 /// Name of the segment being preallocated in the background.
 pub(crate) const PREALLOC_NAME: &str = "next-segment.wal.tmp";
 
@@ -120,7 +125,9 @@ impl Wal {
         let lsn = self.next_lsn;
         self.stage(lsn, 0, payload)?;
         self.next_lsn += 1;
-        if self.prealloc.is_none() && self.pos > self.active().header.segment_size_bytes / 2 {
+        if self.prealloc.is_none()
+            && self.pos > self.active().header.segment_size_bytes / PREALLOC_START_DIVISOR
+        {
             self.start_prealloc();
         }
         Ok(Lsn(lsn))

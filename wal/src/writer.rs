@@ -364,6 +364,12 @@ impl Drop for Wal {
     }
 }
 
+// The runtime moves a `Wal` into its shard thread.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Wal>();
+};
+
 /// Largest payload a segment of `segment_size_bytes` can hold.
 pub(crate) fn max_payload(segment_size_bytes: u64) -> u64 {
     (segment_size_bytes - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES).min(PAYLOAD_MAX_BYTES)

@@ -1,5 +1,5 @@
 //! A plain loop over `State::apply` for profiling (`perf stat`/`perf record`):
-//! `cargo run --release -p bench --example state_ops -- CARDS OPS [zipf]`.
+//! `cargo run --release -p bench --example state_ops -- CARDS OPS [keyed]`.
 
 use engine::command::{CardId, Channel, Command, Method, Millis, Request};
 use engine::money::Amount;
@@ -14,6 +14,7 @@ fn main() {
         .get(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
+    let keyed = args.get(3).is_some_and(|s| s == "keyed");
     let mut st = State::new(StateConfig {
         idempotency_ttl_ms: 1_000,
         history_per_card_max: 8,
@@ -71,6 +72,13 @@ fn main() {
         if let Command::Spend { card_id, .. } = &mut r.command {
             *card_id = CardId((x >> 33) % cards + 1);
         }
+        if keyed {
+            let k = r
+                .idempotency_key
+                .get_or_insert_with(|| String::with_capacity(24));
+            k.clear();
+            let _ = std::fmt::Write::write_fmt(k, format_args!("key-{n}"));
+        }
         ev.clear();
         let rep = st.apply(&r, Millis(t0 + (n / 1000) as i64), &mut ev);
         approved += matches!(rep.outcome, engine::outcome::Outcome::Approved(_)) as u64;
@@ -80,5 +88,20 @@ fn main() {
         "{ops} spends over {cards} cards: {:.0} ns/op, {:.2} M ops/s ({approved} approved)",
         el.as_nanos() as f64 / ops as f64,
         ops as f64 / el.as_secs_f64() / 1e6
+    );
+    let t = Instant::now();
+    let snap = st.snapshot();
+    let t_snap = t.elapsed();
+    let t = Instant::now();
+    let restored = State::restore(&snap, StateConfig::default()).expect("restore");
+    let t_restore = t.elapsed();
+    let t = Instant::now();
+    let same = restored.digest() == st.digest();
+    println!(
+        "snapshot {:.1} MB in {:.0} ms, restore {:.0} ms, two digests {:.0} ms, equal: {same}",
+        snap.len() as f64 / 1e6,
+        t_snap.as_secs_f64() * 1e3,
+        t_restore.as_secs_f64() * 1e3,
+        t.elapsed().as_secs_f64() * 1e3
     );
 }

@@ -19,7 +19,7 @@ use axum::Json;
 
 /// Answers of a mutating call.
 #[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)]
 pub enum MutationResponses {
     /// Approved.
     #[response(status = 200, headers(("Idempotent-Replayed" = String, description = "`true` on a stored answer to a retry")))]

@@ -24,7 +24,7 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SVSNAPSH";
 pub const SNAPSHOT_VERSION: u32 = 1;
 /// Bytes before the payload.
 pub const SNAPSHOT_HEADER_BYTES: usize = 32;
-/// Snapshots kept by [`write`].
+/// Snapshots kept by [`write()`].
 pub const SNAPSHOTS_KEPT: usize = 2;
 
 const _: () = assert!(SNAPSHOT_HEADER_BYTES % 16 == 0);
@@ -34,7 +34,7 @@ const _: () = assert!(SNAPSHOT_HEADER_BYTES % 16 == 0);
 pub struct Snapshot {
     /// Every record up to this LSN is reflected in `bytes`.
     pub lsn: Lsn,
-    /// The state image, as given to [`write`].
+    /// The state image, as given to [`write()`].
     pub bytes: Vec<u8>,
     /// Newer snapshot files that failed validation and were passed over (path, reason).
     pub skipped: Vec<(PathBuf, String)>,

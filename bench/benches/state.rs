@@ -147,11 +147,12 @@ fn bench_state(c: &mut Criterion) {
     let m = st.memory();
     eprintln!(
         "state: {} cards: {:.1} B/card live heap (one top-up each, one lot, 2 history entries); \
-         breakdown per card: cards {:.1}, index {:.1}, history {:.1}",
+         breakdown per card: cards {:.1}, index {:.1}, timers {:.1}, history {:.1}",
         CARDS,
         (after - before) as f64 / CARDS as f64,
         m.cards as f64 / CARDS as f64,
         m.card_index as f64 / CARDS as f64,
+        m.timers as f64 / CARDS as f64,
         m.history as f64 / CARDS as f64,
     );
     let uniform = choices(false);
@@ -211,9 +212,11 @@ fn bench_state(c: &mut Criterion) {
                 st.apply(&req, clock.tick(), &mut ev)
             })
         });
+        let m = st.memory();
         eprintln!(
-            "state: {} live keys after keyed spends",
-            st.key_count() - keys0
+            "state: {} live keys after keyed spends, {:.1} B/key (table + arrival queue)",
+            st.key_count() - keys0,
+            m.keys as f64 / st.key_count().max(1) as f64
         );
     }
     {

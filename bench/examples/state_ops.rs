@@ -1,5 +1,5 @@
 //! A plain loop over `State::apply` for profiling (`perf stat`/`perf record`):
-//! `cargo run --release -p bench --example state_ops -- CARDS OPS [zipf]`.
+//! `cargo run --release -p bench --example state_ops -- CARDS OPS [keyed]`.
 
 use engine::command::{CardId, Channel, Command, Method, Millis, Request};
 use engine::money::Amount;
@@ -14,6 +14,7 @@ fn main() {
         .get(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
+    let keyed = args.get(3).is_some_and(|s| s == "keyed");
     let mut st = State::new(StateConfig {
         idempotency_ttl_ms: 1_000,
         history_per_card_max: 8,
@@ -70,6 +71,13 @@ fn main() {
             .wrapping_add(1442695040888963407);
         if let Command::Spend { card_id, .. } = &mut r.command {
             *card_id = CardId((x >> 33) % cards + 1);
+        }
+        if keyed {
+            let k = r
+                .idempotency_key
+                .get_or_insert_with(|| String::with_capacity(24));
+            k.clear();
+            let _ = std::fmt::Write::write_fmt(k, format_args!("key-{n}"));
         }
         ev.clear();
         let rep = st.apply(&r, Millis(t0 + (n / 1000) as i64), &mut ev);

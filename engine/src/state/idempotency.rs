@@ -10,7 +10,7 @@
 use crate::command::{CardId, Command, Request};
 use crate::outcome::{DeclineCode, NotFoundKind, Outcome, Rejection};
 use std::collections::{HashMap, VecDeque};
-use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 /// The stored answer of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -51,16 +51,54 @@ pub(crate) fn key_hash(key: &str) -> u128 {
     xxh3_128(key.as_bytes())
 }
 
+/// Collects the bytes of a fingerprint on the stack (spilling to the heap only for long store
+/// names or program changes) and hashes them once: a streaming xxh3 state is large enough that
+/// creating it cost more than hashing a command.
+struct FpWriter {
+    arr: [u8; 128],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+impl FpWriter {
+    fn new() -> FpWriter {
+        FpWriter {
+            arr: [0; 128],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        if self.spill.is_empty() {
+            if let Some(dst) = self.arr.get_mut(self.len..self.len + b.len()) {
+                dst.copy_from_slice(b);
+                self.len += b.len();
+                return;
+            }
+            self.spill
+                .extend_from_slice(self.arr.get(..self.len).unwrap_or_default());
+        }
+        self.spill.extend_from_slice(b);
+    }
+    fn digest(&self) -> u64 {
+        if self.spill.is_empty() {
+            xxh3_64(self.arr.get(..self.len).unwrap_or_default())
+        } else {
+            xxh3_64(&self.spill)
+        }
+    }
+}
+
 /// A deterministic fingerprint of a command: same command ⇔ same fingerprint (up to 2^-64).
 /// Written field by field with tags, so it does not depend on `Hash` impl details.
 pub(crate) fn fingerprint(cmd: &Command) -> u64 {
-    let mut h = Xxh3::new();
-    let u64s = |h: &mut Xxh3, xs: &[u64]| {
+    let mut h = FpWriter::new();
+    let u64s = |h: &mut FpWriter, xs: &[u64]| {
         for x in xs {
             h.update(&x.to_le_bytes());
         }
     };
-    let opt_str = |h: &mut Xxh3, s: &Option<String>| match s {
+    let opt_str = |h: &mut FpWriter, s: &Option<String>| match s {
         None => h.update(&[0]),
         Some(s) => {
             h.update(&[1]);
@@ -207,6 +245,31 @@ pub(crate) fn command_card(cmd: &Command) -> Option<CardId> {
 }
 
 /// Identity hasher for keys that are already uniformly random (128-bit xxh3 hashes).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CardId, Method};
+    use crate::money::Amount;
+
+    #[test]
+    fn fingerprints_tell_commands_apart_and_spill_long_ones() {
+        let spend = |store: Option<String>, amount| Command::Spend {
+            card_id: CardId(1),
+            amount: Amount(amount),
+            method: Method::Qr,
+            store,
+        };
+        let a = fingerprint(&spend(None, 100));
+        assert_eq!(a, fingerprint(&spend(None, 100)));
+        assert_ne!(a, fingerprint(&spend(None, 101)));
+        assert_ne!(a, fingerprint(&spend(Some(String::new()), 100)));
+        let long = "s".repeat(300);
+        let b = fingerprint(&spend(Some(long.clone()), 100));
+        assert_eq!(b, fingerprint(&spend(Some(long), 100)));
+        assert_ne!(b, fingerprint(&spend(Some("s".repeat(299)), 100)));
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 pub(crate) struct PreHashed(u64);
 

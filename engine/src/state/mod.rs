@@ -705,7 +705,7 @@ impl State {
             history,
             keys: table(self.keys.map.capacity(), 48) + self.keys.fifo.capacity() * 16,
             holds: table(self.holds.capacity(), 32),
-            timers: self.timers.len() * std::mem::size_of::<timers::Timer>(),
+            timers: self.timers.bytes(),
         }
     }
 

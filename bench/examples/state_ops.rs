@@ -89,4 +89,19 @@ fn main() {
         el.as_nanos() as f64 / ops as f64,
         ops as f64 / el.as_secs_f64() / 1e6
     );
+    let t = Instant::now();
+    let snap = st.snapshot();
+    let t_snap = t.elapsed();
+    let t = Instant::now();
+    let restored = State::restore(&snap, StateConfig::default()).expect("restore");
+    let t_restore = t.elapsed();
+    let t = Instant::now();
+    let same = restored.digest() == st.digest();
+    println!(
+        "snapshot {:.1} MB in {:.0} ms, restore {:.0} ms, two digests {:.0} ms, equal: {same}",
+        snap.len() as f64 / 1e6,
+        t_snap.as_secs_f64() * 1e3,
+        t_restore.as_secs_f64() * 1e3,
+        t.elapsed().as_secs_f64() * 1e3
+    );
 }

@@ -60,9 +60,14 @@ impl Lots {
             return self.rest.is_none();
         }
         let mut prev: Option<i64> = None;
+        let mut total: i64 = 0;
         for l in self.iter() {
             if l.amount.0 <= 0 || prev.is_some_and(|p| p >= l.expires_at) {
                 return false;
+            }
+            match total.checked_add(l.amount.0) {
+                Some(t) if t <= super::MONEY_MAX => total = t,
+                _ => return false,
             }
             prev = Some(l.expires_at);
         }

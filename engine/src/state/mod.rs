@@ -41,6 +41,23 @@
 //!   threshold to below it; bonus expiring once per lot; anomalies: velocity breach (on a
 //!   per-minute decline), quick cash-out (within 10 minutes of a top-up), repeated declines
 //!   (the third decline in a row on a card).
+//! - **Idempotent replays** return the stored decision, transaction id and amounts; the card
+//!   view in a replayed answer is the card as it is now.
+//!
+//! What an [`Approval`] carries, by kind (all amounts in minor units):
+//! - top-up: `amount` = `principal` = money credited, `bonus` = `bonus_granted` = ladder bonus;
+//! - spend: `amount` = charged after `discount`, split into `principal` + `bonus` taken;
+//!   `points_earned`; capture likewise, plus `released` (held − captured);
+//! - hold: `amount` = held (after discount), `discount`, `expires_at`; void and hold expiry:
+//!   `released`;
+//! - refund: `principal` + `bonus` returned, `points_spent` = points taken back;
+//! - cash-out: `amount` = cash paid out, `principal` + `bonus` = removed from the card,
+//!   `forfeited` = removed − paid; close: `bonus` = `forfeited` = bonus dropped;
+//! - redeem: `bonus_granted`, `points_spent`; grant: `bonus_granted`, `points_earned`;
+//! - reversal: `reversed_txn`, `principal`/`bonus` = the **signed** change to the card
+//!   (negative when an undone top-up, refund, redeem or grant is taken back), `released` for a
+//!   voided hold; a reversal of nothing has no `txn_id` and no card;
+//! - tick (`TxnKind::Tick`): `released` = holds released, `forfeited` = bonus expired.
 
 mod card;
 mod history;
@@ -73,7 +90,10 @@ pub use snapshot::SNAPSHOT_VERSION;
 pub struct StateConfig {
     /// How long an idempotency key is remembered (SPEC: at least 24 h).
     pub idempotency_ttl_ms: i64,
-    /// Hard cap on remembered keys per shard; beyond it the oldest are forgotten early.
+    /// Hard cap on remembered keys per shard; beyond it the oldest are forgotten before their
+    /// TTL (a key costs ~120 B, so the default 16 Mi keys is ~2 GB per shard). This is the one
+    /// place where SPEC's "keys live at least 24 h" yields to a memory bound: at sustained rates
+    /// above cap ÷ 24 h per shard, keys live less than a day.
     pub idempotency_keys_max: usize,
     /// A card's history is trimmed (oldest half, if older than the key TTL) beyond this.
     pub history_per_card_max: usize,
@@ -83,7 +103,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             idempotency_ttl_ms: 24 * 3600 * 1000,
-            idempotency_keys_max: 64 << 20,
+            idempotency_keys_max: 16 << 20,
             history_per_card_max: 1024,
         }
     }
@@ -177,6 +197,10 @@ pub(crate) fn invalid(field: &str, reason: &str) -> Fail {
 pub(crate) fn not_found(what: NotFoundKind) -> Fail {
     Fail::Reject(Rejection::NotFound { what })
 }
+
+/// Largest balance or lifetime total a restored snapshot may hold (2^60 minor units, far above
+/// any real card, low enough that sums of a few never overflow).
+pub(crate) const MONEY_MAX: i64 = 1 << 60;
 
 /// Threshold of the repeated-declines anomaly.
 const REPEATED_DECLINES_AT: u8 = 3;

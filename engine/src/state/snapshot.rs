@@ -10,7 +10,7 @@
 use super::card::Card;
 use super::idempotency::{KeyEntry, KeyTable, Stored};
 use super::timers::{Timer, Timers};
-use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK};
+use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK, MONEY_MAX};
 use crate::outcome::{FloatTotals, Outcome};
 use crate::program::Program;
 use std::collections::HashMap;
@@ -114,6 +114,21 @@ impl State {
             let seq_end = u64::from(c.hist_first_seq) + c.history.len() as u64;
             if seq_end > u64::from(u32::MAX) || c.hist_first_seq == 0 {
                 return Err(bad(format!("card {} history numbering out of range", c.id)));
+            }
+            let money = [
+                c.principal,
+                c.bonus,
+                c.held,
+                c.paid_in,
+                c.bonus_given,
+                c.consumed,
+                c.top_up_today,
+                c.spend_today,
+            ];
+            if money.iter().any(|a| a.0.unsigned_abs() > MONEY_MAX as u64)
+                || c.points > MONEY_MAX as u64
+            {
+                return Err(bad(format!("card {} amounts out of range", c.id)));
             }
             if !c.lots.valid() || c.principal.0 < 0 || c.held.0 < 0 {
                 return Err(bad(format!("card {} balances inconsistent", c.id)));

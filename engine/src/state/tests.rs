@@ -1034,3 +1034,23 @@ fn discount_rate_rounding_is_half_even() {
     assert_eq!(a.discount, Amount(4));
     let _ = Rate::ONE;
 }
+
+#[test]
+fn restore_refuses_garbage_without_panicking() {
+    let mut t = T::new();
+    let c = t.open(1);
+    t.top_up(c, y(100));
+    let good = t.st.snapshot();
+    // every truncation and a byte flip at many offsets: an error or a valid state, never a panic
+    for cut in (0..good.len()).step_by(good.len() / 64 + 1) {
+        assert!(State::restore(&good[..cut], StateConfig::default()).is_err());
+    }
+    for at in (0..good.len()).step_by(7) {
+        let mut b = good.clone();
+        b[at] ^= 0x5a;
+        if let Ok(s) = State::restore(&b, StateConfig::default()) {
+            assert_eq!(s.float(), s.float_recomputed());
+        }
+    }
+    assert!(State::restore(b"not a snapshot at all", StateConfig::default()).is_err());
+}

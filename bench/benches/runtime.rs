@@ -33,6 +33,15 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `SVAULT_BENCH_SYNC=pwrite` selects the wal's pwrite + fdatasync commit instead of msync.
+fn tuning() -> Tuning {
+    let mut t = Tuning::default();
+    if std::env::var("SVAULT_BENCH_SYNC").as_deref() == Ok("pwrite") {
+        t.wal.sync_method = wal::SyncMethod::PwriteFdatasync;
+    }
+    t
+}
+
 fn config(dir: &Path, shards: usize) -> EngineConfig {
     EngineConfig {
         data_dir: dir.into(),
@@ -72,7 +81,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     println!("\n## {shards} shard(s)");
     let rt = rt();
-    let engine = Engine::open(config(dir, shards)).expect("open");
+    let engine = Engine::open_with(config(dir, shards), tuning()).expect("open");
     let started = Instant::now();
     rt.block_on(setup(&engine, cards));
     println!(
@@ -82,39 +91,13 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
 
     let key_seq = Arc::new(AtomicU64::new(0));
     let before = engine.shard_stats();
-    let t = Instant::now();
-    let rate = rt.block_on(closed_loop(
-        &engine,
-        cards,
-        Duration::from_secs(secs),
-        key_seq.clone(),
-    ));
-    let el = t.elapsed().as_secs_f64();
-    for (k, (a, b)) in before.iter().zip(engine.shard_stats()).enumerate() {
-        let (reqs, batches, commits) = (
-            b.requests - a.requests,
-            b.batches - a.batches,
-            b.commits - a.commits,
-        );
-        println!(
-            "  shard {k}: {:.0} requests/s, {:.0} batches/s, mean batch {:.0} requests, {:.0} commits/s",
-            reqs as f64 / el,
-            batches as f64 / el,
-            reqs as f64 / batches.max(1) as f64,
-            commits as f64 / el
-        );
-    }
-    println!(
-        "throughput (closed loop, 64 callers x batches of 256 spends): {rate:.0} authorizations/s"
-    );
+    let rate = rt.block_on(closed_loop(&engine, cards, Duration::from_secs(secs), key_seq.clone()));
+    print_stats(&before, &engine.shard_stats(), secs);
+    println!("throughput (closed loop, 64 callers x batches of 256 spends): {rate:.0} authorizations/s");
     let half = rate / 2.0;
-    let h = rt.block_on(open_loop(
-        &engine,
-        cards,
-        half,
-        Duration::from_secs(secs),
-        key_seq.clone(),
-    ));
+    let before = engine.shard_stats();
+    let h = rt.block_on(open_loop(&engine, cards, half, Duration::from_secs(secs), key_seq.clone()));
+    print_stats(&before, &engine.shard_stats(), secs);
     println!(
         "latency at {half:.0}/s (open loop, batches of 64 every {:.0} us): p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} requests)",
         64.0 * 1e6 / half,
@@ -130,7 +113,7 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
 
     // Restart from the log alone.
     let t = Instant::now();
-    let e = Engine::open(config(dir, shards)).expect("reopen");
+    let e = Engine::open_with(config(dir, shards), tuning()).expect("reopen");
     let el = t.elapsed();
     let replayed: u64 = e.recovery_reports().iter().map(|r| r.records).sum();
     println!(
@@ -142,13 +125,13 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     drop(e);
 
     // A snapshot: the pause is the serialisation on the shard thread.
-    let tuning = Tuning {
+    let snap_tuning = Tuning {
         snapshot_every_records: 1,
         snapshot_every_secs: 0,
         remove_covered_segments: false,
-        ..Tuning::default()
+        ..tuning()
     };
-    let e = Engine::open_with(config(dir, shards), tuning).expect("reopen for snapshot");
+    let e = Engine::open_with(config(dir, shards), snap_tuning).expect("reopen for snapshot");
     rt.block_on(async {
         let reqs: Vec<Request> = (0..shards as u64 * 4)
             .map(|i| Request {
@@ -172,7 +155,7 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     e.shutdown();
     drop(e);
     let t = Instant::now();
-    let e = Engine::open(config(dir, shards)).expect("reopen from snapshot");
+    let e = Engine::open_with(config(dir, shards), tuning()).expect("reopen from snapshot");
     let el = t.elapsed();
     let tail: u64 = e.recovery_reports().iter().map(|r| r.records).sum();
     println!(
@@ -197,6 +180,19 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
         report.records_per_sec(),
         report.copy_elapsed.as_secs_f64()
     );
+}
+
+fn print_stats(before: &[engine::runtime::ShardStats], after: &[engine::runtime::ShardStats], secs: u64) {
+    for (k, (a, b)) in before.iter().zip(after).enumerate() {
+        let (reqs, batches, commits) = (b.requests - a.requests, b.batches - a.batches, b.commits - a.commits);
+        println!(
+            "  shard {k}: {:.0} requests/s, mean batch {:.0} requests, {:.0} commits/s, mean commit {:.0} us",
+            reqs as f64 / secs as f64,
+            reqs as f64 / batches.max(1) as f64,
+            commits as f64 / secs as f64,
+            (b.commit_us_total - a.commit_us_total) as f64 / commits.max(1) as f64
+        );
+    }
 }
 
 async fn setup(engine: &Engine, cards: u64) {

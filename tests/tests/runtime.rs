@@ -284,3 +284,153 @@ fn shutdown_refuses_new_work() {
     ));
     assert_eq!(r, Err(SubmitError::ShuttingDown));
 }
+
+#[test]
+fn every_durability_mode_recovers_what_it_acknowledged() {
+    for durability in [Durability::Sync, Durability::Group, Durability::Async] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EngineConfig {
+            data_dir: dir.path().into(),
+            shards: Some(2),
+            durability,
+        };
+        let engine = Engine::open(cfg.clone()).unwrap();
+        let rt = rt();
+        let n = rt.block_on(async {
+            let mut reqs = vec![req("p", Command::UpsertProgram(Program::demo()))];
+            for c in 0..20u64 {
+                reqs.push(req(&format!("o{c}"), open_card(100 + c, "demo")));
+                reqs.push(req(
+                    &format!("t{c}"),
+                    Command::TopUp {
+                        card_id: CardId(100 + c),
+                        amount: Amount(10_000 + c as i64),
+                        channel: Channel::Cash,
+                    },
+                ));
+            }
+            let n = reqs.len();
+            for r in engine.submit_batch(reqs, &Scope::All).await {
+                assert!(matches!(r.unwrap().outcome, Outcome::Approved(_)));
+            }
+            n
+        });
+        if durability == Durability::Async {
+            // The 10 ms timer commits without any further request.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while engine
+                .shard_stats()
+                .iter()
+                .map(|s| s.committed_lsn)
+                .sum::<u64>()
+                < n as u64 + 1
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "async never committed: {:?}",
+                    engine.shard_stats()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        if durability == Durability::Sync {
+            // One sync per request (the program upsert is one record on each shard).
+            let commits: u64 = engine.shard_stats().iter().map(|s| s.commits).sum();
+            assert_eq!(commits, n as u64 + 1, "{:?}", engine.shard_stats());
+        }
+        let digest = engine.digest().unwrap();
+        let float = engine.float();
+        engine.shutdown();
+        let reopened = Engine::open(cfg).unwrap();
+        assert_eq!(reopened.digest().unwrap(), digest, "{durability:?}");
+        assert_eq!(reopened.float(), float, "{durability:?}");
+        reopened.shutdown();
+    }
+}
+
+#[test]
+fn corruption_in_the_middle_of_the_log_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = EngineConfig {
+        data_dir: dir.path().into(),
+        shards: Some(1),
+        durability: Durability::Group,
+    };
+    let engine = Engine::open(cfg.clone()).unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        engine
+            .submit(
+                req("p", Command::UpsertProgram(Program::demo())),
+                &Scope::All,
+            )
+            .await
+            .unwrap();
+        engine
+            .submit(req("o", open_card(9, "demo")), &Scope::All)
+            .await
+            .unwrap();
+        // One request per batch: every record sits in its own 4 KiB-padded commit.
+        for i in 0..40 {
+            let c = Command::TopUp {
+                card_id: CardId(9),
+                amount: Amount(100),
+                channel: Channel::Cash,
+            };
+            engine
+                .submit(req(&format!("t{i}"), c), &Scope::All)
+                .await
+                .unwrap();
+        }
+    });
+    engine.shutdown();
+    drop(engine);
+    let wal_dir = dir.path().join("shard-0").join("wal");
+    let segment = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .min()
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Somewhere inside the tenth commit, well before the end of the log.
+    let at = 10 * 4096 + 40;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    match Engine::open(cfg) {
+        Err(EngineError::Wal(wal::WalError::Corruption {
+            segment: s, offset, ..
+        })) => {
+            assert_eq!(s.file_name(), segment.file_name());
+            assert!(
+                offset as usize <= at,
+                "offset {offset} after the damage at {at}"
+            );
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("started over a corrupted log"),
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault"))
+        .args(["replay", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("corruption")
+            && err.contains(&segment.file_name().unwrap().to_string_lossy().to_string()),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault"))
+        .args(["inspect", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "inspect must flag the damage: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

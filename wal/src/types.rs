@@ -16,13 +16,16 @@ pub struct WalOptions {
     pub sync_method: SyncMethod,
 }
 
-/// How a commit reaches the disk.
+/// How a commit reaches the disk. Both have fdatasync semantics; the default was measured
+/// (see the crate docs and `bench/RESULTS.md`, "## wal").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncMethod {
     /// Records are copied into the mapped segment; commit is `msync(MS_SYNC)` of the dirty pages.
-    #[default]
+    /// Every first store into a page takes a write fault on the append path.
     Msync,
-    /// Records are staged in memory; commit is one `pwrite` of the batch plus `fdatasync`.
+    /// Records are staged in memory; commit is one `pwrite` of the page-padded batch plus
+    /// `fdatasync`. Reads still come from the map (one page cache), 16-byte aligned.
+    #[default]
     PwriteFdatasync,
 }
 

@@ -24,6 +24,11 @@ use crate::poison::Poison;
 use crate::segment::{self, DirLock, SegmentMap};
 use crate::{Committed, Lsn, Recovery, SyncMethod, WalError, WalOptions};
 
+/// The next segment's preallocation starts once the active one is 1/8 full: early enough
+/// that zero-filling 64 MiB finishes before a 1 GB/s writer needs it, late enough that a
+/// log opened and closed at once (tests, tools) does not zero a second segment.
+const PREALLOC_START_DIVISOR: u64 = 8;
+
 /// Name of the segment being preallocated in the background.
 pub(crate) const PREALLOC_NAME: &str = "next-segment.wal.tmp";
 
@@ -120,7 +125,9 @@ impl Wal {
         let lsn = self.next_lsn;
         self.stage(lsn, 0, payload)?;
         self.next_lsn += 1;
-        if self.prealloc.is_none() && self.pos > self.active().header.segment_size_bytes / 2 {
+        if self.prealloc.is_none()
+            && self.pos > self.active().header.segment_size_bytes / PREALLOC_START_DIVISOR
+        {
             self.start_prealloc();
         }
         Ok(Lsn(lsn))
@@ -356,6 +363,12 @@ impl Drop for Wal {
         }
     }
 }
+
+// The runtime moves a `Wal` into its shard thread.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Wal>();
+};
 
 /// Largest payload a segment of `segment_size_bytes` can hold.
 pub(crate) fn max_payload(segment_size_bytes: u64) -> u64 {

@@ -179,6 +179,8 @@ pub struct ShardStats {
     pub requests: u64,
     pub batches: u64,
     pub commits: u64,
+    /// Time spent in commits (µs), for a mean commit latency.
+    pub commit_us_total: u64,
     pub committed_lsn: u64,
     /// Snapshots written (durably) since open.
     pub snapshots: u64,
@@ -476,6 +478,10 @@ impl Engine {
     }
 
     /// Submits many requests at once (the binary protocol's frames); answers in the same order.
+    ///
+    /// Requests are grouped into one message per shard (one queue slot, one wake-up), in frame
+    /// order within each shard. A broadcast (program upsert, reversal) is a barrier: everything
+    /// before it in the frame is answered first, everything after it is sent after it.
     pub async fn submit_batch(
         &self,
         requests: Vec<Request>,
@@ -483,8 +489,8 @@ impl Engine {
     ) -> Vec<Result<Reply, SubmitError>> {
         let shards = self.shards();
         let n = requests.len();
+        let mut out: Vec<Option<Result<Reply, SubmitError>>> = (0..n).map(|_| None).collect();
         let mut per_shard: Vec<Vec<(usize, Request)>> = (0..shards).map(|_| Vec::new()).collect();
-        let mut broadcasts = Vec::new();
         for (i, r) in requests.into_iter().enumerate() {
             match router::route(&r.command, shards) {
                 Route::Shard(k) => {
@@ -492,15 +498,34 @@ impl Engine {
                         v.push((i, r));
                     }
                 }
-                Route::Broadcast => broadcasts.push((i, r)),
+                Route::Broadcast => {
+                    self.send_groups(&mut per_shard, scope, &mut out).await;
+                    let reply = self.submit(r, scope).await;
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = Some(reply);
+                    }
+                }
             }
         }
-        let mut out: Vec<Option<Result<Reply, SubmitError>>> = (0..n).map(|_| None).collect();
+        self.send_groups(&mut per_shard, scope, &mut out).await;
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(SubmitError::Unavailable("no answer".into()))))
+            .collect()
+    }
+
+    /// Sends each non-empty per-shard group as one message and waits for all of them.
+    async fn send_groups(
+        &self,
+        per_shard: &mut [Vec<(usize, Request)>],
+        scope: &Scope,
+        out: &mut [Option<Result<Reply, SubmitError>>],
+    ) {
         let mut waits = Vec::new();
-        for (k, reqs) in per_shard.into_iter().enumerate() {
-            if reqs.is_empty() {
+        for (k, group) in per_shard.iter_mut().enumerate() {
+            if group.is_empty() {
                 continue;
             }
+            let reqs = std::mem::take(group);
             let idx: Vec<usize> = reqs.iter().map(|(i, _)| *i).collect();
             let (tx, rx) = oneshot::channel();
             match self.send(
@@ -540,15 +565,6 @@ impl Engine {
                 }
             }
         }
-        for (i, r) in broadcasts {
-            let reply = self.submit(r, scope).await;
-            if let Some(slot) = out.get_mut(i) {
-                *slot = Some(reply);
-            }
-        }
-        out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(SubmitError::Unavailable("no answer".into()))))
-            .collect()
     }
 
     /// A read, answered by the card's shard from memory.
@@ -629,6 +645,7 @@ impl Engine {
                 requests: r(&m.requests),
                 batches: r(&m.batches),
                 commits: r(&m.commits),
+                commit_us_total: r(&m.commit_us_sum),
                 committed_lsn: r(&m.committed_lsn),
                 snapshots: r(&m.snapshots),
                 snapshot_lsn: r(&m.snapshot_lsn),

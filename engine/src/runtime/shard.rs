@@ -133,6 +133,7 @@ pub(crate) struct Shard {
     snapshot_tx: Option<Sender<SnapshotJob>>,
     snapshot_done_rx: Receiver<Lsn>,
     snapshot_writer: Option<std::thread::JoinHandle<()>>,
+    snapshot_dir: std::path::PathBuf,
 }
 
 /// Recovers shard `k` and returns it ready to run.
@@ -156,6 +157,11 @@ pub(crate) fn open(
         std::fs::create_dir_all(dir).map_err(|e| EngineError::Wal(WalError::Io(e)))?;
     }
     let snapshot = wal::snapshot::read_latest(&paths.snapshots)?;
+    if let Some(s) = &snapshot {
+        for (path, why) in &s.skipped {
+            tracing::warn!(shard = k, path = %path.display(), reason = %why, "damaged snapshot passed over");
+        }
+    }
     let (mut state, snapshot_lsn, snap_now) = match snapshot {
         Some(s) => {
             let (now, state) = recovery::decode_snapshot(&s.bytes, s.lsn, tuning.state.clone())
@@ -225,6 +231,7 @@ pub(crate) fn open(
         snapshot_tx: Some(snapshot_tx),
         snapshot_done_rx,
         snapshot_writer: Some(snapshot_writer),
+        snapshot_dir: paths.snapshots.clone(),
         tuning,
     };
     Ok((shard, report))
@@ -565,7 +572,10 @@ impl Shard {
             self.shared.metrics.snapshots.fetch_add(1, Relaxed);
             self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
             if self.tuning.remove_covered_segments {
-                if let Err(e) = self.wal.remove_segments_before(Lsn(lsn.0 + 1)) {
+                // Keep what every kept snapshot needs: if the newest one is later found damaged,
+                // recovery falls back to the previous one and replays forward from it.
+                let keep = wal::snapshot::keep_log_from(&self.snapshot_dir);
+                if let Err(e) = keep.and_then(|keep| self.wal.remove_segments_before(keep)) {
                     tracing::warn!(shard = self.k, error = %e, "could not remove covered segments");
                 }
             }

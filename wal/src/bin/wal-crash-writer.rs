@@ -51,7 +51,10 @@ fn run(dir: PathBuf, options: WalOptions, seed: u64) -> Result<(), Box<dyn std::
     let mut out = stdout.lock();
     let mut x = seed | 1;
     let mut payload = Vec::new();
-    loop {
+    // Never outlive a test that forgot us: stop after a while (a dead parent also ends us
+    // through EPIPE on stdout).
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -64,4 +67,5 @@ fn run(dir: PathBuf, options: WalOptions, seed: u64) -> Result<(), Box<dyn std::
         writeln!(out, "{}", done.through.0)?;
         out.flush()?;
     }
+    Ok(())
 }

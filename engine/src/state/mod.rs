@@ -653,6 +653,11 @@ impl State {
         self.program_index.get(id).map(|&i| self.program_at(i))
     }
 
+    /// All programs, in the order they were first created.
+    pub fn programs(&self) -> impl Iterator<Item = &Program> + '_ {
+        self.programs.iter().map(|p| &p.program)
+    }
+
     /// Outstanding principal, bonus, held per program id, sorted by id; O(programs).
     pub fn float(&self) -> Vec<(String, FloatTotals)> {
         let mut v: Vec<(String, FloatTotals)> = self

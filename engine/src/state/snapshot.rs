@@ -30,6 +30,17 @@ struct Snap {
     side: Vec<(u128, Outcome)>,
 }
 
+/// Everything of a snapshot but the cards, owned.
+struct SnapHead {
+    version: u32,
+    clock: i64,
+    programs: Vec<Program>,
+    holds: Vec<(u64, u32, Hold)>,
+    timers: Vec<Timer>,
+    keys: Vec<(u128, KeyEntry)>,
+    side: Vec<(u128, Outcome)>,
+}
+
 fn bad(s: impl Into<String>) -> StateError {
     StateError::InvalidSnapshot(s.into())
 }
@@ -80,16 +91,49 @@ impl State {
 
     /// Restores a state from `snapshot` bytes, validating them.
     pub fn restore(bytes: &[u8], config: StateConfig) -> Result<State, StateError> {
-        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
-        aligned.extend_from_slice(bytes);
-        let snap = rkyv::from_bytes::<Snap, rkyv::rancor::Error>(&aligned)
+        // Validate in place when the bytes are already aligned (a mapped or freshly read file
+        // usually is); copy only otherwise. Cards are then deserialised one at a time, so the
+        // peak is the snapshot bytes plus the state, not a second owned copy of every card.
+        let copy;
+        let buf: &[u8] = if (bytes.as_ptr() as usize) % 16 == 0 {
+            bytes
+        } else {
+            let mut a = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+            a.extend_from_slice(bytes);
+            copy = a;
+            &copy
+        };
+        let arch = rkyv::access::<ArchivedSnap, rkyv::rancor::Error>(buf)
             .map_err(|e| bad(e.to_string()))?;
+        let de = |e: rkyv::rancor::Error| bad(e.to_string());
+        let snap = SnapHead {
+            version: arch.version.to_native(),
+            clock: arch.clock.to_native(),
+            programs: arch
+                .programs
+                .iter()
+                .map(|p| rkyv::deserialize::<Program, rkyv::rancor::Error>(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(de)?,
+            holds: rkyv::deserialize::<Vec<(u64, u32, Hold)>, rkyv::rancor::Error>(&arch.holds)
+                .map_err(de)?,
+            timers: rkyv::deserialize::<Vec<Timer>, rkyv::rancor::Error>(&arch.timers)
+                .map_err(de)?,
+            keys: rkyv::deserialize::<Vec<(u128, KeyEntry)>, rkyv::rancor::Error>(&arch.keys)
+                .map_err(de)?,
+            side: rkyv::deserialize::<Vec<(u128, Outcome)>, rkyv::rancor::Error>(&arch.side)
+                .map_err(de)?,
+        };
         if snap.version != SNAPSHOT_VERSION {
             return Err(bad(format!(
                 "version {} (expected {SNAPSHOT_VERSION})",
                 snap.version
             )));
         }
+        let cards = arch
+            .cards
+            .iter()
+            .map(|c| rkyv::deserialize::<Card, rkyv::rancor::Error>(c).map_err(de));
         let mut st = State::new(config);
         st.clock = snap.clock;
         for p in snap.programs {
@@ -103,8 +147,9 @@ impl State {
                 float: FloatTotals::default(),
             });
         }
-        st.chunks.reserve(snap.cards.len().div_ceil(CHUNK));
-        for c in snap.cards {
+        st.chunks.reserve((arch.cards.len()).div_ceil(CHUNK));
+        for c in cards {
+            let c = c?;
             if usize::from(c.program) >= st.programs.len() {
                 return Err(bad(format!("card {} names program #{}", c.id, c.program)));
             }

@@ -83,6 +83,9 @@ fn histogram(
     let _ = writeln!(out, "{name}_count{{shard=\"{shard}\"}} {cumulative}");
 }
 
+/// A per-shard series: name, Prometheus type, how to read it.
+type Gauge = (&'static str, &'static str, fn(&ShardMetrics) -> u64);
+
 /// Appends every shard's lines; `queue_depths[k]` is shard k's current queue length.
 pub fn render(
     out: &mut String,
@@ -90,7 +93,7 @@ pub fn render(
     queue_depths: &[usize],
     queue_depth_max: usize,
 ) {
-    let gauges: [(&str, &str, fn(&ShardMetrics) -> u64); 10] = [
+    let gauges: [Gauge; 10] = [
         ("svault_shard_requests_total", "counter", |m| {
             m.requests.load(Relaxed)
         }),

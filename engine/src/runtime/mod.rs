@@ -213,13 +213,16 @@ pub fn merge_floats<'a>(
     merged.into_iter().collect()
 }
 
+/// One shard's float, published after every batch (read by `Engine::float` without a message).
+type FloatSlot = Arc<Mutex<Vec<(String, FloatTotals)>>>;
+
 struct Inner {
     senders: Vec<Sender<Msg>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     shut: AtomicBool,
     created_new: bool,
     events: Arc<events::EventRing>,
-    floats: Vec<Arc<Mutex<Vec<(String, FloatTotals)>>>>,
+    floats: Vec<FloatSlot>,
     metrics: Vec<Arc<metrics::ShardMetrics>>,
     queue_depth_max: usize,
     reports: Vec<RecoveryReport>,

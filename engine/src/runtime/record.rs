@@ -48,7 +48,7 @@ pub fn encode_into(record: &LogRecord, buf: &mut AlignedVec) -> Result<(), Recor
 /// Validates and decodes one payload. Accepts any alignment: unaligned bytes are copied into
 /// an aligned buffer first (the WAL hands out 16-byte-aligned slices, so that copy is rare).
 pub fn decode(bytes: &[u8]) -> Result<LogRecord, RecordError> {
-    if (bytes.as_ptr() as usize) % 16 != 0 {
+    if (bytes.as_ptr() as usize) & 15 != 0 {
         let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
         aligned.extend_from_slice(bytes);
         return decode_aligned(&aligned);

@@ -34,7 +34,9 @@ pub(crate) type ScopeList = Option<Arc<[String]>>;
 /// A closure run on the shard thread against its state (digest, verify, tests).
 pub(crate) type StateCall = Box<dyn FnOnce(&State) + Send>;
 
-/// What travels to a shard.
+/// What travels to a shard. Requests travel by value (no allocation per request); the
+/// channel's slots are sized for the largest variant, a bounded cost (`queue_depth_max` slots).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     Submit {
         request: Request,

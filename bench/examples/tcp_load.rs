@@ -32,6 +32,8 @@ struct Args {
     rate: u64,
     setup: bool,
     http: bool,
+    /// Makes idempotency keys unique across runs.
+    run: u64,
 }
 
 fn args() -> Args {
@@ -46,6 +48,9 @@ fn args() -> Args {
         rate: 0,
         setup: false,
         http: false,
+        run: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -119,6 +124,18 @@ struct Totals {
     hist: Histogram<u64>,
     approved: u64,
     other: u64,
+    by_status: std::collections::BTreeMap<String, u64>,
+}
+
+impl Totals {
+    fn new() -> Totals {
+        Totals {
+            hist: Histogram::new(3).expect("histogram"),
+            approved: 0,
+            other: 0,
+            by_status: Default::default(),
+        }
+    }
 }
 
 async fn tcp_worker(
@@ -129,11 +146,7 @@ async fn tcp_worker(
     deadline: Instant,
     counter: Arc<AtomicU64>,
 ) -> Totals {
-    let mut t = Totals {
-        hist: Histogram::new(3).expect("histogram"),
-        approved: 0,
-        other: 0,
-    };
+    let mut t = Totals::new();
     let interval = (a.rate > 0)
         .then(|| Duration::from_secs_f64(a.batch as f64 * workers as f64 / a.rate as f64));
     let start = Instant::now();
@@ -156,7 +169,7 @@ async fn tcp_worker(
                 let n = base + j;
                 let card_id = CardId(FIRST_CARD + (n * 7919 + worker) % a.cards);
                 Call::new(
-                    Some(format!("b{n}")),
+                    Some(format!("b{}-{n}", a.run)),
                     Op::Spend {
                         card_id,
                         amount: Amount(1),
@@ -173,6 +186,7 @@ async fn tcp_worker(
                 t.approved += 1;
             } else {
                 t.other += 1;
+                *t.by_status.entry(format!("{:?}", ans.status)).or_default() += 1;
             }
         }
         let _ = t.hist.record_n(us.max(1), answers.len() as u64);
@@ -182,11 +196,7 @@ async fn tcp_worker(
 
 /// One HTTP/1.1 keep-alive connection sending spends, open loop at its share of `--rate`.
 async fn http_worker(a: Arc<Args>, worker: u64, workers: u64, deadline: Instant) -> Totals {
-    let mut t = Totals {
-        hist: Histogram::new(3).expect("histogram"),
-        approved: 0,
-        other: 0,
-    };
+    let mut t = Totals::new();
     let mut s = tokio::net::TcpStream::connect(&a.http_addr)
         .await
         .expect("connect http");
@@ -279,16 +289,15 @@ async fn main() {
             }
         }
     }
-    let mut all = Totals {
-        hist: Histogram::new(3).expect("histogram"),
-        approved: 0,
-        other: 0,
-    };
+    let mut all = Totals::new();
     for t in tasks {
         let t = t.await.expect("worker");
         all.hist.add(&t.hist).expect("merge");
         all.approved += t.approved;
         all.other += t.other;
+        for (k, v) in t.by_status {
+            *all.by_status.entry(k).or_default() += v;
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     let n = all.approved + all.other;
@@ -306,4 +315,7 @@ async fn main() {
         q(0.999),
         all.hist.max() as f64 / 1000.0
     );
+    if !all.by_status.is_empty() {
+        println!("not approved: {:?}", all.by_status);
+    }
 }

@@ -313,9 +313,33 @@ fn gateway_play_open_top_up_spend_hold_refund_reverse() {
     assert!(m
         .body
         .contains("svault_float_minor_units{program=\"demo\",part=\"principal\"}"));
-    let ev = s.req("GET", "/v1/events?after=0").send();
+    // A spend that crosses demo's 20.00 reminder line is an event.
+    open(&s, "1003");
+    assert_eq!(top_up(&s, "1003", "30", "t1003").status, 200);
+    assert_eq!(spend(&s, "1003", "15", "s1003").status, 200);
+    let ev = s.req("GET", "/v1/events?after=0&limit=1000").send();
     assert_eq!(ev.status, 200, "{}", ev.body);
-    assert!(ev.json()["events"].is_array());
+    let evj = ev.json();
+    let low: Vec<&Value> = evj["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["card_id"] == "1003")
+        .collect();
+    assert_eq!(low.len(), 1, "{}", ev.body);
+    assert_eq!(low[0]["kind"], "low_balance");
+    assert!(fen(&low[0]["available"]) < 2000);
+    let next = evj["next_after"].as_u64().unwrap();
+    assert!(next >= low[0]["seq"].as_u64().unwrap());
+    let later = s
+        .req("GET", &format!("/v1/events?after={next}"))
+        .send()
+        .json();
+    assert_eq!(
+        later["events"].as_array().unwrap().len(),
+        0,
+        "reading on from next_after"
+    );
     assert_eq!(s.req("GET", "/healthz").send().status, 200);
 }
 
@@ -330,6 +354,20 @@ fn declines_reachable_from_http() {
         "points": {"earn_per_unit": "1", "redeem_rate": 100},
         "refund_lock_days": 7
     });
+    let bad = s
+        .req("POST", "/v1/programs")
+        .key("prog-bad")
+        .json(json!({"id":"x","currency":"USD"}))
+        .send();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(bad.json()["field"], "currency");
+    let bad = s
+        .req("POST", "/v1/programs")
+        .key("prog-bad2")
+        .json(json!({"id":"x","currency":"CNY","colour":"red"}))
+        .send();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(bad.json()["field"], "colour");
     let p = s
         .req("POST", "/v1/programs")
         .key("prog-tight")

@@ -29,6 +29,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Restart, in four steps
+//!
+//! 1. `let (log, recovery) = Wal::open(dir, options)?;` refuses corruption, cuts a torn tail.
+//! 2. `snapshot::read_latest(dir)?` gives the state image covering records up to `snap.lsn`.
+//! 3. `log.read_from(Lsn(snap.lsn.0 + 1), |lsn, payload| ...)` replays the rest in place,
+//!    without an allocation per record.
+//! 4. After each new snapshot, `log.remove_segments_before(snapshot::keep_log_from(dir)?)`
+//!    keeps the log replayable from both kept snapshots.
+//!
 //! # How a commit reaches the disk
 //!
 //! Segments are memory-mapped: recovery and replay read records in place from the map.

@@ -110,7 +110,11 @@ pub fn create_zeroed(path: &Path, len: u64) -> io::Result<File> {
         .create(true)
         .truncate(true)
         .open(path)?;
-    fallocate(&file, len)?;
+    match fallocate(&file, len) {
+        // A file system without fallocate: the zero fill below allocates every block anyway.
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+        other => other?,
+    }
     let zeros = [0u8; PAGE_BYTES as usize];
     let mut off = 0;
     while off < len {

@@ -24,7 +24,7 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SVSNAPSH";
 pub const SNAPSHOT_VERSION: u32 = 1;
 /// Bytes before the payload.
 pub const SNAPSHOT_HEADER_BYTES: usize = 32;
-/// Snapshots kept by [`write`].
+/// Snapshots kept by [`write()`].
 pub const SNAPSHOTS_KEPT: usize = 2;
 
 const _: () = assert!(SNAPSHOT_HEADER_BYTES % 16 == 0);
@@ -34,7 +34,7 @@ const _: () = assert!(SNAPSHOT_HEADER_BYTES % 16 == 0);
 pub struct Snapshot {
     /// Every record up to this LSN is reflected in `bytes`.
     pub lsn: Lsn,
-    /// The state image, as given to [`write`].
+    /// The state image, as given to [`write()`].
     pub bytes: Vec<u8>,
     /// Newer snapshot files that failed validation and were passed over (path, reason).
     pub skipped: Vec<(PathBuf, String)>,
@@ -148,6 +148,18 @@ pub fn write(dir: &Path, lsn: Lsn, bytes: &[u8]) -> Result<(), WalError> {
     sync_dir(dir)?;
     let all = list(dir)?;
     let mut removed = false;
+    // Temp files of writes that crashed half-way.
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("snapshot-") && name.ends_with(".snap.tmp") {
+            std::fs::remove_file(&path)?;
+            removed = true;
+        }
+    }
     for (_, path) in all.iter().skip(SNAPSHOTS_KEPT) {
         std::fs::remove_file(path)?;
         removed = true;
@@ -250,6 +262,17 @@ mod tests {
         let s = read_latest(dir.path())?.ok_or(WalError::InvalidOptions("none"))?;
         assert_eq!((s.lsn, s.bytes.as_slice()), (Lsn(20), &b"state@20"[..]));
         assert_eq!(s.skipped.len(), 1);
+        // A write that crashed before its rename leaves a temp file: never read, cleaned up.
+        std::fs::write(
+            dir.path().join("snapshot-00000000000000000040.snap.tmp"),
+            b"half",
+        )?;
+        assert_eq!(read_latest(dir.path())?.map(|s| s.lsn), Some(Lsn(20)));
+        write(dir.path(), Lsn(50), b"state@50")?;
+        assert!(!dir
+            .path()
+            .join("snapshot-00000000000000000040.snap.tmp")
+            .exists());
         Ok(())
     }
 }

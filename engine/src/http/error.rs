@@ -186,3 +186,27 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::SubmitError;
+
+    #[test]
+    fn engine_errors_map_to_403_and_503_with_retry_after() {
+        let over = ApiError::from(SubmitError::Overloaded).into_response();
+        assert_eq!(over.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(over.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        let down = ApiError::from(SubmitError::Unavailable("disk full".into()));
+        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.body.error, "unavailable");
+        assert_eq!(
+            ApiError::from(SubmitError::ShuttingDown).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::from(SubmitError::Forbidden).status,
+            StatusCode::FORBIDDEN
+        );
+    }
+}

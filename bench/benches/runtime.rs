@@ -91,12 +91,25 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
 
     let key_seq = Arc::new(AtomicU64::new(0));
     let before = engine.shard_stats();
-    let rate = rt.block_on(closed_loop(&engine, cards, Duration::from_secs(secs), key_seq.clone()));
+    let rate = rt.block_on(closed_loop(
+        &engine,
+        cards,
+        Duration::from_secs(secs),
+        key_seq.clone(),
+    ));
     print_stats(&before, &engine.shard_stats(), secs);
-    println!("throughput (closed loop, 64 callers x batches of 256 spends): {rate:.0} authorizations/s");
+    println!(
+        "throughput (closed loop, 64 callers x batches of 256 spends): {rate:.0} authorizations/s"
+    );
     let half = rate / 2.0;
     let before = engine.shard_stats();
-    let h = rt.block_on(open_loop(&engine, cards, half, Duration::from_secs(secs), key_seq.clone()));
+    let h = rt.block_on(open_loop(
+        &engine,
+        cards,
+        half,
+        Duration::from_secs(secs),
+        key_seq.clone(),
+    ));
     print_stats(&before, &engine.shard_stats(), secs);
     println!(
         "latency at {half:.0}/s (open loop, batches of 64 every {:.0} us): p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} requests)",
@@ -165,6 +178,8 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     e.shutdown();
     drop(e);
 
+    let (decoded, rate) = decode_only(dir, shards);
+    println!("log read + record decode only (no apply): {decoded} records at {rate:.0} records/s");
     let report = replay(
         dir,
         &ReplayOptions {
@@ -182,9 +197,17 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     );
 }
 
-fn print_stats(before: &[engine::runtime::ShardStats], after: &[engine::runtime::ShardStats], secs: u64) {
+fn print_stats(
+    before: &[engine::runtime::ShardStats],
+    after: &[engine::runtime::ShardStats],
+    secs: u64,
+) {
     for (k, (a, b)) in before.iter().zip(after).enumerate() {
-        let (reqs, batches, commits) = (b.requests - a.requests, b.batches - a.batches, b.commits - a.commits);
+        let (reqs, batches, commits) = (
+            b.requests - a.requests,
+            b.batches - a.batches,
+            b.commits - a.commits,
+        );
         println!(
             "  shard {k}: {:.0} requests/s, mean batch {:.0} requests, {:.0} commits/s, mean commit {:.0} us",
             reqs as f64 / secs as f64,
@@ -379,4 +402,23 @@ async fn open_loop(
     }
     let h = hist.lock().clone();
     h
+}
+
+/// Reads and decodes every record of every shard's log without applying it: the log + decode
+/// part of replay, i.e. what replay would reach with a free state machine.
+fn decode_only(dir: &Path, shards: usize) -> (u64, f64) {
+    let mut n = 0u64;
+    let started = Instant::now();
+    for k in 0..shards {
+        let paths = engine::runtime::recovery::shard_paths(dir, k);
+        let (wal, _) = wal::Wal::open(&paths.wal, wal::WalOptions::default()).expect("open log");
+        wal.read_from(wal::Lsn(1), |_, bytes| -> Result<(), wal::WalError> {
+            if engine::runtime::record::decode(bytes).is_ok() {
+                n += 1;
+            }
+            Ok(())
+        })
+        .expect("read log");
+    }
+    (n, n as f64 / started.elapsed().as_secs_f64())
 }

@@ -12,6 +12,17 @@ pub const POOL_FIRST: u64 = 6_200_000_000_000_000;
 /// Cards in the pool.
 pub const POOL_CARDS: u64 = 48;
 
+/// The engine limits the crash driver and the crash test both use: small segments and frequent
+/// snapshots, so kills also land during segment rotation, snapshot writes and segment removal.
+pub fn driver_tuning() -> engine::runtime::Tuning {
+    let mut t = engine::runtime::Tuning {
+        snapshot_every_records: 3_000,
+        ..Default::default()
+    };
+    t.wal.segment_size_bytes = 1 << 20;
+    t
+}
+
 /// What must be identical when an acknowledged request is answered again from its key.
 pub fn shape(outcome: &Outcome) -> String {
     match outcome {

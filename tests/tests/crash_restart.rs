@@ -38,6 +38,19 @@ fn acknowledged_requests_survive_sigkill() {
         total_acks += acks.len();
         verify(dir.path(), &acks, round % 5 == 4);
     }
+    for k in 0..2 {
+        let snaps = std::fs::read_dir(dir.path().join(format!("shard-{k}/snapshots")))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert!(
+            snaps > 0,
+            "shard {k}: no snapshot was taken during the rounds"
+        );
+    }
     eprintln!(
         "{ROUNDS} kill/restart rounds, {total_acks} acknowledged requests checked in {:?}",
         started.elapsed()
@@ -80,12 +93,13 @@ fn run_and_kill(dir: &Path, round: u64, run_for: Duration) -> Vec<(Request, Stri
 }
 
 fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) {
-    let engine = Engine::open(EngineConfig {
+    let config = EngineConfig {
         data_dir: dir.into(),
         shards: None,
         durability: Durability::Group,
-    })
-    .expect("reopen after kill");
+    };
+    let engine =
+        Engine::open_with(config, svault_tests::crash::driver_tuning()).expect("reopen after kill");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

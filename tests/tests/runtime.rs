@@ -434,3 +434,88 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
+    use engine::command::{Method, Millis};
+    use engine::outcome::EventKind;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_767_578_400_000i64; // 2026-01-05T02:00:00Z
+    let clock = Arc::new(AtomicI64::new(t0));
+    let c = clock.clone();
+    let tuning = Tuning {
+        idle_tick_ms: 10,
+        clock: Arc::new(move || Millis(c.load(Ordering::SeqCst))),
+        ..Tuning::default()
+    };
+    let cfg = config(dir.path(), Some(1));
+    let engine = Engine::open_with(cfg.clone(), tuning.clone()).unwrap();
+    let rt = rt();
+    let hold_id = rt.block_on(async {
+        engine
+            .submit(
+                req("p", Command::UpsertProgram(Program::demo())),
+                &Scope::All,
+            )
+            .await
+            .unwrap();
+        engine
+            .submit(req("o", open_card(7, "demo")), &Scope::All)
+            .await
+            .unwrap();
+        let top_up = Command::TopUp {
+            card_id: CardId(7),
+            amount: Amount(50_000),
+            channel: Channel::Cash,
+        };
+        engine.submit(req("t", top_up), &Scope::All).await.unwrap();
+        let hold = Command::Hold {
+            card_id: CardId(7),
+            amount: Amount(1_000),
+            ttl_seconds: 1,
+            method: Method::Card,
+            store: None,
+        };
+        let r = engine.submit(req("h", hold), &Scope::All).await.unwrap();
+        let Outcome::Approved(a) = r.outcome else {
+            panic!("{r:?}")
+        };
+        a.txn_id.unwrap()
+    });
+    let expired = |e: &Engine| {
+        e.events_after(0, 1_000)
+            .into_iter()
+            .filter(|(_, ev)| matches!(ev.kind, EventKind::HoldExpired { hold_id: h, .. } if h == hold_id))
+            .count()
+    };
+    assert_eq!(expired(&engine), 0);
+    clock.store(t0 + 5_000, Ordering::SeqCst); // past the hold's ttl; no request follows
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while expired(&engine) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tick expired the hold"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let held = rt
+        .block_on(engine.query(Query::Card { card_id: CardId(7) }, &Scope::All))
+        .unwrap();
+    let QueryAnswer::Card(Some(card)) = held else {
+        panic!("{held:?}")
+    };
+    assert_eq!(card.held, Amount(0), "the tick released the hold");
+    let digest = engine.digest().unwrap();
+    engine.shutdown();
+    drop(engine);
+
+    let reopened = Engine::open_with(cfg, tuning).unwrap();
+    assert_eq!(reopened.digest().unwrap(), digest);
+    assert_eq!(
+        expired(&reopened),
+        1,
+        "replay produces the logged tick's event again"
+    );
+    reopened.shutdown();
+}

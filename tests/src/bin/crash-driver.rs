@@ -34,11 +34,12 @@ fn main() -> ExitCode {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let tasks: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(4);
-    let engine = match Engine::open(EngineConfig {
+    let config = EngineConfig {
         data_dir: dir.into(),
         shards: Some(2),
         durability: Durability::Group,
-    }) {
+    };
+    let engine = match Engine::open_with(config, svault_tests::crash::driver_tuning()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("crash-driver: open failed: {e}");

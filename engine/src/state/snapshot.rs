@@ -18,16 +18,78 @@ use std::collections::HashMap;
 /// Format version of [`State::snapshot`] bytes.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-struct Snap {
+/// The snapshot form. `C` is the card list: `Vec<Card>` names the archived layout that restore
+/// reads, [`CardsRef`] writes the same layout straight from the chunked card table (no clone).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Snap<C> {
     version: u32,
     clock: i64,
     programs: Vec<Program>,
-    cards: Vec<Card>,
+    cards: C,
     holds: Vec<(u64, u32, Hold)>,
     timers: Vec<Timer>,
     keys: Vec<(u128, KeyEntry)>,
     side: Vec<(u128, Outcome)>,
+}
+
+/// The cards of a state, archived exactly as a `Vec<Card>` would be.
+struct CardsRef<'a> {
+    chunks: &'a [Vec<Card>],
+    len: usize,
+}
+
+/// Every card of the chunk table, in order, with a known length (rkyv wants one up front).
+#[derive(Clone)]
+struct AllCards<'a> {
+    chunks: &'a [Vec<Card>],
+    chunk: usize,
+    i: usize,
+    left: usize,
+}
+
+impl<'a> Iterator for AllCards<'a> {
+    type Item = &'a Card;
+    fn next(&mut self) -> Option<&'a Card> {
+        loop {
+            let chunk = self.chunks.get(self.chunk)?;
+            if let Some(c) = chunk.get(self.i) {
+                self.i += 1;
+                self.left = self.left.saturating_sub(1);
+                return Some(c);
+            }
+            self.chunk += 1;
+            self.i = 0;
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for AllCards<'_> {}
+
+impl rkyv::Archive for CardsRef<'_> {
+    type Archived = rkyv::vec::ArchivedVec<rkyv::Archived<Card>>;
+    type Resolver = rkyv::vec::VecResolver;
+    fn resolve(&self, resolver: Self::Resolver, out: rkyv::Place<Self::Archived>) {
+        rkyv::vec::ArchivedVec::resolve_from_len(self.len, resolver, out);
+    }
+}
+
+impl<S> rkyv::Serialize<S> for CardsRef<'_>
+where
+    S: rkyv::rancor::Fallible + rkyv::ser::Allocator + rkyv::ser::Writer + ?Sized,
+    Card: rkyv::Serialize<S>,
+{
+    fn serialize(&self, s: &mut S) -> Result<Self::Resolver, S::Error> {
+        let all = AllCards {
+            chunks: self.chunks,
+            chunk: 0,
+            i: 0,
+            left: self.len,
+        };
+        rkyv::vec::ArchivedVec::<rkyv::Archived<Card>>::serialize_from_iter::<Card, _, S>(all, s)
+    }
 }
 
 /// Everything of a snapshot but the cards, owned.
@@ -46,7 +108,7 @@ fn bad(s: impl Into<String>) -> StateError {
 }
 
 impl State {
-    fn to_snap(&self) -> Snap {
+    fn to_snap(&self) -> Snap<CardsRef<'_>> {
         let mut holds: Vec<(u64, u32, Hold)> =
             self.holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
         holds.sort_unstable_by_key(|h| (h.0, h.1));
@@ -67,7 +129,10 @@ impl State {
             version: SNAPSHOT_VERSION,
             clock: self.clock,
             programs: self.programs.iter().map(|p| p.program.clone()).collect(),
-            cards: self.cards().cloned().collect(),
+            cards: CardsRef {
+                chunks: &self.chunks,
+                len: self.card_index.len(),
+            },
             holds,
             timers: self.timers.sorted(),
             keys,
@@ -77,7 +142,12 @@ impl State {
 
     /// Serialises the whole state for a snapshot.
     pub fn snapshot(&self) -> Vec<u8> {
-        match rkyv::to_bytes::<rkyv::rancor::Error>(&self.to_snap()) {
+        // Size the buffer up front: growing a multi-hundred-megabyte buffer by doubling copies
+        // it over and over.
+        let history: usize = self.cards().map(|c| c.history.len()).sum();
+        let estimate = self.card_index.len() * 224 + history * 72 + self.keys.len() * 56 + 4096;
+        let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
+        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.to_snap(), buf) {
             Ok(b) => b.into_vec(),
             // Serialising plain owned data into memory cannot fail short of allocation failure.
             Err(e) => panic!("snapshot serialisation failed: {e}"),
@@ -103,7 +173,7 @@ impl State {
             copy = a;
             &copy
         };
-        let arch = rkyv::access::<ArchivedSnap, rkyv::rancor::Error>(buf)
+        let arch = rkyv::access::<ArchivedSnap<Vec<Card>>, rkyv::rancor::Error>(buf)
             .map_err(|e| bad(e.to_string()))?;
         let de = |e: rkyv::rancor::Error| bad(e.to_string());
         let snap = SnapHead {

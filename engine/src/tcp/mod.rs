@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// Limits of the binary protocol server.
@@ -35,6 +35,10 @@ pub struct TcpLimits {
     pub frames_in_flight_max: usize,
     /// How long shutdown waits for in-flight frames.
     pub drain_timeout_ms: u64,
+    /// Frame bytes read and not yet answered, over all connections, in KiB. A frame waits
+    /// for room before its body is read, so input memory stays bounded however many
+    /// connections push at once.
+    pub in_flight_kib_max: u32,
 }
 
 impl Default for TcpLimits {
@@ -43,6 +47,7 @@ impl Default for TcpLimits {
             connections_max: 1024,
             frames_in_flight_max: 16,
             drain_timeout_ms: 10_000,
+            in_flight_kib_max: 256 * 1024,
         }
     }
 }
@@ -58,6 +63,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.connections_max.max(1)));
+    let frame_kib_max = codec::FRAME_BYTES_MAX / 1024 + 1;
+    let budget = Arc::new(Semaphore::new(
+        limits.in_flight_kib_max.max(frame_kib_max) as usize
+    ));
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -74,8 +83,9 @@ pub async fn serve(
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
                 let (engine, auth, stop) = (engine.clone(), auth.clone(), stop_rx.clone());
+                let budget = budget.clone();
                 conns.spawn(async move {
-                    connection(stream, engine, auth, limits, stop).await;
+                    connection(stream, engine, auth, limits, budget, stop).await;
                     drop(permit);
                 });
             }
@@ -111,6 +121,7 @@ async fn connection(
     engine: Engine,
     auth: Auth,
     limits: TcpLimits,
+    budget: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     let (rd, mut wr) = stream.into_split();
@@ -137,13 +148,13 @@ async fn connection(
             break;
         };
         let frame = tokio::select! {
-            f = codec::read_frame(&mut rd) => f,
+            f = read_frame_within(&mut rd, &budget) => f,
             _ = stop.changed() => {
                 closing = Some(error_frame(error_code::SHUTTING_DOWN, "server shutting down"));
                 break;
             }
         };
-        let (k, body) = match frame {
+        let (k, body, room) = match frame {
             Ok(Some(f)) => f,
             Ok(None) | Err(FrameError::Io(_)) => break,
             Err(e @ FrameError::TooLarge { .. }) => {
@@ -202,6 +213,7 @@ async fn connection(
                     codec::encode_results_frame(&mut f, &answers);
                     let _ = tx.send(f).await;
                     drop(permit);
+                    drop(room);
                 });
             }
             other => {
@@ -220,6 +232,37 @@ async fn connection(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Reads one frame once `budget` has room for it (KiB permits, held until it is answered).
+async fn read_frame_within<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    budget: &Arc<Semaphore>,
+) -> Result<Option<(u8, Vec<u8>, OwnedSemaphorePermit)>, FrameError> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    let len = u32::from_le_bytes(len);
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > codec::FRAME_BYTES_MAX {
+        return Err(FrameError::TooLarge { len });
+    }
+    let room = budget
+        .clone()
+        .acquire_many_owned(len / 1024 + 1)
+        .await
+        .map_err(|_| FrameError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
+    let mut kind = [0u8; 1];
+    r.read_exact(&mut kind).await.map_err(FrameError::Io)?;
+    let mut body = vec![0u8; len as usize - 1];
+    r.read_exact(&mut body).await.map_err(FrameError::Io)?;
+    Ok(Some((kind[0], body, room)))
 }
 
 /// Serves one BATCH: mutations go to the engine as one batch, reads one by one.

@@ -127,6 +127,9 @@ async fn serve(
     http_addrs: Vec<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
 ) -> Result<(), ServeError> {
+    // Bind first: a busy port must fail before anything is written to the data directory.
+    let http = bind("http", &http_addrs).await?;
+    let tcp = bind("tcp", &tcp_addrs).await?;
     let config = EngineConfig {
         data_dir: args.data.clone(),
         shards: args.shards,
@@ -135,7 +138,9 @@ async fn serve(
     let engine = tokio::task::spawn_blocking(move || Engine::open(config))
         .await
         .map_err(|e| ServeError::Demo(format!("engine open panicked: {e}")))??;
-    if engine.created_new() {
+    // `demo` is created when no shard knows any program yet: on a new directory, and also after
+    // a first start that died before the program was committed (programs are never deleted).
+    let demo_created = no_programs(&engine).await? && {
         let request = Request {
             idempotency_key: None,
             command: Command::UpsertProgram(Program::demo()),
@@ -147,9 +152,8 @@ async fn serve(
         if !matches!(reply.outcome, crate::outcome::Outcome::Approved(_)) {
             return Err(ServeError::Demo(format!("{:?}", reply.outcome)));
         }
-    }
-    let http = bind("http", &http_addrs).await?;
-    let tcp = bind("tcp", &tcp_addrs).await?;
+        true
+    };
     let http_addr = http.local_addr().map_err(|source| ServeError::Bind {
         what: "http",
         addr: args.http.clone(),
@@ -180,7 +184,7 @@ async fn serve(
         stopped(stop_rx.clone()),
     ));
 
-    print_banner(&args, &auth, http_addr, tcp_addr, engine.created_new());
+    print_banner(&args, &auth, http_addr, tcp_addr, demo_created);
     wait_for_signal().await;
     println!("svault: shutting down (finishing in-flight requests)");
     let _ = stop_tx.send(true);
@@ -194,6 +198,17 @@ async fn serve(
     println!("svault: stopped");
     let _ = std::io::stdout().flush();
     Ok(())
+}
+
+/// `true` when no shard has any program (asks the shard threads; cold path, once at start).
+async fn no_programs(engine: &Engine) -> Result<bool, ServeError> {
+    let engine = engine.clone();
+    let counts =
+        tokio::task::spawn_blocking(move || engine.with_states(|state| state.programs().count()))
+            .await
+            .map_err(|e| ServeError::Demo(format!("program check panicked: {e}")))?
+            .map_err(|e| ServeError::Demo(e.to_string()))?;
+    Ok(counts.iter().all(|&n| n == 0))
 }
 
 async fn wait_for_signal() {
@@ -216,7 +231,7 @@ async fn wait_for_signal() {
 
 fn print_banner(args: &ServeArgs, auth: &Auth, http: SocketAddr, tcp: SocketAddr, created: bool) {
     let durability = match args.durability {
-        Durability::Sync => "sync (fsync per batch)",
+        Durability::Sync => "sync (one fsync per request)",
         Durability::Group => "group (one fsync per group of requests; every reply is durable)",
         Durability::Async => {
             "ASYNC (replies before fsync: a crash loses the last moments; for load tests only)"

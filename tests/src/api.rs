@@ -21,11 +21,11 @@ pub struct Server {
 }
 
 /// The path of the `svault` binary under test; expands in the integration test, where cargo
-/// defines `CARGO_BIN_EXE_svault`.
+/// defines `CARGO_BIN_EXE_svault-under-test`.
 #[macro_export]
 macro_rules! svault_bin {
     () => {
-        env!("CARGO_BIN_EXE_svault")
+        env!("CARGO_BIN_EXE_svault-under-test")
     };
 }
 

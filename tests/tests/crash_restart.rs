@@ -168,7 +168,7 @@ fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) {
     let live = engine.digest().unwrap();
     engine.shutdown();
     if check_replay_digest {
-        let out = Command::new(env!("CARGO_BIN_EXE_svault"))
+        let out = Command::new(env!("CARGO_BIN_EXE_svault-under-test"))
             .args(["replay", "--verify", "--data"])
             .arg(dir)
             .output()

@@ -138,7 +138,7 @@ fn digest_is_the_same_live_after_restart_and_offline() {
     assert!(report.verified_ok());
     assert!(report.records >= 1 + 40 + 40 * 30);
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault-under-test"))
         .args(["replay", "--data"])
         .arg(dir.path())
         .output()
@@ -148,7 +148,7 @@ fn digest_is_the_same_live_after_restart_and_offline() {
     assert!(text.contains(&format!("digest: {live:016x}")), "{text}");
     assert!(text.contains("records/s"), "{text}");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault-under-test"))
         .args(["inspect", "--data"])
         .arg(dir.path())
         .output()

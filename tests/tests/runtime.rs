@@ -411,7 +411,7 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("started over a corrupted log"),
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault-under-test"))
         .args(["replay", "--data"])
         .arg(dir.path())
         .output()
@@ -423,7 +423,7 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
             && err.contains(&segment.file_name().unwrap().to_string_lossy().to_string()),
         "{err}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svault-under-test"))
         .args(["inspect", "--data"])
         .arg(dir.path())
         .output()

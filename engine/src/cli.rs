@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "svault", version, about = "stored-value card authorization engine")]
+#[command(
+    name = "svault",
+    version,
+    about = "stored-value card authorization engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,7 +110,11 @@ fn replay(args: ReplayArgs) -> ExitCode {
         }
     };
     let cny = crate::money::Currency::Cny;
-    println!("svault replay of {} ({} shards)", args.data.display(), report.shards.len());
+    println!(
+        "svault replay of {} ({} shards)",
+        args.data.display(),
+        report.shards.len()
+    );
     for s in &report.shards {
         println!(
             "shard {}: snapshot lsn {}, {} records applied (through lsn {} of {}{}), {} cards, digest {:016x}{}",
@@ -128,16 +136,33 @@ fn replay(args: ReplayArgs) -> ExitCode {
         report.records_per_sec(),
         report.copy_elapsed.as_secs_f64()
     );
-    println!("{:<16} {:>18} {:>18} {:>18} {:>10}", "float", "principal", "bonus", "held", "cards");
+    println!(
+        "{:<16} {:>18} {:>18} {:>18} {:>10}",
+        "float", "principal", "bonus", "held", "cards"
+    );
     let mut total = crate::outcome::FloatTotals::default();
     for (program, f) in &report.float {
-        println!("{:<16} {:>18} {:>18} {:>18} {:>10}", program, cny.format(f.principal), cny.format(f.bonus), cny.format(f.held), f.cards);
+        println!(
+            "{:<16} {:>18} {:>18} {:>18} {:>10}",
+            program,
+            cny.format(f.principal),
+            cny.format(f.bonus),
+            cny.format(f.held),
+            f.cards
+        );
         total.principal = crate::money::Amount(total.principal.0.saturating_add(f.principal.0));
         total.bonus = crate::money::Amount(total.bonus.0.saturating_add(f.bonus.0));
         total.held = crate::money::Amount(total.held.0.saturating_add(f.held.0));
         total.cards = total.cards.saturating_add(f.cards);
     }
-    println!("{:<16} {:>18} {:>18} {:>18} {:>10}", "total", cny.format(total.principal), cny.format(total.bonus), cny.format(total.held), total.cards);
+    println!(
+        "{:<16} {:>18} {:>18} {:>18} {:>10}",
+        "total",
+        cny.format(total.principal),
+        cny.format(total.bonus),
+        cny.format(total.held),
+        total.cards
+    );
     println!("digest: {:016x}", report.digest);
     if args.verify {
         let mut ok = true;

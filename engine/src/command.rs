@@ -9,8 +9,17 @@ use crate::program::Program;
 
 /// A card number: 1–19 decimal digits, fits in a u64.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
-    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, PartialEq, Eq, Hash))]
 pub struct CardId(pub u64);
@@ -35,8 +44,17 @@ impl std::fmt::Display for CardId {
 /// Holds use the id of their hold transaction as `hold_id`. The card inside lets the router
 /// send a refund or capture to the card's shard without a global table.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
-    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, PartialEq, Eq, Hash))]
 pub struct TxnId {
@@ -50,7 +68,10 @@ impl TxnId {
         if seq.is_empty() || seq.len() > 10 || !seq.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        Some(TxnId { card: CardId::parse(card)?, seq: seq.parse().ok()? })
+        Some(TxnId {
+            card: CardId::parse(card)?,
+            seq: seq.parse().ok()?,
+        })
     }
 }
 
@@ -62,8 +83,18 @@ impl std::fmt::Display for TxnId {
 
 /// Milliseconds since the Unix epoch, UTC. Batch time: taken once per batch, never decreasing.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
-    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub struct Millis(pub i64);
@@ -119,22 +150,69 @@ pub struct MonthDay {
 pub enum Command {
     /// Create or replace a program (brand rules). Replicated to every shard.
     UpsertProgram(Program),
-    OpenCard { card_id: CardId, program: String, registered: bool, birthday: Option<MonthDay> },
-    TopUp { card_id: CardId, amount: Amount, channel: Channel },
-    Spend { card_id: CardId, amount: Amount, method: Method, store: Option<String> },
-    Hold { card_id: CardId, amount: Amount, ttl_seconds: u32, method: Method, store: Option<String> },
-    Capture { hold_id: TxnId, amount: Option<Amount> },
-    Void { hold_id: TxnId },
-    Refund { txn_id: TxnId, amount: Amount },
-    CashOut { card_id: CardId, reason: CashOutReason },
+    OpenCard {
+        card_id: CardId,
+        program: String,
+        registered: bool,
+        birthday: Option<MonthDay>,
+    },
+    TopUp {
+        card_id: CardId,
+        amount: Amount,
+        channel: Channel,
+    },
+    Spend {
+        card_id: CardId,
+        amount: Amount,
+        method: Method,
+        store: Option<String>,
+    },
+    Hold {
+        card_id: CardId,
+        amount: Amount,
+        ttl_seconds: u32,
+        method: Method,
+        store: Option<String>,
+    },
+    Capture {
+        hold_id: TxnId,
+        amount: Option<Amount>,
+    },
+    Void {
+        hold_id: TxnId,
+    },
+    Refund {
+        txn_id: TxnId,
+        amount: Amount,
+    },
+    CashOut {
+        card_id: CardId,
+        reason: CashOutReason,
+    },
     /// Gateway timeout reversal of the request that carried `key`. Broadcast to every shard:
     /// the shard that applied it undoes it, every shard remembers the key as reversed.
-    Reversal { key: String },
-    RedeemPoints { card_id: CardId, points: u64 },
-    Grant { card_id: CardId, bonus: Option<Amount>, points: Option<u64>, reason: GrantReason },
-    Freeze { card_id: CardId },
-    Unfreeze { card_id: CardId },
-    Close { card_id: CardId },
+    Reversal {
+        key: String,
+    },
+    RedeemPoints {
+        card_id: CardId,
+        points: u64,
+    },
+    Grant {
+        card_id: CardId,
+        bonus: Option<Amount>,
+        points: Option<u64>,
+        reason: GrantReason,
+    },
+    Freeze {
+        card_id: CardId,
+    },
+    Unfreeze {
+        card_id: CardId,
+    },
+    Close {
+        card_id: CardId,
+    },
     /// Time passes: expire holds and bonus lots due by the batch time, emit reminders.
     /// Logged by the shard when something is due, so replay expires at the same instant.
     Tick,

@@ -12,8 +12,18 @@ use std::str::FromStr;
 /// An amount of money in minor units (fen). Signed so that deltas can be expressed;
 /// balances are asserted never negative.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
-    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub struct Amount(pub i64);
@@ -138,8 +148,18 @@ fn parse_plain_decimal(s: &str) -> Result<Decimal, AmountError> {
 
 /// A rate or multiplier in parts per million: `0.10` ⇒ `Rate(100_000)`, `1.5` ⇒ `Rate(1_500_000)`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
-    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub struct Rate(pub u32);
@@ -157,7 +177,9 @@ impl Rate {
         if d.normalize().scale() > 6 {
             return Err(AmountError::TooManyDecimals);
         }
-        let ppm = (d * Decimal::from(1_000_000)).to_u32().ok_or(AmountError::TooLarge)?;
+        let ppm = (d * Decimal::from(1_000_000))
+            .to_u32()
+            .ok_or(AmountError::TooLarge)?;
         if ppm > 1_000_000_000 {
             return Err(AmountError::TooLarge);
         }
@@ -183,7 +205,11 @@ pub fn mul_div_half_even(a: i64, b: i64, d: i64) -> i64 {
     let q = n.div_euclid(d);
     let r = n.rem_euclid(d);
     let twice = 2 * r;
-    let q = if twice > d || (twice == d && q % 2 != 0) { q + 1 } else { q };
+    let q = if twice > d || (twice == d && q % 2 != 0) {
+        q + 1
+    } else {
+        q
+    };
     i64::try_from(q).expect("rate products of bounded amounts fit in i64")
 }
 
@@ -210,8 +236,14 @@ mod tests {
         assert_eq!(c.parse_amount("abc"), Err(AmountError::NotANumber));
         assert_eq!(c.parse_amount("1e5"), Err(AmountError::NotANumber));
         assert_eq!(c.parse_amount(" 1"), Err(AmountError::NotANumber));
-        assert_eq!(c.parse_amount("1000000000000.01"), Err(AmountError::TooLarge));
-        assert_eq!(c.parse_amount("1000000000000"), Ok(Amount(100_000_000_000_000)));
+        assert_eq!(
+            c.parse_amount("1000000000000.01"),
+            Err(AmountError::TooLarge)
+        );
+        assert_eq!(
+            c.parse_amount("1000000000000"),
+            Ok(Amount(100_000_000_000_000))
+        );
         assert_eq!(c.format(Amount(11500)), "115.00");
         assert_eq!(c.format(Amount(5)), "0.05");
         assert_eq!(c.format(Amount(0)), "0.00");

@@ -4,7 +4,9 @@ use crate::command::{CardId, Millis, TxnId};
 use crate::money::{Amount, Currency};
 
 /// Why an operation was declined (`402`). The words are SPEC.md's decline codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 #[repr(u8)]
 pub enum DeclineCode {
@@ -83,7 +85,9 @@ pub enum NotFoundKind {
 }
 
 /// Lifecycle status of a card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 #[repr(u8)]
 pub enum CardStatus {
@@ -126,7 +130,9 @@ pub struct CardView {
 }
 
 /// What kind of operation an approval (or a transaction in history) is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 #[repr(u8)]
 pub enum TxnKind {
@@ -209,7 +215,10 @@ pub struct Approval {
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum Outcome {
     Approved(Box<Approval>),
-    Declined { code: DeclineCode, card: Option<CardView> },
+    Declined {
+        code: DeclineCode,
+        card: Option<CardView>,
+    },
     Rejected(Rejection),
 }
 
@@ -235,7 +244,9 @@ pub struct TxnRecord {
 }
 
 /// Outstanding money of one program (or all): the fund pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct FloatTotals {
     pub principal: Amount,
     pub bonus: Amount,
@@ -253,16 +264,30 @@ pub struct Event {
 
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum EventKind {
-    LowBalance { available: Amount },
-    BonusExpiring { amount: Amount, expires_at: Millis },
-    BonusExpired { amount: Amount },
-    HoldExpired { hold_id: TxnId, amount: Amount },
+    LowBalance {
+        available: Amount,
+    },
+    BonusExpiring {
+        amount: Amount,
+        expires_at: Millis,
+    },
+    BonusExpired {
+        amount: Amount,
+    },
+    HoldExpired {
+        hold_id: TxnId,
+        amount: Amount,
+    },
     /// More spends per minute than the program allows were attempted.
     VelocityBreach,
     /// A top-up cashed out or refunded within minutes of being made.
-    QuickCashOut { amount: Amount },
+    QuickCashOut {
+        amount: Amount,
+    },
     /// Several declines in a row on one card.
-    RepeatedDeclines { count: u32 },
+    RepeatedDeclines {
+        count: u32,
+    },
 }
 
 impl EventKind {

@@ -22,6 +22,10 @@ use hdrhistogram::Histogram;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// The same allocator as the `svault` binary, so the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 const FIRST_CARD: u64 = 1_000_000_000;

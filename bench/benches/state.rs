@@ -8,32 +8,33 @@ use engine::command::{CardId, Channel, Command, Method, Millis, Request, TxnId};
 use engine::money::Amount;
 use engine::program::{Program, ProgramSpec};
 use engine::state::{State, StateConfig};
+use mimalloc::MiMalloc;
 use rand::{Rng, SeedableRng};
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// Counts live heap bytes, to measure bytes per card.
+/// Counts live heap bytes, to measure bytes per card, over mimalloc (as in the server binary).
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+// SAFETY: forwards every call to mimalloc (the server binary's allocator) unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size(), Relaxed);
         // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(l) }
+        unsafe { MiMalloc.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size(), Relaxed);
-        // SAFETY: `p` was allocated by `System` with layout `l`.
-        unsafe { System.dealloc(p, l) }
+        // SAFETY: `p` was allocated by `MiMalloc` with layout `l`.
+        unsafe { MiMalloc.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         LIVE.fetch_add(new, Relaxed);
         LIVE.fetch_sub(l.size(), Relaxed);
-        // SAFETY: `p` was allocated by `System` with layout `l`.
-        unsafe { System.realloc(p, l, new) }
+        // SAFETY: `p` was allocated by `MiMalloc` with layout `l`.
+        unsafe { MiMalloc.realloc(p, l, new) }
     }
 }
 

@@ -7,6 +7,10 @@ use engine::program::Program;
 use engine::state::{State, StateConfig};
 use std::time::Instant;
 
+/// The same allocator as the `svault` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cards: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);

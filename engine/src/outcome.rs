@@ -2,6 +2,7 @@
 
 use crate::command::{CardId, Millis, TxnId};
 use crate::money::{Amount, Currency};
+use std::sync::Arc;
 
 /// Why an operation was declined (`402`). The words are SPEC.md's decline codes.
 #[derive(
@@ -106,11 +107,49 @@ impl CardStatus {
     }
 }
 
+/// Archives an `Arc<str>` exactly like a `String` (rkyv's own `Arc` support would archive a
+/// shared pointer, making snapshot bytes and digests depend on which values share memory).
+pub struct ArcStr;
+
+impl rkyv::with::ArchiveWith<Arc<str>> for ArcStr {
+    type Archived = rkyv::string::ArchivedString;
+    type Resolver = rkyv::string::StringResolver;
+
+    fn resolve_with(field: &Arc<str>, resolver: Self::Resolver, out: rkyv::Place<Self::Archived>) {
+        rkyv::string::ArchivedString::resolve_from_str(field, resolver, out);
+    }
+}
+
+impl<S> rkyv::with::SerializeWith<Arc<str>, S> for ArcStr
+where
+    S: rkyv::rancor::Fallible + ?Sized,
+    S::Error: rkyv::rancor::Source,
+    str: rkyv::SerializeUnsized<S>,
+{
+    fn serialize_with(field: &Arc<str>, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        rkyv::string::ArchivedString::serialize_from_str(field, serializer)
+    }
+}
+
+impl<D> rkyv::with::DeserializeWith<rkyv::string::ArchivedString, Arc<str>, D> for ArcStr
+where
+    D: rkyv::rancor::Fallible + ?Sized,
+{
+    fn deserialize_with(
+        field: &rkyv::string::ArchivedString,
+        _: &mut D,
+    ) -> Result<Arc<str>, D::Error> {
+        Ok(Arc::from(field.as_str()))
+    }
+}
+
 /// The card view of SPEC.md: balances in minor units, formatted by the servers.
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct CardView {
     pub card_id: CardId,
-    pub program: String,
+    /// Shared with the state's program table: a reply clones a pointer, not the name.
+    #[rkyv(with = ArcStr)]
+    pub program: Arc<str>,
     pub currency: Currency,
     pub principal: Amount,
     pub bonus: Amount,
@@ -118,8 +157,9 @@ pub struct CardView {
     /// principal + bonus − held
     pub available: Amount,
     pub points: u64,
-    /// Tier name, `None` below the first tier.
-    pub tier: Option<String>,
+    /// Tier name, `None` below the first tier (shared like `program`).
+    #[rkyv(with = rkyv::with::Map<ArcStr>)]
+    pub tier: Option<Arc<str>>,
     pub status: CardStatus,
     /// Lifetime principal paid in (top-ups) at face value.
     pub paid_in: Amount,

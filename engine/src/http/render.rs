@@ -54,13 +54,13 @@ impl CardBody {
         let c = v.currency;
         CardBody {
             card_id: v.card_id.to_string(),
-            program: v.program.clone(),
+            program: v.program.to_string(),
             principal: money(c, v.principal),
             bonus: money(c, v.bonus),
             held: money(c, v.held),
             available: money(c, v.available),
             points: v.points,
-            tier: v.tier.clone(),
+            tier: v.tier.as_deref().map(str::to_owned),
             status: v.status.as_str(),
             paid_in: money(c, v.paid_in),
             bonus_given: money(c, v.bonus_given),

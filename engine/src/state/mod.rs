@@ -159,6 +159,33 @@ pub(crate) struct Hold {
 pub(crate) struct ProgramSlot {
     pub program: Program,
     pub float: FloatTotals,
+    /// The program id and tier names (in `program.tiers` order), shared by every card view.
+    pub names: SlotNames,
+}
+
+/// Names a card view carries, made once per program version instead of once per reply.
+pub(crate) struct SlotNames {
+    pub id: std::sync::Arc<str>,
+    pub tiers: Vec<std::sync::Arc<str>>,
+}
+
+impl SlotNames {
+    pub fn of(p: &Program) -> SlotNames {
+        SlotNames {
+            id: p.id.as_str().into(),
+            tiers: p.tiers.iter().map(|t| t.name.as_str().into()).collect(),
+        }
+    }
+}
+
+impl ProgramSlot {
+    pub fn new(program: Program) -> ProgramSlot {
+        ProgramSlot {
+            names: SlotNames::of(&program),
+            program,
+            float: FloatTotals::default(),
+        }
+    }
 }
 
 /// All cards, programs, holds, idempotency keys and the float of one shard.
@@ -478,17 +505,24 @@ impl State {
 
     /// The card view of SPEC.md.
     fn view(&self, c: &Card) -> CardView {
-        let p = self.program_at(c.program);
+        let slot = &self.programs[c.program as usize];
+        let p = &slot.program;
+        // The highest tier reached, as `Program::tier_for`, by index to share its name.
+        let tier = p
+            .tiers
+            .iter()
+            .rposition(|t| c.paid_in >= t.lifetime_top_up)
+            .and_then(|i| slot.names.tiers.get(i).cloned());
         CardView {
             card_id: c.id,
-            program: p.id.clone(),
+            program: slot.names.id.clone(),
             currency: p.currency,
             principal: c.principal,
             bonus: c.bonus,
             held: c.held,
             available: c.available(),
             points: c.points,
-            tier: p.tier_for(c.paid_in).map(|t| t.name.clone()),
+            tier,
             status: c.status,
             paid_in: c.paid_in,
             bonus_given: c.bonus_given,
@@ -547,6 +581,7 @@ impl State {
             Some(&i) => {
                 if let Some(slot) = self.programs.get_mut(i as usize) {
                     slot.program = p.clone();
+                    slot.names = SlotNames::of(p);
                 }
             }
             None => {
@@ -556,10 +591,7 @@ impl State {
                         reason: "too many programs".to_string(),
                     });
                 };
-                self.programs.push(ProgramSlot {
-                    program: p.clone(),
-                    float: FloatTotals::default(),
-                });
+                self.programs.push(ProgramSlot::new(p.clone()));
                 self.program_index.insert(p.id.clone(), i);
             }
         }

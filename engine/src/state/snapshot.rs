@@ -212,10 +212,7 @@ impl State {
             }
             let i = u16::try_from(st.programs.len()).map_err(|_| bad("too many programs"))?;
             st.program_index.insert(p.id.clone(), i);
-            st.programs.push(ProgramSlot {
-                program: p,
-                float: FloatTotals::default(),
-            });
+            st.programs.push(ProgramSlot::new(p));
         }
         st.chunks.reserve((arch.cards.len()).div_ceil(CHUNK));
         for c in cards {

@@ -15,6 +15,10 @@ use std::io::Write;
 use std::process::ExitCode;
 use svault_tests::crash::{POOL_CARDS, POOL_FIRST};
 
+/// The same allocator as the `svault` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn emit(line: &str) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

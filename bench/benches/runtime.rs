@@ -9,7 +9,7 @@
 //! 4. the snapshot pause (serialisation on the shard thread) and restart time from it;
 //! 5. offline `svault replay` records/s (one shard after the other, WAL only).
 //!
-//! `cargo bench -p bench --bench runtime`. The load comes from the same process and the same
+//! `cargo bench -p bench --bench runtime` (`SVAULT_BENCH_SHARDS=N` for one shard count only). The load comes from the same process and the same
 //! 2 cores as the shards.
 
 use engine::command::{CardId, Channel, Command, Method, Request};
@@ -65,7 +65,10 @@ fn main() {
     let tmp = std::env::var("SVAULT_BENCH_DIR")
         .unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_string());
     println!("runtime bench: {cards} cards, {secs} s per measurement, data under {tmp}");
-    for shards in [1usize, 2] {
+    // `SVAULT_BENCH_SHARDS=N` measures only N shards (large card counts take minutes per run).
+    let only = env_u64("SVAULT_BENCH_SHARDS", 0) as usize;
+    let shard_counts: Vec<usize> = if only > 0 { vec![only] } else { vec![1, 2] };
+    for shards in shard_counts {
         if !filter.is_empty() && !filter.iter().any(|f| *f == shards.to_string()) {
             continue;
         }

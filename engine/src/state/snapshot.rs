@@ -149,7 +149,9 @@ impl State {
         let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
         match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.to_snap(), buf) {
             Ok(b) => b.into_vec(),
-            // Serialising plain owned data into memory cannot fail short of allocation failure.
+            // Serialising plain owned data into memory cannot fail short of allocation failure:
+            // relative pointers are 64-bit (workspace rkyv feature `pointer_width_64`), so sizes
+            // past 2 GiB are addressable.
             Err(e) => panic!("snapshot serialisation failed: {e}"),
         }
     }

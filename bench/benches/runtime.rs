@@ -170,7 +170,7 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
         std::thread::sleep(Duration::from_millis(20));
     }
     for (k, s) in e.shard_stats().iter().enumerate() {
-        println!("snapshot pause shard {k}: {:.1} ms (serialisation; written by a helper thread) at lsn {}", s.snapshot_pause_us as f64 / 1e3, s.snapshot_lsn);
+        println!("snapshot pause shard {k}: {:.1} ms (freeze; serialised and written by a helper thread in {} ms) at lsn {}", s.snapshot_pause_us as f64 / 1e3, s.snapshot_write_ms, s.snapshot_lsn);
     }
     e.shutdown();
     drop(e);

@@ -324,6 +324,7 @@ proptest! {
     fn random_sequences_keep_every_invariant(ops in proptest::collection::vec(op(), 1..160), cut in 0usize..160) {
         let mut d = Driver::new();
         let mut restored: Option<State> = None;
+        let mut frozen = None;
         let mut cut_at = 0;
         for (i, op) in ops.iter().enumerate() {
             d.run(op);
@@ -333,8 +334,13 @@ proptest! {
                 let r = State::restore(&snap, StateConfig { history_per_card_max: 16, ..StateConfig::default() }).unwrap();
                 prop_assert_eq!(r.digest(), d.st.digest());
                 restored = Some(r);
+                frozen = Some((d.st.freeze(), snap));
                 cut_at = d.requests.len();
             }
+        }
+        // a frozen state serialises to the snapshot of its instant, whatever happened after
+        if let Some((f, snap)) = frozen {
+            prop_assert!(f.to_bytes() == snap, "frozen state changed after the freeze");
         }
         // same requests into a fresh state ⇒ same replies, same digest
         let (fresh, replies) = replay(&d.requests, false);
@@ -391,4 +397,63 @@ fn thousands_of_ops_over_many_cards() {
         approvals > 5_000,
         "the run exercises approvals ({approvals})"
     );
+}
+
+#[test]
+fn a_frozen_state_keeps_its_instant_while_the_live_state_moves_on() {
+    // Enough cards for several copy-on-write chunks; writes after the freeze touch some chunks,
+    // push cards into the shared last chunk and open new chunks.
+    let mut d = Driver::new();
+    let first = 20_000u64;
+    for c in 0..9_000 {
+        d.send(None, open_cmd(first + c));
+        let k = d.key();
+        d.send(k, top_up_cmd(first + c, 10_000));
+    }
+    let before = d.st.snapshot();
+    let frozen = d.st.freeze();
+    assert_eq!(frozen.cards(), 9_000 + (CARDS - 2) as usize);
+    for c in (0..9_000).step_by(7) {
+        let k = d.key();
+        d.send(k, spend_cmd(first + c, 2_500));
+    }
+    for c in 9_000..14_000 {
+        d.send(None, open_cmd(first + c));
+    }
+    let live = d.st.snapshot();
+    assert_ne!(live, before, "the live state moved on");
+    let from_frozen = frozen.to_bytes();
+    assert!(from_frozen == before, "the frozen state kept its instant");
+    drop(frozen);
+    // Live state unaffected by the copies: a fresh replay of every request reaches it.
+    let (fresh, _) = replay(&d.requests, false);
+    assert_eq!(fresh.digest(), d.st.digest());
+    // And a second freeze after the first was dropped sees the new instant.
+    assert!(d.st.freeze().to_bytes() == live);
+}
+
+fn open_cmd(c: u64) -> Command {
+    Command::OpenCard {
+        card_id: CardId(c),
+        program: "demo".to_string(),
+        registered: true,
+        birthday: None,
+    }
+}
+
+fn top_up_cmd(c: u64, amount: i64) -> Command {
+    Command::TopUp {
+        card_id: CardId(c),
+        amount: Amount(amount),
+        channel: Channel::Unionpay,
+    }
+}
+
+fn spend_cmd(c: u64, amount: i64) -> Command {
+    Command::Spend {
+        card_id: CardId(c),
+        amount: Amount(amount),
+        method: Method::Qr,
+        store: None,
+    }
 }

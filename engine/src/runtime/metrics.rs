@@ -23,6 +23,8 @@ pub struct ShardMetrics {
     pub snapshots: AtomicU64,
     pub snapshot_lsn: AtomicU64,
     pub snapshot_pause_us_last: AtomicU64,
+    /// Serialise + write + fsync of the last snapshot, on the writer thread (not a pause).
+    pub snapshot_write_ms_last: AtomicU64,
     pub poisoned: AtomicU64,
     pub commit_us_sum: AtomicU64,
     commit_us: [AtomicU64; COMMIT_US_BUCKETS.len() + 1],
@@ -93,7 +95,7 @@ pub fn render(
     queue_depths: &[usize],
     queue_depth_max: usize,
 ) {
-    let gauges: [Gauge; 10] = [
+    let gauges: [Gauge; 11] = [
         ("svault_shard_requests_total", "counter", |m| {
             m.requests.load(Relaxed)
         }),
@@ -120,6 +122,9 @@ pub fn render(
         }),
         ("svault_shard_snapshot_pause_us", "gauge", |m| {
             m.snapshot_pause_us_last.load(Relaxed)
+        }),
+        ("svault_shard_snapshot_write_ms", "gauge", |m| {
+            m.snapshot_write_ms_last.load(Relaxed)
         }),
         ("svault_shard_poisoned", "gauge", |m| {
             m.poisoned.load(Relaxed)

@@ -185,8 +185,10 @@ pub struct ShardStats {
     /// Snapshots written (durably) since open.
     pub snapshots: u64,
     pub snapshot_lsn: u64,
-    /// Serialisation time of the last snapshot: how long the shard stopped serving.
+    /// Freeze time of the last snapshot: how long the shard stopped serving for it.
     pub snapshot_pause_us: u64,
+    /// Serialise + write + fsync time of the last snapshot, off the shard thread.
+    pub snapshot_write_ms: u64,
     pub poisoned: bool,
 }
 
@@ -653,6 +655,7 @@ impl Engine {
                 snapshots: r(&m.snapshots),
                 snapshot_lsn: r(&m.snapshot_lsn),
                 snapshot_pause_us: r(&m.snapshot_pause_us_last),
+                snapshot_write_ms: r(&m.snapshot_write_ms_last),
                 poisoned: r(&m.poisoned) != 0,
             })
             .collect()

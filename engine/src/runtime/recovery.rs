@@ -10,7 +10,7 @@
 use super::record::{self, LogRecord};
 use crate::command::Millis;
 use crate::outcome::Event;
-use crate::state::{State, StateConfig};
+use crate::state::{Frozen, State, StateConfig};
 use std::path::{Path, PathBuf};
 use wal::{Lsn, Wal, WalError};
 
@@ -38,11 +38,11 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"SVSNAP01";
 /// relative to the start of the body.
 const SNAPSHOT_HEADER_BYTES: usize = 16;
 
-/// Serialises a shard for a snapshot: a 16-byte header carrying the last batch time (so batch
-/// time never goes backwards across a restart even when no record follows the snapshot), then
-/// `State::snapshot()`.
-pub fn encode_snapshot(state: &State, last_now: Millis) -> Vec<u8> {
-    let body = state.snapshot();
+/// Serialises a frozen shard for a snapshot: a 16-byte header carrying the last batch time (so
+/// batch time never goes backwards across a restart even when no record follows the snapshot),
+/// then the state's snapshot bytes.
+pub fn encode_snapshot(state: &Frozen, last_now: Millis) -> Vec<u8> {
+    let body = state.to_bytes();
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body.len());
     out.extend_from_slice(SNAPSHOT_MAGIC);
     out.extend_from_slice(&last_now.0.to_le_bytes());

@@ -18,7 +18,7 @@ use super::recovery::{self, ShardPaths, Until};
 use super::{Durability, EngineError, SubmitError, Tuning};
 use crate::command::{Command, Millis, Query, Request};
 use crate::outcome::{Event, FloatTotals, Reply};
-use crate::state::{QueryAnswer, State};
+use crate::state::{Frozen, QueryAnswer, State};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
 use rkyv::util::AlignedVec;
@@ -104,10 +104,11 @@ pub(crate) struct Shared {
     pub metrics: Arc<ShardMetrics>,
 }
 
-/// A snapshot handed to the writer thread.
+/// A snapshot handed to the writer thread: the frozen state, serialised there.
 struct SnapshotJob {
     lsn: Lsn,
-    bytes: Vec<u8>,
+    last_now: Millis,
+    state: Frozen,
 }
 
 pub(crate) struct Shard {
@@ -133,7 +134,11 @@ pub(crate) struct Shard {
     records_since_snapshot: u64,
     last_snapshot: Instant,
     snapshot_tx: Option<Sender<SnapshotJob>>,
-    snapshot_done_rx: Receiver<Lsn>,
+    /// `Some(lsn)` when that snapshot is durable, `None` when writing it failed.
+    snapshot_done_rx: Receiver<Option<Lsn>>,
+    /// A frozen state is with the writer: no second freeze until it answers (each live freeze
+    /// makes the shard copy chunks on write).
+    snapshot_in_flight: bool,
     snapshot_writer: Option<std::thread::JoinHandle<()>>,
     snapshot_dir: std::path::PathBuf,
 }
@@ -205,11 +210,12 @@ pub(crate) fn open(
     *shared.float.lock() = state.float();
 
     let (snapshot_tx, job_rx) = crossbeam_channel::bounded::<SnapshotJob>(1);
-    let (done_tx, snapshot_done_rx) = crossbeam_channel::bounded::<Lsn>(4);
+    let (done_tx, snapshot_done_rx) = crossbeam_channel::bounded::<Option<Lsn>>(4);
     let snap_dir = paths.snapshots.clone();
+    let writer_metrics = Arc::clone(&shared.metrics);
     let snapshot_writer = std::thread::Builder::new()
         .name(format!("svault-snap-{k}"))
-        .spawn(move || snapshot_writer(k, snap_dir, job_rx, done_tx))
+        .spawn(move || snapshot_writer(k, snap_dir, job_rx, done_tx, writer_metrics))
         .map_err(|e| EngineError::Wal(WalError::Io(e)))?;
 
     let shard = Shard {
@@ -232,6 +238,7 @@ pub(crate) fn open(
         last_snapshot: Instant::now(),
         snapshot_tx: Some(snapshot_tx),
         snapshot_done_rx,
+        snapshot_in_flight: false,
         snapshot_writer: Some(snapshot_writer),
         snapshot_dir: paths.snapshots.clone(),
         tuning,
@@ -239,28 +246,42 @@ pub(crate) fn open(
     Ok((shard, report))
 }
 
-/// Writes snapshots off the shard thread (the shard only pays for serialisation).
+/// Serialises and writes snapshots off the shard thread (the shard only pays for the freeze).
+/// The frozen state is dropped as soon as its bytes exist, so the shard stops copying chunks.
 fn snapshot_writer(
     k: usize,
     dir: std::path::PathBuf,
     jobs: Receiver<SnapshotJob>,
-    done: Sender<Lsn>,
+    done: Sender<Option<Lsn>>,
+    metrics: Arc<ShardMetrics>,
 ) {
     for job in jobs {
         let started = Instant::now();
-        match wal::snapshot::write(&dir, job.lsn, &job.bytes) {
+        let SnapshotJob {
+            lsn,
+            last_now,
+            state,
+        } = job;
+        let bytes = recovery::encode_snapshot(&state, last_now);
+        drop(state);
+        let serialised = started.elapsed();
+        match wal::snapshot::write(&dir, lsn, &bytes) {
             Ok(()) => {
+                let ms = started.elapsed().as_millis() as u64;
+                metrics.snapshot_write_ms_last.store(ms, Relaxed);
                 tracing::info!(
                     shard = k,
-                    lsn = job.lsn.0,
-                    bytes = job.bytes.len(),
-                    ms = started.elapsed().as_millis() as u64,
+                    lsn = lsn.0,
+                    bytes = bytes.len(),
+                    serialise_ms = serialised.as_millis() as u64,
+                    ms,
                     "snapshot written"
                 );
-                let _ = done.send(job.lsn);
+                let _ = done.send(Some(lsn));
             }
             Err(e) => {
-                tracing::error!(shard = k, lsn = job.lsn.0, error = %e, "snapshot write failed; the log still holds every record")
+                tracing::error!(shard = k, lsn = lsn.0, error = %e, "snapshot write failed; the log still holds every record");
+                let _ = done.send(None);
             }
         }
     }
@@ -568,9 +589,12 @@ impl Shard {
         }
     }
 
-    /// Every N records or M seconds: serialise on this thread (the pause), write on the helper.
+    /// Every N records or M seconds: freeze on this thread (the pause), serialise and write on
+    /// the writer thread.
     fn maybe_snapshot(&mut self) {
-        while let Ok(lsn) = self.snapshot_done_rx.try_recv() {
+        while let Ok(done) = self.snapshot_done_rx.try_recv() {
+            self.snapshot_in_flight = false;
+            let Some(lsn) = done else { continue };
             self.shared.metrics.snapshots.fetch_add(1, Relaxed);
             self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
             if self.tuning.remove_covered_segments {
@@ -591,11 +615,11 @@ impl Shard {
             return;
         }
         let Some(tx) = &self.snapshot_tx else { return };
-        if tx.is_full() {
+        if self.snapshot_in_flight {
             return; // the previous one is still being written
         }
         let started = Instant::now();
-        let bytes = recovery::encode_snapshot(&self.state, self.last_now);
+        let state = self.state.freeze();
         let pause = started.elapsed();
         self.shared
             .metrics
@@ -604,14 +628,18 @@ impl Shard {
         tracing::info!(
             shard = self.k,
             lsn = self.committed.0,
-            bytes = bytes.len(),
+            cards = state.cards(),
             pause_us = pause.as_micros() as u64,
-            "snapshot taken"
+            "snapshot frozen"
         );
-        let _ = tx.try_send(SnapshotJob {
+        let job = SnapshotJob {
             lsn: self.committed,
-            bytes,
-        });
+            last_now: self.last_now,
+            state,
+        };
+        if tx.try_send(job).is_ok() {
+            self.snapshot_in_flight = true;
+        }
         self.records_since_snapshot = 0;
         self.last_snapshot = Instant::now();
     }
@@ -632,7 +660,8 @@ impl Shard {
     }
 
     fn maybe_snapshot_done_only(&mut self) {
-        while let Ok(lsn) = self.snapshot_done_rx.try_recv() {
+        while let Ok(done) = self.snapshot_done_rx.try_recv() {
+            let Some(lsn) = done else { continue };
             self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
         }
     }

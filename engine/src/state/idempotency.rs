@@ -290,7 +290,7 @@ impl std::hash::Hasher for PreHashed {
 pub(crate) type PreHashedBuild = std::hash::BuildHasherDefault<PreHashed>;
 
 /// All live keys of one shard.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct KeyTable {
     pub map: HashMap<u128, KeyEntry, PreHashedBuild>,
     /// Keys in arrival order (each key once).

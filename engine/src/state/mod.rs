@@ -81,9 +81,10 @@ use card::Card;
 use history::TxnEntry;
 use idempotency::{KeyEntry, KeyTable, Stored, K_REVERSED};
 use std::collections::HashMap;
+use std::sync::Arc;
 use timers::Timers;
 
-pub use snapshot::SNAPSHOT_VERSION;
+pub use snapshot::{Frozen, SNAPSHOT_VERSION};
 
 /// Limits of one shard's state.
 #[derive(Debug, Clone)]
@@ -116,8 +117,12 @@ pub enum QueryAnswer {
     Transactions(Option<Vec<crate::outcome::TxnRecord>>),
 }
 
-/// Cards are stored in fixed-size chunks so the table never doubles (and never moves).
-const CHUNK_BITS: u32 = 14;
+/// Cards are stored in fixed-size chunks so the table never doubles (and never moves). Each
+/// chunk is shared (`Arc`) so a snapshot can freeze the whole table in microseconds
+/// ([`State::freeze`]); a chunk the snapshot still holds is copied on its first write
+/// ([`State::chunk_mut`]), so a chunk is small enough (4 Ki cards, ~1 MB) that one copy is a
+/// sub-millisecond stall.
+const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// Mixes a card id into a well-spread hash (murmur3 finaliser); deterministic, no seed.
@@ -195,7 +200,7 @@ pub struct State {
     clock: i64,
     programs: Vec<ProgramSlot>,
     program_index: HashMap<String, u16>,
-    chunks: Vec<Vec<Card>>,
+    chunks: Vec<Arc<Vec<Card>>>,
     card_index: HashMap<u64, u32, IdBuild>,
     holds: HashMap<(u64, u32), Hold, IdBuild>,
     timers: Timers,
@@ -471,7 +476,21 @@ impl State {
     }
 
     pub(crate) fn card_at_mut(&mut self, slot: u32) -> &mut Card {
-        &mut self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
+        &mut Self::chunk_mut(&mut self.chunks, (slot >> CHUNK_BITS) as usize)
+            [slot as usize & (CHUNK - 1)]
+    }
+
+    /// The chunk for writing: copied first when a frozen snapshot still shares it (each chunk
+    /// at most once per snapshot; the copy keeps the full chunk capacity so pushes never move).
+    pub(crate) fn chunk_mut(chunks: &mut [Arc<Vec<Card>>], c: usize) -> &mut Vec<Card> {
+        let shared = &mut chunks[c];
+        if Arc::get_mut(shared).is_none() {
+            let mut copy = Vec::with_capacity(CHUNK);
+            copy.extend(shared.iter().cloned());
+            *shared = Arc::new(copy);
+        }
+        // Cannot fail: either it was unique, or it was just replaced by a fresh Arc.
+        Arc::get_mut(shared).expect("chunk is unique after copy-on-write")
     }
 
     pub(crate) fn card(&self, id: CardId) -> Option<&Card> {
@@ -481,12 +500,11 @@ impl State {
     fn push_card(&mut self, card: Card) -> u32 {
         let n = self.card_index.len();
         if n % CHUNK == 0 {
-            self.chunks.push(Vec::with_capacity(CHUNK));
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
         }
         let id = card.id.0;
-        if let Some(chunk) = self.chunks.last_mut() {
-            chunk.push(card);
-        }
+        let last = self.chunks.len() - 1;
+        Self::chunk_mut(&mut self.chunks, last).push(card);
         self.card_index.insert(id, n as u32);
         n as u32
     }

@@ -31,7 +31,8 @@ pub(crate) struct Parts<'a> {
 
 impl State {
     pub(crate) fn parts(&mut self, slot: u32) -> Parts<'_> {
-        let card = &mut self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)];
+        let card = &mut Self::chunk_mut(&mut self.chunks, (slot >> CHUNK_BITS) as usize)
+            [slot as usize & (CHUNK - 1)];
         let program = &self.programs[card.program as usize].program;
         Parts {
             card,

@@ -6,6 +6,11 @@
 //! nothing comes from hash-map iteration. The float is derived (recomputed on restore).
 //! Restore validates with bytecheck (never unchecked access) and then checks the invariants a
 //! hostile or corrupt snapshot could break, returning an error instead of panicking.
+//!
+//! Why [`Frozen`]: serialising millions of cards takes seconds, and a shard must not stop that
+//! long. `State::freeze` shares the card chunks (copy-on-write) and copies the small tables, so
+//! the shard pauses only for that; the bytes are made from the frozen copy on another thread,
+//! identical to what `State::snapshot` would have produced at that instant.
 
 use super::card::Card;
 use super::idempotency::{KeyEntry, KeyTable, Stored};
@@ -14,6 +19,7 @@ use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK, MONEY_MAX}
 use crate::outcome::{FloatTotals, Outcome};
 use crate::program::Program;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Format version of [`State::snapshot`] bytes.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -34,14 +40,14 @@ struct Snap<C> {
 
 /// The cards of a state, archived exactly as a `Vec<Card>` would be.
 struct CardsRef<'a> {
-    chunks: &'a [Vec<Card>],
+    chunks: &'a [Arc<Vec<Card>>],
     len: usize,
 }
 
 /// Every card of the chunk table, in order, with a known length (rkyv wants one up front).
 #[derive(Clone)]
 struct AllCards<'a> {
-    chunks: &'a [Vec<Card>],
+    chunks: &'a [Arc<Vec<Card>>],
     chunk: usize,
     i: usize,
     left: usize,
@@ -107,53 +113,130 @@ fn bad(s: impl Into<String>) -> StateError {
     StateError::InvalidSnapshot(s.into())
 }
 
+/// A shard's state frozen at one instant, to be serialised off the shard thread.
+///
+/// Holds the card chunks shared with the live state (the live state copies a chunk before its
+/// first write after the freeze) and private copies of everything else. Dropping it releases
+/// the chunks, after which the live state writes in place again.
+pub struct Frozen {
+    clock: i64,
+    programs: Vec<Program>,
+    chunks: Vec<Arc<Vec<Card>>>,
+    cards: usize,
+    holds: HashMap<(u64, u32), Hold, super::IdBuild>,
+    timers: Timers,
+    keys: KeyTable,
+}
+
+impl Frozen {
+    /// Cards in the frozen state.
+    pub fn cards(&self) -> usize {
+        self.cards
+    }
+
+    /// The snapshot bytes of the state as it was when frozen (same as `State::snapshot` then).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let history: usize = self
+            .chunks
+            .iter()
+            .flat_map(|c| c.iter())
+            .map(|c| c.history.len())
+            .sum();
+        to_bytes(
+            &snap_of(
+                self.clock,
+                &self.programs,
+                &self.chunks,
+                self.cards,
+                &self.holds,
+                &self.timers,
+                &self.keys,
+            ),
+            self.cards,
+            history,
+            self.keys.map.len(),
+        )
+    }
+}
+
+/// The canonical snapshot form of a state's parts (see the module doc for the order).
+fn snap_of<'a>(
+    clock: i64,
+    programs: &[Program],
+    chunks: &'a [Arc<Vec<Card>>],
+    cards: usize,
+    holds: &HashMap<(u64, u32), Hold, super::IdBuild>,
+    timers: &Timers,
+    keys: &KeyTable,
+) -> Snap<CardsRef<'a>> {
+    let mut holds: Vec<(u64, u32, Hold)> = holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
+    holds.sort_unstable_by_key(|h| (h.0, h.1));
+    let key_list = keys
+        .fifo
+        .iter()
+        .filter_map(|k| keys.map.get(k).map(|e| (*k, *e)))
+        .collect();
+    let mut side: Vec<(u128, Outcome)> = keys.side.iter().map(|(k, o)| (*k, o.clone())).collect();
+    side.sort_unstable_by_key(|s| s.0);
+    Snap {
+        version: SNAPSHOT_VERSION,
+        clock,
+        programs: programs.to_vec(),
+        cards: CardsRef { chunks, len: cards },
+        holds,
+        timers: timers.sorted(),
+        keys: key_list,
+        side,
+    }
+}
+
+/// Serialises a snapshot form into a buffer sized up front (growing a multi-hundred-megabyte
+/// buffer by doubling copies it over and over).
+fn to_bytes(snap: &Snap<CardsRef<'_>>, cards: usize, history: usize, keys: usize) -> Vec<u8> {
+    let estimate = cards * 224 + history * 72 + keys * 56 + 4096;
+    let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
+    match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(snap, buf) {
+        Ok(b) => b.into_vec(),
+        // Serialising plain owned data into memory cannot fail short of allocation failure:
+        // relative pointers are 64-bit (workspace rkyv feature `pointer_width_64`), so sizes
+        // past 2 GiB are addressable.
+        Err(e) => panic!("snapshot serialisation failed: {e}"),
+    }
+}
+
 impl State {
-    fn to_snap(&self) -> Snap<CardsRef<'_>> {
-        let mut holds: Vec<(u64, u32, Hold)> =
-            self.holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
-        holds.sort_unstable_by_key(|h| (h.0, h.1));
-        let keys = self
-            .keys
-            .fifo
-            .iter()
-            .filter_map(|k| self.keys.map.get(k).map(|e| (*k, *e)))
-            .collect();
-        let mut side: Vec<(u128, Outcome)> = self
-            .keys
-            .side
-            .iter()
-            .map(|(k, o)| (*k, o.clone()))
-            .collect();
-        side.sort_unstable_by_key(|s| s.0);
-        Snap {
-            version: SNAPSHOT_VERSION,
+    /// Freezes the state for a snapshot made elsewhere: O(chunks) for the cards plus a copy of
+    /// the hold, timer and key tables. This is the whole pause a snapshot costs the shard.
+    pub fn freeze(&self) -> Frozen {
+        Frozen {
             clock: self.clock,
             programs: self.programs.iter().map(|p| p.program.clone()).collect(),
-            cards: CardsRef {
-                chunks: &self.chunks,
-                len: self.card_index.len(),
-            },
-            holds,
-            timers: self.timers.sorted(),
-            keys,
-            side,
+            chunks: self.chunks.clone(),
+            cards: self.card_index.len(),
+            holds: self.holds.clone(),
+            timers: self.timers.clone(),
+            keys: self.keys.clone(),
         }
     }
 
     /// Serialises the whole state for a snapshot.
     pub fn snapshot(&self) -> Vec<u8> {
-        // Size the buffer up front: growing a multi-hundred-megabyte buffer by doubling copies
-        // it over and over.
+        let programs: Vec<Program> = self.programs.iter().map(|p| p.program.clone()).collect();
         let history: usize = self.cards().map(|c| c.history.len()).sum();
-        let estimate = self.card_index.len() * 224 + history * 72 + self.keys.len() * 56 + 4096;
-        let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
-        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.to_snap(), buf) {
-            Ok(b) => b.into_vec(),
-            // Serialising plain owned data into memory cannot fail short of allocation failure:
-            // relative pointers are 64-bit (workspace rkyv feature `pointer_width_64`), so sizes
-            // past 2 GiB are addressable.
-            Err(e) => panic!("snapshot serialisation failed: {e}"),
-        }
+        to_bytes(
+            &snap_of(
+                self.clock,
+                &programs,
+                &self.chunks,
+                self.card_index.len(),
+                &self.holds,
+                &self.timers,
+                &self.keys,
+            ),
+            self.card_index.len(),
+            history,
+            self.keys.len(),
+        )
     }
 
     /// A hash of the whole state: same log ⇒ same digest.

@@ -36,7 +36,7 @@ pub(crate) struct Timer {
     pub seq: u32,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Timers {
     holds: BinaryHeap<Reverse<Timer>>,
     /// Lot expiries and reminders: (instant, kind) → cards, popped from the back.

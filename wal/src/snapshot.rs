@@ -10,7 +10,7 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Lsn, WalError};
@@ -80,22 +80,35 @@ fn crc(version: u32, lsn: u64, len: u64, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&pre), payload)
 }
 
+/// The header of a snapshot file holding `bytes`.
+fn header(lsn: Lsn, bytes: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
+    let len = bytes.len() as u64;
+    let mut out = [0u8; SNAPSHOT_HEADER_BYTES];
+    let version = SNAPSHOT_VERSION.to_le_bytes();
+    let crc = crc(SNAPSHOT_VERSION, lsn.0, len, bytes).to_le_bytes();
+    let (lsn, len) = (lsn.0.to_le_bytes(), len.to_le_bytes());
+    let fields = SNAPSHOT_MAGIC
+        .iter()
+        .chain(&version)
+        .chain(&crc)
+        .chain(&lsn)
+        .chain(&len);
+    for (dst, src) in out.iter_mut().zip(fields) {
+        *dst = *src;
+    }
+    out
+}
+
 /// The full file contents of a snapshot.
 pub fn encode(lsn: Lsn, bytes: &[u8]) -> Vec<u8> {
-    let len = bytes.len() as u64;
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + bytes.len());
-    out.extend_from_slice(&SNAPSHOT_MAGIC);
-    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    out.extend_from_slice(&crc(SNAPSHOT_VERSION, lsn.0, len, bytes).to_le_bytes());
-    out.extend_from_slice(&lsn.0.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&header(lsn, bytes));
     out.extend_from_slice(bytes);
     out
 }
 
-/// Validates a snapshot file's contents; `expected` is the LSN its name promises.
-/// Returns the LSN and the payload range, or why it is refused.
-pub fn decode(file: &[u8], expected: Option<Lsn>) -> Result<(Lsn, &[u8]), String> {
+/// A header's fields once its magic and version are checked: `(crc, lsn, payload len)`.
+fn parse_header(file: &[u8]) -> Result<(u32, u64, u64), String> {
     if file.get(..8) != Some(&SNAPSHOT_MAGIC[..]) {
         return Err("bad magic".into());
     }
@@ -106,14 +119,17 @@ pub fn decode(file: &[u8], expected: Option<Lsn>) -> Result<(Lsn, &[u8]), String
     let stored = get_u32(file, 12).ok_or("short header")?;
     let lsn = get_u64(file, 16).ok_or("short header")?;
     let len = get_u64(file, 24).ok_or("short header")?;
-    let payload = file.get(SNAPSHOT_HEADER_BYTES..).ok_or("short header")?;
-    if payload.len() as u64 != len {
-        return Err(format!(
-            "payload is {} bytes, header says {len}",
-            payload.len()
-        ));
-    }
-    let computed = crc(version, lsn, len, payload);
+    Ok((stored, lsn, len))
+}
+
+/// Checks the payload against the header's crc and the LSN the file name promises.
+fn check_payload(
+    stored: u32,
+    lsn: u64,
+    payload: &[u8],
+    expected: Option<Lsn>,
+) -> Result<Lsn, String> {
+    let computed = crc(SNAPSHOT_VERSION, lsn, payload.len() as u64, payload);
     if stored != computed {
         return Err(format!(
             "crc32c stored {stored:#010x}, computed {computed:#010x}"
@@ -124,7 +140,52 @@ pub fn decode(file: &[u8], expected: Option<Lsn>) -> Result<(Lsn, &[u8]), String
             return Err(format!("file name says lsn {}, contents say {lsn}", e.0));
         }
     }
-    Ok((Lsn(lsn), payload))
+    Ok(Lsn(lsn))
+}
+
+/// Validates a snapshot file's contents; `expected` is the LSN its name promises.
+/// Returns the LSN and the payload range, or why it is refused.
+pub fn decode(file: &[u8], expected: Option<Lsn>) -> Result<(Lsn, &[u8]), String> {
+    let (stored, lsn, len) = parse_header(file)?;
+    let payload = file.get(SNAPSHOT_HEADER_BYTES..).ok_or("short header")?;
+    if payload.len() as u64 != len {
+        return Err(format!(
+            "payload is {} bytes, header says {len}",
+            payload.len()
+        ));
+    }
+    Ok((check_payload(stored, lsn, payload, expected)?, payload))
+}
+
+/// Reads and validates one snapshot file, the payload straight into its own buffer (a
+/// multi-gigabyte snapshot is read once and never copied). The outer error is i/o, the inner
+/// one why the contents are refused.
+fn read_file(path: &Path, expected: Lsn) -> io::Result<Result<(Lsn, Vec<u8>), String>> {
+    let mut f = File::open(path)?;
+    let size = f.metadata()?.len();
+    let mut head = [0u8; SNAPSHOT_HEADER_BYTES];
+    if size < SNAPSHOT_HEADER_BYTES as u64 {
+        return Ok(Err("short header".into()));
+    }
+    f.read_exact(&mut head)?;
+    let (stored, lsn, len) = match parse_header(&head) {
+        Ok(h) => h,
+        Err(why) => return Ok(Err(why)),
+    };
+    let payload_len = size - SNAPSHOT_HEADER_BYTES as u64;
+    if payload_len != len {
+        return Ok(Err(format!(
+            "payload is {payload_len} bytes, header says {len}"
+        )));
+    }
+    let Ok(len) = usize::try_from(len) else {
+        return Ok(Err(format!(
+            "payload of {len} bytes does not fit in memory"
+        )));
+    };
+    let mut payload = vec![0u8; len];
+    f.read_exact(&mut payload)?;
+    Ok(check_payload(stored, lsn, &payload, Some(expected)).map(|lsn| (lsn, payload)))
 }
 
 /// Durably writes a snapshot covering every record up to `lsn`, then deletes all but the
@@ -134,14 +195,15 @@ pub fn write(dir: &Path, lsn: Lsn, bytes: &[u8]) -> Result<(), WalError> {
     let name = file_name(lsn);
     let tmp = dir.join(format!("{name}.tmp"));
     let fin = dir.join(&name);
-    let contents = encode(lsn, bytes);
     let mut f: File = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(from_io)?;
-    f.write_all(&contents).map_err(from_io)?;
+    // Header and payload written separately: no second in-memory copy of a large state.
+    f.write_all(&header(lsn, bytes)).map_err(from_io)?;
+    f.write_all(bytes).map_err(from_io)?;
     f.sync_all().map_err(from_io)?;
     drop(f);
     std::fs::rename(&tmp, &fin)?;
@@ -180,12 +242,11 @@ pub fn read_latest(dir: &Path) -> Result<Option<Snapshot>, WalError> {
     };
     let mut skipped = Vec::new();
     for (lsn, path) in all {
-        let contents = std::fs::read(&path)?;
-        match decode(&contents, Some(lsn)) {
-            Ok((lsn, payload)) => {
+        match read_file(&path, lsn)? {
+            Ok((lsn, bytes)) => {
                 return Ok(Some(Snapshot {
                     lsn,
-                    bytes: payload.to_vec(),
+                    bytes,
                     skipped,
                 }))
             }
@@ -239,6 +300,26 @@ mod tests {
             decode(&f, Some(Lsn(8))).is_err(),
             "name and contents must agree"
         );
+    }
+
+    #[test]
+    fn short_and_truncated_files_are_passed_over_with_a_reason() -> Result<(), WalError> {
+        let dir = tempfile::tempdir()?;
+        write(dir.path(), Lsn(10), b"state@10")?;
+        write(dir.path(), Lsn(20), b"state@20")?;
+        let newest = dir.path().join(file_name(Lsn(20)));
+        let whole = std::fs::read(&newest)?;
+        for (cut, reason) in [(whole.len() - 3, "header says"), (20, "short header")] {
+            std::fs::write(&newest, &whole[..cut])?;
+            let s = read_latest(dir.path())?.ok_or(WalError::InvalidOptions("none"))?;
+            assert_eq!((s.lsn, s.bytes.as_slice()), (Lsn(10), &b"state@10"[..]));
+            assert!(
+                s.skipped.len() == 1 && s.skipped[0].1.contains(reason),
+                "{:?}",
+                s.skipped
+            );
+        }
+        Ok(())
     }
 
     #[test]

@@ -299,7 +299,9 @@ impl State {
             st.program_index.insert(p.id.clone(), i);
             st.programs.push(ProgramSlot::new(p));
         }
+        // Size the tables once: growing a multi-million-entry hash table rehashes it each time.
         st.chunks.reserve((arch.cards.len()).div_ceil(CHUNK));
+        st.card_index.reserve(arch.cards.len());
         for c in cards {
             let c = c?;
             if usize::from(c.program) >= st.programs.len() {
@@ -343,6 +345,8 @@ impl State {
         }
         st.timers = Timers::from_sorted(snap.timers);
         let mut keys = KeyTable::default();
+        keys.map.reserve(snap.keys.len());
+        keys.fifo.reserve(snap.keys.len());
         for (k, e) in snap.keys {
             keys.insert(k, e, None);
         }

@@ -251,6 +251,74 @@ mod tests {
     use crate::command::{CardId, Method};
     use crate::money::Amount;
 
+    fn entry(at: i64) -> KeyEntry {
+        KeyEntry {
+            fingerprint: at as u64,
+            card: CardId(1),
+            at,
+            seq: 0,
+            stored: Stored::Declined,
+            code: 0,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn key_table_expires_in_arrival_order_across_chunks_and_keeps_frozen_copies() {
+        // A model (a plain map and queue) against the chunked log, through several chunk
+        // boundaries, emptying, refilling, in-place updates and a frozen clone.
+        let mut t = KeyTable::default();
+        let mut model: VecDeque<(u128, KeyEntry)> = VecDeque::new();
+        let mut frozen: Option<(KeyTable, Vec<(u128, KeyEntry)>)> = None;
+        let mut next = 0u128;
+        for round in 0..6i64 {
+            let n = [KEY_CHUNK * 2 + 17, 5, KEY_CHUNK, 1, KEY_CHUNK * 3 - 1, 700][round as usize];
+            for _ in 0..n {
+                next += 1;
+                let e = entry(round * 1000 + (next % 7) as i64);
+                t.insert(next * 7919, e, None);
+                model.push_back((next * 7919, e));
+            }
+            // Update a few in place (their position stays).
+            for (k, e) in model.iter_mut().step_by(997) {
+                e.flags |= K_REVERSED;
+                t.update(k, |m| m.flags |= K_REVERSED);
+            }
+            if round == 2 {
+                frozen = Some((t.clone(), model.iter().copied().collect()));
+            }
+            let cut = round * 1000 + 3;
+            t.expire(cut + 10, 10, usize::MAX);
+            while model.front().is_some_and(|(_, e)| e.at + 10 <= cut + 10) {
+                model.pop_front();
+            }
+            // The cap evicts the oldest beyond it.
+            let cap = if round == 4 { 1000 } else { usize::MAX };
+            t.expire(i64::MIN, 10, cap);
+            while model.len() > cap {
+                model.pop_front();
+            }
+            assert_eq!(t.len(), model.len());
+            assert!(
+                t.entries().copied().eq(model.iter().copied()),
+                "round {round}"
+            );
+            for (k, e) in model.iter().step_by(101) {
+                assert_eq!(t.get(k), Some(*e));
+            }
+        }
+        if let Some((f, at_freeze)) = frozen {
+            assert!(f.entries().copied().eq(at_freeze.into_iter()));
+        }
+        // Emptied completely, then reused.
+        t.expire(i64::MAX - 20, 10, 0);
+        assert_eq!(t.len(), 0);
+        assert!(t.entries().next().is_none());
+        t.insert(5, entry(1), None);
+        assert_eq!(t.get(&5), Some(entry(1)));
+        assert_eq!(t.get(&7919), None);
+    }
+
     #[test]
     fn fingerprints_tell_commands_apart_and_spill_long_ones() {
         let spend = |store: Option<String>, amount| Command::Spend {
@@ -289,47 +357,172 @@ impl std::hash::Hasher for PreHashed {
 
 pub(crate) type PreHashedBuild = std::hash::BuildHasherDefault<PreHashed>;
 
+/// Entries per chunk of the key log: small enough that copying one shared chunk on write is a
+/// sub-millisecond stall, large enough that a freeze clones few `Arc`s.
+const KEY_CHUNK: usize = 4096;
+
 /// All live keys of one shard.
+///
+/// Why a log of chunks and an index of positions: the entries live once, in arrival order, in
+/// `Arc`-shared chunks, so a snapshot freezes millions of keys by cloning a few hundred `Arc`s
+/// (a chunk still shared is copied on its first write), and expiry pops from the front. The
+/// index maps a key to its position in the log (24 bytes per key instead of a 48-byte entry).
 #[derive(Default, Clone)]
 pub(crate) struct KeyTable {
-    pub map: HashMap<u128, KeyEntry, PreHashedBuild>,
-    /// Keys in arrival order (each key once).
-    pub fifo: VecDeque<u128>,
+    index: HashMap<u128, u64, PreHashedBuild>,
+    log: KeyLog,
     /// Whole outcomes for `Stored::Side` entries.
     pub side: HashMap<u128, Outcome, PreHashedBuild>,
+}
+
+/// Keys in arrival order (each key once), `first_seq` numbering the first one.
+#[derive(Default, Clone)]
+struct KeyLog {
+    chunks: VecDeque<std::sync::Arc<Vec<(u128, KeyEntry)>>>,
+    /// Entries of `chunks[0]` already expired.
+    head: usize,
+    /// Position of `chunks[0][0]`.
+    base: u64,
+    len: usize,
+}
+
+impl KeyLog {
+    fn front(&self) -> Option<&(u128, KeyEntry)> {
+        self.chunks.front().and_then(|c| c.get(self.head))
+    }
+
+    fn pop_front(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        self.len -= 1;
+        self.head += 1;
+        if self.head == KEY_CHUNK || self.len == 0 {
+            // The chunk is used up (or the log is empty): drop it and renumber from the next.
+            let used = self.chunks.front().map_or(0, |c| c.len());
+            self.chunks.pop_front();
+            self.base += used as u64;
+            self.head = 0;
+        }
+    }
+
+    /// Appends and returns the entry's position.
+    fn push_back(&mut self, entry: (u128, KeyEntry)) -> u64 {
+        let pos = self.base + self.head as u64 + self.len as u64;
+        if self.chunks.back().is_none_or(|c| c.len() == KEY_CHUNK) {
+            self.chunks
+                .push_back(std::sync::Arc::new(Vec::with_capacity(KEY_CHUNK)));
+        }
+        let last = self.chunks.len() - 1;
+        self.chunk_mut(last).push(entry);
+        self.len += 1;
+        pos
+    }
+
+    fn get(&self, pos: u64) -> Option<&(u128, KeyEntry)> {
+        let i = usize::try_from(pos.checked_sub(self.base)?).ok()?;
+        self.chunks.get(i / KEY_CHUNK)?.get(i % KEY_CHUNK)
+    }
+
+    fn get_mut(&mut self, pos: u64) -> Option<&mut (u128, KeyEntry)> {
+        let i = usize::try_from(pos.checked_sub(self.base)?).ok()?;
+        if i / KEY_CHUNK >= self.chunks.len() {
+            return None;
+        }
+        self.chunk_mut(i / KEY_CHUNK).get_mut(i % KEY_CHUNK)
+    }
+
+    /// The chunk for writing, copied first when a frozen snapshot still shares it.
+    fn chunk_mut(&mut self, c: usize) -> &mut Vec<(u128, KeyEntry)> {
+        let shared = &mut self.chunks[c];
+        if std::sync::Arc::get_mut(shared).is_none() {
+            let mut copy = Vec::with_capacity(KEY_CHUNK);
+            copy.extend_from_slice(shared);
+            *shared = std::sync::Arc::new(copy);
+        }
+        // Cannot fail: either it was unique, or it was just replaced by a fresh Arc.
+        std::sync::Arc::get_mut(shared).expect("key chunk is unique after copy-on-write")
+    }
+
+    /// Live entries, oldest first.
+    fn iter(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + '_ {
+        self.chunks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| c.get(if i == 0 { self.head } else { 0 }..).unwrap_or(&[]))
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Heap bytes of the chunks.
+    fn bytes(&self) -> usize {
+        self.chunks.len() * KEY_CHUNK * std::mem::size_of::<(u128, KeyEntry)>()
+    }
 }
 
 impl KeyTable {
     /// Forgets keys first seen at or before `now − ttl`, and the oldest beyond `max`.
     pub fn expire(&mut self, now: i64, ttl_ms: i64, max: usize) {
-        while let Some(&k) = self.fifo.front() {
-            let old = match self.map.get(&k) {
-                Some(e) => e.at.saturating_add(ttl_ms) <= now || self.fifo.len() > max,
-                None => true,
-            };
-            if !old {
+        while let Some(&(k, e)) = self.log.front() {
+            if e.at.saturating_add(ttl_ms) > now && self.log.len() <= max {
                 break;
             }
-            self.fifo.pop_front();
-            if let Some(e) = self.map.remove(&k) {
-                if e.stored == Stored::Side {
-                    self.side.remove(&k);
-                }
+            self.log.pop_front();
+            self.index.remove(&k);
+            if e.stored == Stored::Side {
+                self.side.remove(&k);
             }
         }
     }
 
+    /// The entry of key `k`, if remembered.
+    pub fn get(&self, k: &u128) -> Option<KeyEntry> {
+        let pos = *self.index.get(k)?;
+        self.log.get(pos).map(|&(_, e)| e)
+    }
+
+    /// Changes the entry of a remembered key in place (its arrival position stays).
+    pub fn update(&mut self, k: &u128, change: impl FnOnce(&mut KeyEntry)) {
+        if let Some(&pos) = self.index.get(k) {
+            if let Some((_, e)) = self.log.get_mut(pos) {
+                change(e);
+            }
+        }
+    }
+
+    /// Remembers a key (or replaces the entry of one already remembered, keeping its place).
     pub fn insert(&mut self, k: u128, e: KeyEntry, side: Option<Outcome>) {
-        if self.map.insert(k, e).is_none() {
-            self.fifo.push_back(k);
+        if self.index.contains_key(&k) {
+            self.update(&k, |old| *old = e);
+        } else {
+            let pos = self.log.push_back((k, e));
+            self.index.insert(k, pos);
         }
         if let Some(o) = side {
             self.side.insert(k, o);
         }
     }
 
+    /// Room for `n` more keys, so a restore does not rehash a multi-million-entry table.
+    pub fn reserve(&mut self, n: usize) {
+        self.index.reserve(n);
+    }
+
+    /// Remembered keys with their entries, in arrival order (the snapshot order).
+    pub fn entries(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + '_ {
+        self.log.iter()
+    }
+
     pub fn len(&self) -> usize {
-        self.map.len()
+        debug_assert_eq!(self.index.len(), self.log.len());
+        self.log.len()
+    }
+
+    /// Approximate heap bytes (index table at its capacity plus the log's chunks).
+    pub fn bytes(&self) -> usize {
+        self.index.capacity() * 8 / 7 * (16 + 8 + 1) + self.log.bytes()
     }
 }
 

@@ -269,7 +269,7 @@ impl State {
         );
         let kh = idempotency::key_hash(key);
         let fp = idempotency::fingerprint(&request.command);
-        if let Some(e) = self.keys.map.get(&kh).copied() {
+        if let Some(e) = self.keys.get(&kh) {
             if e.stored == Stored::ReversedEarly {
                 // A reversal got here first: the request is declined and never applied.
                 let card = idempotency::command_card(&request.command).unwrap_or(CardId(0));
@@ -277,7 +277,7 @@ impl State {
                     code: DeclineCode::Reversed,
                     card: self.view_of(card),
                 };
-                self.keys.map.insert(
+                self.keys.insert(
                     kh,
                     KeyEntry {
                         fingerprint: fp,
@@ -286,6 +286,7 @@ impl State {
                         code: DeclineCode::Reversed as u8,
                         ..e
                     },
+                    None,
                 );
                 return Reply {
                     outcome,
@@ -782,7 +783,7 @@ impl State {
                 + lots_extra,
             card_index: table(self.card_index.capacity(), 16),
             history,
-            keys: table(self.keys.map.capacity(), 48) + self.keys.fifo.capacity() * 16,
+            keys: self.keys.bytes(),
             holds: table(self.holds.capacity(), 32),
             timers: self.timers.bytes(),
         }

@@ -31,7 +31,7 @@ impl State {
             self.config.idempotency_keys_max,
         );
         let kh = key_hash(key);
-        let Some(e) = self.keys.map.get(&kh).copied() else {
+        let Some(e) = self.keys.get(&kh) else {
             let marker = KeyEntry {
                 fingerprint: 0,
                 card: CardId(0),
@@ -45,9 +45,7 @@ impl State {
             return nothing_reversed(None);
         };
         if e.flags & K_REVERSED != 0 || e.stored != Stored::Txn {
-            if let Some(m) = self.keys.map.get_mut(&kh) {
-                m.flags |= K_REVERSED;
-            }
+            self.keys.update(&kh, |m| m.flags |= K_REVERSED);
             let was = (e.stored == Stored::Txn).then_some(TxnId {
                 card: e.card,
                 seq: e.seq,
@@ -61,9 +59,7 @@ impl State {
             st.parts(slot).undo(e.seq, now.0, ev)
         });
         if matches!(outcome, Outcome::Approved(_)) {
-            if let Some(m) = self.keys.map.get_mut(&kh) {
-                m.flags |= K_REVERSED;
-            }
+            self.keys.update(&kh, |m| m.flags |= K_REVERSED);
         }
         outcome
     }

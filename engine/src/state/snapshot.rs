@@ -154,7 +154,7 @@ impl Frozen {
             ),
             self.cards,
             history,
-            self.keys.map.len(),
+            self.keys.len(),
         )
     }
 }
@@ -171,11 +171,7 @@ fn snap_of<'a>(
 ) -> Snap<CardsRef<'a>> {
     let mut holds: Vec<(u64, u32, Hold)> = holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
     holds.sort_unstable_by_key(|h| (h.0, h.1));
-    let key_list = keys
-        .fifo
-        .iter()
-        .filter_map(|k| keys.map.get(k).map(|e| (*k, *e)))
-        .collect();
+    let key_list = keys.entries().copied().collect();
     let mut side: Vec<(u128, Outcome)> = keys.side.iter().map(|(k, o)| (*k, o.clone())).collect();
     side.sort_unstable_by_key(|s| s.0);
     Snap {
@@ -345,13 +341,12 @@ impl State {
         }
         st.timers = Timers::from_sorted(snap.timers);
         let mut keys = KeyTable::default();
-        keys.map.reserve(snap.keys.len());
-        keys.fifo.reserve(snap.keys.len());
+        keys.reserve(snap.keys.len());
         for (k, e) in snap.keys {
             keys.insert(k, e, None);
         }
         for (k, o) in snap.side {
-            if keys.map.get(&k).map(|e| e.stored) != Some(Stored::Side) {
+            if keys.get(&k).map(|e| e.stored) != Some(Stored::Side) {
                 return Err(bad("side answer without its key"));
             }
             keys.side.insert(k, o);

@@ -149,7 +149,9 @@ pub struct MonthDay {
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum Command {
     /// Create or replace a program (brand rules). Replicated to every shard.
-    UpsertProgram(Program),
+    /// Archived out of line: a program is hundreds of bytes, and inline it would make every
+    /// archived command (every logged spend) that large.
+    UpsertProgram(#[rkyv(with = rkyv::with::AsBox)] Program),
     OpenCard {
         card_id: CardId,
         program: String,

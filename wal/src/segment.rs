@@ -102,7 +102,7 @@ pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
 }
 
 /// Creates `path` (replacing a stale one), reserves `len` bytes and zero-fills them with
-/// page-sized writes, then makes the zeros durable. The file is ready to be mapped.
+/// large writes, then makes the zeros durable. The file is ready to be mapped.
 pub fn create_zeroed(path: &Path, len: u64) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
@@ -115,11 +115,14 @@ pub fn create_zeroed(path: &Path, len: u64) -> io::Result<File> {
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
         other => other?,
     }
-    let zeros = [0u8; PAGE_BYTES as usize];
+    // 1 MiB writes: the same zeros with 256 times fewer system calls than page-sized ones.
+    const FILL_BYTES: u64 = 1 << 20;
+    let zeros = vec![0u8; FILL_BYTES as usize];
     let mut off = 0;
     while off < len {
-        file.write_all_at(&zeros, off)?;
-        off += PAGE_BYTES;
+        let n = (len - off).min(FILL_BYTES);
+        file.write_all_at(&zeros[..n as usize], off)?;
+        off += n;
     }
     file.sync_all()?;
     Ok(file)

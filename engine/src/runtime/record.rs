@@ -114,7 +114,11 @@ mod tests {
         };
         let mut buf = AlignedVec::new();
         encode_into(&spend, &mut buf).unwrap();
-        assert!(buf.len() <= 128, "a keyed spend archives to {} bytes", buf.len());
+        assert!(
+            buf.len() <= 128,
+            "a keyed spend archives to {} bytes",
+            buf.len()
+        );
         let program = LogRecord {
             version: LOG_RECORD_VERSION,
             now: Millis(1),

@@ -269,7 +269,7 @@ mod tests {
         // boundaries, emptying, refilling, in-place updates and a frozen clone.
         let mut t = KeyTable::default();
         let mut model: VecDeque<(u128, KeyEntry)> = VecDeque::new();
-        let mut frozen: Option<(KeyTable, Vec<(u128, KeyEntry)>)> = None;
+        let mut frozen: Option<(FrozenKeys, Vec<(u128, KeyEntry)>)> = None;
         let mut next = 0u128;
         for round in 0..6i64 {
             let n = [KEY_CHUNK * 2 + 17, 5, KEY_CHUNK, 1, KEY_CHUNK * 3 - 1, 700][round as usize];
@@ -285,7 +285,7 @@ mod tests {
                 t.update(k, |m| m.flags |= K_REVERSED);
             }
             if round == 2 {
-                frozen = Some((t.clone(), model.iter().copied().collect()));
+                frozen = Some((t.freeze(), model.iter().copied().collect()));
             }
             let cut = round * 1000 + 3;
             t.expire(cut + 10, 10, usize::MAX);
@@ -367,7 +367,7 @@ const KEY_CHUNK: usize = 4096;
 /// `Arc`-shared chunks, so a snapshot freezes millions of keys by cloning a few hundred `Arc`s
 /// (a chunk still shared is copied on its first write), and expiry pops from the front. The
 /// index maps a key to its position in the log (24 bytes per key instead of a 48-byte entry).
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub(crate) struct KeyTable {
     index: HashMap<u128, u64, PreHashedBuild>,
     log: KeyLog,
@@ -375,7 +375,25 @@ pub(crate) struct KeyTable {
     pub side: HashMap<u128, Outcome, PreHashedBuild>,
 }
 
-/// Keys in arrival order (each key once), `first_seq` numbering the first one.
+/// The keys of a frozen state: the shared log and a copy of the (small) side table; the
+/// index is not needed to list them.
+pub(crate) struct FrozenKeys {
+    log: KeyLog,
+    pub side: HashMap<u128, Outcome, PreHashedBuild>,
+}
+
+impl FrozenKeys {
+    /// Remembered keys with their entries, in arrival order (the snapshot order).
+    pub fn entries(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + '_ {
+        self.log.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.log.len()
+    }
+}
+
+/// Keys in arrival order (each key once), `base` numbering the first one.
 #[derive(Default, Clone)]
 struct KeyLog {
     chunks: VecDeque<std::sync::Arc<Vec<(u128, KeyEntry)>>>,
@@ -513,6 +531,15 @@ impl KeyTable {
     /// Remembered keys with their entries, in arrival order (the snapshot order).
     pub fn entries(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + '_ {
         self.log.iter()
+    }
+
+    /// The keys as they are now, for a snapshot made elsewhere: shares the log's chunks
+    /// (copied on their next write) and copies the side table.
+    pub fn freeze(&self) -> FrozenKeys {
+        FrozenKeys {
+            log: self.log.clone(),
+            side: self.side.clone(),
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -13,7 +13,7 @@
 //! identical to what `State::snapshot` would have produced at that instant.
 
 use super::card::Card;
-use super::idempotency::{KeyEntry, KeyTable, Stored};
+use super::idempotency::{FrozenKeys, KeyEntry, KeyTable, Stored};
 use super::timers::{Timer, Timers};
 use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK, MONEY_MAX};
 use crate::outcome::{FloatTotals, Outcome};
@@ -125,7 +125,7 @@ pub struct Frozen {
     cards: usize,
     holds: HashMap<(u64, u32), Hold, super::IdBuild>,
     timers: Timers,
-    keys: KeyTable,
+    keys: FrozenKeys,
 }
 
 impl Frozen {
@@ -150,7 +150,8 @@ impl Frozen {
                 self.cards,
                 &self.holds,
                 &self.timers,
-                &self.keys,
+                self.keys.entries(),
+                &self.keys.side,
             ),
             self.cards,
             history,
@@ -167,12 +168,13 @@ fn snap_of<'a>(
     cards: usize,
     holds: &HashMap<(u64, u32), Hold, super::IdBuild>,
     timers: &Timers,
-    keys: &KeyTable,
+    keys: impl Iterator<Item = &'a (u128, KeyEntry)>,
+    side: &HashMap<u128, Outcome, super::idempotency::PreHashedBuild>,
 ) -> Snap<CardsRef<'a>> {
     let mut holds: Vec<(u64, u32, Hold)> = holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
     holds.sort_unstable_by_key(|h| (h.0, h.1));
-    let key_list = keys.entries().copied().collect();
-    let mut side: Vec<(u128, Outcome)> = keys.side.iter().map(|(k, o)| (*k, o.clone())).collect();
+    let key_list = keys.copied().collect();
+    let mut side: Vec<(u128, Outcome)> = side.iter().map(|(k, o)| (*k, o.clone())).collect();
     side.sort_unstable_by_key(|s| s.0);
     Snap {
         version: SNAPSHOT_VERSION,
@@ -211,7 +213,7 @@ impl State {
             cards: self.card_index.len(),
             holds: self.holds.clone(),
             timers: self.timers.clone(),
-            keys: self.keys.clone(),
+            keys: self.keys.freeze(),
         }
     }
 
@@ -227,7 +229,8 @@ impl State {
                 self.card_index.len(),
                 &self.holds,
                 &self.timers,
-                &self.keys,
+                self.keys.entries(),
+                &self.keys.side,
             ),
             self.card_index.len(),
             history,

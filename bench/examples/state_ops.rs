@@ -2,7 +2,8 @@
 //! `cargo run --release -p bench --example state_ops -- CARDS OPS [keyed]`, then one freeze
 //! (the shard's snapshot pause), serialisation of the frozen state, restore and digests.
 //! `SVAULT_KEY_TTL_MS` sets how long keys live (default 1 000 ms = 1 M ops: time moves 1 ms per
-//! 1 000 ops); `SVAULT_FREEZE_LOOP=1` times 20 freezes first.
+//! 1 000 ops); `SVAULT_FREEZE_LOOP=1` times 20 freezes first; `SVAULT_PREFETCH_AHEAD=N` calls
+//! `State::prefetch` N requests ahead of `apply`, as the shard does.
 
 use engine::command::{CardId, Channel, Command, Method, Millis, Request};
 use engine::money::Amount;
@@ -64,34 +65,38 @@ fn main() {
             &mut ev,
         );
     }
-    let mut r = Request {
-        idempotency_key: None,
-        command: Command::Spend {
-            card_id: CardId(1),
-            amount: Amount(1),
-            method: Method::Qr,
-            store: None,
-        },
-    };
+    // The requests are made first, so the timed loop is `apply` alone (and can look ahead).
     let mut x: u64 = 1;
+    let requests: Vec<Request> = (0..ops)
+        .map(|n| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Request {
+                idempotency_key: keyed.then(|| format!("key-{n}")),
+                command: Command::Spend {
+                    card_id: CardId((x >> 33) % cards + 1),
+                    amount: Amount(1),
+                    method: Method::Qr,
+                    store: None,
+                },
+            }
+        })
+        .collect();
+    let ahead = std::env::var("SVAULT_PREFETCH_AHEAD")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(0);
     let start = Instant::now();
     let mut approved = 0u64;
-    for n in 0..ops {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        if let Command::Spend { card_id, .. } = &mut r.command {
-            *card_id = CardId((x >> 33) % cards + 1);
-        }
-        if keyed {
-            let k = r
-                .idempotency_key
-                .get_or_insert_with(|| String::with_capacity(24));
-            k.clear();
-            let _ = std::fmt::Write::write_fmt(k, format_args!("key-{n}"));
+    for (n, r) in requests.iter().enumerate() {
+        if ahead > 0 {
+            if let Some(a) = requests.get(n + ahead) {
+                st.prefetch(a);
+            }
         }
         ev.clear();
-        let rep = st.apply(&r, Millis(t0 + (n / 1000) as i64), &mut ev);
+        let rep = st.apply(r, Millis(t0 + (n / 1000) as i64), &mut ev);
         approved += matches!(rep.outcome, engine::outcome::Outcome::Approved(_)) as u64;
     }
     let el = start.elapsed();

@@ -104,6 +104,10 @@ pub(crate) struct Shared {
     pub metrics: Arc<ShardMetrics>,
 }
 
+/// How many requests ahead of the one being applied the shard prefetches state for: enough
+/// to overlap several cache misses, few enough that the lines are still cached when used.
+const PREFETCH_AHEAD: usize = 8;
+
 /// A snapshot handed to the writer thread: the frozen state, serialised there.
 struct SnapshotJob {
     lsn: Lsn,
@@ -367,7 +371,14 @@ impl Shard {
         self.maybe_tick(now);
         let mut stop = false;
         let mut requests = 0u64;
-        for msg in batch.drain(..) {
+        for m in batch.iter().take(PREFETCH_AHEAD) {
+            self.prefetch(m);
+        }
+        let mut msgs = batch.drain(..);
+        while let Some(msg) = msgs.next() {
+            if let Some(ahead) = msgs.as_slice().get(PREFETCH_AHEAD - 1) {
+                self.prefetch(ahead);
+            }
             match msg {
                 Msg::Submit {
                     request,
@@ -388,7 +399,14 @@ impl Shard {
                 } => {
                     requests += reqs.len() as u64;
                     let mut out = Vec::with_capacity(reqs.len());
-                    for (i, request) in reqs {
+                    for (_, r) in reqs.iter().take(PREFETCH_AHEAD) {
+                        self.state.prefetch(r);
+                    }
+                    let mut reqs = reqs.into_iter();
+                    while let Some((i, request)) = reqs.next() {
+                        if let Some((_, r)) = reqs.as_slice().get(PREFETCH_AHEAD - 1) {
+                            self.state.prefetch(r);
+                        }
                         out.push((i, self.exec(request, &scope, now)));
                         if self.durability == Durability::Sync {
                             self.commit();
@@ -419,6 +437,19 @@ impl Shard {
         self.publish();
         self.send_replies();
         stop
+    }
+
+    /// Starts loading the state a message will touch (see `State::prefetch`).
+    fn prefetch(&self, m: &Msg) {
+        match m {
+            Msg::Submit { request, .. } => self.state.prefetch(request),
+            Msg::Batch { requests, .. } => {
+                if let Some((_, r)) = requests.first() {
+                    self.state.prefetch(r);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Appends the request's record, then applies it. Never applies what was not appended.

@@ -140,6 +140,10 @@ pub struct Replayed {
     pub stopped_early: bool,
 }
 
+/// How many decoded records replay holds ahead of the one it applies, prefetching their state
+/// (see `State::prefetch`).
+const REPLAY_AHEAD: usize = 8;
+
 /// Applies every record of `wal` with LSN ≥ `from` to `state`, stopping at `until`.
 /// `on_events` receives the events each record produced.
 pub fn replay_wal(
@@ -157,40 +161,55 @@ pub fn replay_wal(
         stopped_early: false,
     };
     let mut events = Vec::new();
-    let result = wal.read_from(from, |lsn, bytes| {
-        if let Until::Lsn(n) = until {
-            if lsn.0 > n {
-                return Err(RecoveryError::Stop);
-            }
-        }
-        let LogRecord { now, request, .. } =
-            record::decode(bytes).map_err(|e| RecoveryError::Record {
-                lsn: lsn.0,
-                reason: e.to_string(),
-            })?;
-        if let Until::Time(t) = until {
-            if now >= t {
-                return Err(RecoveryError::Stop);
-            }
-        }
-        state.apply(&request, now, &mut events);
+    // Records decoded but not yet applied, in LSN order: applied REPLAY_AHEAD records after
+    // their state was prefetched, so the cache misses of consecutive records overlap.
+    let mut ahead: std::collections::VecDeque<(Lsn, LogRecord)> =
+        std::collections::VecDeque::with_capacity(REPLAY_AHEAD + 1);
+    let mut apply = |state: &mut State, lsn: Lsn, rec: LogRecord| {
+        state.apply(&rec.request, rec.now, &mut events);
         if !events.is_empty() {
             on_events(&mut events);
             events.clear();
         }
         done.records += 1;
         done.last_lsn = lsn;
-        done.last_now = now;
+        done.last_now = rec.now;
+    };
+    let result = wal.read_from(from, |lsn, bytes| {
+        if let Until::Lsn(n) = until {
+            if lsn.0 > n {
+                return Err(RecoveryError::Stop);
+            }
+        }
+        let rec = record::decode(bytes).map_err(|e| RecoveryError::Record {
+            lsn: lsn.0,
+            reason: e.to_string(),
+        })?;
+        if let Until::Time(t) = until {
+            if rec.now >= t {
+                return Err(RecoveryError::Stop);
+            }
+        }
+        state.prefetch(&rec.request);
+        ahead.push_back((lsn, rec));
+        if ahead.len() > REPLAY_AHEAD {
+            if let Some((lsn, rec)) = ahead.pop_front() {
+                apply(state, lsn, rec);
+            }
+        }
         Ok(())
     });
-    match result {
-        Ok(()) => Ok(done),
-        Err(RecoveryError::Stop) => {
-            done.stopped_early = true;
-            Ok(done)
-        }
-        Err(e) => Err(e),
+    let stopped_early = match result {
+        Ok(()) => false,
+        Err(RecoveryError::Stop) => true,
+        Err(e) => return Err(e),
+    };
+    // Everything still held precedes the end or the stop point.
+    for (lsn, rec) in ahead.drain(..) {
+        apply(state, lsn, rec);
     }
+    done.stopped_early = stopped_early;
+    Ok(done)
 }
 
 /// Checks that the log continues a snapshot covering `snapshot_lsn`: the log must hold

@@ -369,7 +369,7 @@ const KEY_CHUNK: usize = 4096;
 /// index maps a key to its position in the log (24 bytes per key instead of a 48-byte entry).
 #[derive(Default)]
 pub(crate) struct KeyTable {
-    index: HashMap<u128, u64, PreHashedBuild>,
+    index: super::parted::Parted<u128, u64, PreHashedBuild>,
     log: KeyLog,
     /// Whole outcomes for `Stored::Side` entries.
     pub side: HashMap<u128, Outcome, PreHashedBuild>,

@@ -65,6 +65,7 @@ mod idempotency;
 mod lots;
 mod marketing;
 mod ops;
+mod parted;
 mod reversal;
 mod snapshot;
 mod tick;
@@ -215,7 +216,7 @@ pub struct State {
     programs: Vec<ProgramSlot>,
     program_index: HashMap<String, u16>,
     chunks: Vec<Arc<Vec<Card>>>,
-    card_index: HashMap<u64, u32, IdBuild>,
+    card_index: parted::Parted<u64, u32, IdBuild>,
     holds: HashMap<(u64, u32), Hold, IdBuild>,
     timers: Timers,
     keys: KeyTable,
@@ -259,7 +260,7 @@ impl State {
             programs: Vec::new(),
             program_index: HashMap::new(),
             chunks: Vec::new(),
-            card_index: HashMap::default(),
+            card_index: parted::Parted::default(),
             holds: HashMap::default(),
             timers: Timers::default(),
             keys: KeyTable::default(),

@@ -224,7 +224,13 @@ fn replay_shard(
     )
     .map_err(shard_err)?;
     let elapsed = started.elapsed();
-    let verify = options.verify.then(|| verify_state(&state, &options.state));
+    let verify = options.verify.then(|| {
+        // One shard at a time: the check's snapshot round trip holds a second copy of the
+        // state, and shards replaying in parallel must not all hold theirs at once.
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        verify_state(&state, &options.state)
+    });
     let float = state.float();
     let report = ShardReplay {
         shard: k,

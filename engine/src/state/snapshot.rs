@@ -160,6 +160,28 @@ impl Frozen {
     }
 }
 
+/// An rkyv writer that hashes the bytes instead of keeping them. rkyv only appends, and pads
+/// by position from 0 exactly as into a 16-aligned buffer, so the hash is that of the bytes
+/// `to_bytes` would have produced.
+struct HashWriter {
+    hasher: xxhash_rust::xxh3::Xxh3,
+    pos: usize,
+}
+
+impl rkyv::ser::Positional for HashWriter {
+    fn pos(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<E> rkyv::ser::Writer<E> for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        self.hasher.update(bytes);
+        self.pos += bytes.len();
+        Ok(())
+    }
+}
+
 /// The canonical snapshot form of a state's parts (see the module doc for the order).
 fn snap_of<'a>(
     clock: i64,
@@ -238,9 +260,30 @@ impl State {
         )
     }
 
-    /// A hash of the whole state: same log ⇒ same digest.
+    /// A hash of the whole state: same log ⇒ same digest. It is the xxh3 of
+    /// [`State::snapshot`]'s bytes, hashed as they are produced instead of kept (a large
+    /// shard's snapshot is gigabytes).
     pub fn digest(&self) -> u64 {
-        xxhash_rust::xxh3::xxh3_64(&self.snapshot())
+        let programs: Vec<Program> = self.programs.iter().map(|p| p.program.clone()).collect();
+        let snap = snap_of(
+            self.clock,
+            &programs,
+            &self.chunks,
+            self.card_index.len(),
+            &self.holds,
+            &self.timers,
+            self.keys.entries(),
+            &self.keys.side,
+        );
+        let writer = HashWriter {
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            pos: 0,
+        };
+        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&snap, writer) {
+            Ok(w) => w.hasher.digest(),
+            // As in `to_bytes`: hashing plain owned data cannot fail.
+            Err(e) => panic!("digest serialisation failed: {e}"),
+        }
     }
 
     /// Restores a state from `snapshot` bytes, validating them.

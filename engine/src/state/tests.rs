@@ -974,6 +974,8 @@ fn snapshot_restore_keeps_the_digest_and_behaviour() {
     approved(t.hold(c, y(10), 60));
     t.keyed("rev", Command::Reversal { key: "zzz".into() });
     let bytes = t.st.snapshot();
+    // The streamed digest is the hash of the snapshot bytes.
+    assert_eq!(t.st.digest(), xxhash_rust::xxh3::xxh3_64(&bytes));
     let mut r = State::restore(&bytes, StateConfig::default()).unwrap();
     assert_eq!(r.digest(), t.st.digest());
     assert_eq!(r.float(), t.st.float());

@@ -6,8 +6,9 @@
 //!    `submit_batch` callers, for `SVAULT_BENCH_SECS` seconds (default 5);
 //! 2. open-loop latency at half that rate, measured from the intended send time (HDR histogram);
 //! 3. restart time replaying the whole log (no snapshot);
-//! 4. the snapshot pause (serialisation on the shard thread) and restart time from it;
-//! 5. offline `svault replay` records/s (one shard after the other, WAL only).
+//! 4. the snapshot pause (the freeze on the shard thread), throughput while snapshots are
+//!    written back to back, and restart time from a snapshot;
+//! 5. offline `svault replay` records/s (shards in parallel, WAL only).
 //!
 //! `cargo bench -p bench --bench runtime` (`SVAULT_BENCH_SHARDS=N` for one shard count only). The load comes from the same process and the same
 //! 2 cores as the shards.
@@ -15,7 +16,6 @@
 use engine::command::{CardId, Channel, Command, Method, Request};
 use engine::money::Amount;
 use engine::outcome::Outcome;
-use engine::program::Program;
 use engine::replay::{replay, ReplayOptions};
 use engine::runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
 use hdrhistogram::Histogram;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
-const FIRST_CARD: u64 = 1_000_000_000;
+use bench::load::{setup, FIRST_CARD};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -149,7 +149,7 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     e.shutdown();
     drop(e);
 
-    // A snapshot: the pause is the serialisation on the shard thread.
+    // A snapshot: the pause is the freeze on the shard thread.
     let snap_tuning = Tuning {
         snapshot_every_records: 1,
         snapshot_every_secs: 0,
@@ -250,72 +250,6 @@ fn print_stats(
             commits as f64 / secs as f64,
             (b.commit_us_total - a.commit_us_total) as f64 / commits.max(1) as f64
         );
-    }
-}
-
-async fn setup(engine: &Engine, cards: u64) {
-    let mut program = Program::demo();
-    // Room for the bench's spends: no balance cap surprises, no discount window.
-    program.discount_windows.clear();
-    engine
-        .submit(
-            Request {
-                idempotency_key: Some("program".into()),
-                command: Command::UpsertProgram(program),
-            },
-            &Scope::All,
-        )
-        .await
-        .expect("program");
-    for phase in 0..2 {
-        let mut handles = Vec::new();
-        let chunk = 4_096u64;
-        let mut start = 0;
-        while start < cards {
-            let end = (start + chunk).min(cards);
-            let engine = engine.clone();
-            handles.push(tokio::spawn(async move {
-                let reqs: Vec<Request> = (start..end)
-                    .map(|i| {
-                        let card_id = CardId(FIRST_CARD + i);
-                        let command = if phase == 0 {
-                            Command::OpenCard {
-                                card_id,
-                                program: "demo".into(),
-                                registered: true,
-                                birthday: None,
-                            }
-                        } else {
-                            Command::TopUp {
-                                card_id,
-                                amount: Amount(400_000),
-                                channel: Channel::Wechat,
-                            }
-                        };
-                        Request {
-                            idempotency_key: Some(format!("setup-{phase}-{i}")),
-                            command,
-                        }
-                    })
-                    .collect();
-                loop {
-                    let results = engine.submit_batch(reqs.clone(), &Scope::All).await;
-                    if results.iter().all(|r| r.is_ok()) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await; // overloaded: retry (idempotent)
-                }
-            }));
-            start = end;
-            if handles.len() >= 32 {
-                for h in handles.drain(..) {
-                    let _ = h.await;
-                }
-            }
-        }
-        for h in handles {
-            let _ = h.await;
-        }
     }
 }
 

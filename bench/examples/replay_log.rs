@@ -7,11 +7,11 @@
 //! cards, with one top-up and one hold in every 16 requests. No snapshots are taken and no
 //! segment is removed, so the whole log from LSN 1 stays for the replay.
 
+use bench::load::{setup, submit_all, FIRST_CARD};
 use clap::Parser;
 use engine::command::{CardId, Channel, Command, Method, Request};
 use engine::money::Amount;
-use engine::program::Program;
-use engine::runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
+use engine::runtime::{Durability, Engine, EngineConfig, Tuning};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,8 +20,6 @@ use std::time::{Duration, Instant};
 /// The same allocator as the `svault` binary.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const FIRST_CARD: u64 = 1_000_000_000;
 
 #[derive(Parser, Debug)]
 #[command(about = "Write a large svault log to measure replay over")]
@@ -85,72 +83,6 @@ fn main() {
 
 fn logged(engine: &Engine) -> u64 {
     engine.shard_stats().iter().map(|s| s.committed_lsn).sum()
-}
-
-/// Submits a batch until every request is answered (an overloaded shard refuses; requests are
-/// keyed, so a retry is idempotent).
-async fn submit_all(engine: &Engine, reqs: Vec<Request>) {
-    loop {
-        let results = engine.submit_batch(reqs.clone(), &Scope::All).await;
-        if results.iter().all(|r| r.is_ok()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn setup(engine: &Engine, cards: u64) {
-    let mut program = Program::demo();
-    program.discount_windows.clear();
-    submit_all(
-        engine,
-        vec![Request {
-            idempotency_key: Some("program".into()),
-            command: Command::UpsertProgram(program),
-        }],
-    )
-    .await;
-    for phase in 0..2 {
-        let mut handles = Vec::new();
-        for start in (0..cards).step_by(4_096) {
-            let end = (start + 4_096).min(cards);
-            let engine = engine.clone();
-            handles.push(tokio::spawn(async move {
-                let reqs = (start..end)
-                    .map(|i| {
-                        let card_id = CardId(FIRST_CARD + i);
-                        let command = if phase == 0 {
-                            Command::OpenCard {
-                                card_id,
-                                program: "demo".into(),
-                                registered: true,
-                                birthday: None,
-                            }
-                        } else {
-                            Command::TopUp {
-                                card_id,
-                                amount: Amount(400_000),
-                                channel: Channel::Wechat,
-                            }
-                        };
-                        Request {
-                            idempotency_key: Some(format!("setup-{phase}-{i}")),
-                            command,
-                        }
-                    })
-                    .collect();
-                submit_all(&engine, reqs).await;
-            }));
-            if handles.len() >= 32 {
-                for h in handles.drain(..) {
-                    let _ = h.await;
-                }
-            }
-        }
-        for h in handles {
-            let _ = h.await;
-        }
-    }
 }
 
 async fn traffic(engine: &Engine, cards: u64, records: u64) {

@@ -1,1 +1,4 @@
-//! Criterion benchmarks of svault live in `benches/`; figures go to `RESULTS.md`.
+//! Criterion benchmarks of svault live in `benches/`; figures go to `RESULTS.md`. This library
+//! holds what the benchmarks and the examples share.
+
+pub mod load;

@@ -230,7 +230,7 @@ impl State {
     pub fn freeze(&self) -> Frozen {
         Frozen {
             clock: self.clock,
-            programs: self.programs.iter().map(|p| p.program.clone()).collect(),
+            programs: self.programs_owned(),
             chunks: self.chunks.clone(),
             cards: self.card_index.len(),
             holds: self.holds.clone(),
@@ -239,21 +239,30 @@ impl State {
         }
     }
 
+    /// The snapshot form of the live state (`programs` are its programs, owned by the caller).
+    fn snap<'a>(&'a self, programs: &[Program]) -> Snap<CardsRef<'a>> {
+        snap_of(
+            self.clock,
+            programs,
+            &self.chunks,
+            self.card_index.len(),
+            &self.holds,
+            &self.timers,
+            self.keys.entries(),
+            &self.keys.side,
+        )
+    }
+
+    fn programs_owned(&self) -> Vec<Program> {
+        self.programs.iter().map(|p| p.program.clone()).collect()
+    }
+
     /// Serialises the whole state for a snapshot.
     pub fn snapshot(&self) -> Vec<u8> {
-        let programs: Vec<Program> = self.programs.iter().map(|p| p.program.clone()).collect();
+        let programs = self.programs_owned();
         let history: usize = self.cards().map(|c| c.history.len()).sum();
         to_bytes(
-            &snap_of(
-                self.clock,
-                &programs,
-                &self.chunks,
-                self.card_index.len(),
-                &self.holds,
-                &self.timers,
-                self.keys.entries(),
-                &self.keys.side,
-            ),
+            &self.snap(&programs),
             self.card_index.len(),
             history,
             self.keys.len(),
@@ -264,17 +273,8 @@ impl State {
     /// [`State::snapshot`]'s bytes, hashed as they are produced instead of kept (a large
     /// shard's snapshot is gigabytes).
     pub fn digest(&self) -> u64 {
-        let programs: Vec<Program> = self.programs.iter().map(|p| p.program.clone()).collect();
-        let snap = snap_of(
-            self.clock,
-            &programs,
-            &self.chunks,
-            self.card_index.len(),
-            &self.holds,
-            &self.timers,
-            self.keys.entries(),
-            &self.keys.side,
-        );
+        let programs = self.programs_owned();
+        let snap = self.snap(&programs);
         let writer = HashWriter {
             hasher: xxhash_rust::xxh3::Xxh3::new(),
             pos: 0,

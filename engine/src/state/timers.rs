@@ -10,6 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
 /// What a timer is for, in the order timers due at the same instant run.
 pub(crate) const T_HOLD: u8 = 0;
@@ -40,7 +41,57 @@ pub(crate) struct Timer {
 pub(crate) struct Timers {
     holds: BinaryHeap<Reverse<Timer>>,
     /// Lot expiries and reminders: (instant, kind) → cards, popped from the back.
-    grouped: BTreeMap<(i64, u8), Vec<u64>>,
+    grouped: BTreeMap<(i64, u8), CardList>,
+}
+
+/// Cards per chunk of a [`CardList`].
+const CARDS_PER_CHUNK: usize = 4096;
+
+/// The cards of one timer group, in `Arc`-shared chunks, so a snapshot's freeze clones chunk
+/// pointers (a group can hold millions of cards) and a later push or pop copies at most the
+/// one chunk it touches. Every chunk but the last is full.
+#[derive(Default, Clone)]
+struct CardList {
+    chunks: Vec<Arc<Vec<u64>>>,
+    len: usize,
+}
+
+impl CardList {
+    fn push(&mut self, card: u64) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CARDS_PER_CHUNK => Arc::make_mut(last).push(card),
+            _ => self.chunks.push(Arc::new(vec![card])),
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        let last = self.chunks.last_mut()?;
+        let card = Arc::make_mut(last).pop();
+        if last.is_empty() {
+            self.chunks.pop();
+        }
+        if card.is_some() {
+            self.len -= 1;
+        }
+        card
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &u64> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    fn bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| c.capacity() * 8 + 16)
+            .sum::<usize>()
+            + 48
+    }
 }
 
 impl Timers {
@@ -88,17 +139,13 @@ impl Timers {
     }
 
     pub fn len(&self) -> usize {
-        self.holds.len() + self.grouped.values().map(Vec::len).sum::<usize>()
+        self.holds.len() + self.grouped.values().map(|c| c.len).sum::<usize>()
     }
 
     /// Heap bytes (approximate), for memory accounting.
     pub fn bytes(&self) -> usize {
         self.holds.capacity() * std::mem::size_of::<Timer>()
-            + self
-                .grouped
-                .values()
-                .map(|v| v.capacity() * 8 + 48)
-                .sum::<usize>()
+            + self.grouped.values().map(CardList::bytes).sum::<usize>()
     }
 
     /// All timers in a canonical order (for snapshots and digests): holds sorted, then the
@@ -129,6 +176,34 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_lists_pop_from_the_back_across_chunks_and_keep_frozen_copies() {
+        let mut l = CardList::default();
+        let mut model = Vec::new();
+        for c in 0..(CARDS_PER_CHUNK as u64 * 2 + 5) {
+            l.push(c);
+            model.push(c);
+        }
+        let frozen = l.clone();
+        for _ in 0..CARDS_PER_CHUNK + 7 {
+            assert_eq!(l.pop(), model.pop());
+        }
+        for c in 0..10 {
+            l.push(1_000_000 + c);
+            model.push(1_000_000 + c);
+        }
+        assert!(l.iter().copied().eq(model.iter().copied()));
+        assert_eq!(l.len, model.len());
+        assert!(frozen
+            .iter()
+            .copied()
+            .eq(0..(CARDS_PER_CHUNK as u64 * 2 + 5)));
+        while let Some(c) = model.pop() {
+            assert_eq!(l.pop(), Some(c));
+        }
+        assert!(l.is_empty() && l.pop().is_none() && l.chunks.is_empty());
+    }
 
     #[test]
     fn pops_in_time_then_kind_order() {

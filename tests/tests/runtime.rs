@@ -519,3 +519,115 @@ fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
     );
     reopened.shutdown();
 }
+
+/// A dying disk: the shard whose commit fails answers 503 for that batch and everything after,
+/// the other shard keeps serving, and after a restart every acknowledged request is there while
+/// the unacknowledged one is either wholly applied (its record reached the file) or absent: a
+/// retry with its key then settles it exactly once.
+#[test]
+fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let engine = Engine::open(config(dir.path(), Some(2))).unwrap();
+    let (a, b) = {
+        let cards: Vec<u64> = (1..100).collect();
+        let on = |k| {
+            *cards
+                .iter()
+                .find(|&&c| engine::runtime::router::shard_of(CardId(c), 2) == k)
+                .unwrap()
+        };
+        (on(0), on(1))
+    };
+    let total = |engine: &Engine, card: u64| -> i64 {
+        let answer = rt
+            .block_on(engine.query(
+                Query::Card {
+                    card_id: CardId(card),
+                },
+                &Scope::All,
+            ))
+            .unwrap();
+        let QueryAnswer::Card(Some(c)) = answer else {
+            panic!("{answer:?}")
+        };
+        c.principal.0 + c.bonus.0
+    };
+    let spend = |card: u64| Command::Spend {
+        card_id: CardId(card),
+        amount: Amount(1_000),
+        method: engine::command::Method::Qr,
+        store: None,
+    };
+    rt.block_on(async {
+        let mut setup = vec![req("p", Command::UpsertProgram(Program::demo()))];
+        for c in [a, b] {
+            setup.push(req(&format!("open-{c}"), open_card(c, "demo")));
+            setup.push(req(
+                &format!("top-{c}"),
+                Command::TopUp {
+                    card_id: CardId(c),
+                    amount: Amount(10_000),
+                    channel: Channel::Wechat,
+                },
+            ));
+        }
+        for r in setup {
+            assert!(engine.submit(r, &Scope::All).await.is_ok());
+        }
+    });
+    let (a_before, b_before) = (total(&engine, a), total(&engine, b));
+
+    engine.fail_next_commit(0).unwrap();
+    let doomed = rt.block_on(engine.submit(req("doomed", spend(a)), &Scope::All));
+    assert!(
+        matches!(doomed, Err(SubmitError::Unavailable(_))),
+        "the batch whose commit failed is not acknowledged: {doomed:?}"
+    );
+    let after = rt.block_on(engine.submit(req("after", spend(a)), &Scope::All));
+    assert!(
+        matches!(after, Err(SubmitError::Unavailable(_))),
+        "a poisoned shard refuses until restart: {after:?}"
+    );
+    let other = rt
+        .block_on(engine.submit(req("other", spend(b)), &Scope::All))
+        .unwrap();
+    assert!(matches!(other.outcome, Outcome::Approved(_)), "{other:?}");
+    assert!(engine.shard_stats()[0].poisoned && !engine.shard_stats()[1].poisoned);
+    engine.shutdown();
+    drop(engine);
+
+    let engine = Engine::open(config(dir.path(), Some(2))).unwrap();
+    // Acknowledged on the healthy shard: there, and a retry is a replay.
+    let again = rt
+        .block_on(engine.submit(req("other", spend(b)), &Scope::All))
+        .unwrap();
+    let charged = |o: &Outcome| match o {
+        Outcome::Approved(ap) => ap.amount.0,
+        other => panic!("not approved: {other:?}"),
+    };
+    assert!(again.replayed);
+    assert_eq!(total(&engine, b), b_before - charged(&again.outcome));
+    // The unacknowledged spend is settled exactly once by its retry, whatever reached the disk.
+    let mut settled = 0;
+    for _ in 0..2 {
+        let retry = rt
+            .block_on(engine.submit(req("doomed", spend(a)), &Scope::All))
+            .unwrap();
+        settled = charged(&retry.outcome);
+    }
+    assert!(settled > 0);
+    assert_eq!(total(&engine, a), a_before - settled);
+    // The refused request after the failure was never applied.
+    let late = rt
+        .block_on(engine.submit(req("after", spend(a)), &Scope::All))
+        .unwrap();
+    assert!(
+        !late.replayed,
+        "a refused request must not have been applied"
+    );
+    let checks = engine
+        .with_states(|s| engine::replay::verify_state(s, &engine::state::StateConfig::default()))
+        .unwrap();
+    assert!(checks.iter().all(Result::is_ok), "{checks:?}");
+}

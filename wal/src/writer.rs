@@ -66,15 +66,16 @@ pub struct Wal {
     poison: Poison,
     prealloc: Option<JoinHandle<io::Result<File>>>,
     _lock: DirLock,
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     faults: Faults,
 }
 
-/// Injected failures for unit tests (disk full at segment creation, failed sync).
-#[cfg(test)]
+/// Injected failures for tests (disk full at segment creation, failed sync).
+#[cfg(any(test, feature = "fault-injection"))]
 #[derive(Debug, Default)]
 struct Faults {
     next_sync_fails: bool,
+    #[cfg(test)]
     prealloc_enospc: bool,
 }
 
@@ -106,7 +107,7 @@ impl Wal {
             poison: Poison::default(),
             prealloc: None,
             _lock: lock,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fault-injection"))]
             faults: Faults::default(),
         }
     }
@@ -293,7 +294,7 @@ impl Wal {
             }
         };
         self.staging.clear();
-        #[cfg(test)]
+        #[cfg(any(test, feature = "fault-injection"))]
         let result = if std::mem::take(&mut self.faults.next_sync_fails) {
             Err(io::Error::from_raw_os_error(libc::EIO))
         } else {
@@ -307,6 +308,13 @@ impl Wal {
         self.pos = to;
         self.batch_start = to;
         Ok(())
+    }
+
+    /// Test hook (feature `fault-injection`): the next commit's sync fails with EIO, as a dying
+    /// disk would, so callers can test what a poisoned log does to them.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_next_sync(&mut self) {
+        self.faults.next_sync_fails = true;
     }
 
     fn start_prealloc(&mut self) {

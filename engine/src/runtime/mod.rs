@@ -640,6 +640,16 @@ impl Engine {
             .collect()
     }
 
+    /// Test hook (feature `fault-injection`): shard `k`'s next commit fails as a dying disk
+    /// would, in line with that shard's requests.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_next_commit(&self, k: usize) -> Result<(), SubmitError> {
+        let sender = self.inner.senders.get(k).ok_or(SubmitError::ShuttingDown)?;
+        sender
+            .send(Msg::FailNextCommit)
+            .map_err(|_| SubmitError::ShuttingDown)
+    }
+
     /// Counters of every shard, in shard order (the same numbers `/metrics` shows).
     pub fn shard_stats(&self) -> Vec<ShardStats> {
         let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);

@@ -54,6 +54,9 @@ pub(crate) enum Msg {
         reply: oneshot::Sender<Result<QueryAnswer, SubmitError>>,
     },
     Call(StateCall),
+    /// Test hook: the shard's next commit fails (its log's sync reports EIO).
+    #[cfg(feature = "fault-injection")]
+    FailNextCommit,
     Shutdown,
 }
 
@@ -452,6 +455,8 @@ impl Shard {
                     self.pending.push(Pending::Query(reply, r));
                 }
                 Msg::Call(f) => f(&self.state),
+                #[cfg(feature = "fault-injection")]
+                Msg::FailNextCommit => self.wal.fail_next_sync(),
                 Msg::Shutdown => stop = true,
             }
         }
@@ -746,6 +751,8 @@ pub(crate) fn refuse(m: Msg, err: SubmitError) {
             let _ = reply.send(Err(err));
         }
         Msg::Call(_) | Msg::Shutdown => {}
+        #[cfg(feature = "fault-injection")]
+        Msg::FailNextCommit => {}
     }
 }
 

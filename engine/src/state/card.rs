@@ -124,7 +124,7 @@ impl Card {
         // card trims exactly like the original), and a push normally touches only its slot.
         let max = max.max(2);
         let len = self.history.len();
-        if len >= max && len % max == 0 {
+        if len >= max && len.is_multiple_of(max) {
             let half = self.history.len() / 2;
             if self
                 .history

@@ -300,7 +300,7 @@ mod tests {
             }
             assert_eq!(t.len(), model.len());
             assert!(
-                t.entries().copied().eq(model.iter().copied()),
+                t.freeze().entries().copied().eq(model.iter().copied()),
                 "round {round}"
             );
             for (k, e) in model.iter().step_by(101) {
@@ -313,7 +313,7 @@ mod tests {
         // Emptied completely, then reused.
         t.expire(i64::MAX - 20, 10, 0);
         assert_eq!(t.len(), 0);
-        assert!(t.entries().next().is_none());
+        assert!(t.freeze().entries().next().is_none());
         t.insert(5, entry(1), None);
         assert_eq!(t.get(&5), Some(entry(1)));
         assert_eq!(t.get(&7919), None);
@@ -531,11 +531,6 @@ impl KeyTable {
     /// Room for `n` more keys, so a restore does not rehash a multi-million-entry table.
     pub fn reserve(&mut self, n: usize) {
         self.index.reserve(n);
-    }
-
-    /// Remembered keys with their entries, in arrival order (the snapshot order).
-    pub fn entries(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + '_ {
-        self.log.iter()
     }
 
     /// The keys as they are now, for a snapshot made elsewhere: shares the log's chunks

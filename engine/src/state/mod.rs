@@ -515,7 +515,7 @@ impl State {
 
     fn push_card(&mut self, card: Card) -> u32 {
         let n = self.card_index.len();
-        if n % CHUNK == 0 {
+        if n.is_multiple_of(CHUNK) {
             self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
         }
         let id = card.id.0;

@@ -142,21 +142,56 @@ impl Frozen {
             .flat_map(|c| c.iter())
             .map(|c| c.history.len())
             .sum();
-        to_bytes(
-            &snap_of(
-                self.clock,
-                &self.programs,
-                &self.chunks,
-                self.cards,
-                &self.holds,
-                &self.timers,
-                self.keys.entries(),
-                &self.keys.side,
-            ),
-            self.cards,
-            history,
-            self.keys.len(),
-        )
+        let estimate = self.cards * 224 + history * 72 + self.keys.len() * 56 + 4096;
+        let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
+        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.snap(), buf) {
+            Ok(b) => b.into_vec(),
+            // Serialising plain owned data into memory cannot fail short of allocation
+            // failure: relative pointers are 64-bit (workspace rkyv feature
+            // `pointer_width_64`), so sizes past 2 GiB are addressable.
+            Err(e) => panic!("snapshot serialisation failed: {e}"),
+        }
+    }
+
+    /// The xxh3 of [`Frozen::to_bytes`], hashed as the bytes are produced instead of kept (a
+    /// large shard's snapshot is gigabytes).
+    pub fn digest(&self) -> u64 {
+        let writer = HashWriter {
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            pos: 0,
+        };
+        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.snap(), writer) {
+            Ok(w) => w.hasher.digest(),
+            // As in `to_bytes`: hashing plain owned data cannot fail.
+            Err(e) => panic!("digest serialisation failed: {e}"),
+        }
+    }
+
+    /// The canonical snapshot form (see the module doc for the order).
+    fn snap(&self) -> Snap<CardsRef<'_>> {
+        let mut holds: Vec<(u64, u32, Hold)> =
+            self.holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
+        holds.sort_unstable_by_key(|h| (h.0, h.1));
+        let mut side: Vec<(u128, Outcome)> = self
+            .keys
+            .side
+            .iter()
+            .map(|(k, o)| (*k, o.clone()))
+            .collect();
+        side.sort_unstable_by_key(|s| s.0);
+        Snap {
+            version: SNAPSHOT_VERSION,
+            clock: self.clock,
+            programs: self.programs.clone(),
+            cards: CardsRef {
+                chunks: &self.chunks,
+                len: self.cards,
+            },
+            holds,
+            timers: self.timers.sorted(),
+            keys: self.keys.entries().copied().collect(),
+            side,
+        }
     }
 }
 
@@ -182,55 +217,13 @@ impl<E> rkyv::ser::Writer<E> for HashWriter {
     }
 }
 
-/// The canonical snapshot form of a state's parts (see the module doc for the order).
-fn snap_of<'a>(
-    clock: i64,
-    programs: &[Program],
-    chunks: &'a [Arc<Vec<Card>>],
-    cards: usize,
-    holds: &HashMap<(u64, u32), Hold, super::IdBuild>,
-    timers: &Timers,
-    keys: impl Iterator<Item = &'a (u128, KeyEntry)>,
-    side: &HashMap<u128, Outcome, super::idempotency::PreHashedBuild>,
-) -> Snap<CardsRef<'a>> {
-    let mut holds: Vec<(u64, u32, Hold)> = holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
-    holds.sort_unstable_by_key(|h| (h.0, h.1));
-    let key_list = keys.copied().collect();
-    let mut side: Vec<(u128, Outcome)> = side.iter().map(|(k, o)| (*k, o.clone())).collect();
-    side.sort_unstable_by_key(|s| s.0);
-    Snap {
-        version: SNAPSHOT_VERSION,
-        clock,
-        programs: programs.to_vec(),
-        cards: CardsRef { chunks, len: cards },
-        holds,
-        timers: timers.sorted(),
-        keys: key_list,
-        side,
-    }
-}
-
-/// Serialises a snapshot form into a buffer sized up front (growing a multi-hundred-megabyte
-/// buffer by doubling copies it over and over).
-fn to_bytes(snap: &Snap<CardsRef<'_>>, cards: usize, history: usize, keys: usize) -> Vec<u8> {
-    let estimate = cards * 224 + history * 72 + keys * 56 + 4096;
-    let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
-    match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(snap, buf) {
-        Ok(b) => b.into_vec(),
-        // Serialising plain owned data into memory cannot fail short of allocation failure:
-        // relative pointers are 64-bit (workspace rkyv feature `pointer_width_64`), so sizes
-        // past 2 GiB are addressable.
-        Err(e) => panic!("snapshot serialisation failed: {e}"),
-    }
-}
-
 impl State {
     /// Freezes the state for a snapshot made elsewhere: O(chunks) for the cards plus a copy of
     /// the hold, timer and key tables. This is the whole pause a snapshot costs the shard.
     pub fn freeze(&self) -> Frozen {
         Frozen {
             clock: self.clock,
-            programs: self.programs_owned(),
+            programs: self.programs.iter().map(|p| p.program.clone()).collect(),
             chunks: self.chunks.clone(),
             cards: self.card_index.len(),
             holds: self.holds.clone(),
@@ -239,51 +232,15 @@ impl State {
         }
     }
 
-    /// The snapshot form of the live state (`programs` are its programs, owned by the caller).
-    fn snap<'a>(&'a self, programs: &[Program]) -> Snap<CardsRef<'a>> {
-        snap_of(
-            self.clock,
-            programs,
-            &self.chunks,
-            self.card_index.len(),
-            &self.holds,
-            &self.timers,
-            self.keys.entries(),
-            &self.keys.side,
-        )
-    }
-
-    fn programs_owned(&self) -> Vec<Program> {
-        self.programs.iter().map(|p| p.program.clone()).collect()
-    }
-
-    /// Serialises the whole state for a snapshot.
+    /// Serialises the whole state for a snapshot (a freeze, serialised at once).
     pub fn snapshot(&self) -> Vec<u8> {
-        let programs = self.programs_owned();
-        let history: usize = self.cards().map(|c| c.history.len()).sum();
-        to_bytes(
-            &self.snap(&programs),
-            self.card_index.len(),
-            history,
-            self.keys.len(),
-        )
+        self.freeze().to_bytes()
     }
 
     /// A hash of the whole state: same log ⇒ same digest. It is the xxh3 of
-    /// [`State::snapshot`]'s bytes, hashed as they are produced instead of kept (a large
-    /// shard's snapshot is gigabytes).
+    /// [`State::snapshot`]'s bytes.
     pub fn digest(&self) -> u64 {
-        let programs = self.programs_owned();
-        let snap = self.snap(&programs);
-        let writer = HashWriter {
-            hasher: xxhash_rust::xxh3::Xxh3::new(),
-            pos: 0,
-        };
-        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&snap, writer) {
-            Ok(w) => w.hasher.digest(),
-            // As in `to_bytes`: hashing plain owned data cannot fail.
-            Err(e) => panic!("digest serialisation failed: {e}"),
-        }
+        self.freeze().digest()
     }
 
     /// Restores a state from `snapshot` bytes, validating them.
@@ -292,7 +249,7 @@ impl State {
         // usually is); copy only otherwise. Cards are then deserialised one at a time, so the
         // peak is the snapshot bytes plus the state, not a second owned copy of every card.
         let copy;
-        let buf: &[u8] = if (bytes.as_ptr() as usize) % 16 == 0 {
+        let buf: &[u8] = if (bytes.as_ptr() as usize).is_multiple_of(16) {
             bytes
         } else {
             let mut a = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
@@ -309,7 +266,7 @@ impl State {
             programs: arch
                 .programs
                 .iter()
-                .map(|p| rkyv::deserialize::<Program, rkyv::rancor::Error>(p))
+                .map(rkyv::deserialize::<Program, rkyv::rancor::Error>)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(de)?,
             holds: rkyv::deserialize::<Vec<(u64, u32, Hold)>, rkyv::rancor::Error>(&arch.holds)

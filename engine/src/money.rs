@@ -98,7 +98,9 @@ impl Currency {
     /// Parses a request amount: positive, at most the currency's scale, at most 10^12.
     pub fn parse_amount(self, s: &str) -> Result<Amount, AmountError> {
         let d = parse_plain_decimal(s)?;
-        if d.scale() > self.scale() && d.normalize().scale() > self.scale() {
+        // As written: "1.000" has three places and CNY allows two (SPEC), even though the
+        // value would fit.
+        if d.scale() > self.scale() {
             return Err(AmountError::TooManyDecimals);
         }
         if d <= Decimal::ZERO {
@@ -229,7 +231,9 @@ mod tests {
         assert_eq!(c.parse_amount("15"), Ok(Amount(1500)));
         assert_eq!(c.parse_amount("0.01"), Ok(Amount(1)));
         assert_eq!(c.parse_amount("1.50"), Ok(Amount(150)));
-        assert_eq!(c.parse_amount("1.500"), Ok(Amount(150)));
+        // Places as written, not as normalised (SPEC: "1.000" is refused for CNY).
+        assert_eq!(c.parse_amount("1.500"), Err(AmountError::TooManyDecimals));
+        assert_eq!(c.parse_amount("1.000"), Err(AmountError::TooManyDecimals));
         assert_eq!(c.parse_amount("1.001"), Err(AmountError::TooManyDecimals));
         assert_eq!(c.parse_amount("0"), Err(AmountError::NotPositive));
         assert_eq!(c.parse_amount("-5"), Err(AmountError::NotPositive));

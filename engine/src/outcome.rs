@@ -222,7 +222,33 @@ impl TxnKind {
     }
 }
 
+/// Which discount a spend or hold got: a tier's and a time window's do not stack, the larger
+/// applies (SPEC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscountSource {
+    Tier,
+    Window,
+}
+
+impl DiscountSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscountSource::Tier => "tier",
+            DiscountSource::Window => "window",
+        }
+    }
+}
+
 /// An approved operation. Fields that do not apply to the kind are zero / `None`.
+///
+/// Every figure is the change to the card with its sign where the kind alone does not say it:
+/// a reversal that takes money back (of a top-up, refund, redeem or grant) has a negative
+/// `amount`, `principal` and `bonus`; points that go up are `points_earned`, points that go
+/// down `points_spent`.
+///
+/// The fields marked `Skip` are derived (never stored whole in the idempotency side table,
+/// which holds only reversals, program changes and rejections), so they stay out of the
+/// archived form and snapshots keep their layout.
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Approval {
     pub kind: TxnKind,
@@ -235,14 +261,23 @@ pub struct Approval {
     pub bonus: Amount,
     /// Ladder bonus credited by a top-up, or bonus granted / redeemed.
     pub bonus_granted: Amount,
-    /// Discount given on a spend/hold (tier + time window).
+    /// Discount given on a spend/hold: the tier's or the time window's, the larger.
     pub discount: Amount,
+    /// Which discount `discount` is (spends and holds with a discount, current rules).
+    #[rkyv(with = rkyv::with::Skip)]
+    pub discount_source: Option<DiscountSource>,
+    /// Points added to the card (earned, granted, given back by a reversal).
     pub points_earned: u64,
+    /// Points taken from the card (redeemed, taken back by a refund or reversal).
     pub points_spent: u64,
     /// Amount released back to the card (void, partial capture, expired hold).
     pub released: Amount,
-    /// Bonus forfeited by a cash-out.
+    /// Bonus dropped from the card: forfeited by a cash-out or close, expired in a tick.
     pub forfeited: Amount,
+    /// Principal a cash-out took off the card without paying it out (SPEC's `consumer`
+    /// rule keeps back the value the bonus bought).
+    #[rkyv(with = rkyv::with::Skip)]
+    pub retained: Amount,
     /// For a reversal: the transaction undone, if the original had been applied.
     pub reversed_txn: Option<TxnId>,
     /// Hold expiry time, for holds.

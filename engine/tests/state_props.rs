@@ -90,6 +90,9 @@ struct Driver {
     keyed: Vec<Request>,
     /// Σ(principal + bonus) the replies say the cards should hold.
     journal: i64,
+    /// Transactions already in the journal: a second reversal of a request answers with the
+    /// first reversal's transaction again, which moved money once.
+    counted: std::collections::HashSet<TxnId>,
     events: Vec<Event>,
 }
 
@@ -108,6 +111,7 @@ impl Driver {
             txns: Vec::new(),
             keyed: Vec::new(),
             journal: 0,
+            counted: std::collections::HashSet::new(),
             events: Vec::new(),
         };
         d.send(None, Command::UpsertProgram(Program::demo()));
@@ -133,7 +137,17 @@ impl Driver {
         }
         self.events.extend(ev);
         if !reply.replayed {
-            if let Outcome::Approved(a) = &reply.outcome {
+            let again = match &reply.outcome {
+                Outcome::Approved(a) => a.txn_id.is_some_and(|t| !self.counted.insert(t)),
+                _ => false,
+            };
+            if again {
+                assert!(
+                    matches!(&reply.outcome, Outcome::Approved(a) if a.kind == TxnKind::Reversal),
+                    "only a second reversal answers with an earlier transaction: {reply:?}"
+                );
+            }
+            if let (false, Outcome::Approved(a)) = (again, &reply.outcome) {
                 let (p, b) = (a.principal.0, a.bonus.0);
                 self.journal += match a.kind {
                     TxnKind::TopUp

@@ -555,18 +555,21 @@ fn bad_input_is_a_json_4xx_never_a_500() {
     let r = s
         .req("POST", "/v1/cards/3001/top-ups")
         .key("u5")
+        .header("Content-Type", "application/json")
         .raw(b"{\"amount\":\"1\",")
         .send();
     err(&r, 400, "invalid_request", "body");
     let r = s
         .req("POST", "/v1/cards/3001/top-ups")
         .key("u6")
+        .header("Content-Type", "application/json")
         .raw(b"[\"1\",\"cash\"]")
         .send();
     err(&r, 400, "invalid_request", "body");
     let r = s
         .req("POST", "/v1/cards/3001/freeze")
         .key("u7")
+        .header("Content-Type", "application/json")
         .raw(b"{\"why\":1}")
         .send();
     err(&r, 400, "invalid_request", "why");
@@ -607,6 +610,7 @@ fn bad_input_is_a_json_4xx_never_a_500() {
     let r = s
         .req("POST", "/v1/cards/3001/top-ups")
         .key("big")
+        .header("Content-Type", "application/json")
         .raw(big.as_bytes())
         .send();
     assert_eq!(r.status, 413, "{}", r.body);

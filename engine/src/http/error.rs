@@ -12,7 +12,7 @@ use serde::Serialize;
 pub struct ErrorBody {
     /// Machine-readable error: `invalid_request`, `invalid_amount`, `not_found`,
     /// `idempotency_key_reused`, `card_exists`, `unauthorized`, `forbidden`,
-    /// `payload_too_large`, `overloaded`, `unavailable`.
+    /// `payload_too_large`, `unsupported_media_type`, `overloaded`, `unavailable`.
     pub error: &'static str,
     /// The input at fault, when there is one (`amount`, `Idempotency-Key`, `card_id`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +121,15 @@ impl ApiError {
             "payload_too_large",
             Some("body".into()),
             format!("request body above {limit_bytes} bytes"),
+        )
+    }
+    /// `415 unsupported_media_type`: a body that is not `application/json`.
+    pub fn unsupported_media_type(got: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            Some("Content-Type".into()),
+            format!("bodies are Content-Type: application/json, not {got:?}"),
         )
     }
     /// `503 overloaded` with `Retry-After: 1`.

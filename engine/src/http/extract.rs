@@ -22,6 +22,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = match req.headers().get(axum::http::header::CONTENT_TYPE) {
+            None => None,
+            Some(v) => Some(v.to_str().unwrap_or("(not visible ASCII)").to_string()),
+        };
+        if let Some(ct) = &content_type {
+            if !is_json(ct) {
+                return Err(ApiError::unsupported_media_type(ct));
+            }
+        }
         let bytes = match Bytes::from_request(req, state).await {
             Ok(b) => b,
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -29,8 +38,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             }
             Err(rejection) => return Err(ApiError::invalid_body(rejection.body_text())),
         };
+        // A call without a body (void, freeze) may omit the header; a body needs it.
+        if content_type.is_none() && !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::unsupported_media_type("(none)"));
+        }
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// `application/json`, with parameters (`; charset=utf-8`) or not, in any letter case.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
 }
 
 /// Decodes a JSON body, naming the field at fault in the error.
@@ -84,10 +103,14 @@ impl<S: Send + Sync> FromRequestParts<S> for IdemKey {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let field = "Idempotency-Key";
-        let value = parts
-            .headers
-            .get(field)
+        let mut values = parts.headers.get_all(field).iter();
+        let value = values
+            .next()
             .ok_or_else(|| ApiError::invalid(field, "missing Idempotency-Key header"))?;
+        if values.next().is_some() {
+            // Which one names the request would be a guess (SPEC: 400).
+            return Err(ApiError::invalid(field, "more than one Idempotency-Key header"));
+        }
         let key = value
             .to_str()
             .map_err(|_| ApiError::invalid(field, "Idempotency-Key must be visible ASCII"))?;
@@ -217,6 +240,15 @@ mod tests {
         assert_eq!(field_of(r#"["1","x",null]"#).1.as_deref(), Some("body"));
         assert_eq!(field_of("").1.as_deref(), Some("amount"));
         assert_eq!(field_of("{}").0, "invalid_request");
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+        assert!(!is_json(""));
     }
 
     #[test]

@@ -83,23 +83,40 @@ pub struct ApprovedBody {
     /// For holds: the id to capture or void.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_id: Option<String>,
-    /// What was charged or credited (after discount for spends; cash paid for cash-outs).
+    /// What was charged or credited: after discount for spends, holds and captures; the cash
+    /// paid out for cash-outs; for a reversal the signed change to the card (negative when it
+    /// takes back a top-up, refund, redemption or grant: a reversed 100.00 top-up with 15.00
+    /// bonus is `-115.00`).
     #[schema(example = "100.00")]
     pub amount: String,
-    /// The part of `amount` in principal.
+    /// The part of `amount` in principal (taken by a spend, credited by a top-up or refund,
+    /// removed by a cash-out; signed for reversals: `-100.00` for a reversed top-up).
     pub principal: String,
-    /// The part in bonus; for top-ups the ladder bonus credited.
+    /// The part in bonus, likewise; for top-ups the ladder bonus credited.
     pub bonus: String,
     /// Bonus credited by the ladder, a grant or a redemption.
     pub bonus_granted: String,
-    /// Discount given (tier + time window).
+    /// Discount given on a spend or hold: the tier's or the time window's, whichever is larger
+    /// (they do not stack).
     pub discount: String,
+    /// Which discount `discount` is: `tier` or `window`; absent without a discount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "window")]
+    pub discount_source: Option<&'static str>,
+    /// Points added to the card: earned by a spend or capture, granted, or given back by a
+    /// reversal (of a refund or redemption).
     pub points_earned: u64,
+    /// Points taken from the card: redeemed, or taken back by a refund or a reversal (of a
+    /// spend, capture or grant).
     pub points_spent: u64,
-    /// Released back to the card (void, partial capture).
+    /// Released back to the card's available balance (void, partial capture, expired hold).
     pub released: String,
-    /// Bonus forfeited by a cash-out.
+    /// Bonus dropped from the card (cash-out, close; expired bonus in a tick). Bonus only.
     pub forfeited: String,
+    /// Principal a cash-out took off the card without paying it out (for `consumer`, the value
+    /// the bonus bought: principal paid in − consumed). `forfeited` + `retained` + `amount` is
+    /// what left the card.
+    pub retained: String,
     /// For reversals: the transaction undone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reversed_txn: Option<String>,
@@ -137,10 +154,12 @@ impl ApprovedBody {
             bonus: money(c, bonus),
             bonus_granted: money(c, a.bonus_granted),
             discount: money(c, a.discount),
+            discount_source: a.discount_source.map(|d| d.as_str()),
             points_earned: a.points_earned,
             points_spent: a.points_spent,
             released: money(c, a.released),
             forfeited: money(c, a.forfeited),
+            retained: money(c, a.retained),
             reversed_txn: a.reversed_txn.map(|t| t.to_string()),
             expires_at: a.expires_at.map(rfc3339),
             program: None,
@@ -214,6 +233,7 @@ pub struct TxnBody {
     pub kind: &'static str,
     /// RFC 3339, UTC.
     pub at: String,
+    /// As in an approval: signed for reversals that take money back.
     pub amount: String,
     pub principal: String,
     pub bonus: String,
@@ -449,10 +469,12 @@ mod tests {
             bonus: Amount(0),
             bonus_granted: Amount(1500),
             discount: Amount(0),
+            discount_source: None,
             points_earned: 0,
             points_spent: 0,
             released: Amount(0),
             forfeited: Amount(0),
+            retained: Amount(0),
             reversed_txn: None,
             expires_at: None,
             card: Some(view()),

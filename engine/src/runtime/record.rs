@@ -7,12 +7,30 @@
 //! (`rkyv::access` with bytecheck), never the unchecked path, because the bytes come from disk.
 
 use crate::command::{Millis, Request};
+use crate::state::Rules;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
-/// Version of the payload layout; bumped when `LogRecord` changes shape.
+/// Version of the payload layout; bumped when `LogRecord` changes shape or when a money rule
+/// changes what a request does (so old records replay under their own rules, [`rules_of`]).
 /// 2: `Command::UpsertProgram` archived out of line (records of other commands ~3× smaller).
-pub const LOG_RECORD_VERSION: u8 = 2;
+/// 3: same layout as 2; decided by [`Rules::Current`] (balance caps limit principal,
+///    proportional `merchant_fault` cash-outs, low-balance reminders on every path, captures in
+///    merchant amounts, reversed captures reopen their hold).
+pub const LOG_RECORD_VERSION: u8 = 3;
+
+/// The oldest version with today's layout: records of versions `LAYOUT_SINCE..=LOG_RECORD_VERSION`
+/// decode alike and differ only in the rules that decide them.
+const LAYOUT_SINCE: u8 = 2;
+
+/// The money rules a record of `version` is decided by.
+pub fn rules_of(version: u8) -> Rules {
+    if version >= 3 {
+        Rules::Current
+    } else {
+        Rules::Original
+    }
+}
 
 /// One logged request: what replay feeds back to `State::apply`.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -60,7 +78,7 @@ pub fn decode(bytes: &[u8]) -> Result<LogRecord, RecordError> {
 fn decode_aligned(bytes: &[u8]) -> Result<LogRecord, RecordError> {
     let archived = rkyv::access::<ArchivedLogRecord, rancor::Error>(bytes)
         .map_err(|e| RecordError::Invalid(e.to_string()))?;
-    if archived.version != LOG_RECORD_VERSION {
+    if !(LAYOUT_SINCE..=LOG_RECORD_VERSION).contains(&archived.version) {
         return Err(RecordError::Version(archived.version));
     }
     rkyv::deserialize::<LogRecord, rancor::Error>(archived)
@@ -152,6 +170,18 @@ mod tests {
         }
         assert!(decode(&[]).is_err());
         assert!(decode(&[7u8; 5]).is_err());
+    }
+
+    #[test]
+    fn version_2_records_decode_and_keep_the_original_rules() {
+        let mut rec = sample();
+        rec.version = 2;
+        let mut buf = AlignedVec::new();
+        encode_into(&rec, &mut buf).unwrap();
+        let back = decode(&buf).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(rules_of(back.version), Rules::Original);
+        assert_eq!(rules_of(LOG_RECORD_VERSION), Rules::Current);
     }
 
     #[test]

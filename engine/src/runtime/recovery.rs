@@ -166,7 +166,13 @@ pub fn replay_wal(
     let mut ahead: std::collections::VecDeque<(Lsn, LogRecord)> =
         std::collections::VecDeque::with_capacity(REPLAY_AHEAD + 1);
     let mut apply = |state: &mut State, lsn: Lsn, rec: LogRecord| {
-        state.apply(&rec.request, rec.now, &mut events);
+        // Each record is decided by the rules it was written under.
+        state.apply_under(
+            &rec.request,
+            rec.now,
+            super::record::rules_of(rec.version),
+            &mut events,
+        );
         if !events.is_empty() {
             on_events(&mut events);
             events.clear();

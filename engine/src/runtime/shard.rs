@@ -520,7 +520,9 @@ impl Shard {
         }
         self.uncommitted += 1;
         self.records_since_snapshot += 1;
-        Ok(self.state.apply(&rec.request, now, &mut self.events))
+        Ok(self
+            .state
+            .apply_under(&rec.request, now, record::rules_of(rec.version), &mut self.events))
     }
 
     fn read(

@@ -8,7 +8,7 @@
 
 use crate::command::{CardId, Millis, TxnId};
 use crate::money::Amount;
-use crate::outcome::{TxnKind, TxnRecord};
+use crate::outcome::{DiscountSource, TxnKind, TxnRecord};
 
 /// Flag: a top-up, refund, redeem or grant that a reversal undid.
 pub(crate) const F_REVERSED: u8 = 1;
@@ -18,6 +18,12 @@ pub(crate) const HOLD_CAPTURED: u8 = 2;
 pub(crate) const HOLD_VOIDED: u8 = 4;
 pub(crate) const HOLD_EXPIRED: u8 = 8;
 pub(crate) const HOLD_STATE_MASK: u8 = 2 | 4 | 8;
+/// Flags of spends and holds (current rules): where the discount came from.
+pub(crate) const DISCOUNT_TIER: u8 = 16;
+pub(crate) const DISCOUNT_WINDOW: u8 = 32;
+/// Flag of a hold placed under the current rules: its captures are merchant amounts before
+/// discount, at the rate fixed when the hold was placed (kept in the entry's `points`).
+pub(crate) const HOLD_GROSS: u8 = 64;
 
 /// One approved operation. What `extra`, `aux` and `points` hold depends on `kind`:
 ///
@@ -25,7 +31,7 @@ pub(crate) const HOLD_STATE_MASK: u8 = 2 | 4 | 8;
 /// | --- | --- | --- | --- | --- | --- |
 /// | top_up | principal credited | credited | ladder bonus | bonus lot expiry | 0 |
 /// | spend | charged (after discount) | taken | discount | expiry of the latest lot drawn | earned |
-/// | hold | held | 0 | discount | hold expiry | 0 |
+/// | hold | held | 0 | discount | hold expiry | 0, or the discount rate (`HOLD_GROSS`) |
 /// | capture | captured | taken | released | expiry of the latest lot drawn | earned |
 /// | void, hold_expired | released | 0 | released | 0 | 0 |
 /// | refund | refunded | returned | 0 | lot expiry | taken back |
@@ -66,12 +72,33 @@ impl TxnEntry {
         }
     }
 
+    /// `amount` with the sign of the change to the card: a reversal that takes money back
+    /// (of a top-up, refund, redeem or grant) is negative.
+    pub fn signed_amount(&self) -> Amount {
+        if self.kind == TxnKind::Reversal && (self.principal.0 < 0 || self.bonus.0 < 0) {
+            Amount::ZERO - self.amount
+        } else {
+            self.amount
+        }
+    }
+
+    /// Where a spend's or hold's discount came from (recorded under the current rules only).
+    pub fn discount_source(&self) -> Option<DiscountSource> {
+        if self.flags & DISCOUNT_WINDOW != 0 {
+            Some(DiscountSource::Window)
+        } else if self.flags & DISCOUNT_TIER != 0 {
+            Some(DiscountSource::Tier)
+        } else {
+            None
+        }
+    }
+
     pub fn record(&self, card: CardId, seq: u32) -> TxnRecord {
         TxnRecord {
             txn_id: TxnId { card, seq },
             kind: self.kind,
             at: Millis(self.at),
-            amount: self.amount,
+            amount: self.signed_amount(),
             principal: self.principal,
             bonus: self.bonus,
             refers_to: (self.refers_to != 0).then_some(TxnId {

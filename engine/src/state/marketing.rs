@@ -3,6 +3,7 @@
 //! (`money::mul_div_half_even`) unless a doc comment here says otherwise.
 
 use crate::money::{Amount, Rate};
+use crate::outcome::DiscountSource;
 
 /// `a × b ÷ d` half-even, as `money::mul_div_half_even`, with an i64 fast path (the i128
 /// division is a library call and shows in profiles).
@@ -77,17 +78,36 @@ pub(crate) fn ladder_bonus(p: &Program, nth: u32, amount: Amount) -> Amount {
 /// Discount rate on a spend or hold at `now` for a card with lifetime top-up `paid_in`.
 /// The tier discount and the time-window discount do not stack: the larger applies (as
 /// brands usually print "not combinable with other offers"); overlapping windows likewise.
+#[cfg(test)]
 pub(crate) fn discount_rate(p: &Program, paid_in: Amount, now: i64) -> Rate {
+    discount_of(p, paid_in, now).0
+}
+
+/// [`discount_rate`] and which discount it is (`None` when there is none); on a tie the
+/// tier's.
+pub(crate) fn discount_of(
+    p: &Program,
+    paid_in: Amount,
+    now: i64,
+) -> (Rate, Option<DiscountSource>) {
     let tier = p.tier_for(paid_in).map_or(Rate::ZERO, |t| t.discount);
-    if p.discount_windows.is_empty() {
-        return tier;
+    let window = if p.discount_windows.is_empty() {
+        Rate::ZERO
+    } else {
+        let m = local_minute_of_day(p, now);
+        p.discount_windows
+            .iter()
+            .filter(|w| w.contains(m))
+            .map(|w| w.rate)
+            .fold(Rate::ZERO, Rate::max)
+    };
+    if window > tier {
+        (window, Some(DiscountSource::Window))
+    } else if tier.0 > 0 {
+        (tier, Some(DiscountSource::Tier))
+    } else {
+        (Rate::ZERO, None)
     }
-    let m = local_minute_of_day(p, now);
-    p.discount_windows
-        .iter()
-        .filter(|w| w.contains(m))
-        .map(|w| w.rate)
-        .fold(tier, Rate::max)
 }
 
 /// Points earned by charging `amount`: `earn_per_unit` per major unit × the tier multiplier,
@@ -171,6 +191,23 @@ pub(crate) fn split(
         (p, b)
     };
     (Amount(p), Amount(b))
+}
+
+/// The principal a card would have left had every spend taken principal and bonus in the
+/// proportion they were loaded (SPEC's `merchant_fault` cash-out, whatever the spend order):
+/// `paid_in − consumed × paid_in ÷ (paid_in + bonus_given)`, half-even, never below zero.
+/// 100.00 paid + 15.00 bonus, 30.00 consumed ⇒ 100 − 26.09 = 73.91.
+pub(crate) fn proportional_principal_left(
+    paid_in: Amount,
+    bonus_given: Amount,
+    consumed: Amount,
+) -> Amount {
+    let loaded = paid_in.0.saturating_add(bonus_given.0);
+    if loaded <= 0 || paid_in.0 <= 0 {
+        return Amount::ZERO;
+    }
+    let taken = mul_div_half_even(consumed.0.max(0), paid_in.0, loaded);
+    Amount((paid_in.0 - taken).max(0))
 }
 
 /// The share `part × done ÷ whole`, half-even: used cumulatively so that a series of partial

@@ -15,13 +15,19 @@
 //!   velocity → funds. A frozen card declines top-ups, spends, holds, redeems and cash-outs
 //!   (`card_frozen`) but still settles what it authorized earlier: captures, voids and refunds
 //!   go through. A closed card declines everything (`card_closed`).
-//! - **Balance cap** applies to top-ups only: principal + bonus + the top-up must stay within
-//!   the cap (registered or anonymous); the ladder bonus of that top-up may go above it.
-//!   Refunds, grants and redeems are not capped (they give back or give away).
+//! - **Balance cap** (SPEC) applies to top-ups only and limits principal: principal + the
+//!   top-up must stay within the cap (registered or anonymous); bonus never counts. Refunds,
+//!   grants and redeems are not capped (they give back or give away).
+//! - **Rules by record version**: a rule change that would alter what a logged request did
+//!   applies only to requests logged under the new rules ([`Rules`]); records written before
+//!   are decided as they were (see `Rules::Original` for what differed).
 //! - **Daily caps** use the program's local day. The per-minute velocity counts approved spends
 //!   and holds in the current UTC minute (a fixed window); `max_daily_spend` counts what spends
 //!   and holds charged that local day.
-//! - **Discounts**: tier and time window do not stack, the larger applies; half-even.
+//! - **Discounts**: tier and time window do not stack, the larger applies (the tier's on a
+//!   tie); half-even; the answer names it (`discount_source`). Holds, and captures of holds
+//!   placed under the current rules, take merchant amounts before discount; the rate is fixed
+//!   by the hold (kept in the hold's history entry) and each capture is discounted at it.
 //! - **Points**: floor to whole points on earning; refunds take back points pro rata
 //!   (cumulative half-even), never below zero (points already redeemed stay redeemed).
 //! - **Bonus lots** expire at the local midnight ending day `bonus_expiry_days` after the day of
@@ -29,7 +35,9 @@
 //!   lot with the expiry of the latest lot the spend drew from. Bonus that backs an active hold
 //!   does not expire until the hold is released (then it expires at once).
 //! - **Cash-out** needs no active holds. `consumer` pays min(principal, max(0, paid_in −
-//!   consumed)); `merchant_fault` pays the principal left; both are declined `refund_locked`
+//!   consumed)); `merchant_fault` pays the principal a proportional split would have left,
+//!   whatever the spend order: paid_in − consumed × paid_in ÷ (paid_in + bonus_given),
+//!   at most what the card holds (paid from principal, then bonus); both are declined `refund_locked`
 //!   while principal from top-ups of the last `refund_lock_days` is unused (consumption is
 //!   attributed to the oldest principal first). Both forfeit the rest and close the card.
 //!   `cooling_off` needs a top-up in the last 7 days and pays the unused principal of those
@@ -37,8 +45,9 @@
 //!   older principal remains, and is closed otherwise.
 //! - **Close** needs no principal and no holds (cash out first); remaining bonus is forfeited.
 //! - **Reversal** (by idempotency key, broadcast): see `reversal`.
-//! - **Events**: low balance when a spend or capture takes `available` from at/above the
-//!   threshold to below it; bonus expiring once per lot; anomalies: velocity breach (on a
+//! - **Events**: low balance when any approved operation (or an expiry in a tick) takes
+//!   `available` from at/above the threshold to below it, once per crossing; bonus expiring
+//!   once per lot; anomalies: velocity breach (on a
 //!   per-minute decline), quick cash-out (within 10 minutes of a top-up), repeated declines
 //!   (the third decline in a row on a card).
 //! - **Idempotent replays** return the stored decision, transaction id and amounts; the card
@@ -46,17 +55,20 @@
 //!
 //! What an [`Approval`] carries, by kind (all amounts in minor units):
 //! - top-up: `amount` = `principal` = money credited, `bonus` = `bonus_granted` = ladder bonus;
-//! - spend: `amount` = charged after `discount`, split into `principal` + `bonus` taken;
-//!   `points_earned`; capture likewise, plus `released` (held − captured);
+//! - spend: `amount` = charged after `discount` (`discount_source`), split into `principal` +
+//!   `bonus` taken; `points_earned`; capture likewise, plus `released` (held − charged);
 //! - hold: `amount` = held (after discount), `discount`, `expires_at`; void and hold expiry:
 //!   `released`;
 //! - refund: `principal` + `bonus` returned, `points_spent` = points taken back;
 //! - cash-out: `amount` = cash paid out, `principal` + `bonus` = removed from the card,
-//!   `forfeited` = removed − paid; close: `bonus` = `forfeited` = bonus dropped;
+//!   `forfeited` = bonus not paid out, `retained` = principal not paid out;
+//!   close: `bonus` = `forfeited` = bonus dropped;
 //! - redeem: `bonus_granted`, `points_spent`; grant: `bonus_granted`, `points_earned`;
-//! - reversal: `reversed_txn`, `principal`/`bonus` = the **signed** change to the card
-//!   (negative when an undone top-up, refund, redeem or grant is taken back), `released` for a
-//!   voided hold; a reversal of nothing has no `txn_id` and no card;
+//! - reversal: `reversed_txn`, `amount`/`principal`/`bonus` = the **signed** change to the
+//!   card (negative when an undone top-up, refund, redeem or grant is taken back), points
+//!   given back in `points_earned`, taken back in `points_spent`, `released` for a voided
+//!   hold; a reversal of nothing has no `txn_id` and no card; a second reversal of the same
+//!   request answers the first one's transaction again;
 //! - tick (`TxnKind::Tick`): `released` = holds released, `forfeited` = bonus expired.
 
 mod card;
@@ -99,6 +111,25 @@ fn prefetch_line(p: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+/// The money rules a request is decided by.
+///
+/// Why: the log holds requests, not outcomes, so a rule that changes what a request does would
+/// change what an old log replays to. Each log record names the rules it was written under (its
+/// layout version, `runtime::record::rules_of`), and `apply_under` decides it by those rules: a
+/// log written before a rule change replays to the balances it gave then, and records written
+/// after it follow the new rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Rules {
+    /// Log records of layout versions 1 and 2: the balance cap counted principal + bonus,
+    /// `merchant_fault` paid the principal left whatever the spend order, low-balance reminders
+    /// came from spends and captures only, captures were in held (discounted) amounts, a
+    /// reversed capture left its hold captured, a second reversal answered with nothing.
+    Original,
+    /// SPEC as it stands (log records from layout version 3).
+    #[default]
+    Current,
 }
 
 /// Limits of one shard's state.
@@ -220,6 +251,8 @@ pub struct State {
     holds: HashMap<(u64, u32), Hold, IdBuild>,
     timers: Timers,
     keys: KeyTable,
+    /// The rules of the request being applied (set by `apply_under`; not part of the state).
+    rules: Rules,
 }
 
 /// Why an operation did not go through.
@@ -245,6 +278,18 @@ pub(crate) fn not_found(what: NotFoundKind) -> Fail {
     Fail::Reject(Rejection::NotFound { what })
 }
 
+/// An answer as the original rules printed it: a reversal's `amount` unsigned and every
+/// point it moved in `points_spent`.
+fn original_form(outcome: &mut Outcome) {
+    if let Outcome::Approved(a) = outcome {
+        if a.kind == TxnKind::Reversal {
+            a.amount = Amount(a.amount.0.abs());
+            a.points_spent += a.points_earned;
+            a.points_earned = 0;
+        }
+    }
+}
+
 /// Largest balance or lifetime total a restored snapshot may hold (2^60 minor units, far above
 /// any real card, low enough that sums of a few never overflow).
 pub(crate) const MONEY_MAX: i64 = 1 << 60;
@@ -264,11 +309,25 @@ impl State {
             holds: HashMap::default(),
             timers: Timers::default(),
             keys: KeyTable::default(),
+            rules: Rules::Current,
         }
     }
 
-    /// Applies one request at batch time `now`. Events produced are appended to `events`.
+    /// Applies one request at batch time `now` under the current rules. Events produced are
+    /// appended to `events`.
     pub fn apply(&mut self, request: &Request, now: Millis, events: &mut Vec<Event>) -> Reply {
+        self.apply_under(request, now, Rules::Current, events)
+    }
+
+    /// Applies one request under `rules`: the rules its log record was written under.
+    pub fn apply_under(
+        &mut self,
+        request: &Request,
+        now: Millis,
+        rules: Rules,
+        events: &mut Vec<Event>,
+    ) -> Reply {
+        self.rules = rules;
         self.clock = self.clock.max(now.0);
         let now = Millis(self.clock);
         let Some(key) = request.idempotency_key.as_deref() else {
@@ -319,7 +378,12 @@ impl State {
                 replayed: true,
             };
         }
-        let outcome = self.execute(&request.command, now, events);
+        let mut outcome = self.execute(&request.command, now, events);
+        if self.rules == Rules::Original {
+            // Reversal answers are kept whole (side table, snapshot, digest): keep them in the
+            // form the original rules gave them, so an old log replays to the same digest.
+            original_form(&mut outcome);
+        }
         let (stored, seq, code, side) = idempotency::compact(request, &outcome);
         let card = idempotency::command_card(&request.command).unwrap_or(CardId(0));
         let entry = KeyEntry {
@@ -427,7 +491,13 @@ impl State {
         op: impl FnOnce(&mut State, u32, &mut Vec<Event>) -> Result<TxnEntry, Fail>,
     ) -> Outcome {
         let before = self.float_part(slot);
+        let available_before = self.card_at(slot).available();
         let result = op(self, slot, events);
+        if result.is_ok() && self.rules == Rules::Current {
+            // SPEC: any operation that takes `available` below the threshold reminds once.
+            self.parts(slot)
+                .remind_low_balance(available_before, now.0, events);
+        }
         let after = self.float_part(slot);
         self.shift_float(slot, before, after);
         let hist_max = self.config.history_per_card_max;
@@ -572,10 +642,32 @@ impl State {
             card: c.id,
             seq: e.refers_to,
         });
+        // A reversal moves points back the way the original did not: up for an undone refund
+        // or redeem, down for an undone spend, capture or grant.
+        let points_up = match k {
+            TxnKind::Spend | TxnKind::Capture | TxnKind::Grant => true,
+            TxnKind::Reversal => c
+                .entry(e.refers_to)
+                .is_some_and(|o| matches!(o.kind, TxnKind::Refund | TxnKind::Redeem)),
+            _ => false,
+        };
+        let points_moved = matches!(
+            k,
+            TxnKind::Spend
+                | TxnKind::Capture
+                | TxnKind::Grant
+                | TxnKind::Redeem
+                | TxnKind::Refund
+                | TxnKind::Reversal
+        );
+        // A cash-out pays principal first, then (`merchant_fault` under a non-proportional
+        // spend order) bonus; the principal it does not pay is retained, the bonus it does
+        // not pay is forfeited.
+        let paid_from_bonus = (e.amount - e.principal).max(Amount::ZERO);
         Approval {
             kind: k,
             txn_id: Some(TxnId { card: c.id, seq }),
-            amount: e.amount,
+            amount: e.signed_amount(),
             principal: e.principal,
             bonus: e.bonus,
             bonus_granted: match k {
@@ -586,14 +678,12 @@ impl State {
                 TxnKind::Spend | TxnKind::Hold => e.extra,
                 _ => Amount::ZERO,
             },
-            points_earned: match k {
-                TxnKind::Spend | TxnKind::Capture | TxnKind::Grant => e.points,
-                _ => 0,
+            discount_source: match k {
+                TxnKind::Spend | TxnKind::Hold => e.discount_source(),
+                _ => None,
             },
-            points_spent: match k {
-                TxnKind::Redeem | TxnKind::Refund | TxnKind::Reversal => e.points,
-                _ => 0,
-            },
+            points_earned: if points_moved && points_up { e.points } else { 0 },
+            points_spent: if points_moved && !points_up { e.points } else { 0 },
             released: match k {
                 TxnKind::Capture | TxnKind::Void | TxnKind::HoldExpired | TxnKind::Reversal => {
                     e.extra
@@ -601,7 +691,12 @@ impl State {
                 _ => Amount::ZERO,
             },
             forfeited: match k {
-                TxnKind::CashOut | TxnKind::Close => e.extra,
+                TxnKind::CashOut => e.bonus - paid_from_bonus,
+                TxnKind::Close => e.extra,
+                _ => Amount::ZERO,
+            },
+            retained: match k {
+                TxnKind::CashOut => (e.principal - e.amount).max(Amount::ZERO),
                 _ => Amount::ZERO,
             },
             reversed_txn: if k == TxnKind::Reversal { refers } else { None },
@@ -637,10 +732,12 @@ impl State {
             bonus: Amount::ZERO,
             bonus_granted: Amount::ZERO,
             discount: Amount::ZERO,
+            discount_source: None,
             points_earned: 0,
             points_spent: 0,
             released: Amount::ZERO,
             forfeited: Amount::ZERO,
+            retained: Amount::ZERO,
             reversed_txn: None,
             expires_at: None,
             card: None,

@@ -4,14 +4,19 @@
 
 use super::card::Card;
 use super::history::{
-    TxnEntry, F_REVERSED, HOLD_ACTIVE, HOLD_CAPTURED, HOLD_EXPIRED, HOLD_STATE_MASK, HOLD_VOIDED,
+    TxnEntry, DISCOUNT_TIER, DISCOUNT_WINDOW, F_REVERSED, HOLD_ACTIVE, HOLD_CAPTURED,
+    HOLD_EXPIRED, HOLD_GROSS, HOLD_STATE_MASK, HOLD_VOIDED,
 };
 use super::marketing::{self, DAY_MS, MINUTE_MS};
 use super::timers::{Timer, Timers, T_HOLD, T_LOT, T_REMIND};
-use super::{invalid, not_found, Fail, Hold, IdBuild, State, StateConfig, CHUNK, CHUNK_BITS};
+use super::{
+    invalid, not_found, Fail, Hold, IdBuild, Rules, State, StateConfig, CHUNK, CHUNK_BITS,
+};
 use crate::command::{CashOutReason, Command, Millis};
-use crate::money::Amount;
-use crate::outcome::{CardStatus, DeclineCode, Event, EventKind, NotFoundKind, TxnKind};
+use crate::money::{Amount, Rate};
+use crate::outcome::{
+    CardStatus, DeclineCode, DiscountSource, Event, EventKind, NotFoundKind, TxnKind,
+};
 use crate::program::Program;
 use std::collections::HashMap;
 
@@ -20,6 +25,17 @@ pub(crate) const COOLING_OFF_MS: i64 = 7 * DAY_MS;
 /// A cash-out this soon after a top-up is reported as an anomaly.
 const QUICK_CASH_OUT_MS: i64 = 10 * MINUTE_MS;
 
+/// What a spend or hold of a merchant amount costs the card.
+struct Priced {
+    /// The amount after discount.
+    charged: Amount,
+    discount: Amount,
+    /// The discount rate applied (fixed on a hold for its captures).
+    rate: Rate,
+    /// `DISCOUNT_TIER` / `DISCOUNT_WINDOW` for the entry (current rules), else 0.
+    source_flags: u8,
+}
+
 /// Mutable views of the parts of a `State` one card operation touches.
 pub(crate) struct Parts<'a> {
     pub card: &'a mut Card,
@@ -27,6 +43,8 @@ pub(crate) struct Parts<'a> {
     pub timers: &'a mut Timers,
     pub holds: &'a mut HashMap<(u64, u32), Hold, IdBuild>,
     pub config: &'a StateConfig,
+    /// The rules of the request being applied.
+    pub rules: Rules,
 }
 
 impl State {
@@ -40,6 +58,7 @@ impl State {
             timers: &mut self.timers,
             holds: &mut self.holds,
             config: &self.config,
+            rules: self.rules,
         }
     }
 
@@ -135,6 +154,26 @@ impl Parts<'_> {
         }
     }
 
+    /// The `low_balance` reminder: once when `available` went from at or above the program's
+    /// threshold (`available_before`) to below it.
+    pub(crate) fn remind_low_balance(
+        &self,
+        available_before: Amount,
+        now: i64,
+        events: &mut Vec<Event>,
+    ) {
+        if let Some(t) = self.program.reminders.low_balance {
+            let after = self.card.available();
+            if available_before >= t && after < t {
+                events.push(Event {
+                    at: Millis(now),
+                    card_id: self.card.id,
+                    kind: EventKind::LowBalance { available: after },
+                });
+            }
+        }
+    }
+
     /// Takes a spend's parts from the card; returns the expiry of the latest lot drawn.
     fn take(&mut self, principal: Amount, bonus: Amount) -> i64 {
         self.card.principal -= principal;
@@ -165,7 +204,12 @@ impl Parts<'_> {
         } else {
             rules.max_balance_anonymous.or(rules.max_balance)
         };
-        if cap.is_some_and(|m| self.card.total() + amount > m) {
+        // SPEC: the cap limits principal; bonus (this top-up's own included) never counts.
+        let capped = match self.rules {
+            Rules::Original => self.card.total(),
+            Rules::Current => self.card.principal,
+        };
+        if cap.is_some_and(|m| capped + amount > m) {
             return Err(DeclineCode::OverBalanceCap.into());
         }
         let nth = self.card.top_up_count.saturating_add(1);
@@ -186,13 +230,13 @@ impl Parts<'_> {
         Ok(e)
     }
 
-    /// The checks spends and holds share; returns (charged, discount).
+    /// The checks spends and holds share; returns the price of `amount`.
     fn authorize(
         &mut self,
         amount: Amount,
         now: i64,
         events: &mut Vec<Event>,
-    ) -> Result<(Amount, Amount), Fail> {
+    ) -> Result<Priced, Fail> {
         self.require_active()?;
         self.roll_day(now);
         let minute = (now.div_euclid(MINUTE_MS)).clamp(0, i64::from(u32::MAX)) as u32;
@@ -200,7 +244,7 @@ impl Parts<'_> {
             self.card.minute = minute;
             self.card.spends_in_minute = 0;
         }
-        let rate = marketing::discount_rate(self.program, self.card.paid_in, now);
+        let (rate, source) = marketing::discount_of(self.program, self.card.paid_in, now);
         let discount = marketing::rate_of(rate, amount);
         let charged = amount - discount;
         let v = &self.program.velocity;
@@ -224,7 +268,18 @@ impl Parts<'_> {
         }
         self.card.spends_in_minute = self.card.spends_in_minute.saturating_add(1);
         self.card.spend_today += charged;
-        Ok((charged, discount))
+        // Current rules record where the discount came from (flags of the entry).
+        let source_flags = match (self.rules, source) {
+            (Rules::Current, Some(DiscountSource::Tier)) => DISCOUNT_TIER,
+            (Rules::Current, Some(DiscountSource::Window)) => DISCOUNT_WINDOW,
+            _ => 0,
+        };
+        Ok(Priced {
+            charged,
+            discount,
+            rate,
+            source_flags,
+        })
     }
 
     /// Charges `amount` (already authorized or held): split, points, low-balance reminder.
@@ -245,15 +300,9 @@ impl Parts<'_> {
         let points = marketing::points_earned(self.program, self.card.paid_in, amount);
         self.card.points = self.card.points.saturating_add(points);
         self.card.consumed += amount;
-        if let Some(t) = self.program.reminders.low_balance {
-            let after = self.card.available();
-            if available_before >= t && after < t {
-                events.push(Event {
-                    at: Millis(now),
-                    card_id: self.card.id,
-                    kind: EventKind::LowBalance { available: after },
-                });
-            }
+        if self.rules == Rules::Original {
+            // Current rules remind after every operation instead (`State::card_op`).
+            self.remind_low_balance(available_before, now, events);
         }
         let mut e = TxnEntry::new(TxnKind::Spend, Millis(now));
         e.amount = amount;
@@ -271,9 +320,10 @@ impl Parts<'_> {
         events: &mut Vec<Event>,
     ) -> Result<TxnEntry, Fail> {
         let before = self.card.available();
-        let (charged, discount) = self.authorize(amount, now, events)?;
-        let mut e = self.charge(charged, before, now, events);
-        e.extra = discount;
+        let price = self.authorize(amount, now, events)?;
+        let mut e = self.charge(price.charged, before, now, events);
+        e.extra = price.discount;
+        e.flags |= price.source_flags;
         Ok(e)
     }
 
@@ -284,7 +334,12 @@ impl Parts<'_> {
         now: i64,
         events: &mut Vec<Event>,
     ) -> Result<TxnEntry, Fail> {
-        let (charged, discount) = self.authorize(amount, now, events)?;
+        let Priced {
+            charged,
+            discount,
+            rate,
+            source_flags,
+        } = self.authorize(amount, now, events)?;
         let expires_at = now.saturating_add(i64::from(ttl_seconds) * 1000);
         let seq = self.card.next_seq();
         self.card.held += charged;
@@ -306,6 +361,11 @@ impl Parts<'_> {
         e.extra = discount;
         e.aux = expires_at;
         e.flags = HOLD_ACTIVE;
+        if self.rules == Rules::Current {
+            // Captures of this hold are merchant amounts at this rate (SPEC).
+            e.flags |= HOLD_GROSS | source_flags;
+            e.points = u64::from(rate.0);
+        }
         Ok(e)
     }
 
@@ -345,7 +405,19 @@ impl Parts<'_> {
         if hold.expires_at <= now {
             return Err(DeclineCode::HoldExpired.into());
         }
-        let amount = amount.unwrap_or(hold.amount);
+        let amount = match (amount, self.card.entry(seq)) {
+            (None, _) => hold.amount,
+            (Some(gross), Some(h)) if h.flags & HOLD_GROSS != 0 => {
+                // A merchant amount before discount, at the rate fixed by the hold: of a
+                // 100.00 hold at 10 % (90.00 held), 50.00 charges 45.00.
+                if gross > h.amount + h.extra {
+                    return Err(DeclineCode::OverCapture.into());
+                }
+                let rate = Rate(u32::try_from(h.points).unwrap_or(0));
+                gross - marketing::rate_of(rate, gross)
+            }
+            (Some(a), _) => a,
+        };
         if amount > hold.amount {
             return Err(DeclineCode::OverCapture.into());
         }
@@ -486,10 +558,17 @@ impl Parts<'_> {
                 if lock > 0 && self.recent_principal(now - i64::from(lock) * DAY_MS).0 > 0 {
                     return Err(DeclineCode::RefundLocked.into());
                 }
-                if reason == CashOutReason::Consumer {
-                    (c.paid_in - c.consumed).max(Amount::ZERO).min(principal)
-                } else {
-                    principal
+                match (reason, self.rules) {
+                    (CashOutReason::Consumer, _) => {
+                        (c.paid_in - c.consumed).max(Amount::ZERO).min(principal)
+                    }
+                    (_, Rules::Original) => principal,
+                    (_, Rules::Current) => marketing::proportional_principal_left(
+                        c.paid_in,
+                        c.bonus_given,
+                        c.consumed,
+                    )
+                    .min(c.total()),
                 }
             }
         };

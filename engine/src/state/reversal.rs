@@ -5,20 +5,27 @@
 //!   `Approved { kind: Reversal, reversed_txn: Some(original) }` (the undo is a history entry of
 //!   its own): a top-up loses the principal and bonus it credited (declined
 //!   `insufficient_funds` if they are no longer all there, as after a spend); a spend or
-//!   capture is refunded in full (what is not refunded yet); an active hold is voided; a refund,
+//!   capture is refunded in full (what is not refunded yet) and a capture's hold reopens for
+//!   what it held until its own expiry (released if that has passed, or held only up to what
+//!   is available; current rules); an active hold is voided; a refund,
 //!   redeem or grant is taken back (`insufficient_funds` / `insufficient_points` if gone);
 //!   freeze and unfreeze flip back. Opens, closes and cash-outs cannot be reversed (`400`).
 //! - it was **declined or refused here**, or **never seen** ⇒ nothing to undo:
 //!   `Approved { reversed_txn: None }`.
 //!
 //! Either way the key is remembered as reversed: the request arriving later (or retried) is
-//! declined `reversed`. A second reversal of the same key changes nothing.
+//! declined `reversed`. A second reversal of the same key changes nothing and (current rules)
+//! answers what the first did: the first reversal's transaction, rebuilt from its history
+//! entry.
 
-use super::history::{TxnEntry, F_REVERSED, HOLD_VOIDED};
+use super::history::{
+    TxnEntry, F_REVERSED, HOLD_ACTIVE, HOLD_CAPTURED, HOLD_EXPIRED, HOLD_STATE_MASK, HOLD_VOIDED,
+};
 use super::idempotency::{key_hash, KeyEntry, Stored, K_REVERSED};
 use super::marketing;
 use super::ops::Parts;
-use super::{invalid, not_found, Fail, State};
+use super::timers::{Timer, T_HOLD};
+use super::{invalid, not_found, Fail, Hold, Rules, State};
 use crate::command::{CardId, Millis, TxnId};
 use crate::money::Amount;
 use crate::outcome::{Approval, CardStatus, DeclineCode, Event, NotFoundKind, Outcome, TxnKind};
@@ -46,6 +53,12 @@ impl State {
         };
         if e.flags & K_REVERSED != 0 || e.stored != Stored::Txn {
             self.keys.update(&kh, |m| m.flags |= K_REVERSED);
+            if self.rules == Rules::Current && e.flags & K_REVERSED != 0 {
+                // A second reversal of the same request answers what the first did.
+                if let Some(first) = self.first_reversal(e.card, e.seq) {
+                    return first;
+                }
+            }
             let was = (e.stored == Stored::Txn).then_some(TxnId {
                 card: e.card,
                 seq: e.seq,
@@ -65,6 +78,18 @@ impl State {
     }
 }
 
+impl State {
+    /// The answer of the reversal that undid transaction `seq` of `card`, rebuilt from its
+    /// history entry (the card view as it is now); `None` if there was none or it was trimmed.
+    fn first_reversal(&self, card: CardId, seq: u32) -> Option<Outcome> {
+        let c = self.card(card)?;
+        let (rseq, r) = c
+            .entries_after(seq)
+            .find(|(_, r)| r.kind == TxnKind::Reversal && r.refers_to == seq)?;
+        Some(Outcome::Approved(Box::new(self.approval(c, rseq, r))))
+    }
+}
+
 fn nothing_reversed(was: Option<TxnId>) -> Outcome {
     Outcome::Approved(Box::new(Approval {
         kind: TxnKind::Reversal,
@@ -74,10 +99,12 @@ fn nothing_reversed(was: Option<TxnId>) -> Outcome {
         bonus: Amount::ZERO,
         bonus_granted: Amount::ZERO,
         discount: Amount::ZERO,
+        discount_source: None,
         points_earned: 0,
         points_spent: 0,
         released: Amount::ZERO,
         forfeited: Amount::ZERO,
+        retained: Amount::ZERO,
         reversed_txn: was,
         expires_at: None,
         card: None,
@@ -99,6 +126,43 @@ impl Parts<'_> {
             return Err(DeclineCode::InsufficientFunds.into());
         }
         Ok(())
+    }
+
+    /// Reopens hold `seq` (captured) for `amount` (what it held when captured) until its own
+    /// expiry; if that has passed, the hold stays released (as expired). A hold cannot reserve
+    /// more than is available: it reopens for at most that.
+    fn reopen_hold(&mut self, seq: u32, amount: Amount, now: i64, events: &mut Vec<Event>) {
+        let Some(h) = self.card.entry(seq).copied() else {
+            return;
+        };
+        if h.kind != TxnKind::Hold || h.flags & HOLD_STATE_MASK != HOLD_CAPTURED {
+            return;
+        }
+        let expires_at = h.aux;
+        let amount = amount.min(self.card.available());
+        let state = if expires_at <= now {
+            HOLD_EXPIRED
+        } else if amount.0 <= 0 {
+            HOLD_VOIDED
+        } else {
+            self.card.held += amount;
+            self.holds
+                .insert((self.card.id.0, seq), Hold { amount, expires_at });
+            self.timers.push(Timer {
+                at: expires_at,
+                kind: T_HOLD,
+                card: self.card.id.0,
+                seq,
+            });
+            HOLD_ACTIVE
+        };
+        if let Some(o) = self.card.entry_mut(seq) {
+            o.flags = (o.flags & !HOLD_STATE_MASK) | state;
+        }
+        if state != HOLD_ACTIVE {
+            // Bonus kept past its expiry to back the hold expires now.
+            self.expire_overdue(now, events);
+        }
     }
 
     /// Undoes transaction `seq` of this card (see the module docs).
@@ -139,7 +203,11 @@ impl Parts<'_> {
                 let (done, _, _) = self.refunded(seq);
                 let rest = orig.amount - done;
                 if rest.0 > 0 {
-                    return Ok(self.give_back(seq, &orig, rest, TxnKind::Reversal, now));
+                    e = self.give_back(seq, &orig, rest, TxnKind::Reversal, now);
+                }
+                if orig.kind == TxnKind::Capture && self.rules == Rules::Current {
+                    // The capture did not happen: its hold is as it was before it.
+                    self.reopen_hold(orig.refers_to, orig.amount + orig.extra, now, events);
                 }
             }
             TxnKind::Hold => {

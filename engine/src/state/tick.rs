@@ -6,7 +6,7 @@ use super::history::{TxnEntry, HOLD_EXPIRED};
 use super::marketing::DAY_MS;
 use super::ops::Parts;
 use super::timers::{T_HOLD, T_LOT, T_REMIND};
-use super::State;
+use super::{Rules, State};
 use crate::command::{Millis, TxnId};
 use crate::money::Amount;
 use crate::outcome::{Approval, Event, EventKind, Outcome, TxnKind};
@@ -26,6 +26,7 @@ impl State {
             };
             let before = self.float_part(slot);
             let mut x = self.parts(slot);
+            let available_before = x.card.available();
             match t.kind {
                 T_HOLD => {
                     if let Some(h) = x.holds.get(&(t.card, t.seq)).copied() {
@@ -56,6 +57,9 @@ impl State {
                 T_REMIND => x.remind(now.0, events),
                 _ => {}
             }
+            if x.rules == Rules::Current {
+                x.remind_low_balance(available_before, now.0, events);
+            }
             x.card.check();
             let after = self.float_part(slot);
             self.shift_float(slot, before, after);
@@ -68,10 +72,12 @@ impl State {
             bonus: expired,
             bonus_granted: Amount::ZERO,
             discount: Amount::ZERO,
+            discount_source: None,
             points_earned: 0,
             points_spent: 0,
             released,
             forfeited: expired,
+            retained: Amount::ZERO,
             reversed_txn: None,
             expires_at: None,
             card: None,

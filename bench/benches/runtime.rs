@@ -39,12 +39,14 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// `SVAULT_BENCH_SYNC=pwrite` selects the wal's pwrite + fdatasync commit instead of msync.
 fn tuning() -> Tuning {
-    let mut t = Tuning::default();
     // No automatic snapshots: "restart from the WAL only" and the offline replay need the whole
     // log (at 10 M cards the setup alone would pass the default 10 M-record interval). The
     // snapshot step below asks for one explicitly.
-    t.snapshot_every_records = u64::MAX;
-    t.snapshot_every_secs = u64::MAX;
+    let mut t = Tuning {
+        snapshot_every_records: u64::MAX,
+        snapshot_every_secs: u64::MAX,
+        ..Tuning::default()
+    };
     if std::env::var("SVAULT_BENCH_SYNC").as_deref() == Ok("pwrite") {
         t.wal.sync_method = wal::SyncMethod::PwriteFdatasync;
     }

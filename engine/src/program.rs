@@ -551,7 +551,7 @@ impl Program {
             points: Some(PointsSpec {
                 earn_per_unit: Some(self.points.earn_per_unit.to_decimal_string()),
                 redeem_rate: (self.points.redeem_rate > 0)
-                    .then(|| IntOrString::Int(self.points.redeem_rate)),
+                    .then_some(IntOrString::Int(self.points.redeem_rate)),
             }),
             tiers: self
                 .tiers

@@ -22,10 +22,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = match req.headers().get(axum::http::header::CONTENT_TYPE) {
-            None => None,
-            Some(v) => Some(v.to_str().unwrap_or("(not visible ASCII)").to_string()),
-        };
+        let content_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("(not visible ASCII)").to_string());
         if let Some(ct) = &content_type {
             if !is_json(ct) {
                 return Err(ApiError::unsupported_media_type(ct));

@@ -8,8 +8,9 @@
 use std::path::Path;
 
 use crate::format::SegmentHeader;
-use crate::recovery::{judge, list_segments};
+use crate::recovery::judge;
 use crate::scan::{scan_segment, Stop};
+use crate::storage::list_segment_paths;
 use crate::{snapshot, Lsn, TornTail, WalError};
 
 /// What `inspect` found in a log directory (read-only; nothing is modified).
@@ -67,7 +68,7 @@ pub struct SnapshotInfo {
 pub fn inspect(dir: &Path) -> Result<Inspection, WalError> {
     let mut out = Inspection::default();
     let mut good = Vec::new();
-    for path in list_segments(dir)? {
+    for path in list_segment_paths(dir)? {
         let bytes = std::fs::read(&path)?;
         let file_name = path
             .file_name()

@@ -84,7 +84,9 @@ mod recovery;
 mod scan;
 #[allow(unsafe_code)]
 mod segment;
+pub mod sim;
 pub mod snapshot;
+mod storage;
 #[doc(hidden)]
 pub mod testkit;
 mod types;
@@ -95,6 +97,7 @@ pub use format::{
     FORMAT_VERSION, PAGE_BYTES, PAYLOAD_MAX_BYTES, RECORD_ALIGN_BYTES, SEGMENT_HEADER_BYTES,
 };
 pub use inspect::{inspect, Inspection, SegmentInfo, SnapshotInfo};
+pub use storage::{FileStorage, Storage, StorageFile, StorageMap};
 pub use types::{Committed, Lsn, Recovery, SyncMethod, TornTail, WalOptions};
 pub use writer::Wal;
 

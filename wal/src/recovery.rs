@@ -12,9 +12,12 @@
 //!     A clean shutdown's seal is such a batch, so after `close` even the last batch is
 //!     protected.
 //!
-//! Everything accepted from the last segment is synced before open returns: records a
-//! killed writer left unsynced in the page cache become part of the log, and later
-//! batches will vouch for them, so they must be as durable as the batches that follow.
+//! Everything accepted is durable before open returns: records a killed writer left
+//! unsynced in the page cache become part of the log, and later batches will vouch for
+//! them, so the last segment is synced, and so is the directory (a segment renamed into
+//! place just before a kill). Then the last segment's clean cached pages are dropped, so
+//! the scan reads what the disk holds: after a failed sync Linux keeps the unwritten pages
+//! cached and marked clean, and a later fsync reports success without writing them.
 //!
 //! What cannot be told apart: damage inside the very last batch of a crashed run (never
 //! vouched for by a later write) is cut like a torn write. That batch may have been
@@ -22,34 +25,20 @@
 
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{corruption, from_io};
 use crate::format::{valid_segment_size, SegmentHeader, PAGE_BYTES, SEGMENT_HEADER_BYTES};
 use crate::poison::Poison;
 use crate::scan::{scan_segment, SegmentScan, Stop};
-use crate::segment::{self, DirLock, SegmentMap};
+use crate::storage::{Storage, StorageFile, StorageMap};
 use crate::writer::{activate, Segment, Wal, PREALLOC_NAME};
 use crate::{Lsn, Recovery, TornTail, WalError, WalOptions};
 
-/// Segment files (`*.wal`) in `dir`, unsorted.
-pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_string_lossy().ends_with(".wal") && entry.file_type()?.is_file() {
-            out.push(entry.path());
-        }
-    }
-    Ok(out)
-}
-
 /// Reads and validates the header of a segment file.
-pub(crate) fn read_header(path: &Path, file: &File) -> Result<SegmentHeader, WalError> {
+pub(crate) fn read_header(path: &Path, file: &impl StorageFile) -> Result<SegmentHeader, WalError> {
     let mut buf = [0u8; crate::format::SEGMENT_HEADER_USED_BYTES];
     if let Err(e) = file.read_exact_at(&mut buf, 0) {
         if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -112,7 +101,8 @@ pub(crate) fn judge(
     Ok(None)
 }
 
-fn random_log_id() -> u64 {
+/// A fresh log id from the OS's random source (the time if there is none).
+pub(crate) fn random_log_id() -> u64 {
     use std::io::Read;
     let mut b = [0u8; 8];
     if File::open("/dev/urandom")
@@ -127,45 +117,48 @@ fn random_log_id() -> u64 {
     t ^ (u64::from(std::process::id()) << 32)
 }
 
-pub(crate) fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), WalError> {
+pub(crate) fn open<S: Storage>(
+    storage: S,
+    options: WalOptions,
+) -> Result<(Wal<S>, Recovery), WalError> {
     if !valid_segment_size(options.segment_size_bytes) {
         return Err(WalError::InvalidOptions(
             "segment_size_bytes must be a multiple of 4096, at least 8192",
         ));
     }
-    std::fs::create_dir_all(dir)?;
-    let lock = DirLock::acquire(dir).map_err(|e| match e.kind() {
-        io::ErrorKind::WouldBlock => WalError::Locked(dir.to_path_buf()),
-        _ => WalError::Io(e),
-    })?;
-    match std::fs::remove_file(dir.join(PREALLOC_NAME)) {
+    let lock = storage.lock()?;
+    match storage.remove(PREALLOC_NAME) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(WalError::Io(e)),
     }
 
-    let paths = list_segments(dir)?;
-    if paths.is_empty() {
-        return create(dir, options, lock);
+    // The names this process sees may include renames a killed writer never synced; records
+    // appended from now on must not live in a file whose name the disk may yet forget.
+    storage.sync_dir()?;
+    let names = storage.list_segments()?;
+    if names.is_empty() {
+        return create(storage, options, lock);
     }
 
-    let mut found = Vec::with_capacity(paths.len());
-    for path in paths {
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    let mut found = Vec::with_capacity(names.len());
+    for name in names {
+        let path = storage.path(&name);
+        let file = storage.open(&name)?;
         let header = read_header(&path, &file)?;
-        found.push((path, file, header));
+        found.push((name, path, file, header));
     }
-    found.sort_by_key(|(_, _, h)| h.epoch);
+    found.sort_by_key(|(_, _, _, h)| h.epoch);
 
     let count = found.len();
-    let mut segments: Vec<Segment> = Vec::with_capacity(count);
+    let mut segments: Vec<Segment<S::Map>> = Vec::with_capacity(count);
     let mut recovery = Recovery {
         segments: count,
         ..Recovery::default()
     };
     let mut next_lsn = 0u64;
     let mut first: Option<SegmentHeader> = None;
-    for (i, (path, file, header)) in found.into_iter().enumerate() {
+    for (i, (name, path, mut file, header)) in found.into_iter().enumerate() {
         let is_last = i + 1 == count;
         if let Some(f) = first {
             if header.log_id != f.log_id {
@@ -188,6 +181,21 @@ pub(crate) fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), W
                     format!("epoch {} follows epoch {}", header.epoch, prev.header.epoch),
                 ));
             }
+            if header.first_lsn > next_lsn {
+                // The previous segment was complete when this one was created: its end lost records.
+                let why = format!(
+                    "records {next_lsn}..{} missing at the end of this segment; the next segment {} starts at lsn {}",
+                    header.first_lsn - 1,
+                    path.display(),
+                    header.first_lsn
+                );
+                return Err(corruption(
+                    prev.path.clone(),
+                    prev.durable_end,
+                    Some(next_lsn),
+                    why,
+                ));
+            }
             if header.first_lsn != next_lsn {
                 let why = format!(
                     "segment starts at lsn {}, but the previous one ends before {next_lsn}",
@@ -196,11 +204,11 @@ pub(crate) fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), W
                 return Err(corruption(path, 0, Some(next_lsn), why));
             }
         }
-        let len = file.metadata()?.len();
+        let len = file.len()?;
         if len != header.segment_size_bytes {
             if is_last && len < header.segment_size_bytes && len >= SEGMENT_HEADER_BYTES {
                 // Shortened behind our back (never by us): the missing bytes read as zeros.
-                segment::fallocate(&file, header.segment_size_bytes).map_err(from_io)?;
+                file.allocate(header.segment_size_bytes).map_err(from_io)?;
             } else {
                 let why = format!(
                     "file is {len} bytes, its header says {}",
@@ -209,7 +217,15 @@ pub(crate) fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), W
                 return Err(corruption(path, 0, None, why));
             }
         }
-        let mut map = SegmentMap::map(file, header.segment_size_bytes)?;
+        if is_last {
+            // A killed writer leaves records in the page cache that were never synced. We
+            // accept them, and the next batch will vouch for them: make them durable first.
+            // Then read what the disk holds: pages whose sync failed earlier stay cached,
+            // marked clean, and would read as durable although they are not (fsyncgate).
+            file.sync_data()?;
+            file.drop_clean_cache()?;
+        }
+        let mut map = storage.map(file, header.segment_size_bytes)?;
         map.advise_sequential();
         let scan = scan_segment(map.bytes(), header.epoch, header.first_lsn);
         if let Some(torn) = judge(&path, &header, &scan, is_last)? {
@@ -220,15 +236,11 @@ pub(crate) fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), W
             map.sync_range(scan.end, scan.dirty_end.next_multiple_of(PAGE_BYTES))?;
             recovery.torn_tail = Some(torn);
         }
-        if is_last {
-            // A killed writer leaves records in the page cache that were never synced. We
-            // accept them, and the next batch will vouch for them: make them durable first.
-            map.file().sync_data()?;
-        }
         recovery.records += scan.records;
         recovery.sealed = is_last && scan.sealed && recovery.torn_tail.is_none();
         next_lsn = scan.next_lsn;
         segments.push(Segment {
+            name,
             path,
             header,
             map,
@@ -244,23 +256,28 @@ pub(crate) fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), W
     };
     recovery.next_lsn = Lsn(next_lsn);
     Ok((
-        Wal::from_recovered(dir.to_path_buf(), options, segments, next_lsn, lock),
+        Wal::from_recovered(storage, options, segments, next_lsn, lock),
         recovery,
     ))
 }
 
 /// A new, empty log: one zero-filled segment with a fresh log id.
-fn create(dir: &Path, options: WalOptions, lock: DirLock) -> Result<(Wal, Recovery), WalError> {
-    let file = segment::create_zeroed(&dir.join(PREALLOC_NAME), options.segment_size_bytes)
+fn create<S: Storage>(
+    storage: S,
+    options: WalOptions,
+    lock: S::Lock,
+) -> Result<(Wal<S>, Recovery), WalError> {
+    let file = storage
+        .create_zeroed(PREALLOC_NAME, options.segment_size_bytes)
         .map_err(from_io)?;
     let header = SegmentHeader {
-        log_id: random_log_id(),
+        log_id: storage.new_log_id(),
         epoch: 1,
         first_lsn: 1,
         segment_size_bytes: options.segment_size_bytes,
     };
     let mut poison = Poison::default();
-    let seg = activate(dir, file, header, &mut poison)?;
+    let seg = activate(&storage, file, header, &mut poison)?;
     let recovery = Recovery {
         next_lsn: Lsn(1),
         segments: 1,
@@ -268,7 +285,7 @@ fn create(dir: &Path, options: WalOptions, lock: DirLock) -> Result<(Wal, Recove
         ..Recovery::default()
     };
     Ok((
-        Wal::from_recovered(dir.to_path_buf(), options, vec![seg], 1, lock),
+        Wal::from_recovered(storage, options, vec![seg], 1, lock),
         recovery,
     ))
 }

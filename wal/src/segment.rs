@@ -101,6 +101,17 @@ pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
+/// Evicts the file's clean pages from the page cache (`posix_fadvise(DONTNEED)`), so the
+/// next reads come from the disk. Best effort: dirty, locked or mapped pages stay.
+pub fn drop_clean_cache(file: &File) -> io::Result<()> {
+    // SAFETY: `posix_fadvise` reads no memory of ours; the descriptor is valid for the life of `file`.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
 /// Creates `path` (replacing a stale one), reserves `len` bytes and zero-fills them with
 /// large writes, then makes the zeros durable. The file is ready to be mapped.
 pub fn create_zeroed(path: &Path, len: u64) -> io::Result<File> {

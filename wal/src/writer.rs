@@ -9,9 +9,7 @@
 //! - a segment is left only after its pending records were synced, and records never
 //!   span segments.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -21,7 +19,7 @@ use crate::format::{
     FLAG_SEAL, PAGE_BYTES, PAYLOAD_MAX_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::poison::Poison;
-use crate::segment::{self, DirLock, SegmentMap};
+use crate::storage::{FileStorage, Storage, StorageFile, StorageMap};
 use crate::{Committed, Lsn, Recovery, SyncMethod, WalError, WalOptions};
 
 /// The next segment's preallocation starts once the active one is 1/8 full: early enough
@@ -38,10 +36,11 @@ pub(crate) fn segment_name(h: &SegmentHeader) -> String {
 }
 
 /// One mapped segment file.
-pub(crate) struct Segment {
+pub(crate) struct Segment<M> {
+    pub name: String,
     pub path: PathBuf,
     pub header: SegmentHeader,
-    pub map: SegmentMap,
+    pub map: M,
     /// Offset just past the last durable record (recovered, synced at rotation, or committed).
     pub durable_end: u64,
 }
@@ -50,11 +49,14 @@ pub(crate) struct Segment {
 ///
 /// Single-threaded by design: the shard thread that owns it is the only writer, and
 /// `commit` blocks in msync, so it must never run on an async executor's worker.
-pub struct Wal {
-    dir: PathBuf,
+///
+/// `S` is where the segments live: real files ([`FileStorage`], the default) or, in
+/// tests, a simulated disk ([`crate::sim::MemStorage`]).
+pub struct Wal<S: Storage = FileStorage> {
+    storage: S,
     options: WalOptions,
     /// Sorted by epoch; never empty; the last one is active.
-    segments: Vec<Segment>,
+    segments: Vec<Segment<S::Map>>,
     next_lsn: u64,
     durable_lsn: u64,
     /// Write position in the active segment.
@@ -64,8 +66,8 @@ pub struct Wal {
     /// `PwriteFdatasync` only: the bytes of `[batch_start, pos)`.
     staging: Vec<u8>,
     poison: Poison,
-    prealloc: Option<JoinHandle<io::Result<File>>>,
-    _lock: DirLock,
+    prealloc: Option<Prealloc<S::File>>,
+    _lock: S::Lock,
     #[cfg(any(test, feature = "fault-injection"))]
     faults: Faults,
 }
@@ -79,24 +81,37 @@ struct Faults {
     prealloc_enospc: bool,
 }
 
+/// The next segment being zero-filled: on a thread (real disks), or created when needed.
+enum Prealloc<F> {
+    Thread(JoinHandle<io::Result<F>>),
+    OnDemand,
+}
+
 impl Wal {
     /// Opens (or creates) the log in `dir`, scanning and validating every segment, cutting a torn tail.
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), WalError> {
-        crate::recovery::open(dir, options)
+        crate::recovery::open(FileStorage::new(dir), options)
+    }
+}
+
+impl<S: Storage> Wal<S> {
+    /// [`Wal::open`] on any storage (a simulated disk in tests).
+    pub fn open_on(storage: S, options: WalOptions) -> Result<(Wal<S>, Recovery), WalError> {
+        crate::recovery::open(storage, options)
     }
 
     pub(crate) fn from_recovered(
-        dir: PathBuf,
+        storage: S,
         options: WalOptions,
-        segments: Vec<Segment>,
+        segments: Vec<Segment<S::Map>>,
         next_lsn: u64,
-        lock: DirLock,
-    ) -> Wal {
+        lock: S::Lock,
+    ) -> Wal<S> {
         let pos = segments.last().map_or(SEGMENT_HEADER_BYTES, |s| {
             align_up(s.durable_end, PAGE_BYTES)
         });
         Wal {
-            dir,
+            storage,
             options,
             segments,
             next_lsn,
@@ -207,17 +222,17 @@ impl Wal {
                 .get(1)
                 .is_some_and(|s| s.header.first_lsn <= lsn.0)
         {
-            let path = self
+            let name = self
                 .segments
                 .first()
-                .map(|s| s.path.clone())
+                .map(|s| s.name.clone())
                 .unwrap_or_default();
-            std::fs::remove_file(&path)?;
+            self.storage.remove(&name)?;
             self.segments.remove(0);
             removed = true;
         }
         if removed {
-            segment::sync_dir(&self.dir)?;
+            self.storage.sync_dir()?;
         }
         Ok(())
     }
@@ -232,13 +247,13 @@ impl Wal {
         self.poison.is_set()
     }
 
-    fn active(&self) -> &Segment {
+    fn active(&self) -> &Segment<S::Map> {
         // `segments` is never empty: open creates or finds at least one, removal keeps the last.
         #[allow(clippy::indexing_slicing)]
         &self.segments[self.segments.len() - 1]
     }
 
-    fn active_mut(&mut self) -> &mut Segment {
+    fn active_mut(&mut self) -> &mut Segment<S::Map> {
         let n = self.segments.len() - 1;
         #[allow(clippy::indexing_slicing)]
         &mut self.segments[n]
@@ -285,12 +300,17 @@ impl Wal {
     fn sync_batch(&mut self) -> Result<(), WalError> {
         let (from, to) = (self.batch_start, align_up(self.pos, PAGE_BYTES));
         let result = match self.options.sync_method {
-            SyncMethod::Msync => self.active().map.sync_range(from, to),
+            SyncMethod::Msync => self.active_mut().map.sync_range(from, to),
             SyncMethod::PwriteFdatasync => {
                 self.staging.resize((to - from) as usize, 0);
-                let file = self.active().map.file();
-                file.write_all_at(&self.staging, from)
-                    .and_then(|()| file.sync_data())
+                let n = self.segments.len() - 1;
+                match self.segments.get_mut(n) {
+                    Some(seg) => seg
+                        .map
+                        .write_all_at(&self.staging, from)
+                        .and_then(|()| seg.map.sync_data()),
+                    None => Err(io::Error::other("no active segment (internal error)")),
+                }
             }
         };
         self.staging.clear();
@@ -318,11 +338,15 @@ impl Wal {
     }
 
     fn start_prealloc(&mut self) {
-        let path = self.dir.join(PREALLOC_NAME);
+        if !S::BACKGROUND_PREALLOC {
+            self.prealloc = Some(Prealloc::OnDemand);
+            return;
+        }
+        let storage = self.storage.clone();
         let size = self.options.segment_size_bytes;
-        self.prealloc = Some(std::thread::spawn(move || {
-            segment::create_zeroed(&path, size)
-        }));
+        self.prealloc = Some(Prealloc::Thread(std::thread::spawn(move || {
+            storage.create_zeroed(PREALLOC_NAME, size)
+        })));
     }
 
     /// Moves to a fresh segment. Errors before the old segment is synced (no space for the
@@ -331,15 +355,22 @@ impl Wal {
         if self.prealloc.is_none() {
             self.start_prealloc();
         }
-        let joined = self.prealloc.take().map(|h| h.join());
+        let joined = match self.prealloc.take() {
+            Some(Prealloc::Thread(h)) => h.join().ok(),
+            Some(Prealloc::OnDemand) => Some(
+                self.storage
+                    .create_zeroed(PREALLOC_NAME, self.options.segment_size_bytes),
+            ),
+            None => None,
+        };
         #[cfg(test)]
         if self.faults.prealloc_enospc {
             return Err(from_io(io::Error::from_raw_os_error(libc::ENOSPC)));
         }
         let file = match joined {
-            Some(Ok(Ok(file))) => file,
-            Some(Ok(Err(e))) => return Err(from_io(e)),
-            Some(Err(_)) | None => {
+            Some(Ok(file)) => file,
+            Some(Err(e)) => return Err(from_io(e)),
+            None => {
                 return Err(WalError::Io(io::Error::other(
                     "segment preallocation thread died",
                 )))
@@ -355,7 +386,7 @@ impl Wal {
             first_lsn: self.next_lsn,
             segment_size_bytes: self.options.segment_size_bytes,
         };
-        let seg = activate(&self.dir, file, header, &mut self.poison)?;
+        let seg = activate(&self.storage, file, header, &mut self.poison)?;
         self.segments.push(seg);
         self.pos = SEGMENT_HEADER_BYTES;
         self.batch_start = SEGMENT_HEADER_BYTES;
@@ -363,10 +394,10 @@ impl Wal {
     }
 }
 
-impl Drop for Wal {
+impl<S: Storage> Drop for Wal<S> {
     fn drop(&mut self) {
         // Let a running preallocation finish, so a reopen in this process never races it.
-        if let Some(h) = self.prealloc.take() {
+        if let Some(Prealloc::Thread(h)) = self.prealloc.take() {
             let _ = h.join();
         }
     }
@@ -385,12 +416,12 @@ pub(crate) fn max_payload(segment_size_bytes: u64) -> u64 {
 
 /// Gives a zero-filled preallocated file its header and final name, durably.
 /// A failed sync poisons; a failed rename leaves the log as it was.
-pub(crate) fn activate(
-    dir: &Path,
-    file: File,
+pub(crate) fn activate<S: Storage>(
+    storage: &S,
+    mut file: S::File,
     header: SegmentHeader,
     poison: &mut Poison,
-) -> Result<Segment, WalError> {
+) -> Result<Segment<S::Map>, WalError> {
     let mut page = vec![0u8; SEGMENT_HEADER_BYTES as usize];
     let encoded = header.encode();
     if let Some(dst) = page.get_mut(..encoded.len()) {
@@ -398,12 +429,13 @@ pub(crate) fn activate(
     }
     file.write_all_at(&page, 0).map_err(from_io)?;
     file.sync_data().map_err(|e| poison.set(e))?;
-    let path = dir.join(segment_name(&header));
-    std::fs::rename(dir.join(PREALLOC_NAME), &path).map_err(from_io)?;
-    segment::sync_dir(dir).map_err(|e| poison.set(e))?;
-    let map = SegmentMap::map(file, header.segment_size_bytes)?;
+    let name = segment_name(&header);
+    storage.rename(PREALLOC_NAME, &name).map_err(from_io)?;
+    storage.sync_dir().map_err(|e| poison.set(e))?;
+    let map = storage.map(file, header.segment_size_bytes)?;
     Ok(Segment {
-        path,
+        path: storage.path(&name),
+        name,
         header,
         map,
         durable_end: SEGMENT_HEADER_BYTES,
@@ -411,8 +443,8 @@ pub(crate) fn activate(
 }
 
 /// Visits the records of one segment with `from ≤ lsn ≤ through`.
-fn read_segment<E: From<WalError>>(
-    seg: &Segment,
+fn read_segment<M: StorageMap, E: From<WalError>>(
+    seg: &Segment<M>,
     from: u64,
     through: u64,
     f: &mut impl FnMut(Lsn, &[u8]) -> Result<(), E>,

@@ -39,6 +39,10 @@ pub struct ServeArgs {
     pub durability: crate::runtime::Durability,
     #[arg(long)]
     pub api_keys: Option<std::path::PathBuf>,
+    /// Size of each WAL segment file in MiB (default 64). Not in SPEC: tests that fill a
+    /// small disk use small segments so that a rotation, and the refusal, come quickly.
+    #[arg(long, hide = true)]
+    pub wal_segment_mib: Option<u64>,
 }
 
 /// Flags of `svault replay`.

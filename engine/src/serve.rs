@@ -135,7 +135,11 @@ async fn serve(
         shards: args.shards,
         durability: args.durability,
     };
-    let engine = tokio::task::spawn_blocking(move || Engine::open(config))
+    let mut tuning = crate::runtime::Tuning::default();
+    if let Some(mib) = args.wal_segment_mib {
+        tuning.wal.segment_size_bytes = mib.saturating_mul(1 << 20);
+    }
+    let engine = tokio::task::spawn_blocking(move || Engine::open_with(config, tuning))
         .await
         .map_err(|e| ServeError::Demo(format!("engine open panicked: {e}")))??;
     // `demo` is created when no shard knows any program yet: on a new directory, and also after

@@ -103,6 +103,30 @@ impl Server {
 
     /// A request to this server's HTTP port.
     pub fn req(&self, method: &str, path: &str) -> Req {
+        self.client().req(method, path)
+    }
+
+    /// A handle other threads can send requests with.
+    pub fn client(&self) -> Client {
+        Client { http: self.http }
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends requests to a server's HTTP port from any thread.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub http: SocketAddr,
+}
+
+impl Client {
+    /// A request to the server's HTTP port.
+    pub fn req(&self, method: &str, path: &str) -> Req {
         Req {
             addr: self.http,
             method: method.to_string(),

@@ -255,10 +255,10 @@ fn a_full_disk_refuses_writes_with_503_keeps_reads_and_loses_nothing() {
     write_until_refused(&server.client(), &mut acked);
     server.kill();
     let mut server = start(&data);
-    for i in 0..CARDS {
+    for (i, fen) in acked.iter().enumerate() {
         assert_eq!(
             principal(&server, &card_id(i)),
-            acked[i],
+            *fen,
             "card {i} after a restart on a full disk"
         );
     }
@@ -271,10 +271,10 @@ fn a_full_disk_refuses_writes_with_503_keeps_reads_and_loses_nothing() {
     // Nothing acknowledged is lost: kill -9, restart on the same data, read again.
     server.kill();
     let server = start(&data);
-    for i in 0..CARDS {
+    for (i, fen) in acked.iter().enumerate() {
         assert_eq!(
             principal(&server, &card_id(i)),
-            acked[i],
+            *fen,
             "card {i} after the last restart"
         );
     }

@@ -13,7 +13,7 @@
 //! identical to what `State::snapshot` would have produced at that instant.
 
 use super::card::Card;
-use super::idempotency::{FrozenKeys, KeyEntry, KeyTable, Stored};
+use super::idempotency::{FrozenKeys, KeyEntry, KeyEntryV1, KeyTable, Stored};
 use super::timers::{Timer, Timers};
 use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK, MONEY_MAX};
 use crate::outcome::{FloatTotals, Outcome};
@@ -22,7 +22,24 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Format version of [`State::snapshot`] bytes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// 2: key entries remember the card their answer showed (96 bytes instead of 32). Version-1
+///    snapshots still restore (their keys replay with the card as it is now).
+pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// The snapshot form of version 1: the same but for the key entries. Only its archived form is
+/// read (and written by the test that pins it).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[allow(dead_code)]
+struct SnapV1<C> {
+    version: u32,
+    clock: i64,
+    programs: Vec<Program>,
+    cards: C,
+    holds: Vec<(u64, u32, Hold)>,
+    timers: Vec<Timer>,
+    keys: Vec<(u128, KeyEntryV1)>,
+    side: Vec<(u128, Outcome)>,
+}
 
 /// The snapshot form. `C` is the card list: `Vec<Card>` names the archived layout that restore
 /// reads, [`CardsRef`] writes the same layout straight from the chunked card table (no clone).
@@ -257,35 +274,59 @@ impl State {
             copy = a;
             &copy
         };
-        let arch = rkyv::access::<ArchivedSnap<Vec<Card>>, rkyv::rancor::Error>(buf)
-            .map_err(|e| bad(e.to_string()))?;
         let de = |e: rkyv::rancor::Error| bad(e.to_string());
-        let snap = SnapHead {
-            version: arch.version.to_native(),
-            clock: arch.clock.to_native(),
-            programs: arch
-                .programs
-                .iter()
-                .map(rkyv::deserialize::<Program, rkyv::rancor::Error>)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(de)?,
-            holds: rkyv::deserialize::<Vec<(u64, u32, Hold)>, rkyv::rancor::Error>(&arch.holds)
-                .map_err(de)?,
-            timers: rkyv::deserialize::<Vec<Timer>, rkyv::rancor::Error>(&arch.timers)
-                .map_err(de)?,
-            keys: rkyv::deserialize::<Vec<(u128, KeyEntry)>, rkyv::rancor::Error>(&arch.keys)
-                .map_err(de)?,
-            side: rkyv::deserialize::<Vec<(u128, Outcome)>, rkyv::rancor::Error>(&arch.side)
-                .map_err(de)?,
-        };
-        if snap.version != SNAPSHOT_VERSION {
-            return Err(bad(format!(
-                "version {} (expected {SNAPSHOT_VERSION})",
-                snap.version
-            )));
+        // The head of either layout, with its key entries in today's form.
+        macro_rules! head {
+            ($arch:expr, $entry:ty) => {
+                SnapHead {
+                    version: $arch.version.to_native(),
+                    clock: $arch.clock.to_native(),
+                    programs: $arch
+                        .programs
+                        .iter()
+                        .map(rkyv::deserialize::<Program, rkyv::rancor::Error>)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(de)?,
+                    holds: rkyv::deserialize::<Vec<(u64, u32, Hold)>, rkyv::rancor::Error>(
+                        &$arch.holds,
+                    )
+                    .map_err(de)?,
+                    timers: rkyv::deserialize::<Vec<Timer>, rkyv::rancor::Error>(&$arch.timers)
+                        .map_err(de)?,
+                    keys: rkyv::deserialize::<Vec<(u128, $entry)>, rkyv::rancor::Error>(
+                        &$arch.keys,
+                    )
+                    .map_err(de)?
+                    .into_iter()
+                    .map(|(k, e)| (k, KeyEntry::from(e)))
+                    .collect(),
+                    side: rkyv::deserialize::<Vec<(u128, Outcome)>, rkyv::rancor::Error>(
+                        &$arch.side,
+                    )
+                    .map_err(de)?,
+                }
+            };
         }
-        let cards = arch
-            .cards
+        let current = rkyv::access::<ArchivedSnap<Vec<Card>>, rkyv::rancor::Error>(buf);
+        let (snap, arch_cards) = match current {
+            Ok(arch) if arch.version.to_native() == SNAPSHOT_VERSION => {
+                (head!(arch, KeyEntry), &arch.cards)
+            }
+            other => match rkyv::access::<ArchivedSnapV1<Vec<Card>>, rkyv::rancor::Error>(buf) {
+                Ok(arch) if arch.version.to_native() == 1 => (head!(arch, KeyEntryV1), &arch.cards),
+                _ => {
+                    return Err(match other {
+                        Ok(arch) => bad(format!(
+                            "version {} (expected {SNAPSHOT_VERSION} or 1)",
+                            arch.version.to_native()
+                        )),
+                        Err(e) => bad(e.to_string()),
+                    })
+                }
+            },
+        };
+        debug_assert!(snap.version == SNAPSHOT_VERSION || snap.version == 1);
+        let cards = arch_cards
             .iter()
             .map(|c| rkyv::deserialize::<Card, rkyv::rancor::Error>(c).map_err(de));
         let mut st = State::new(config);
@@ -299,8 +340,8 @@ impl State {
             st.programs.push(ProgramSlot::new(p));
         }
         // Size the tables once: growing a multi-million-entry hash table rehashes it each time.
-        st.chunks.reserve((arch.cards.len()).div_ceil(CHUNK));
-        st.card_index.reserve(arch.cards.len());
+        st.chunks.reserve((arch_cards.len()).div_ceil(CHUNK));
+        st.card_index.reserve(arch_cards.len());
         for c in cards {
             let c = c?;
             if usize::from(c.program) >= st.programs.len() {
@@ -361,5 +402,79 @@ impl State {
             p.float = by_id.get(&p.program.id).copied().unwrap_or_default();
         }
         Ok(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CallerId, CardId, Channel, Command, Millis, Request};
+    use crate::state::idempotency::K_REVERSED;
+
+    #[test]
+    fn a_version_1_snapshot_restores_and_its_keys_still_replay() {
+        // A state as the previous release built it: keys hashed alone (version-2 requests).
+        let mut st = State::new(StateConfig::default());
+        let mut ev = Vec::new();
+        let mut run = |st: &mut State, key: Option<&str>, command: Command| {
+            let r = Request {
+                idempotency_key: key.map(str::to_string),
+                command,
+            };
+            st.apply_as(&r, CallerId::UNSCOPED, Millis(1_704_081_600_000), &mut ev)
+        };
+        run(&mut st, None, Command::UpsertProgram(Program::demo()));
+        let open = Command::OpenCard {
+            card_id: CardId(5),
+            program: "demo".into(),
+            registered: true,
+            birthday: None,
+        };
+        run(&mut st, Some("o"), open);
+        let top_up = Command::TopUp {
+            card_id: CardId(5),
+            amount: crate::money::Amount(10_000),
+            channel: Channel::Cash,
+        };
+        let first = run(&mut st, Some("t"), top_up.clone());
+        // Its bytes in the version-1 layout (32-byte key entries).
+        let f = st.freeze();
+        let v1 = SnapV1 {
+            version: 1,
+            clock: f.clock,
+            programs: f.programs.clone(),
+            cards: CardsRef {
+                chunks: &f.chunks,
+                len: f.cards,
+            },
+            holds: Vec::new(),
+            timers: f.timers.sorted(),
+            keys: f
+                .keys
+                .entries()
+                .map(|&(k, e)| {
+                    let old = KeyEntryV1 {
+                        fingerprint: e.fingerprint,
+                        card: e.card,
+                        at: e.at,
+                        seq: e.seq,
+                        stored: e.stored,
+                        code: e.code,
+                        flags: e.flags & K_REVERSED,
+                    };
+                    (k, old)
+                })
+                .collect(),
+            side: Vec::new(),
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&v1).unwrap();
+        let mut restored = State::restore(&bytes, StateConfig::default()).unwrap();
+        assert_eq!(restored.key_count(), 2);
+        let again = run(&mut restored, Some("t"), top_up);
+        assert!(again.replayed);
+        assert_eq!(again.outcome, first.outcome, "the card has not changed since");
+        // And it is written back as version 2.
+        let v2 = State::restore(&restored.snapshot(), StateConfig::default()).unwrap();
+        assert_eq!(v2.digest(), restored.digest());
     }
 }

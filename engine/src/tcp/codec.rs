@@ -34,7 +34,7 @@ const REQUEST_BYTES_MIN: usize = 8 + 1 + 1 + 8;
 /// Largest amount a request may carry, in minor units (10^12 major units at scale 2).
 pub const AMOUNT_MINOR_MAX: i64 = Amount::MAX_MAJOR * 100;
 /// Largest card id: 19 digits.
-pub const CARD_ID_MAX: u64 = 9_999_999_999_999_999_999;
+pub const CARD_ID_MAX: u64 = CardId::MAX;
 
 /// Frame kinds.
 pub mod kind {
@@ -216,12 +216,9 @@ pub enum InvalidField {
     Registered = 10,
 }
 
+/// A card id on the wire: 1 to 19 digits (0 would be `"0"`, which has a leading zero).
 fn card(raw: u64) -> Result<CardId, InvalidField> {
-    if raw > CARD_ID_MAX {
-        Err(InvalidField::CardId)
-    } else {
-        Ok(CardId(raw))
-    }
+    CardId::new(raw).ok_or(InvalidField::CardId)
 }
 
 fn amount(raw: i64) -> Result<Amount, InvalidField> {
@@ -1083,7 +1080,7 @@ mod tests {
         }
 
         #[test]
-        fn any_encoded_top_up_round_trips(card in 0u64..=CARD_ID_MAX, amount in 1i64..=AMOUNT_MINOR_MAX, ch in 0usize..4, id in any::<u64>()) {
+        fn any_encoded_top_up_round_trips(card in 1u64..=CARD_ID_MAX, amount in 1i64..=AMOUNT_MINOR_MAX, ch in 0usize..4, id in any::<u64>()) {
             let call = Call::new(Some(format!("k{id}")), Op::TopUp { card_id: CardId(card), amount: Amount(amount), channel: Channel::ALL[ch] });
             let mut f = Vec::new();
             encode_batch_frame(&mut f, id, std::iter::once(&call));

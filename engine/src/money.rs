@@ -179,8 +179,9 @@ impl Rate {
         if d.normalize().scale() > 6 {
             return Err(AmountError::TooManyDecimals);
         }
-        let ppm = (d * Decimal::from(1_000_000))
-            .to_u32()
+        let ppm = d
+            .checked_mul(Decimal::from(1_000_000))
+            .and_then(|x| x.to_u32())
             .ok_or(AmountError::TooLarge)?;
         if ppm > 1_000_000_000 {
             return Err(AmountError::TooLarge);
@@ -263,5 +264,16 @@ mod tests {
         assert_eq!(Rate(100_000).apply(Amount(20000)), Amount(2000));
         assert_eq!(mul_div_half_even(-25, 1, 10), -2);
         assert_eq!(mul_div_half_even(6000, 10000, 11500), 5217);
+    }
+
+    /// Found while fuzzing the parsers: 28 digits times 10^6 overflowed the decimal and panicked.
+    #[test]
+    fn huge_rates_are_refused_not_a_panic() {
+        for s in [
+            "1000000000000000000000000000",
+            "79228162514264337593543950335",
+        ] {
+            assert_eq!(Rate::parse(s), Err(AmountError::TooLarge), "{s}");
+        }
     }
 }

@@ -170,9 +170,9 @@ impl Card {
         None
     }
 
-    /// Asserts the invariants after every operation, in release builds too: a few compares
-    /// per request (`cargo bench -p bench --bench state` measures it), and a card that broke one must stop the
-    /// shard rather than answer from wrong balances.
+    /// Asserts the invariants after every operation, in release builds too: a few compares per
+    /// request (`cargo bench -p bench --bench state` measures it), and a card that broke one
+    /// must stop the shard rather than answer from wrong balances.
     pub fn check(&self, max: Amount) {
         if let Some(why) = self.broken(max) {
             panic!("card {} breaks an invariant: {why}", self.id);

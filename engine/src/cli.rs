@@ -104,7 +104,6 @@ fn replay(args: ReplayArgs) -> ExitCode {
         verify: args.verify,
         ignore_snapshots: args.ignore_snapshots,
         scratch: args.scratch.clone(),
-        state: Default::default(),
     };
     let report = match crate::replay::replay(&args.data, &options) {
         Ok(r) => r,
@@ -155,10 +154,10 @@ fn replay(args: ReplayArgs) -> ExitCode {
             cny.format(f.held),
             f.cards
         );
-        total.principal = crate::money::Amount(total.principal.0.saturating_add(f.principal.0));
-        total.bonus = crate::money::Amount(total.bonus.0.saturating_add(f.bonus.0));
-        total.held = crate::money::Amount(total.held.0.saturating_add(f.held.0));
-        total.cards = total.cards.saturating_add(f.cards);
+        total.principal += f.principal;
+        total.bonus += f.bonus;
+        total.held += f.held;
+        total.cards += f.cards;
     }
     println!(
         "{:<16} {:>18} {:>18} {:>18} {:>10}",

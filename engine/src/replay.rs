@@ -31,7 +31,6 @@ pub struct ReplayOptions {
     pub ignore_snapshots: bool,
     /// Where the copies of the logs go (default: the system temp directory).
     pub scratch: Option<PathBuf>,
-    pub state: StateConfig,
 }
 
 /// One shard's replay.
@@ -105,6 +104,10 @@ pub enum ReplayError {
 /// Replays every shard of `data`.
 pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     let m = meta::read(data)?.ok_or_else(|| ReplayError::NotADataDir(data.to_path_buf()))?;
+    // The state config the log was written under (the defaults for a directory from before it
+    // was recorded, the only ones that server could run with); replay never writes `meta`.
+    let state = m.state.clone().unwrap_or_default();
+    let state = &state;
     let scratch_parent = options.scratch.clone().unwrap_or_else(std::env::temp_dir);
     let scratch = ScratchDir::new(&scratch_parent)?;
     // Copy every log first, then replay the shards in parallel (they share nothing), at most
@@ -127,7 +130,7 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
                 .iter()
                 .map(|(k, copy, snapshots)| {
                     scope.spawn(move || {
-                        let done = replay_shard(*k, copy, snapshots, options);
+                        let done = replay_shard(*k, copy, snapshots, options, state);
                         let _ = std::fs::remove_dir_all(copy);
                         done
                     })
@@ -173,6 +176,7 @@ fn replay_shard(
     wal_dir: &Path,
     snapshots: &Path,
     options: &ReplayOptions,
+    config: &StateConfig,
 ) -> Result<Done, ReplayError> {
     let shard_err = |source: RecoveryError| ReplayError::Shard { shard: k, source };
     let started = Instant::now();
@@ -193,8 +197,8 @@ fn replay_shard(
             Until::Time(t) => now < t,
         };
         if usable {
-            let (now, state) = recovery::decode_snapshot(&s.bytes, s.lsn, options.state.clone())
-                .map_err(shard_err)?;
+            let (now, state) =
+                recovery::decode_snapshot(&s.bytes, s.lsn, config.clone()).map_err(shard_err)?;
             start = Some((s.lsn, now, state));
         }
     }
@@ -210,7 +214,7 @@ fn replay_shard(
                     ),
                 });
             }
-            (Lsn(0), Millis(0), State::new(options.state.clone()))
+            (Lsn(0), Millis(0), State::new(config.clone()))
         }
     };
     recovery::check_continuity(snapshot_lsn, &found).map_err(shard_err)?;
@@ -229,7 +233,7 @@ fn replay_shard(
         // state, and shards replaying in parallel must not all hold theirs at once.
         static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        verify_state(&state, &options.state)
+        verify_state(&state, config)
     });
     let float = state.float();
     let report = ShardReplay {

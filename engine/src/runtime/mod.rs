@@ -198,7 +198,40 @@ pub fn combine_digests(digests: &[u64]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
-/// Sums per-program float totals of several shards, sorted by program id.
+/// Refuses to open `dir` with a state config other than the one its log was written under; a
+/// directory from before the config was recorded ran with the defaults, which are written into
+/// its `meta` now (logged), so later opens and `svault replay` see them.
+fn check_state_config(
+    dir: &std::path::Path,
+    found: &meta::Meta,
+    asked: &StateConfig,
+) -> Result<(), EngineError> {
+    let stored = found.state.clone().unwrap_or_default();
+    let differ = meta::state_differences(&stored, asked);
+    if !differ.is_empty() {
+        return Err(EngineError::Config(format!(
+            "{} was written under another state config ({}); these settings change what the log means, so the directory must be opened with the ones in its meta",
+            dir.display(),
+            differ.join(", ")
+        )));
+    }
+    if found.state.is_none() {
+        tracing::info!(
+            "{}: meta predates the recorded state config; recording the defaults it ran with ({stored:?})",
+            dir.display()
+        );
+        let m = meta::Meta {
+            shards: found.shards,
+            state: Some(stored),
+        };
+        meta::write(dir, &m).map_err(|e| EngineError::Config(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Sums per-program float totals of several shards, sorted by program id. The bound holds per
+/// shard (a shard refuses what would take its float past 10^12); the sum over shards may pass
+/// it and still fits an `i64` a thousand times over.
 pub fn merge_floats<'a>(
     parts: impl IntoIterator<Item = &'a [(String, FloatTotals)]>,
 ) -> Vec<(String, FloatTotals)> {
@@ -206,10 +239,12 @@ pub fn merge_floats<'a>(
     for part in parts {
         for (program, t) in part {
             let m = merged.entry(program.clone()).or_default();
-            m.principal = crate::money::Amount(m.principal.0.saturating_add(t.principal.0));
-            m.bonus = crate::money::Amount(m.bonus.0.saturating_add(t.bonus.0));
-            m.held = crate::money::Amount(m.held.0.saturating_add(t.held.0));
-            m.cards = m.cards.saturating_add(t.cards);
+            // Each shard's float is within 10^12 (10^14 fen) and a directory has at most
+            // `meta::SHARDS_MAX` shards, so these checked sums cannot overflow; never saturate.
+            m.principal += t.principal;
+            m.bonus += t.bonus;
+            m.held += t.held;
+            m.cards += t.cards;
         }
     }
     merged.into_iter().collect()
@@ -271,6 +306,9 @@ impl Engine {
             .map_err(|e| EngineError::Config(format!("cannot create {}: {e}", dir.display())))?;
         let found = meta::read(dir).map_err(|e| EngineError::Config(e.to_string()))?;
         let created_new = found.is_none();
+        if let Some(m) = &found {
+            check_state_config(dir, m, &tuning.state)?;
+        }
         let shards = match (found, config.shards) {
             (Some(m), Some(n)) if m.shards != n => {
                 return Err(EngineError::Config(format!(
@@ -291,7 +329,8 @@ impl Engine {
                         dir.display()
                     )));
                 }
-                meta::write(dir, meta::Meta { shards: n }).map_err(|e| EngineError::Config(e.to_string()))?;
+                let m = meta::Meta { shards: n, state: Some(tuning.state.clone()) };
+                meta::write(dir, &m).map_err(|e| EngineError::Config(e.to_string()))?;
                 n
             }
         };

@@ -21,6 +21,11 @@
 //! - **Rules by record version**: a rule change that would alter what a logged request did
 //!   applies only to requests logged under the new rules ([`Rules`]); records written before
 //!   are decided as they were (see `Rules::Original` for what differed).
+//! - **The 10^12 bound** (SPEC "Money"): no balance, lifetime total, daily counter, points
+//!   or program float (per shard) passes 10^12 major units. An operation that would is declined
+//!   `over_amount_limit`, checked last, before anything changes (`Parts::room_for`); a hold
+//!   is bounded as if captured. `Amount` arithmetic panics on overflow in every build, and the
+//!   card invariants are asserted after every operation in release builds too.
 //! - **Daily caps** use the program's local day. The per-minute velocity counts approved spends
 //!   and holds in the current UTC minute (a fixed window); `max_daily_spend` counts what spends
 //!   and holds charged that local day.
@@ -132,8 +137,10 @@ pub enum Rules {
     Current,
 }
 
-/// Limits of one shard's state.
-#[derive(Debug, Clone)]
+/// Limits of one shard's state. They change what `apply` answers (a key forgotten, a history
+/// trimmed), so a data directory records the ones it runs with (`runtime::meta`) and replay
+/// uses those.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateConfig {
     /// How long an idempotency key is remembered (SPEC: at least 24 h).
     pub idempotency_ttl_ms: i64,
@@ -289,10 +296,6 @@ fn original_form(outcome: &mut Outcome) {
         }
     }
 }
-
-/// Largest balance or lifetime total a restored snapshot may hold (2^60 minor units, far above
-/// any real card, low enough that sums of a few never overflow).
-pub(crate) const MONEY_MAX: i64 = 1 << 60;
 
 /// Threshold of the repeated-declines anomaly.
 const REPEATED_DECLINES_AT: u8 = 3;
@@ -502,8 +505,9 @@ impl State {
         self.shift_float(slot, before, after);
         let hist_max = self.config.history_per_card_max;
         let keep = self.config.idempotency_ttl_ms;
+        let max = self.max_amount_of(slot);
         let card = self.card_at_mut(slot);
-        card.check();
+        card.check(max);
         match result {
             Ok(entry) => {
                 card.decline_streak = 0;
@@ -532,6 +536,13 @@ impl State {
         }
     }
 
+    /// The 10^12 bound in the currency of the card in `slot`.
+    pub(crate) fn max_amount_of(&self, slot: u32) -> Amount {
+        self.program_at(self.card_at(slot).program)
+            .currency
+            .max_amount()
+    }
+
     /// The principal, bonus, held and open-ness of a card, for float bookkeeping.
     fn float_part(&self, slot: u32) -> (Amount, Amount, Amount, bool) {
         let c = self.card_at(slot);
@@ -554,6 +565,15 @@ impl State {
             f.bonus += after.1 - before.1;
             f.held += after.2 - before.2;
             f.cards = (f.cards as i64 + i64::from(after.3) - i64::from(before.3)) as u64;
+            // Operations refuse what would pass the bound (`Parts::room_for`); asserted in
+            // release builds like the card invariants.
+            let max = ps.program.currency.max_amount();
+            let within = |a: Amount| a.0 >= 0 && a <= max;
+            assert!(
+                within(f.principal) && within(f.bonus) && within(f.held),
+                "float of program {} out of range: {f:?}",
+                ps.program.id
+            );
         }
     }
 

@@ -345,6 +345,16 @@ fn every_decline_code() {
     let empty = t.open_in(3, "v", true);
     t.ok(Command::Close { card_id: empty });
     seen.insert(declined(t.spend(empty, y(1))));
+    // SPEC "Money": bonus exactly at 10^12 is fine, one fen more is refused.
+    let grant = |a: Amount| Command::Grant {
+        card_id: c,
+        bonus: Some(a),
+        points: None,
+        reason: GrantReason::Campaign,
+    };
+    let max = crate::money::Currency::Cny.max_amount();
+    t.ok(grant(max));
+    seen.insert(t.no(grant(Amount(1))));
     for code in DeclineCode::ALL {
         assert!(seen.contains(code), "never saw {code:?}");
     }

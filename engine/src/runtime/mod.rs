@@ -9,10 +9,13 @@
 //! the number of shards is fixed per data directory (`meta`). See `docs/ARCHITECTURE.md`.
 
 pub mod events;
+#[cfg(svault_faults)]
+pub mod faults;
 pub mod meta;
 pub mod metrics;
 pub mod record;
 pub mod recovery;
+mod replies;
 pub mod router;
 mod shard;
 
@@ -368,6 +371,7 @@ impl Engine {
                     move || match shard::open(k, &paths, rx, t, durability, shared) {
                         Ok((s, report)) => {
                             let _ = ready_tx.send(Ok(report));
+                            let _crash_only = shard::abort_on_panic("shard thread", k);
                             s.run();
                         }
                         Err(e) => {
@@ -679,13 +683,13 @@ impl Engine {
             .collect()
     }
 
-    /// Test hook (feature `fault-injection`): shard `k`'s next commit fails as a dying disk
-    /// would, in line with that shard's requests.
-    #[cfg(feature = "fault-injection")]
-    pub fn fail_next_commit(&self, k: usize) -> Result<(), SubmitError> {
+    /// Test hook (`cfg(svault_faults)`, never in the `svault` binary): arms `fault` on shard
+    /// `k`, in line with that shard's requests.
+    #[cfg(svault_faults)]
+    pub fn inject(&self, k: usize, fault: faults::Fault) -> Result<(), SubmitError> {
         let sender = self.inner.senders.get(k).ok_or(SubmitError::ShuttingDown)?;
         sender
-            .send(Msg::FailNextCommit)
+            .send(Msg::Inject(fault))
             .map_err(|_| SubmitError::ShuttingDown)
     }
 

@@ -88,6 +88,9 @@ struct Driver {
     keys: Vec<String>,
     /// Σ(principal + bonus) the approvals say the cards hold.
     journal: i64,
+    /// Transactions already in the journal: a second reversal of a request answers with the
+    /// first reversal's transaction again, which moved money once.
+    counted: std::collections::HashSet<TxnId>,
     refused: usize,
 }
 
@@ -105,6 +108,7 @@ impl Driver {
             txns: Vec::new(),
             keys: Vec::new(),
             journal: 0,
+            counted: std::collections::HashSet::new(),
             refused: 0,
         };
         d.send(Command::UpsertProgram(uncapped()));
@@ -149,14 +153,19 @@ impl Driver {
         match &reply.outcome {
             Outcome::Approved(a) => {
                 let moved = a.principal.0 + a.bonus.0;
-                self.journal += match a.kind {
-                    TxnKind::TopUp
-                    | TxnKind::Refund
-                    | TxnKind::Redeem
-                    | TxnKind::Grant
-                    | TxnKind::Reversal => moved,
-                    TxnKind::Spend | TxnKind::Capture => -moved,
-                    _ => 0,
+                let first_time = a.txn_id.is_none_or(|t| self.counted.insert(t));
+                self.journal += if !first_time {
+                    0
+                } else {
+                    match a.kind {
+                        TxnKind::TopUp
+                        | TxnKind::Refund
+                        | TxnKind::Redeem
+                        | TxnKind::Grant
+                        | TxnKind::Reversal => moved,
+                        TxnKind::Spend | TxnKind::Capture => -moved,
+                        _ => 0,
+                    }
                 };
                 if let (Command::TopUp { amount, .. }, Some(b), Some(after)) =
                     (&request.command, &before, &a.card)

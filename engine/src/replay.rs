@@ -9,8 +9,10 @@
 //! are per shard; with several shards the same N is a different instant in each).
 //! `--until-time T` applies records whose batch time is < T in every shard, which is one
 //! consistent instant across shards. When the newest snapshot is past the point asked for,
-//! replay starts from an empty state and needs the log from LSN 1 (kept when the engine runs
-//! with `remove_covered_segments = false`), else it says it cannot reach that point.
+//! replay starts from an empty state and reads the log from LSN 1: the archive
+//! (`shard-N/archive/`, the segments snapshots covered) and the live log together hold the
+//! whole history unless `--log-retention-days` pruned it, in which case replay says it cannot
+//! reach that point.
 
 use crate::command::Millis;
 use crate::outcome::FloatTotals;
@@ -114,6 +116,8 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
     for k in 0..m.shards {
         let paths = recovery::shard_paths(data, k);
         let copy = scratch.path.join(format!("shard-{k}"));
+        // The archive (segments older snapshots covered) and the live log form one log.
+        copy_dir(&paths.archive, &copy)?;
         copy_dir(&paths.wal, &copy)?;
         copies.push((k, copy, paths.snapshots));
     }
@@ -205,7 +209,7 @@ fn replay_shard(
                 return Err(ReplayError::PointInTime {
                     shard: k,
                     reason: format!(
-                        "the log starts at lsn {} (older segments were removed after a snapshot) and no usable snapshot reaches the point asked for",
+                        "the log starts at lsn {} (older archived segments were pruned by the log retention) and no usable snapshot reaches the point asked for",
                         found.first_lsn.0
                     ),
                 });

@@ -20,14 +20,17 @@ pub struct ShardPaths {
     pub root: PathBuf,
     pub wal: PathBuf,
     pub snapshots: PathBuf,
+    /// Segments a snapshot covers, moved out of `wal` and kept (the whole history).
+    pub archive: PathBuf,
 }
 
-/// `data/shard-K/{wal,snapshots}`.
+/// `data/shard-K/{wal,snapshots,archive}`.
 pub fn shard_paths(data: &Path, k: usize) -> ShardPaths {
     let root = data.join(format!("shard-{k}"));
     ShardPaths {
         wal: root.join("wal"),
         snapshots: root.join("snapshots"),
+        archive: root.join("archive"),
         root,
     }
 }

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Snapshot every N records (default 10 M); small values exercise snapshots in tests.
     #[arg(long, hide = true)]
     pub snapshot_every_records: Option<u64>,
+    /// Added to the wall clock (ms): lets crash drills and tests move days ahead across a
+    /// restart (batch time never goes back, so only forward moves take effect).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub clock_offset_ms: i64,
 }
 
 /// Flags of `svault replay`.

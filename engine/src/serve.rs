@@ -140,6 +140,12 @@ async fn serve(
         snapshot_every_records: args
             .snapshot_every_records
             .unwrap_or(crate::runtime::Tuning::default().snapshot_every_records),
+        clock: {
+            let offset = args.clock_offset_ms;
+            std::sync::Arc::new(move || {
+                crate::command::Millis(crate::runtime::wall_clock().0.saturating_add(offset))
+            })
+        },
         ..crate::runtime::Tuning::default()
     };
     if let Some(mib) = args.wal_segment_mib {

@@ -70,7 +70,10 @@ impl Driver<'_> {
 
     fn restart_maybe(&mut self) {
         self.ops += 1;
-        if self.restart_every.is_some_and(|n| self.ops % n == 0) {
+        if self
+            .restart_every
+            .is_some_and(|n| self.ops.is_multiple_of(n))
+        {
             self.engine.shutdown();
             let e = Engine::open_with(config(self.dir), self.tuning.clone()).unwrap();
             self.engine = e;

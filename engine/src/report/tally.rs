@@ -483,11 +483,7 @@ impl ShardTally {
                 t.cash_out_forfeited += i128::from(a.forfeited.0);
             }
             TxnKind::Redeem => t.points_redeemed += a.points_spent,
-            TxnKind::Grant => {
-                if a.bonus_granted.0 > 0 {
-                    t.grants_bonus.add(a.bonus_granted);
-                }
-            }
+            TxnKind::Grant if a.bonus_granted.0 > 0 => t.grants_bonus.add(a.bonus_granted),
             TxnKind::Reversal => {
                 let kind = reversed_kind.map_or("unknown", |k| k.as_str());
                 t.reversals

@@ -122,6 +122,13 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
         copies.push((k, copy, paths.snapshots));
     }
     let copy_elapsed = started.elapsed();
+    let copied: u64 = copies
+        .iter()
+        .filter_map(|(_, copy, _)| std::fs::read_dir(copy).ok())
+        .flat_map(|d| d.filter_map(|e| e.ok()?.metadata().ok()))
+        .map(|m| m.len())
+        .sum();
+    let progress = crate::progress::Progress::new(copied, "replay");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut shards = Vec::with_capacity(m.shards);
     let mut elapsed = Duration::ZERO;
@@ -130,8 +137,9 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
             let running: Vec<_> = wave
                 .iter()
                 .map(|(k, copy, snapshots)| {
+                    let progress = &progress;
                     scope.spawn(move || {
-                        let done = replay_shard(*k, copy, snapshots, options);
+                        let done = replay_shard(*k, copy, snapshots, options, progress);
                         let _ = std::fs::remove_dir_all(copy);
                         done
                     })
@@ -154,6 +162,7 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
         }
         elapsed += slowest;
     }
+    progress.finish();
     let digests: Vec<u64> = shards.iter().map(|s| s.report.digest).collect();
     let floats: Vec<Vec<(String, FloatTotals)>> = shards.iter().map(|s| s.float.clone()).collect();
     let report = ReplayReport {
@@ -177,6 +186,7 @@ fn replay_shard(
     wal_dir: &Path,
     snapshots: &Path,
     options: &ReplayOptions,
+    progress: &crate::progress::Progress,
 ) -> Result<Done, ReplayError> {
     let shard_err = |source: RecoveryError| ReplayError::Shard { shard: k, source };
     let started = Instant::now();
@@ -218,13 +228,14 @@ fn replay_shard(
         }
     };
     recovery::check_continuity(snapshot_lsn, &found).map_err(shard_err)?;
-    let replayed = recovery::replay_wal(
+    let replayed = recovery::replay_wal_with_progress(
         &wal,
         &mut state,
         Lsn(snapshot_lsn.0 + 1),
         start_now,
         options.until,
         |_| {},
+        |bytes| progress.inc(bytes),
     )
     .map_err(shard_err)?;
     let elapsed = started.elapsed();

@@ -24,7 +24,8 @@ use crate::error::corruption;
 use crate::format::{
     align_up, read_slot, SegmentHeader, Slot, FLAG_SEAL, PAGE_BYTES, SEGMENT_HEADER_BYTES,
 };
-use crate::recovery::{list_segments, read_header};
+use crate::recovery::read_header;
+use crate::storage::list_segment_paths as list_segments;
 use crate::{Lsn, WalError};
 
 /// One segment of the history.

@@ -9,8 +9,10 @@
 //! are per shard; with several shards the same N is a different instant in each).
 //! `--until-time T` applies records whose batch time is < T in every shard, which is one
 //! consistent instant across shards. When the newest snapshot is past the point asked for,
-//! replay starts from an empty state and needs the log from LSN 1 (kept when the engine runs
-//! with `remove_covered_segments = false`), else it says it cannot reach that point.
+//! replay starts from an empty state and reads the log from LSN 1: the archive
+//! (`shard-N/archive/`, the segments snapshots covered) and the live log together hold the
+//! whole history unless `--log-retention-days` pruned it, in which case replay says it cannot
+//! reach that point.
 
 use crate::command::Millis;
 use crate::outcome::FloatTotals;
@@ -117,10 +119,19 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
     for k in 0..m.shards {
         let paths = recovery::shard_paths(data, k);
         let copy = scratch.path.join(format!("shard-{k}"));
+        // The archive (segments older snapshots covered) and the live log form one log.
+        copy_dir(&paths.archive, &copy)?;
         copy_dir(&paths.wal, &copy)?;
         copies.push((k, copy, paths.snapshots));
     }
     let copy_elapsed = started.elapsed();
+    let copied: u64 = copies
+        .iter()
+        .filter_map(|(_, copy, _)| std::fs::read_dir(copy).ok())
+        .flat_map(|d| d.filter_map(|e| e.ok()?.metadata().ok()))
+        .map(|m| m.len())
+        .sum();
+    let progress = crate::progress::Progress::new(copied, "replay");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut shards = Vec::with_capacity(m.shards);
     let mut elapsed = Duration::ZERO;
@@ -129,8 +140,9 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
             let running: Vec<_> = wave
                 .iter()
                 .map(|(k, copy, snapshots)| {
+                    let progress = &progress;
                     scope.spawn(move || {
-                        let done = replay_shard(*k, copy, snapshots, options, state);
+                        let done = replay_shard(*k, copy, snapshots, options, state, progress);
                         let _ = std::fs::remove_dir_all(copy);
                         done
                     })
@@ -153,6 +165,7 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
         }
         elapsed += slowest;
     }
+    progress.finish();
     let digests: Vec<u64> = shards.iter().map(|s| s.report.digest).collect();
     let floats: Vec<Vec<(String, FloatTotals)>> = shards.iter().map(|s| s.float.clone()).collect();
     let report = ReplayReport {
@@ -177,6 +190,7 @@ fn replay_shard(
     snapshots: &Path,
     options: &ReplayOptions,
     config: &StateConfig,
+    progress: &crate::progress::Progress,
 ) -> Result<Done, ReplayError> {
     let shard_err = |source: RecoveryError| ReplayError::Shard { shard: k, source };
     let started = Instant::now();
@@ -209,7 +223,7 @@ fn replay_shard(
                 return Err(ReplayError::PointInTime {
                     shard: k,
                     reason: format!(
-                        "the log starts at lsn {} (older segments were removed after a snapshot) and no usable snapshot reaches the point asked for",
+                        "the log starts at lsn {} (older archived segments were pruned by the log retention) and no usable snapshot reaches the point asked for",
                         found.first_lsn.0
                     ),
                 });
@@ -218,13 +232,14 @@ fn replay_shard(
         }
     };
     recovery::check_continuity(snapshot_lsn, &found).map_err(shard_err)?;
-    let replayed = recovery::replay_wal(
+    let replayed = recovery::replay_wal_with_progress(
         &wal,
         &mut state,
         Lsn(snapshot_lsn.0 + 1),
         start_now,
         options.until,
         |_| {},
+        |bytes| progress.inc(bytes),
     )
     .map_err(shard_err)?;
     let elapsed = started.elapsed();

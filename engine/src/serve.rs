@@ -135,7 +135,19 @@ async fn serve(
         shards: args.shards,
         durability: args.durability,
     };
-    let mut tuning = crate::runtime::Tuning::default();
+    let mut tuning = crate::runtime::Tuning {
+        log_retention_days: args.log_retention_days,
+        snapshot_every_records: args
+            .snapshot_every_records
+            .unwrap_or(crate::runtime::Tuning::default().snapshot_every_records),
+        clock: {
+            let offset = args.clock_offset_ms;
+            std::sync::Arc::new(move || {
+                crate::command::Millis(crate::runtime::wall_clock().0.saturating_add(offset))
+            })
+        },
+        ..crate::runtime::Tuning::default()
+    };
     if let Some(mib) = args.wal_segment_mib {
         tuning.wal.segment_size_bytes = mib.saturating_mul(1 << 20);
     }

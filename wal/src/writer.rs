@@ -105,6 +105,44 @@ impl Wal {
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), WalError> {
         crate::recovery::open(FileStorage::new(dir), options)
     }
+
+    /// Moves segments whose records are all below `lsn` (after a snapshot covers them) into
+    /// `archive_dir`, keeping the whole history for point-in-time replay, reports and audits.
+    /// The file keeps its name; both directories are fsynced. Returns the segments moved.
+    pub fn archive_segments_before(
+        &mut self,
+        lsn: Lsn,
+        archive_dir: &Path,
+    ) -> Result<usize, WalError> {
+        let mut moved = 0;
+        while self.segments.len() > 1
+            && self
+                .segments
+                .get(1)
+                .is_some_and(|s| s.header.first_lsn <= lsn.0)
+        {
+            if moved == 0 {
+                std::fs::create_dir_all(archive_dir)?;
+            }
+            let path = self
+                .segments
+                .first()
+                .map(|s| s.path.clone())
+                .unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            std::fs::rename(&path, archive_dir.join(name))?;
+            self.segments.remove(0);
+            moved += 1;
+        }
+        if moved > 0 {
+            crate::segment::sync_dir(archive_dir)?;
+            crate::segment::sync_dir(self.storage.dir())?;
+        }
+        Ok(moved)
+    }
 }
 
 impl<S: Storage> Wal<S> {

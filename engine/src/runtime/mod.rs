@@ -81,9 +81,12 @@ pub struct Tuning {
     pub snapshot_every_records: u64,
     /// ...or after this many seconds (if anything was logged).
     pub snapshot_every_secs: u64,
-    /// Delete log segments a durable snapshot covers (off ⇒ keep the whole log, e.g. to replay
-    /// to any point in time).
+    /// Move log segments a durable snapshot covers out of `shard-N/wal/` into
+    /// `shard-N/archive/` (off ⇒ they stay in the live log). Either way the whole history is
+    /// kept for point-in-time replay, reports and audits.
     pub remove_covered_segments: bool,
+    /// Delete archived segments last written more than this many days ago (`None`: keep all).
+    pub log_retention_days: Option<u32>,
     /// How often an idle shard wakes to check `tick_due`.
     pub idle_tick_ms: u64,
     /// Commit interval under `async` durability.
@@ -103,6 +106,7 @@ impl Default for Tuning {
             snapshot_every_records: 10_000_000,
             snapshot_every_secs: 600,
             remove_covered_segments: true,
+            log_retention_days: None,
             idle_tick_ms: 250,
             async_flush_ms: 10,
             events_max: events::EVENTS_MAX_DEFAULT,
@@ -121,6 +125,7 @@ impl std::fmt::Debug for Tuning {
             .field("snapshot_every_records", &self.snapshot_every_records)
             .field("snapshot_every_secs", &self.snapshot_every_secs)
             .field("remove_covered_segments", &self.remove_covered_segments)
+            .field("log_retention_days", &self.log_retention_days)
             .field("idle_tick_ms", &self.idle_tick_ms)
             .field("async_flush_ms", &self.async_flush_ms)
             .field("events_max", &self.events_max)
@@ -346,7 +351,7 @@ impl Engine {
             eprintln!("WARNING: {msg}");
         }
 
-        let events = Arc::new(events::EventRing::new(tuning.events_max));
+        let events = Arc::new(events::EventRing::new(tuning.events_max, shards));
         let mut senders = Vec::with_capacity(shards);
         let mut floats = Vec::with_capacity(shards);
         let mut metrics_v = Vec::with_capacity(shards);
@@ -637,9 +642,30 @@ impl Engine {
         merge_floats(parts.iter().map(|p| p.as_slice()))
     }
 
-    /// Events with sequence number > `after`, oldest first, at most `limit`.
+    /// Events with seq > `after`, in seq order, at most `limit`, as far as every shard's floor
+    /// allows (see `runtime::events`; an idle shard raises its floor every idle tick).
     pub fn events_after(&self, after: u64, limit: usize) -> Vec<(u64, Event)> {
         self.inner.events.after(after, limit)
+    }
+
+    /// `events_after`, once every shard with room in its queue has taken its batch time
+    /// (raising its floor): what was committed before the call is shown without waiting for
+    /// idle ticks.
+    pub async fn events(&self, after: u64, limit: usize) -> Vec<(u64, Event)> {
+        let mut waits = Vec::with_capacity(self.shards());
+        for sender in &self.inner.senders {
+            let (tx, rx) = oneshot::channel::<()>();
+            let call: shard::StateCall = Box::new(move |_: &State| {
+                let _ = tx.send(());
+            });
+            if sender.try_send(Msg::Call(call)).is_ok() {
+                waits.push(rx);
+            }
+        }
+        for rx in waits {
+            let _ = rx.await;
+        }
+        self.events_after(after, limit)
     }
 
     /// Appends the runtime's Prometheus lines (batch sizes, commit latency histogram, queue depth,

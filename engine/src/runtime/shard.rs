@@ -16,7 +16,7 @@
 //! A panic here is a bug with the state possibly half-changed: the thread aborts the process
 //! (crash-only, see `AbortOnPanic`); a restart recovers from the log.
 
-use super::events::EventRing;
+use super::events::{EventRing, SeqClock};
 use super::metrics::ShardMetrics;
 use super::record::{self, LogRecord, LOG_RECORD_VERSION};
 use super::recovery::{self, ShardPaths, Until};
@@ -128,6 +128,8 @@ pub(crate) struct Shard {
     events: Vec<Event>,
     /// Answers waiting for the commit that covers their LSN.
     replies: Replies,
+    /// Numbers this shard's events (`runtime::events`).
+    seqs: SeqClock,
     /// Records appended since the last commit.
     uncommitted: u64,
     committed: Lsn,
@@ -145,6 +147,7 @@ pub(crate) struct Shard {
     /// Test hooks armed for this shard.
     #[cfg(svault_faults)]
     faults: super::faults::Armed,
+    archive_dir: std::path::PathBuf,
 }
 
 /// Recovers shard `k` and returns it ready to run.
@@ -184,15 +187,17 @@ pub(crate) fn open(
     let (wal, found) = Wal::open(&paths.wal, tuning.wal.clone())?;
     recovery::check_continuity(snapshot_lsn, &found).map_err(recovery_err)?;
     let events = shared.events.clone();
+    let mut seqs = SeqClock::new(k);
     let replayed = recovery::replay_wal(
         &wal,
         &mut state,
         Lsn(snapshot_lsn.0 + 1),
         snap_now,
         Until::End,
-        |evs| events.push_all(evs),
+        |evs| events.push_all(&mut seqs, evs),
     )
     .map_err(recovery_err)?;
+    events.set_floor(k, seqs.floor(replayed.last_now));
     let committed = Lsn(wal.next_lsn().0.saturating_sub(1));
     let report = RecoveryReport {
         shard: k,
@@ -238,6 +243,7 @@ pub(crate) fn open(
         buf: AlignedVec::with_capacity(256),
         events: Vec::new(),
         replies: Replies::new(committed, tuning.batch_requests_max.min(65_536)),
+        seqs,
         uncommitted: 0,
         committed,
         last_commit: Instant::now(),
@@ -250,6 +256,7 @@ pub(crate) fn open(
         snapshot_dir: paths.snapshots.clone(),
         #[cfg(svault_faults)]
         faults: Default::default(),
+        archive_dir: paths.archive.clone(),
         tuning,
     };
     Ok((shard, report))
@@ -417,6 +424,12 @@ impl Shard {
         let wall = (self.tuning.clock)();
         if wall > self.last_now {
             self.last_now = wall;
+        }
+        if self.events.is_empty() {
+            // Every event given so far is published; later ones come at this time or later.
+            self.shared
+                .events
+                .set_floor(self.k, self.seqs.floor(self.last_now));
         }
         self.last_now
     }
@@ -684,7 +697,12 @@ impl Shard {
     }
 
     fn flush_events(&mut self) {
-        self.shared.events.push_all(&mut self.events);
+        self.shared
+            .events
+            .push_all(&mut self.seqs, &mut self.events);
+        self.shared
+            .events
+            .set_floor(self.k, self.seqs.floor(self.last_now));
     }
 
     fn publish(&mut self) {
@@ -703,11 +721,29 @@ impl Shard {
             self.shared.metrics.snapshots.fetch_add(1, Relaxed);
             self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
             if self.tuning.remove_covered_segments {
-                // Keep what every kept snapshot needs: if the newest one is later found damaged,
-                // recovery falls back to the previous one and replays forward from it.
+                // Keep in the live log what every kept snapshot needs (if the newest one is
+                // later found damaged, recovery falls back to the previous one); the rest
+                // moves to the archive.
                 let keep = wal::snapshot::keep_log_from(&self.snapshot_dir);
-                if let Err(e) = keep.and_then(|keep| self.wal.remove_segments_before(keep)) {
-                    tracing::warn!(shard = self.k, error = %e, "could not remove covered segments");
+                let archive = &self.archive_dir;
+                if let Err(e) =
+                    keep.and_then(|keep| self.wal.archive_segments_before(keep, archive))
+                {
+                    tracing::warn!(shard = self.k, error = %e, "could not archive covered segments");
+                }
+            }
+            if let Some(days) = self.tuning.log_retention_days {
+                match wal::prune_archive(&self.archive_dir, u64::from(days) * 86_400) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        shard = self.k,
+                        segments = n,
+                        days,
+                        "archived segments past retention deleted"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(shard = self.k, error = %e, "could not prune the archive")
+                    }
                 }
             }
         }
@@ -728,6 +764,9 @@ impl Shard {
         if self.snapshot_in_flight {
             return; // the previous one is still being written
         }
+        // Records after the snapshot get a later millisecond than every event before it, so a
+        // shard restored from it numbers the following events as this run does.
+        self.last_now = self.last_now.max(self.seqs.time_after_last());
         let started = Instant::now();
         let state = self.state.freeze();
         let pause = started.elapsed();

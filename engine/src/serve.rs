@@ -283,11 +283,11 @@ fn print_banner(args: &ServeArgs, auth: &Auth, http: SocketAddr, tcp: SocketAddr
     let _ = writeln!(out, "try it:");
     let _ = writeln!(
         out,
-        "  curl -s -X POST {base}/v1/cards{bearer} -H 'Idempotency-Key: open-{card}' -d '{{\"program\":\"demo\",\"card_id\":\"{card}\",\"registered\":true}}'"
+        "  curl -s -X POST {base}/v1/cards{bearer} -H 'Idempotency-Key: open-{card}' -H 'Content-Type: application/json' -d '{{\"program\":\"demo\",\"card_id\":\"{card}\",\"registered\":true}}'"
     );
     let _ = writeln!(
         out,
-        "  curl -s -X POST {base}/v1/cards/{card}/top-ups{bearer} -H 'Idempotency-Key: top-up-1' -d '{{\"amount\":\"100.00\",\"channel\":\"wechat\"}}'"
+        "  curl -s -X POST {base}/v1/cards/{card}/top-ups{bearer} -H 'Idempotency-Key: top-up-1' -H 'Content-Type: application/json' -d '{{\"amount\":\"100.00\",\"channel\":\"wechat\"}}'"
     );
     let _ = writeln!(out, "  curl -s {base}/v1/cards/{card}{bearer}");
     let _ = writeln!(out, "API document: {base}/openapi.json   metrics: {base}/metrics   binary protocol: docs/protocol.md");

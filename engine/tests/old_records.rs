@@ -63,12 +63,9 @@ fn each_record_replays_under_the_rules_of_its_version() {
     let mut state = State::new(StateConfig::default());
     let done = replay_wal(&wal, &mut state, Lsn(1), Millis(0), Until::End, |_| {}).unwrap();
     assert_eq!(done.records, 5);
-    let QueryAnswer::Card(Some(card)) = state.query(
-        &Query::Card {
-            card_id: CardId(1),
-        },
-        Millis(T0 + 10),
-    ) else {
+    let QueryAnswer::Card(Some(card)) =
+        state.query(&Query::Card { card_id: CardId(1) }, Millis(T0 + 10))
+    else {
         panic!("card 1 is there");
     };
     // 100 + 10: the 4890 stayed declined as it was when first applied.

@@ -60,7 +60,11 @@ fn check_acknowledged(s: &Server, acked: &[(String, String, serde_json::Value)])
     for (path, key, body) in acked {
         let r = post(s, path, key, body.clone());
         assert_eq!(r.status, 200, "{path} {key}: {}", r.body);
-        assert!(r.replayed(), "acknowledged {path} {key} was lost: {}", r.body);
+        assert!(
+            r.replayed(),
+            "acknowledged {path} {key} was lost: {}",
+            r.body
+        );
     }
 }
 
@@ -109,9 +113,16 @@ fn dies_and_recovers(fault_key: &str) {
     assert_eq!(balances(&s), before, "{fault_key}");
     // The trigger is not resubmitted (its key would arm the fault again). A shard panics
     // before logging it: never applied. The writer panics after its commit: applied.
-    let status = s.req("GET", &format!("/v1/cards/{card}")).send().s("status");
+    let status = s
+        .req("GET", &format!("/v1/cards/{card}"))
+        .send()
+        .s("status");
     let applied = fault_key.contains("snapshot");
-    assert_eq!(status, if applied { "frozen" } else { "active" }, "{fault_key}");
+    assert_eq!(
+        status,
+        if applied { "frozen" } else { "active" },
+        "{fault_key}"
+    );
 }
 
 #[test]

@@ -237,7 +237,11 @@ fn run(durability: Durability, fault: Fault, path: Path_) {
             }
             assert!(again.replayed, "approved {r:?} was lost: {again:?}");
             let first = a.as_ref().map(shape);
-            assert_eq!(Ok(shape(&again.outcome)), first, "approved {r:?} answered differently");
+            assert_eq!(
+                Ok(shape(&again.outcome)),
+                first,
+                "approved {r:?} answered differently"
+            );
             checked_approved += 1;
         } else if again.replayed {
             // Refused, yet durable: a rotation synced it before the batch's commit failed.

@@ -97,10 +97,8 @@ fn a_full_queue_answers_overloaded_and_does_not_grow() {
                 );
                 engine.submit(r, &Scope::All).await
             });
-            let first = std::future::poll_fn(|cx| {
-                std::task::Poll::Ready(submit.as_mut().poll(cx))
-            })
-            .await;
+            let first =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(submit.as_mut().poll(cx))).await;
             handles.push(match first {
                 std::task::Poll::Ready(answer) => tokio::spawn(async move { answer }),
                 std::task::Poll::Pending => tokio::spawn(submit),

@@ -101,9 +101,9 @@ pub use history::{prune_archive, History, HistoryEnd, HistorySegment};
 pub use inspect::{inspect, Inspection, SegmentInfo, SnapshotInfo};
 pub use storage::{FileStorage, Storage, StorageFile, StorageMap};
 pub use types::{Committed, Lsn, Recovery, SyncMethod, TornTail, WalOptions};
-pub use writer::Wal;
 #[cfg(svault_faults)]
 pub use writer::Fault;
+pub use writer::Wal;
 
 /// Decoding internals exposed for property tests and fuzzing; not a stable API.
 #[doc(hidden)]

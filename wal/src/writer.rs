@@ -634,7 +634,11 @@ mod tests {
         assert_eq!(log.durable_lsn(), Lsn(1));
         drop(log);
         let (log, rec_found) = Wal::open(dir.path(), opts).unwrap();
-        assert_eq!(rec_found.last_lsn, Lsn(1), "the uncommitted batch never reached the file");
+        assert_eq!(
+            rec_found.last_lsn,
+            Lsn(1),
+            "the uncommitted batch never reached the file"
+        );
         assert_eq!(records(&log), vec![(1, rec.clone())]);
     }
 

@@ -109,7 +109,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdemKey {
             .ok_or_else(|| ApiError::invalid(field, "missing Idempotency-Key header"))?;
         if values.next().is_some() {
             // Which one names the request would be a guess (SPEC: 400).
-            return Err(ApiError::invalid(field, "more than one Idempotency-Key header"));
+            return Err(ApiError::invalid(
+                field,
+                "more than one Idempotency-Key header",
+            ));
         }
         let key = value
             .to_str()

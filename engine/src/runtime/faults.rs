@@ -30,7 +30,10 @@ pub const KEYS: [(&str, Fault); 4] = [
     ("svault-fault:commit-fails", Fault::CommitFails),
     ("svault-fault:rotation-fails", Fault::RotationFails),
     ("svault-fault:shard-panics", Fault::ShardPanics),
-    ("svault-fault:snapshot-writer-panics", Fault::SnapshotWriterPanics),
+    (
+        "svault-fault:snapshot-writer-panics",
+        Fault::SnapshotWriterPanics,
+    ),
 ];
 
 /// The fault a request's idempotency key arms, if any.

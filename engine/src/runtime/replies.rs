@@ -117,7 +117,12 @@ impl Replies {
     }
 
     /// A read's answer; `lsn` is the last record the state had applied when it answered.
-    pub(crate) fn query(&mut self, tx: QueryTx, answer: Result<QueryAnswer, SubmitError>, lsn: Lsn) {
+    pub(crate) fn query(
+        &mut self,
+        tx: QueryTx,
+        answer: Result<QueryAnswer, SubmitError>,
+        lsn: Lsn,
+    ) {
         self.push(Waiter::Query { tx, answer, lsn });
     }
 
@@ -251,7 +256,10 @@ mod tests {
         let (tx, mut rx) = oneshot::channel();
         r.one(tx, ok(), Lsn(2));
         r.release(committed_through(1));
-        assert!(rx.try_recv().is_err(), "LSN 2 is not covered by a commit through 1");
+        assert!(
+            rx.try_recv().is_err(),
+            "LSN 2 is not covered by a commit through 1"
+        );
         r.release(committed_through(2));
         assert!(rx.try_recv().unwrap().is_ok());
         assert!(r.is_empty());

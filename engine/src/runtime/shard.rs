@@ -276,7 +276,10 @@ fn snapshot_writer(
         let started = Instant::now();
         #[cfg(svault_faults)]
         if job.panic {
-            panic!("{}: snapshot writer of shard {k}", super::faults::PANIC_MESSAGE);
+            panic!(
+                "{}: snapshot writer of shard {k}",
+                super::faults::PANIC_MESSAGE
+            );
         }
         let SnapshotJob {
             lsn,
@@ -330,7 +333,11 @@ pub(crate) fn abort_on_panic(what: &'static str, k: usize) -> AbortOnPanic {
 impl Drop for AbortOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            tracing::error!(shard = self.k, thread = self.what, "panic: aborting the process; a restart recovers from the log");
+            tracing::error!(
+                shard = self.k,
+                thread = self.what,
+                "panic: aborting the process; a restart recovers from the log"
+            );
             eprintln!(
                 "svault: {} of shard {} panicked; aborting (a restart recovers from the log)",
                 self.what, self.k
@@ -595,9 +602,12 @@ impl Shard {
         }
         self.uncommitted += 1;
         self.records_since_snapshot += 1;
-        Ok(self
-            .state
-            .apply_under(&rec.request, now, record::rules_of(rec.version), &mut self.events))
+        Ok(self.state.apply_under(
+            &rec.request,
+            now,
+            record::rules_of(rec.version),
+            &mut self.events,
+        ))
     }
 
     fn read(
@@ -710,7 +720,6 @@ impl Shard {
             *self.shared.float.lock() = self.state.float();
         }
     }
-
 
     /// Every N records or M seconds: freeze on this thread (the pause), serialise and write on
     /// the writer thread.

@@ -702,8 +702,16 @@ impl State {
                 TxnKind::Spend | TxnKind::Hold => e.discount_source(),
                 _ => None,
             },
-            points_earned: if points_moved && points_up { e.points } else { 0 },
-            points_spent: if points_moved && !points_up { e.points } else { 0 },
+            points_earned: if points_moved && points_up {
+                e.points
+            } else {
+                0
+            },
+            points_spent: if points_moved && !points_up {
+                e.points
+            } else {
+                0
+            },
             released: match k {
                 TxnKind::Capture | TxnKind::Void | TxnKind::HoldExpired | TxnKind::Reversal => {
                     e.extra

@@ -4,8 +4,8 @@
 
 use super::card::Card;
 use super::history::{
-    TxnEntry, DISCOUNT_TIER, DISCOUNT_WINDOW, F_REVERSED, HOLD_ACTIVE, HOLD_CAPTURED,
-    HOLD_EXPIRED, HOLD_GROSS, HOLD_STATE_MASK, HOLD_VOIDED,
+    TxnEntry, DISCOUNT_TIER, DISCOUNT_WINDOW, F_REVERSED, HOLD_ACTIVE, HOLD_CAPTURED, HOLD_EXPIRED,
+    HOLD_GROSS, HOLD_STATE_MASK, HOLD_VOIDED,
 };
 use super::marketing::{self, DAY_MS, MINUTE_MS};
 use super::timers::{Timer, Timers, T_HOLD, T_LOT, T_REMIND};
@@ -637,12 +637,10 @@ impl Parts<'_> {
                         (c.paid_in - c.consumed).max(Amount::ZERO).min(principal)
                     }
                     (_, Rules::Original) => principal,
-                    (_, Rules::Current) => marketing::proportional_principal_left(
-                        c.paid_in,
-                        c.bonus_given,
-                        c.consumed,
-                    )
-                    .min(c.total()),
+                    (_, Rules::Current) => {
+                        marketing::proportional_principal_left(c.paid_in, c.bonus_given, c.consumed)
+                            .min(c.total())
+                    }
                 }
             }
         };

@@ -22,6 +22,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Show segments, LSN ranges, snapshots and torn tails.
     Inspect(InspectArgs),
+    /// Finance and marketing views from the log (read-only; safe while the server runs).
+    Report(ReportArgs),
 }
 
 /// Flags of `svault serve` (SPEC.md).
@@ -43,6 +45,17 @@ pub struct ServeArgs {
     /// small disk use small segments so that a rotation, and the refusal, come quickly.
     #[arg(long, hide = true)]
     pub wal_segment_mib: Option<u64>,
+    /// Delete archived log segments (shard-N/archive/) last written more than N days ago.
+    /// Default: keep the whole history.
+    #[arg(long)]
+    pub log_retention_days: Option<u32>,
+    /// Snapshot every N records (default 10 M); small values exercise snapshots in tests.
+    #[arg(long, hide = true)]
+    pub snapshot_every_records: Option<u64>,
+    /// Added to the wall clock (ms): lets crash drills and tests move days ahead across a
+    /// restart (batch time never goes back, so only forward moves take effect).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub clock_offset_ms: i64,
 }
 
 /// Flags of `svault replay`.
@@ -72,6 +85,41 @@ pub struct InspectArgs {
     pub data: std::path::PathBuf,
 }
 
+/// Output form of `svault report`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Flags of `svault report`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    #[arg(long)]
+    pub data: std::path::PathBuf,
+    /// RFC 3339 time: records at or after it (default: the first record).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// RFC 3339 time: records before it (default: just after the last record).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only this program.
+    #[arg(long)]
+    pub program: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// A card with no activity in this many days before --to has churned.
+    #[arg(long, default_value_t = 30)]
+    pub churn_days: u32,
+    /// Custody ratio on the last quarter-end principal: 0.2 scale, 0.3 group, 0.4 brand issuers.
+    #[arg(long, default_value = "0.4")]
+    pub custody_ratio: String,
+    /// Share of top-ups the payback period counts.
+    #[arg(long, default_value = "0.3")]
+    pub payback_factor: String,
+}
+
 /// Entry point of the `svault` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -79,7 +127,66 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(args),
         Command::Inspect(args) => inspect(args),
+        Command::Report(args) => report(args),
     }
+}
+
+fn report(args: ReportArgs) -> ExitCode {
+    let time = |flag: &str,
+                v: &Option<String>|
+     -> Result<Option<crate::command::Millis>, ExitCode> {
+        match v {
+            None => Ok(None),
+            Some(t) => crate::replay::parse_rfc3339(t).map(Some).ok_or_else(|| {
+                eprintln!("svault report: {flag} {t:?} is not an RFC 3339 time (e.g. 2026-11-24T09:30:00+08:00)");
+                ExitCode::from(2)
+            }),
+        }
+    };
+    let rate = |flag: &str, v: &str| -> Result<crate::money::Rate, ExitCode> {
+        crate::money::Rate::parse(v).map_err(|_| {
+            eprintln!("svault report: {flag} {v:?} is not a decimal rate (e.g. 0.3)");
+            ExitCode::from(2)
+        })
+    };
+    let options = (|| {
+        Ok::<_, ExitCode>(crate::report::ReportOptions {
+            from: time("--from", &args.from)?,
+            to: time("--to", &args.to)?,
+            program: args.program.clone(),
+            churn_days: args.churn_days,
+            custody_ratio: rate("--custody-ratio", &args.custody_ratio)?,
+            payback_factor: rate("--payback-factor", &args.payback_factor)?,
+            progress: true,
+        })
+    })();
+    let options = match options {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let report = match crate::report::run(&args.data, &options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("svault report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use crate::report::figures;
+    let out = match args.format {
+        ReportFormat::Table => figures::table(&report),
+        ReportFormat::Json => figures::json(&report),
+        ReportFormat::Csv => figures::csv(&report),
+    };
+    print!("{out}");
+    if args.format == ReportFormat::Table {
+        println!(
+            "{} records in {:.3} s = {:.0} records/s",
+            report.records,
+            report.elapsed.as_secs_f64(),
+            report.records_per_sec()
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -104,7 +211,6 @@ fn replay(args: ReplayArgs) -> ExitCode {
         verify: args.verify,
         ignore_snapshots: args.ignore_snapshots,
         scratch: args.scratch.clone(),
-        state: Default::default(),
     };
     let report = match crate::replay::replay(&args.data, &options) {
         Ok(r) => r,
@@ -155,10 +261,10 @@ fn replay(args: ReplayArgs) -> ExitCode {
             cny.format(f.held),
             f.cards
         );
-        total.principal = crate::money::Amount(total.principal.0.saturating_add(f.principal.0));
-        total.bonus = crate::money::Amount(total.bonus.0.saturating_add(f.bonus.0));
-        total.held = crate::money::Amount(total.held.0.saturating_add(f.held.0));
-        total.cards = total.cards.saturating_add(f.cards);
+        total.principal += f.principal;
+        total.bonus += f.bonus;
+        total.held += f.held;
+        total.cards += f.cards;
     }
     println!(
         "{:<16} {:>18} {:>18} {:>18} {:>10}",

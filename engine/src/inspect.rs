@@ -11,6 +11,8 @@ pub struct ShardInspection {
     pub shard: usize,
     pub wal_dir: PathBuf,
     pub inspection: wal::Inspection,
+    /// `shard-N/archive/`: segments snapshots covered, kept as history (no snapshots here).
+    pub archive: wal::Inspection,
 }
 
 /// Why a directory could not be inspected.
@@ -41,10 +43,16 @@ pub fn inspect(data: &Path) -> Result<Vec<ShardInspection>, InspectError> {
                 .map_err(|source| InspectError::Wal { shard: k, source })?;
             inspection.snapshots.extend(snaps.snapshots);
         }
+        let archive = if paths.archive.exists() {
+            wal::inspect(&paths.archive).map_err(|source| InspectError::Wal { shard: k, source })?
+        } else {
+            wal::Inspection::default()
+        };
         out.push(ShardInspection {
             shard: k,
             wal_dir: paths.wal,
             inspection,
+            archive,
         });
     }
     Ok(out)
@@ -74,37 +82,40 @@ pub fn render(shards: &[ShardInspection]) -> (String, bool) {
                 _ => "empty".into(),
             }
         );
-        for g in &i.segments {
-            let lsns = match g.last_lsn {
-                Some(l) => format!("{}..={}", g.first_lsn.0, l.0),
-                None => format!("{}.. (empty)", g.first_lsn.0),
-            };
-            let _ = write!(
+        bad |= render_segments(&mut s, &i.segments);
+        if !sh.archive.segments.is_empty() {
+            let a = &sh.archive;
+            let first = a.segments.iter().map(|g| g.first_lsn.0).min();
+            let last = a
+                .segments
+                .iter()
+                .filter_map(|g| g.last_lsn.map(|l| l.0))
+                .max();
+            let records: u64 = a.segments.iter().map(|g| g.records_ok).sum();
+            let _ = writeln!(
                 s,
-                "  {:<28} {:>12} B  epoch {:<6} lsn {:<24} records {:<10} header {}{}",
-                g.file_name,
-                g.size_bytes,
-                g.epoch,
-                lsns,
-                g.records_ok,
-                if g.header_ok { "ok" } else { "BAD" },
-                if g.sealed { "  sealed" } else { "" }
+                "  archive: segments: {}  records: {records}  lsn range: {}",
+                a.segments.len(),
+                match (first, last) {
+                    (Some(f), Some(l)) => format!("{f}..={l}"),
+                    _ => "empty".into(),
+                }
             );
-            if !g.header_ok {
+            bad |= render_segments(&mut s, &a.segments);
+            let live_first = i.segments.iter().map(|g| g.first_lsn.0).min();
+            if let (Some(l), Some(f)) = (last, live_first) {
+                if l + 1 != f {
+                    bad = true;
+                    let _ = writeln!(
+                        s,
+                        "  GAP: the archive ends at lsn {l}, the live log starts at {f}"
+                    );
+                }
+            }
+            if let Some(r) = &a.refusal {
                 bad = true;
+                let _ = writeln!(s, "  ARCHIVE DAMAGED: {r}");
             }
-            if let Some(t) = &g.torn_tail {
-                let _ = write!(
-                    s,
-                    "  torn tail at offset {} ({} bytes)",
-                    t.offset, t.bytes_cut
-                );
-            }
-            if let Some((offset, reason)) = &g.bad_record {
-                bad = true;
-                let _ = write!(s, "  BAD RECORD at offset {offset}: {reason}");
-            }
-            let _ = writeln!(s);
         }
         for snap in &i.snapshots {
             let _ = writeln!(
@@ -127,4 +138,42 @@ pub fn render(shards: &[ShardInspection]) -> (String, bool) {
         }
     }
     (s, bad)
+}
+
+/// One line per segment; `true` when one of them is damaged.
+fn render_segments(s: &mut String, segments: &[wal::SegmentInfo]) -> bool {
+    let mut bad = false;
+    for g in segments {
+        let lsns = match g.last_lsn {
+            Some(l) => format!("{}..={}", g.first_lsn.0, l.0),
+            None => format!("{}.. (empty)", g.first_lsn.0),
+        };
+        let _ = write!(
+            s,
+            "  {:<28} {:>12} B  epoch {:<6} lsn {:<24} records {:<10} header {}{}",
+            g.file_name,
+            g.size_bytes,
+            g.epoch,
+            lsns,
+            g.records_ok,
+            if g.header_ok { "ok" } else { "BAD" },
+            if g.sealed { "  sealed" } else { "" }
+        );
+        if !g.header_ok {
+            bad = true;
+        }
+        if let Some(t) = &g.torn_tail {
+            let _ = write!(
+                s,
+                "  torn tail at offset {} ({} bytes)",
+                t.offset, t.bytes_cut
+            );
+        }
+        if let Some((offset, reason)) = &g.bad_record {
+            bad = true;
+            let _ = write!(s, "  BAD RECORD at offset {offset}: {reason}");
+        }
+        let _ = writeln!(s);
+    }
+    bad
 }

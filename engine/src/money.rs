@@ -30,7 +30,8 @@ pub struct Amount(pub i64);
 
 impl Amount {
     pub const ZERO: Amount = Amount(0);
-    /// Largest amount a request may carry: 10^12 major units.
+    /// Largest amount a request may carry, and largest figure svault carries: 10^12 major
+    /// units (see [`Currency::max_amount`]).
     pub const MAX_MAJOR: i64 = 1_000_000_000_000;
 
     pub fn minor(self) -> i64 {
@@ -41,28 +42,61 @@ impl Amount {
     }
 }
 
+impl Amount {
+    /// `self + o`, or `None` when the sum does not fit in an `i64`.
+    pub fn checked_add(self, o: Amount) -> Option<Amount> {
+        self.0.checked_add(o.0).map(Amount)
+    }
+    /// `self − o`, or `None` when the difference does not fit in an `i64`.
+    pub fn checked_sub(self, o: Amount) -> Option<Amount> {
+        self.0.checked_sub(o.0).map(Amount)
+    }
+}
+
+// Operators are checked in every build: money never wraps silently. The state machine refuses
+// any request that would take a figure past the 10^12 bound before it changes anything, so an
+// overflow here is a missing check, and stopping beats carrying a wrong balance.
 impl std::ops::Add for Amount {
     type Output = Amount;
+    #[inline]
     fn add(self, o: Amount) -> Amount {
-        Amount(self.0 + o.0)
+        match self.checked_add(o) {
+            Some(s) => s,
+            None => overflow(),
+        }
     }
 }
 impl std::ops::Sub for Amount {
     type Output = Amount;
+    #[inline]
     fn sub(self, o: Amount) -> Amount {
-        Amount(self.0 - o.0)
+        match self.checked_sub(o) {
+            Some(s) => s,
+            None => overflow(),
+        }
     }
 }
 impl std::ops::AddAssign for Amount {
+    #[inline]
     fn add_assign(&mut self, o: Amount) {
-        self.0 += o.0
+        *self = *self + o;
     }
 }
 impl std::ops::SubAssign for Amount {
+    #[inline]
     fn sub_assign(&mut self, o: Amount) {
-        self.0 -= o.0
+        *self = *self - o;
     }
 }
+
+#[cold]
+#[inline(never)]
+fn overflow() -> ! {
+    panic!("amount arithmetic overflowed i64: a bound check is missing")
+}
+
+/// Most points a card may hold (the same 10^12 bound as money: SPEC's "no figure past 10^12").
+pub const POINTS_MAX: u64 = 1_000_000_000_000;
 
 /// A currency: its code and how many decimal places it has.
 #[derive(
@@ -93,6 +127,13 @@ impl Currency {
     }
     fn minor_per_major(self) -> i64 {
         10i64.pow(self.scale())
+    }
+
+    /// The largest figure svault carries in this currency: 10^12 major units, in minor units.
+    /// Every balance, lifetime total and program float stays within it (SPEC "Money"), so
+    /// sums of a few figures never come near `i64::MAX`.
+    pub fn max_amount(self) -> Amount {
+        Amount(Amount::MAX_MAJOR * self.minor_per_major())
     }
 
     /// Parses a request amount: positive, at most the currency's scale, at most 10^12.
@@ -179,8 +220,9 @@ impl Rate {
         if d.normalize().scale() > 6 {
             return Err(AmountError::TooManyDecimals);
         }
-        let ppm = (d * Decimal::from(1_000_000))
-            .to_u32()
+        let ppm = d
+            .checked_mul(Decimal::from(1_000_000))
+            .and_then(|x| x.to_u32())
             .ok_or(AmountError::TooLarge)?;
         if ppm > 1_000_000_000 {
             return Err(AmountError::TooLarge);
@@ -263,5 +305,33 @@ mod tests {
         assert_eq!(Rate(100_000).apply(Amount(20000)), Amount(2000));
         assert_eq!(mul_div_half_even(-25, 1, 10), -2);
         assert_eq!(mul_div_half_even(6000, 10000, 11500), 5217);
+    }
+
+    /// Found while fuzzing the parsers: 28 digits times 10^6 overflowed the decimal and panicked.
+    #[test]
+    fn huge_rates_are_refused_not_a_panic() {
+        for s in [
+            "1000000000000000000000000000",
+            "79228162514264337593543950335",
+        ] {
+            assert_eq!(Rate::parse(s), Err(AmountError::TooLarge), "{s}");
+        }
+    }
+
+    #[test]
+    fn arithmetic_is_checked() {
+        let big = Amount(i64::MAX);
+        assert_eq!(big.checked_add(Amount(1)), None);
+        assert_eq!(Amount(i64::MIN).checked_sub(Amount(1)), None);
+        assert_eq!(Amount(2).checked_add(Amount(3)), Some(Amount(5)));
+        assert!(std::panic::catch_unwind(|| big + Amount(1)).is_err());
+        assert!(std::panic::catch_unwind(|| Amount(i64::MIN) - Amount(1)).is_err());
+        assert!(std::panic::catch_unwind(|| {
+            let mut a = big;
+            a += Amount(1);
+            a
+        })
+        .is_err());
+        assert_eq!(Currency::Cny.max_amount(), Amount(100_000_000_000_000));
     }
 }

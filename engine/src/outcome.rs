@@ -24,6 +24,9 @@ pub enum DeclineCode {
     RefundLocked,
     Reversed,
     InsufficientPoints,
+    /// The request would take a balance, a lifetime total, the points or the program's float
+    /// past 10^12 (SPEC "Money": checked arithmetic); nothing changed.
+    OverAmountLimit,
 }
 
 impl DeclineCode {
@@ -41,6 +44,7 @@ impl DeclineCode {
         DeclineCode::RefundLocked,
         DeclineCode::Reversed,
         DeclineCode::InsufficientPoints,
+        DeclineCode::OverAmountLimit,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,6 +61,7 @@ impl DeclineCode {
             DeclineCode::RefundLocked => "refund_locked",
             DeclineCode::Reversed => "reversed",
             DeclineCode::InsufficientPoints => "insufficient_points",
+            DeclineCode::OverAmountLimit => "over_amount_limit",
         }
     }
 }

@@ -9,8 +9,10 @@
 //! are per shard; with several shards the same N is a different instant in each).
 //! `--until-time T` applies records whose batch time is < T in every shard, which is one
 //! consistent instant across shards. When the newest snapshot is past the point asked for,
-//! replay starts from an empty state and needs the log from LSN 1 (kept when the engine runs
-//! with `remove_covered_segments = false`), else it says it cannot reach that point.
+//! replay starts from an empty state and reads the log from LSN 1: the archive
+//! (`shard-N/archive/`, the segments snapshots covered) and the live log together hold the
+//! whole history unless `--log-retention-days` pruned it, in which case replay says it cannot
+//! reach that point.
 
 use crate::command::Millis;
 use crate::outcome::FloatTotals;
@@ -31,7 +33,6 @@ pub struct ReplayOptions {
     pub ignore_snapshots: bool,
     /// Where the copies of the logs go (default: the system temp directory).
     pub scratch: Option<PathBuf>,
-    pub state: StateConfig,
 }
 
 /// One shard's replay.
@@ -105,6 +106,10 @@ pub enum ReplayError {
 /// Replays every shard of `data`.
 pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     let m = meta::read(data)?.ok_or_else(|| ReplayError::NotADataDir(data.to_path_buf()))?;
+    // The state config the log was written under (the defaults for a directory from before it
+    // was recorded, the only ones that server could run with); replay never writes `meta`.
+    let state = m.state.clone().unwrap_or_default();
+    let state = &state;
     let scratch_parent = options.scratch.clone().unwrap_or_else(std::env::temp_dir);
     let scratch = ScratchDir::new(&scratch_parent)?;
     // Copy every log first, then replay the shards in parallel (they share nothing), at most
@@ -114,10 +119,19 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
     for k in 0..m.shards {
         let paths = recovery::shard_paths(data, k);
         let copy = scratch.path.join(format!("shard-{k}"));
+        // The archive (segments older snapshots covered) and the live log form one log.
+        copy_dir(&paths.archive, &copy)?;
         copy_dir(&paths.wal, &copy)?;
         copies.push((k, copy, paths.snapshots));
     }
     let copy_elapsed = started.elapsed();
+    let copied: u64 = copies
+        .iter()
+        .filter_map(|(_, copy, _)| std::fs::read_dir(copy).ok())
+        .flat_map(|d| d.filter_map(|e| e.ok()?.metadata().ok()))
+        .map(|m| m.len())
+        .sum();
+    let progress = crate::progress::Progress::new(copied, "replay");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut shards = Vec::with_capacity(m.shards);
     let mut elapsed = Duration::ZERO;
@@ -126,8 +140,9 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
             let running: Vec<_> = wave
                 .iter()
                 .map(|(k, copy, snapshots)| {
+                    let progress = &progress;
                     scope.spawn(move || {
-                        let done = replay_shard(*k, copy, snapshots, options);
+                        let done = replay_shard(*k, copy, snapshots, options, state, progress);
                         let _ = std::fs::remove_dir_all(copy);
                         done
                     })
@@ -150,6 +165,7 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
         }
         elapsed += slowest;
     }
+    progress.finish();
     let digests: Vec<u64> = shards.iter().map(|s| s.report.digest).collect();
     let floats: Vec<Vec<(String, FloatTotals)>> = shards.iter().map(|s| s.float.clone()).collect();
     let report = ReplayReport {
@@ -173,6 +189,8 @@ fn replay_shard(
     wal_dir: &Path,
     snapshots: &Path,
     options: &ReplayOptions,
+    config: &StateConfig,
+    progress: &crate::progress::Progress,
 ) -> Result<Done, ReplayError> {
     let shard_err = |source: RecoveryError| ReplayError::Shard { shard: k, source };
     let started = Instant::now();
@@ -193,8 +211,8 @@ fn replay_shard(
             Until::Time(t) => now < t,
         };
         if usable {
-            let (now, state) = recovery::decode_snapshot(&s.bytes, s.lsn, options.state.clone())
-                .map_err(shard_err)?;
+            let (now, state) =
+                recovery::decode_snapshot(&s.bytes, s.lsn, config.clone()).map_err(shard_err)?;
             start = Some((s.lsn, now, state));
         }
     }
@@ -205,22 +223,23 @@ fn replay_shard(
                 return Err(ReplayError::PointInTime {
                     shard: k,
                     reason: format!(
-                        "the log starts at lsn {} (older segments were removed after a snapshot) and no usable snapshot reaches the point asked for",
+                        "the log starts at lsn {} (older archived segments were pruned by the log retention) and no usable snapshot reaches the point asked for",
                         found.first_lsn.0
                     ),
                 });
             }
-            (Lsn(0), Millis(0), State::new(options.state.clone()))
+            (Lsn(0), Millis(0), State::new(config.clone()))
         }
     };
     recovery::check_continuity(snapshot_lsn, &found).map_err(shard_err)?;
-    let replayed = recovery::replay_wal(
+    let replayed = recovery::replay_wal_with_progress(
         &wal,
         &mut state,
         Lsn(snapshot_lsn.0 + 1),
         start_now,
         options.until,
         |_| {},
+        |bytes| progress.inc(bytes),
     )
     .map_err(shard_err)?;
     let elapsed = started.elapsed();
@@ -229,7 +248,7 @@ fn replay_shard(
         // state, and shards replaying in parallel must not all hold theirs at once.
         static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        verify_state(&state, &options.state)
+        verify_state(&state, config)
     });
     let float = state.float();
     let report = ShardReplay {
@@ -388,7 +407,11 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
         }
         _ => return None,
     };
-    let days = days_from_civil(year, month, day);
+    let days = crate::report::time::days_from_civil(
+        year,
+        u32::try_from(month).ok()?,
+        u32::try_from(day).ok()?,
+    );
     let secs = days * 86_400 + hour * 3_600 + minute * 60 + second.min(59) - offset_minutes * 60;
     Some(Millis(secs * 1_000 + millis))
 }
@@ -400,17 +423,6 @@ fn days_in_month(y: i64, m: i64) -> i64 {
         _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
         _ => 28,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

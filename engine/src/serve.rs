@@ -135,7 +135,19 @@ async fn serve(
         shards: args.shards,
         durability: args.durability,
     };
-    let mut tuning = crate::runtime::Tuning::default();
+    let mut tuning = crate::runtime::Tuning {
+        log_retention_days: args.log_retention_days,
+        snapshot_every_records: args
+            .snapshot_every_records
+            .unwrap_or(crate::runtime::Tuning::default().snapshot_every_records),
+        clock: {
+            let offset = args.clock_offset_ms;
+            std::sync::Arc::new(move || {
+                crate::command::Millis(crate::runtime::wall_clock().0.saturating_add(offset))
+            })
+        },
+        ..crate::runtime::Tuning::default()
+    };
     if let Some(mib) = args.wal_segment_mib {
         tuning.wal.segment_size_bytes = mib.saturating_mul(1 << 20);
     }
@@ -271,11 +283,11 @@ fn print_banner(args: &ServeArgs, auth: &Auth, http: SocketAddr, tcp: SocketAddr
     let _ = writeln!(out, "try it:");
     let _ = writeln!(
         out,
-        "  curl -s -X POST {base}/v1/cards{bearer} -H 'Idempotency-Key: open-{card}' -d '{{\"program\":\"demo\",\"card_id\":\"{card}\",\"registered\":true}}'"
+        "  curl -s -X POST {base}/v1/cards{bearer} -H 'Idempotency-Key: open-{card}' -H 'Content-Type: application/json' -d '{{\"program\":\"demo\",\"card_id\":\"{card}\",\"registered\":true}}'"
     );
     let _ = writeln!(
         out,
-        "  curl -s -X POST {base}/v1/cards/{card}/top-ups{bearer} -H 'Idempotency-Key: top-up-1' -d '{{\"amount\":\"100.00\",\"channel\":\"wechat\"}}'"
+        "  curl -s -X POST {base}/v1/cards/{card}/top-ups{bearer} -H 'Idempotency-Key: top-up-1' -H 'Content-Type: application/json' -d '{{\"amount\":\"100.00\",\"channel\":\"wechat\"}}'"
     );
     let _ = writeln!(out, "  curl -s {base}/v1/cards/{card}{bearer}");
     let _ = writeln!(out, "API document: {base}/openapi.json   metrics: {base}/metrics   binary protocol: docs/protocol.md");

@@ -4,7 +4,7 @@
 use engine::command::{CallerId, CardId, Channel, Command, Millis, Query, Request};
 use engine::money::Amount;
 use engine::program::Program;
-use engine::runtime::record::legacy::{CommandV2, LogRecordV2, RequestV2};
+use engine::runtime::record::v2::{CommandV2, LogRecordV2, RequestV2};
 use engine::runtime::record::{self, LogRecord, LOG_RECORD_VERSION};
 use engine::runtime::recovery::{replay_wal, Until};
 use engine::state::{QueryAnswer, State, StateConfig};
@@ -80,12 +80,9 @@ fn each_record_replays_under_the_rules_of_its_version() {
     let mut state = State::new(StateConfig::default());
     let done = replay_wal(&wal, &mut state, Lsn(1), Millis(0), Until::End, |_| {}).unwrap();
     assert_eq!(done.records, 5);
-    let QueryAnswer::Card(Some(card)) = state.query(
-        &Query::Card {
-            card_id: CardId(1),
-        },
-        Millis(T0 + 10),
-    ) else {
+    let QueryAnswer::Card(Some(card)) =
+        state.query(&Query::Card { card_id: CardId(1) }, Millis(T0 + 10))
+    else {
         panic!("card 1 is there");
     };
     // 100 + 10: the 4890 stayed declined as it was when first applied.

@@ -122,14 +122,16 @@ pub fn http_body(data: &[u8]) {
     let card = CardId(42);
     let txn = engine::command::TxnId { card, seq: 7 };
     let _ = match which % 11 {
-        0 => parse_json::<body::OpenCardBody>(json).and_then(|b| b.into_command(engine::command::CallerId::DEFAULT, "key")),
+        0 => parse_json::<body::OpenCardBody>(json)
+            .and_then(|b| b.into_command(engine::command::CallerId::DEFAULT, "key")),
         1 => parse_json::<body::TopUpBody>(json).and_then(|b| b.into_command(card)),
         2 => parse_json::<body::SpendBody>(json).and_then(|b| b.into_command(card)),
         3 => parse_json::<body::HoldBody>(json).and_then(|b| b.into_command(card)),
         4 => parse_json::<body::CaptureBody>(json).and_then(|b| b.into_command(txn)),
         5 => parse_json::<body::RefundBody>(json).and_then(|b| b.into_command()),
         6 => parse_json::<body::CashOutBody>(json).and_then(|b| b.into_command(card)),
-        7 => parse_json::<body::ReversalBody>(json).and_then(|b| b.into_command(engine::command::CardId(1))),
+        7 => parse_json::<body::ReversalBody>(json)
+            .and_then(|b| b.into_command(engine::command::CardId(1))),
         8 => parse_json::<body::RedeemBody>(json).and_then(|b| b.into_command(card)),
         9 => parse_json::<body::GrantBody>(json).and_then(|b| b.into_command(card)),
         _ => parse_json::<body::EmptyBody>(json).map(|_| Command::Tick),

@@ -93,7 +93,11 @@ fn two_callers_with_the_same_key_on_one_card_are_two_requests() {
     let a = top_up_as(&s, Some("gw-a"), "7101", "10", "spend-1");
     assert_eq!(a.status, 200, "{}", a.body);
     let b = top_up_as(&s, Some("gw-b"), "7101", "20", "spend-1");
-    assert_eq!(b.status, 200, "another caller's key never collides: {}", b.body);
+    assert_eq!(
+        b.status, 200,
+        "another caller's key never collides: {}",
+        b.body
+    );
     assert!(!b.replayed(), "{}", b.body);
     assert_ne!(a.s("txn_id"), b.s("txn_id"));
     assert_eq!(card_as(&s, Some("gw-a"), "7101")["principal"], "30.00");
@@ -248,7 +252,9 @@ fn card_ids_with_a_leading_zero_are_refused_at_every_http_door() {
             .json(json!({"idempotency_key":"t-1"}))
             .send();
         assert_eq!(invalid_field(&rev), "card_id", "reversal on {bad}");
-        let tx = s.req("GET", &format!("/v1/cards/{bad}/transactions")).send();
+        let tx = s
+            .req("GET", &format!("/v1/cards/{bad}/transactions"))
+            .send();
         assert_eq!(invalid_field(&tx), "card_id");
     }
     let cap = s

@@ -7,6 +7,7 @@ use engine::outcome::Outcome;
 use engine::program::Program;
 use engine::runtime::{Durability, Engine, EngineConfig, EngineError, Scope, SubmitError, Tuning};
 use engine::state::QueryAnswer;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -79,11 +80,13 @@ fn a_full_queue_answers_overloaded_and_does_not_grow() {
     };
     parked_rx.recv().unwrap();
     let results = rt.block_on(async {
+        // Each submit is polled once: that first poll queues its message or refuses it, so
+        // once the loop is done every submit has been queued or refused (no waiting).
         let mut handles = Vec::new();
         for i in 0..(queue_depth_max * 4) {
             let engine = engine.clone();
             let key = format!("t{i}");
-            handles.push(tokio::spawn(async move {
+            let mut submit = Box::pin(async move {
                 let r = req(
                     &key,
                     Command::TopUp {
@@ -93,10 +96,14 @@ fn a_full_queue_answers_overloaded_and_does_not_grow() {
                     },
                 );
                 engine.submit(r, &Scope::All).await
-            }));
+            });
+            let first =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(submit.as_mut().poll(cx))).await;
+            handles.push(match first {
+                std::task::Poll::Ready(answer) => tokio::spawn(async move { answer }),
+                std::task::Poll::Pending => tokio::spawn(submit),
+            });
         }
-        // Every submit has either been queued or refused by now; then let the shard go.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let mut m = String::new();
         engine.render_metrics(&mut m);
         assert!(
@@ -247,7 +254,13 @@ fn a_reversal_goes_to_its_cards_shard_and_names_what_it_undid() {
         };
         let rev = engine
             .submit(
-                req("rev", Command::Reversal { card_id: CardId(42), key: "top".into() }),
+                req(
+                    "rev",
+                    Command::Reversal {
+                        card_id: CardId(42),
+                        key: "top".into(),
+                    },
+                ),
                 &Scope::All,
             )
             .await
@@ -261,7 +274,13 @@ fn a_reversal_goes_to_its_cards_shard_and_names_what_it_undid() {
         );
         let again = engine
             .submit(
-                req("rev", Command::Reversal { card_id: CardId(42), key: "top".into() }),
+                req(
+                    "rev",
+                    Command::Reversal {
+                        card_id: CardId(42),
+                        key: "top".into(),
+                    },
+                ),
                 &Scope::All,
             )
             .await
@@ -490,15 +509,9 @@ fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
             .count()
     };
     assert_eq!(expired(&engine), 0);
-    clock.store(t0 + 5_000, Ordering::SeqCst); // past the hold's ttl; no request follows
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while expired(&engine) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no tick expired the hold"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // Past the hold's ttl. Ticks follow the runtime's clock: the next message the shard handles
+    // (this read) checks `tick_due` first, and its answer leaves after the tick's commit.
+    clock.store(t0 + 5_000, Ordering::SeqCst);
     let held = rt
         .block_on(engine.query(Query::Card { card_id: CardId(7) }, &Scope::All))
         .unwrap();
@@ -506,6 +519,7 @@ fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
         panic!("{held:?}")
     };
     assert_eq!(card.held, Amount(0), "the tick released the hold");
+    assert_eq!(expired(&engine), 1, "the tick logged the hold's expiry");
     let digest = engine.digest().unwrap();
     engine.shutdown();
     drop(engine);
@@ -578,7 +592,9 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
     });
     let (a_before, b_before) = (total(&engine, a), total(&engine, b));
 
-    engine.fail_next_commit(0).unwrap();
+    engine
+        .inject(0, engine::runtime::faults::Fault::CommitFails)
+        .unwrap();
     let doomed = rt.block_on(engine.submit(req("doomed", spend(a)), &Scope::All));
     assert!(
         matches!(doomed, Err(SubmitError::Unavailable(_))),

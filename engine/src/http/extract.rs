@@ -109,7 +109,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdemKey {
             .ok_or_else(|| ApiError::invalid(field, "missing Idempotency-Key header"))?;
         if values.next().is_some() {
             // Which one names the request would be a guess (SPEC: 400).
-            return Err(ApiError::invalid(field, "more than one Idempotency-Key header"));
+            return Err(ApiError::invalid(
+                field,
+                "more than one Idempotency-Key header",
+            ));
         }
         let key = value
             .to_str()
@@ -147,8 +150,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 impl PathId {
     /// The path's card id (1–19 digits) or `400 invalid_request` naming `card_id`.
     pub fn card(&self) -> Result<CardId, ApiError> {
-        CardId::parse(&self.0)
-            .ok_or_else(|| ApiError::invalid("card_id", "a card id is 1-19 digits, no leading zero"))
+        CardId::parse(&self.0).ok_or_else(|| {
+            ApiError::invalid("card_id", "a card id is 1-19 digits, no leading zero")
+        })
     }
     /// The path's hold id (`{card}-{seq}`) or `400 invalid_request` naming `hold_id`.
     pub fn hold(&self) -> Result<crate::command::TxnId, ApiError> {

@@ -469,7 +469,7 @@ pub async fn events(
             _ => {}
         }
     }
-    let found = app.engine.events_after(after, limit as usize);
+    let found = app.engine.events(after, limit as usize).await;
     let next_after = found.last().map_or(after, |(seq, _)| *seq);
     let mut events = Vec::with_capacity(found.len());
     for (seq, e) in &found {

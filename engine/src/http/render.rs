@@ -173,7 +173,13 @@ impl ApprovedBody {
 pub struct DeclinedBody {
     #[schema(value_type = String, example = "declined")]
     pub status: &'static str,
-    /// One of SPEC's decline codes.
+    /// One of SPEC's decline codes (`insufficient_funds`, `card_frozen`, `card_closed`,
+    /// `over_single_top_up`, `over_balance_cap`, `over_daily_top_up`, `velocity_limit`,
+    /// `hold_expired`, `over_capture`, `over_refund`, `refund_locked`, `reversed`,
+    /// `insufficient_points`), or `over_amount_limit`: the request would take a balance, a
+    /// lifetime total (`paid_in`, `bonus_given`, `consumed`, today's top-ups or spends), the
+    /// points or the program's float past 10^12 (SPEC "Money": every figure is bounded and
+    /// checked); it is checked last, just before the card would change, and nothing changed.
     #[schema(value_type = String, example = "insufficient_funds")]
     pub code: &'static str,
     /// The card as it is (unchanged).

@@ -9,10 +9,13 @@
 //! the number of shards is fixed per data directory (`meta`). See `docs/ARCHITECTURE.md`.
 
 pub mod events;
+#[cfg(svault_faults)]
+pub mod faults;
 pub mod meta;
 pub mod metrics;
 pub mod record;
 pub mod recovery;
+mod replies;
 pub mod router;
 mod shard;
 
@@ -78,9 +81,12 @@ pub struct Tuning {
     pub snapshot_every_records: u64,
     /// ...or after this many seconds (if anything was logged).
     pub snapshot_every_secs: u64,
-    /// Delete log segments a durable snapshot covers (off ⇒ keep the whole log, e.g. to replay
-    /// to any point in time).
+    /// Move log segments a durable snapshot covers out of `shard-N/wal/` into
+    /// `shard-N/archive/` (off ⇒ they stay in the live log). Either way the whole history is
+    /// kept for point-in-time replay, reports and audits.
     pub remove_covered_segments: bool,
+    /// Delete archived segments last written more than this many days ago (`None`: keep all).
+    pub log_retention_days: Option<u32>,
     /// How often an idle shard wakes to check `tick_due`.
     pub idle_tick_ms: u64,
     /// Commit interval under `async` durability.
@@ -100,6 +106,7 @@ impl Default for Tuning {
             snapshot_every_records: 10_000_000,
             snapshot_every_secs: 600,
             remove_covered_segments: true,
+            log_retention_days: None,
             idle_tick_ms: 250,
             async_flush_ms: 10,
             events_max: events::EVENTS_MAX_DEFAULT,
@@ -118,6 +125,7 @@ impl std::fmt::Debug for Tuning {
             .field("snapshot_every_records", &self.snapshot_every_records)
             .field("snapshot_every_secs", &self.snapshot_every_secs)
             .field("remove_covered_segments", &self.remove_covered_segments)
+            .field("log_retention_days", &self.log_retention_days)
             .field("idle_tick_ms", &self.idle_tick_ms)
             .field("async_flush_ms", &self.async_flush_ms)
             .field("events_max", &self.events_max)
@@ -199,7 +207,40 @@ pub fn combine_digests(digests: &[u64]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
-/// Sums per-program float totals of several shards, sorted by program id.
+/// Refuses to open `dir` with a state config other than the one its log was written under; a
+/// directory from before the config was recorded ran with the defaults, which are written into
+/// its `meta` now (logged), so later opens and `svault replay` see them.
+fn check_state_config(
+    dir: &std::path::Path,
+    found: &meta::Meta,
+    asked: &StateConfig,
+) -> Result<(), EngineError> {
+    let stored = found.state.clone().unwrap_or_default();
+    let differ = meta::state_differences(&stored, asked);
+    if !differ.is_empty() {
+        return Err(EngineError::Config(format!(
+            "{} was written under another state config ({}); these settings change what the log means, so the directory must be opened with the ones in its meta",
+            dir.display(),
+            differ.join(", ")
+        )));
+    }
+    if found.state.is_none() {
+        tracing::info!(
+            "{}: meta predates the recorded state config; recording the defaults it ran with ({stored:?})",
+            dir.display()
+        );
+        let m = meta::Meta {
+            shards: found.shards,
+            state: Some(stored),
+        };
+        meta::write(dir, &m).map_err(|e| EngineError::Config(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Sums per-program float totals of several shards, sorted by program id. The bound holds per
+/// shard (a shard refuses what would take its float past 10^12); the sum over shards may pass
+/// it and still fits an `i64` a thousand times over.
 pub fn merge_floats<'a>(
     parts: impl IntoIterator<Item = &'a [(String, FloatTotals)]>,
 ) -> Vec<(String, FloatTotals)> {
@@ -207,10 +248,12 @@ pub fn merge_floats<'a>(
     for part in parts {
         for (program, t) in part {
             let m = merged.entry(program.clone()).or_default();
-            m.principal = crate::money::Amount(m.principal.0.saturating_add(t.principal.0));
-            m.bonus = crate::money::Amount(m.bonus.0.saturating_add(t.bonus.0));
-            m.held = crate::money::Amount(m.held.0.saturating_add(t.held.0));
-            m.cards = m.cards.saturating_add(t.cards);
+            // Each shard's float is within 10^12 (10^14 fen) and a directory has at most
+            // `meta::SHARDS_MAX` shards, so these checked sums cannot overflow; never saturate.
+            m.principal += t.principal;
+            m.bonus += t.bonus;
+            m.held += t.held;
+            m.cards += t.cards;
         }
     }
     merged.into_iter().collect()
@@ -272,6 +315,9 @@ impl Engine {
             .map_err(|e| EngineError::Config(format!("cannot create {}: {e}", dir.display())))?;
         let found = meta::read(dir).map_err(|e| EngineError::Config(e.to_string()))?;
         let created_new = found.is_none();
+        if let Some(m) = &found {
+            check_state_config(dir, m, &tuning.state)?;
+        }
         let shards = match (found, config.shards) {
             (Some(m), Some(n)) if m.shards != n => {
                 return Err(EngineError::Config(format!(
@@ -292,7 +338,8 @@ impl Engine {
                         dir.display()
                     )));
                 }
-                meta::write(dir, meta::Meta { shards: n }).map_err(|e| EngineError::Config(e.to_string()))?;
+                let m = meta::Meta { shards: n, state: Some(tuning.state.clone()) };
+                meta::write(dir, &m).map_err(|e| EngineError::Config(e.to_string()))?;
                 n
             }
         };
@@ -305,7 +352,7 @@ impl Engine {
             eprintln!("WARNING: {msg}");
         }
 
-        let events = Arc::new(events::EventRing::new(tuning.events_max));
+        let events = Arc::new(events::EventRing::new(tuning.events_max, shards));
         let mut senders = Vec::with_capacity(shards);
         let mut floats = Vec::with_capacity(shards);
         let mut metrics_v = Vec::with_capacity(shards);
@@ -330,6 +377,7 @@ impl Engine {
                     move || match shard::open(k, &paths, rx, t, durability, shared) {
                         Ok((s, report)) => {
                             let _ = ready_tx.send(Ok(report));
+                            let _crash_only = shard::abort_on_panic("shard thread", k);
                             s.run();
                         }
                         Err(e) => {
@@ -620,9 +668,30 @@ impl Engine {
         merge_floats(parts.iter().map(|p| p.as_slice()))
     }
 
-    /// Events with sequence number > `after`, oldest first, at most `limit`.
+    /// Events with seq > `after`, in seq order, at most `limit`, as far as every shard's floor
+    /// allows (see `runtime::events`; an idle shard raises its floor every idle tick).
     pub fn events_after(&self, after: u64, limit: usize) -> Vec<(u64, Event)> {
         self.inner.events.after(after, limit)
+    }
+
+    /// `events_after`, once every shard with room in its queue has taken its batch time
+    /// (raising its floor): what was committed before the call is shown without waiting for
+    /// idle ticks.
+    pub async fn events(&self, after: u64, limit: usize) -> Vec<(u64, Event)> {
+        let mut waits = Vec::with_capacity(self.shards());
+        for sender in &self.inner.senders {
+            let (tx, rx) = oneshot::channel::<()>();
+            let call: shard::StateCall = Box::new(move |_: &State| {
+                let _ = tx.send(());
+            });
+            if sender.try_send(Msg::Call(call)).is_ok() {
+                waits.push(rx);
+            }
+        }
+        for rx in waits {
+            let _ = rx.await;
+        }
+        self.events_after(after, limit)
     }
 
     /// Appends the runtime's Prometheus lines (batch sizes, commit latency histogram, queue depth,
@@ -666,13 +735,13 @@ impl Engine {
             .collect()
     }
 
-    /// Test hook (feature `fault-injection`): shard `k`'s next commit fails as a dying disk
-    /// would, in line with that shard's requests.
-    #[cfg(feature = "fault-injection")]
-    pub fn fail_next_commit(&self, k: usize) -> Result<(), SubmitError> {
+    /// Test hook (`cfg(svault_faults)`, never in the `svault` binary): arms `fault` on shard
+    /// `k`, in line with that shard's requests.
+    #[cfg(svault_faults)]
+    pub fn inject(&self, k: usize, fault: faults::Fault) -> Result<(), SubmitError> {
         let sender = self.inner.senders.get(k).ok_or(SubmitError::ShuttingDown)?;
         sender
-            .send(Msg::FailNextCommit)
+            .send(Msg::Inject(fault))
             .map_err(|_| SubmitError::ShuttingDown)
     }
 

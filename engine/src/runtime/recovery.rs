@@ -20,14 +20,17 @@ pub struct ShardPaths {
     pub root: PathBuf,
     pub wal: PathBuf,
     pub snapshots: PathBuf,
+    /// Segments a snapshot covers, moved out of `wal` and kept (the whole history).
+    pub archive: PathBuf,
 }
 
-/// `data/shard-K/{wal,snapshots}`.
+/// `data/shard-K/{wal,snapshots,archive}`.
 pub fn shard_paths(data: &Path, k: usize) -> ShardPaths {
     let root = data.join(format!("shard-{k}"));
     ShardPaths {
         wal: root.join("wal"),
         snapshots: root.join("snapshots"),
+        archive: root.join("archive"),
         root,
     }
 }
@@ -152,8 +155,24 @@ pub fn replay_wal(
     from: Lsn,
     start_now: Millis,
     until: Until,
-    mut on_events: impl FnMut(&mut Vec<Event>),
+    on_events: impl FnMut(&mut Vec<Event>),
 ) -> Result<Replayed, RecoveryError> {
+    replay_wal_with_progress(wal, state, from, start_now, until, on_events, |_| {})
+}
+
+/// [`replay_wal`], calling `on_bytes` with the payload bytes of every 64 Ki records read
+/// (progress bars of offline tools).
+pub fn replay_wal_with_progress(
+    wal: &Wal,
+    state: &mut State,
+    from: Lsn,
+    start_now: Millis,
+    until: Until,
+    mut on_events: impl FnMut(&mut Vec<Event>),
+    mut on_bytes: impl FnMut(u64),
+) -> Result<Replayed, RecoveryError> {
+    let mut read_bytes = 0u64;
+    let mut read_records = 0u64;
     let mut done = Replayed {
         records: 0,
         last_lsn: Lsn(from.0.saturating_sub(1)),
@@ -183,6 +202,11 @@ pub fn replay_wal(
         done.last_now = rec.now;
     };
     let result = wal.read_from(from, |lsn, bytes| {
+        read_bytes += bytes.len() as u64 + 16;
+        read_records += 1;
+        if read_records.is_multiple_of(65_536) {
+            on_bytes(std::mem::take(&mut read_bytes));
+        }
         if let Until::Lsn(n) = until {
             if lsn.0 > n {
                 return Err(RecoveryError::Stop);

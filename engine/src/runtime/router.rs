@@ -61,13 +61,36 @@ mod tests {
 
     #[test]
     fn mapping_is_pinned() {
-        // Changing the hash would move cards between shards of existing directories.
-        let got: Vec<usize> = (0..8).map(|i| shard_of(CardId(i), 4)).collect();
-        let again: Vec<usize> = (0..8).map(|i| shard_of(CardId(i), 4)).collect();
-        assert_eq!(got, again);
-        assert_eq!(shard_of(CardId(123), 1), 0);
-        let expected = (xxhash_rust::xxh3::xxh3_64(&77u64.to_le_bytes()) % 3) as usize;
-        assert_eq!(shard_of(CardId(77), 3), expected);
+        // Literal shards, written down once: changing the hash, its input bytes or the modulo
+        // would move cards between the logs of existing directories, and fails here.
+        const CARDS: [u64; 8] = [
+            0,
+            1,
+            2,
+            77,
+            123,
+            6_200_000_000_000_001,
+            6_200_000_000_000_002,
+            u64::MAX,
+        ];
+        let pinned: [(usize, [usize; 8]); 4] = [
+            (2, [1, 0, 1, 0, 0, 1, 0, 1]),
+            (3, [2, 2, 1, 1, 0, 2, 2, 2]),
+            (4, [1, 2, 3, 0, 0, 3, 2, 3]),
+            (16, [9, 14, 3, 12, 8, 11, 10, 3]),
+        ];
+        for (shards, expected) in pinned {
+            for (card, want) in CARDS.iter().zip(expected) {
+                assert_eq!(
+                    shard_of(CardId(*card), shards),
+                    want,
+                    "card {card} with {shards} shards"
+                );
+            }
+        }
+        for card in CARDS {
+            assert_eq!(shard_of(CardId(card), 1), 0);
+        }
     }
 
     #[test]

@@ -3,18 +3,24 @@
 //! The loop: block for the first message, drain up to `batch_requests_max` requests, take the
 //! batch time once (wall clock, never below the previous batch), and for each request append its
 //! log record and then apply it. One `commit` (one sync) per batch under `group`, one per request
-//! under `sync`, a 10 ms timer under `async`. Replies (and read answers, computed in order) are
-//! sent only after the commit, so nothing a client sees is ahead of the log.
+//! under `sync`, a 10 ms timer under `async`. Every answer (reads too) carries the LSN of its
+//! record and leaves only once a commit covers that LSN (`replies`), so nothing a client sees is
+//! ahead of the log.
 //!
 //! Append before apply: a failed append (disk full) leaves the state untouched, the request is
-//! refused with `Unavailable` and the shard keeps serving. A failed commit after apply leaves the
-//! state ahead of the log: the shard is poisoned and refuses everything until a restart
+//! refused with `Unavailable` and the shard keeps serving. A failed commit after apply, or a
+//! failed sync inside an append (segment rotation), leaves the state ahead of the log: the shard
+//! is poisoned, every answer not yet released fails, and it refuses everything until a restart
 //! recovers from the log (never retry a sync).
+//!
+//! A panic here is a bug with the state possibly half-changed: the thread aborts the process
+//! (crash-only, see `AbortOnPanic`); a restart recovers from the log.
 
-use super::events::EventRing;
+use super::events::{EventRing, SeqClock};
 use super::metrics::ShardMetrics;
 use super::record::{self, LogRecord, LOG_RECORD_VERSION};
 use super::recovery::{self, ShardPaths, Until};
+use super::replies::{FrameTx, OneTx, QueryTx, Replies};
 use super::{Durability, EngineError, SubmitError, Tuning};
 use crate::command::{CallerId, Command, Millis, Query, Request};
 use crate::outcome::{Event, FloatTotals, Reply};
@@ -25,7 +31,6 @@ use rkyv::util::AlignedVec;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 use wal::{Lsn, Wal, WalError};
 
 /// Who sent a message and which programs they may touch.
@@ -47,22 +52,22 @@ pub(crate) enum Msg {
     Submit {
         request: Request,
         scope: ScopeList,
-        reply: oneshot::Sender<Result<Reply, SubmitError>>,
+        reply: OneTx,
     },
     Batch {
         requests: Vec<(usize, Request)>,
         scope: ScopeList,
-        reply: oneshot::Sender<Vec<(usize, Result<Reply, SubmitError>)>>,
+        reply: FrameTx,
     },
     Query {
         query: Query,
         scope: ScopeList,
-        reply: oneshot::Sender<Result<QueryAnswer, SubmitError>>,
+        reply: QueryTx,
     },
     Call(StateCall),
-    /// Test hook: the shard's next commit fails (its log's sync reports EIO).
-    #[cfg(feature = "fault-injection")]
-    FailNextCommit,
+    /// Test hook: a failure injected into this shard.
+    #[cfg(svault_faults)]
+    Inject(super::faults::Fault),
     Shutdown,
 }
 
@@ -73,22 +78,6 @@ impl Msg {
             _ => 1,
         }
     }
-}
-
-/// A reply waiting for the batch's commit.
-enum Pending {
-    One(
-        oneshot::Sender<Result<Reply, SubmitError>>,
-        Result<Reply, SubmitError>,
-    ),
-    Many(
-        oneshot::Sender<Vec<(usize, Result<Reply, SubmitError>)>>,
-        Vec<(usize, Result<Reply, SubmitError>)>,
-    ),
-    Query(
-        oneshot::Sender<Result<QueryAnswer, SubmitError>>,
-        Result<QueryAnswer, SubmitError>,
-    ),
 }
 
 /// What opening a shard found; logged and kept for `Engine::recovery_reports`.
@@ -122,6 +111,9 @@ struct SnapshotJob {
     lsn: Lsn,
     last_now: Millis,
     state: Frozen,
+    /// Test hook: the writer panics on this job.
+    #[cfg(svault_faults)]
+    panic: bool,
 }
 
 pub(crate) struct Shard {
@@ -134,12 +126,16 @@ pub(crate) struct Shard {
     shared: Shared,
     /// Last batch time: batch time never goes backwards.
     last_now: Millis,
-    last_tick_check: Instant,
+    /// Batch time of the last `tick_due` check: ticks follow the runtime's clock.
+    last_tick_check: Millis,
     /// `Some(reason)` once a commit failed: everything is refused until restart.
     poisoned: Option<String>,
     buf: AlignedVec,
     events: Vec<Event>,
-    pending: Vec<Pending>,
+    /// Answers waiting for the commit that covers their LSN.
+    replies: Replies,
+    /// Numbers this shard's events (`runtime::events`).
+    seqs: SeqClock,
     /// Records appended since the last commit.
     uncommitted: u64,
     committed: Lsn,
@@ -154,6 +150,10 @@ pub(crate) struct Shard {
     snapshot_in_flight: bool,
     snapshot_writer: Option<std::thread::JoinHandle<()>>,
     snapshot_dir: std::path::PathBuf,
+    /// Test hooks armed for this shard.
+    #[cfg(svault_faults)]
+    faults: super::faults::Armed,
+    archive_dir: std::path::PathBuf,
 }
 
 /// Recovers shard `k` and returns it ready to run.
@@ -193,15 +193,17 @@ pub(crate) fn open(
     let (wal, found) = Wal::open(&paths.wal, tuning.wal.clone())?;
     recovery::check_continuity(snapshot_lsn, &found).map_err(recovery_err)?;
     let events = shared.events.clone();
+    let mut seqs = SeqClock::new(k);
     let replayed = recovery::replay_wal(
         &wal,
         &mut state,
         Lsn(snapshot_lsn.0 + 1),
         snap_now,
         Until::End,
-        |evs| events.push_all(evs),
+        |evs| events.push_all(&mut seqs, evs),
     )
     .map_err(recovery_err)?;
+    events.set_floor(k, seqs.floor(replayed.last_now));
     let committed = Lsn(wal.next_lsn().0.saturating_sub(1));
     let report = RecoveryReport {
         shard: k,
@@ -228,7 +230,10 @@ pub(crate) fn open(
     let writer_metrics = Arc::clone(&shared.metrics);
     let snapshot_writer = std::thread::Builder::new()
         .name(format!("svault-snap-{k}"))
-        .spawn(move || snapshot_writer(k, snap_dir, job_rx, done_tx, writer_metrics))
+        .spawn(move || {
+            let _crash_only = abort_on_panic("snapshot writer", k);
+            snapshot_writer(k, snap_dir, job_rx, done_tx, writer_metrics)
+        })
         .map_err(|e| EngineError::Wal(WalError::Io(e)))?;
 
     let shard = Shard {
@@ -239,11 +244,12 @@ pub(crate) fn open(
         durability,
         shared,
         last_now: replayed.last_now,
-        last_tick_check: Instant::now(),
+        last_tick_check: replayed.last_now,
         poisoned: None,
         buf: AlignedVec::with_capacity(256),
         events: Vec::new(),
-        pending: Vec::with_capacity(tuning.batch_requests_max.min(65_536)),
+        replies: Replies::new(committed, tuning.batch_requests_max.min(65_536)),
+        seqs,
         uncommitted: 0,
         committed,
         last_commit: Instant::now(),
@@ -254,6 +260,9 @@ pub(crate) fn open(
         snapshot_in_flight: false,
         snapshot_writer: Some(snapshot_writer),
         snapshot_dir: paths.snapshots.clone(),
+        #[cfg(svault_faults)]
+        faults: Default::default(),
+        archive_dir: paths.archive.clone(),
         tuning,
     };
     Ok((shard, report))
@@ -271,10 +280,18 @@ fn snapshot_writer(
     lower_this_thread_priority(k);
     for job in jobs {
         let started = Instant::now();
+        #[cfg(svault_faults)]
+        if job.panic {
+            panic!(
+                "{}: snapshot writer of shard {k}",
+                super::faults::PANIC_MESSAGE
+            );
+        }
         let SnapshotJob {
             lsn,
             last_now,
             state,
+            ..
         } = job;
         let bytes = recovery::encode_snapshot(&state, last_now);
         drop(state);
@@ -297,6 +314,41 @@ fn snapshot_writer(
                 tracing::error!(shard = k, lsn = lsn.0, error = %e, "snapshot write failed; the log still holds every record");
                 let _ = done.send(None);
             }
+        }
+    }
+}
+
+/// Aborts the process if the thread that holds it unwinds from a panic.
+///
+/// Crash-only: a panic in a shard or a snapshot writer is a bug that may have left the state
+/// half-changed (a shard) or stopped snapshots for good (a writer). Limping on would answer
+/// `503` forever or let the log grow without bound; aborting lets the supervisor restart the
+/// process, and recovery rebuilds every shard from its snapshot and log, which hold every
+/// acknowledged request. A guard (not `panic = "abort"`) so it holds in every build, tests
+/// included, and only for these threads.
+pub(crate) struct AbortOnPanic {
+    what: &'static str,
+    k: usize,
+}
+
+/// Arms [`AbortOnPanic`] for the rest of the calling scope.
+pub(crate) fn abort_on_panic(what: &'static str, k: usize) -> AbortOnPanic {
+    AbortOnPanic { what, k }
+}
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                shard = self.k,
+                thread = self.what,
+                "panic: aborting the process; a restart recovers from the log"
+            );
+            eprintln!(
+                "svault: {} of shard {} panicked; aborting (a restart recovers from the log)",
+                self.what, self.k
+            );
+            std::process::abort();
         }
     }
 }
@@ -386,6 +438,12 @@ impl Shard {
         if wall > self.last_now {
             self.last_now = wall;
         }
+        if self.events.is_empty() {
+            // Every event given so far is published; later ones come at this time or later.
+            self.shared
+                .events
+                .set_floor(self.k, self.seqs.floor(self.last_now));
+        }
         self.last_now
     }
 
@@ -423,8 +481,8 @@ impl Shard {
                     reply,
                 } => {
                     requests += 1;
-                    let r = self.exec(request, &scope, now);
-                    self.pending.push(Pending::One(reply, r));
+                    let (r, lsn) = self.exec(request, &scope, now);
+                    self.replies.one(reply, r, lsn);
                     if self.durability == Durability::Sync {
                         self.commit();
                     }
@@ -435,7 +493,7 @@ impl Shard {
                     reply,
                 } => {
                     requests += reqs.len() as u64;
-                    let mut out = Vec::with_capacity(reqs.len());
+                    self.replies.open_frame(reply, reqs.len());
                     for (_, r) in reqs.iter().take(PREFETCH_AHEAD) {
                         self.state.prefetch(r, scope.caller);
                     }
@@ -444,12 +502,13 @@ impl Shard {
                         if let Some((_, r)) = reqs.as_slice().get(PREFETCH_AHEAD - 1) {
                             self.state.prefetch(r, scope.caller);
                         }
-                        out.push((i, self.exec(request, &scope, now)));
+                        let (r, lsn) = self.exec(request, &scope, now);
+                        self.replies.frame_answer(i, r, lsn);
                         if self.durability == Durability::Sync {
                             self.commit();
                         }
                     }
-                    self.pending.push(Pending::Many(reply, out));
+                    self.replies.close_frame();
                 }
                 Msg::Query {
                     query,
@@ -458,11 +517,12 @@ impl Shard {
                 } => {
                     self.shared.metrics.queries.fetch_add(1, Relaxed);
                     let r = self.read(&query, &scope, now);
-                    self.pending.push(Pending::Query(reply, r));
+                    let seen = self.last_appended();
+                    self.replies.query(reply, r, seen);
                 }
                 Msg::Call(f) => f(&self.state),
-                #[cfg(feature = "fault-injection")]
-                Msg::FailNextCommit => self.wal.fail_next_sync(),
+                #[cfg(svault_faults)]
+                Msg::Inject(fault) => self.inject(fault),
                 Msg::Shutdown => stop = true,
             }
         }
@@ -474,8 +534,16 @@ impl Shard {
             self.commit();
         }
         self.publish();
-        self.send_replies();
+        if self.durability == Durability::Async && self.poisoned.is_none() {
+            // What async promised: answers leave once appended, the sync follows on a timer.
+            self.replies.release_unsynced(self.last_appended());
+        }
         stop
+    }
+
+    /// LSN of the last record appended (durable or not); Lsn(0) for an empty log.
+    fn last_appended(&self) -> Lsn {
+        Lsn(self.wal.next_lsn().0.saturating_sub(1))
     }
 
     /// Starts loading the state a message will touch (see `State::prefetch`).
@@ -494,12 +562,26 @@ impl Shard {
     }
 
     /// Appends the request's record, then applies it. Never applies what was not appended.
+    /// Returns the answer and the LSN that must be durable before it leaves: its record's, or
+    /// (refused without a record) the last one appended, whose state the refusal may reflect.
     fn exec(
         &mut self,
         request: Request,
         scope: &ScopeList,
         now: Millis,
+    ) -> (Result<Reply, SubmitError>, Lsn) {
+        let r = self.exec_inner(request, scope, now);
+        (r, self.last_appended())
+    }
+
+    fn exec_inner(
+        &mut self,
+        request: Request,
+        scope: &ScopeList,
+        now: Millis,
     ) -> Result<Reply, SubmitError> {
+        #[cfg(svault_faults)]
+        self.fault_from_request(&request);
         if let Some(reason) = &self.poisoned {
             return Err(SubmitError::Unavailable(reason.clone()));
         }
@@ -529,9 +611,13 @@ impl Shard {
         }
         self.uncommitted += 1;
         self.records_since_snapshot += 1;
-        Ok(self
-            .state
-            .apply_logged(&rec.request, rec.caller, now, record::rules_of(rec.version), &mut self.events))
+        Ok(self.state.apply_logged(
+            &rec.request,
+            rec.caller,
+            now,
+            record::rules_of(rec.version),
+            &mut self.events,
+        ))
     }
 
     fn read(
@@ -573,19 +659,21 @@ impl Shard {
         }
     }
 
+    /// Checks `tick_due` when `idle_tick_ms` of batch time passed since the last check: ticks
+    /// follow the runtime's clock, so a test that moves its clock gets its tick on the next
+    /// message, without waiting.
     fn maybe_tick(&mut self, now: Millis) {
-        if self.poisoned.is_some()
-            || self.last_tick_check.elapsed() < Duration::from_millis(self.tuning.idle_tick_ms)
-        {
+        let since = now.0.saturating_sub(self.last_tick_check.0);
+        if self.poisoned.is_some() || since < self.tuning.idle_tick_ms as i64 {
             return;
         }
-        self.last_tick_check = Instant::now();
+        self.last_tick_check = now;
         if self.state.tick_due(now) {
             let tick = Request {
                 idempotency_key: None,
                 command: Command::Tick,
             };
-            if let Err(e) = self.exec(tick, &ScopeList::default(), now) {
+            if let Err(e) = self.exec_inner(tick, &ScopeList::default(), now) {
                 tracing::warn!(shard = self.k, error = %e, "tick not logged");
             }
         }
@@ -610,6 +698,8 @@ impl Shard {
                     .committed_lsn
                     .store(c.through.0, Relaxed);
                 self.flush_events();
+                self.publish();
+                self.replies.release(c);
             }
             Err(e) => {
                 tracing::error!(shard = self.k, error = %e, "commit failed; shard poisoned until restart");
@@ -618,51 +708,28 @@ impl Shard {
         }
     }
 
-    /// State is (or may be) ahead of the log: refuse everything, including answers already
-    /// computed in this batch that are not durable.
+    /// State is (or may be) ahead of the log: refuse everything, including every answer
+    /// already computed whose record is not durable.
     fn poison(&mut self, reason: String) {
         self.shared.metrics.poisoned.store(1, Relaxed);
-        let pending = std::mem::take(&mut self.pending);
-        let mut kept = Vec::with_capacity(pending.len());
-        let err = || SubmitError::Unavailable(reason.clone());
-        for p in pending {
-            kept.push(match p {
-                Pending::One(tx, _) => Pending::One(tx, Err(err())),
-                Pending::Many(tx, v) => {
-                    Pending::Many(tx, v.into_iter().map(|(i, _)| (i, Err(err()))).collect())
-                }
-                Pending::Query(tx, _) => Pending::Query(tx, Err(err())),
-            });
-        }
-        self.pending = kept;
+        self.replies.fail(SubmitError::Unavailable(reason.clone()));
         self.events.clear();
         self.uncommitted = 0;
         self.poisoned = Some(reason);
     }
 
     fn flush_events(&mut self) {
-        self.shared.events.push_all(&mut self.events);
+        self.shared
+            .events
+            .push_all(&mut self.seqs, &mut self.events);
+        self.shared
+            .events
+            .set_floor(self.k, self.seqs.floor(self.last_now));
     }
 
     fn publish(&mut self) {
         if self.poisoned.is_none() {
             *self.shared.float.lock() = self.state.float();
-        }
-    }
-
-    fn send_replies(&mut self) {
-        for p in self.pending.drain(..) {
-            match p {
-                Pending::One(tx, r) => {
-                    let _ = tx.send(r);
-                }
-                Pending::Many(tx, r) => {
-                    let _ = tx.send(r);
-                }
-                Pending::Query(tx, r) => {
-                    let _ = tx.send(r);
-                }
-            }
         }
     }
 
@@ -675,18 +742,41 @@ impl Shard {
             self.shared.metrics.snapshots.fetch_add(1, Relaxed);
             self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
             if self.tuning.remove_covered_segments {
-                // Keep what every kept snapshot needs: if the newest one is later found damaged,
-                // recovery falls back to the previous one and replays forward from it.
+                // Keep in the live log what every kept snapshot needs (if the newest one is
+                // later found damaged, recovery falls back to the previous one); the rest
+                // moves to the archive.
                 let keep = wal::snapshot::keep_log_from(&self.snapshot_dir);
-                if let Err(e) = keep.and_then(|keep| self.wal.remove_segments_before(keep)) {
-                    tracing::warn!(shard = self.k, error = %e, "could not remove covered segments");
+                let archive = &self.archive_dir;
+                if let Err(e) =
+                    keep.and_then(|keep| self.wal.archive_segments_before(keep, archive))
+                {
+                    tracing::warn!(shard = self.k, error = %e, "could not archive covered segments");
+                }
+            }
+            if let Some(days) = self.tuning.log_retention_days {
+                match wal::prune_archive(&self.archive_dir, u64::from(days) * 86_400) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        shard = self.k,
+                        segments = n,
+                        days,
+                        "archived segments past retention deleted"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(shard = self.k, error = %e, "could not prune the archive")
+                    }
                 }
             }
         }
         if self.records_since_snapshot == 0 || self.poisoned.is_some() || self.uncommitted > 0 {
             return;
         }
-        let due = self.records_since_snapshot >= self.tuning.snapshot_every_records
+        #[cfg(svault_faults)]
+        let forced = self.faults.snapshot_writer_panics;
+        #[cfg(not(svault_faults))]
+        let forced = false;
+        let due = forced
+            || self.records_since_snapshot >= self.tuning.snapshot_every_records
             || self.last_snapshot.elapsed() >= Duration::from_secs(self.tuning.snapshot_every_secs);
         if !due {
             return;
@@ -695,6 +785,9 @@ impl Shard {
         if self.snapshot_in_flight {
             return; // the previous one is still being written
         }
+        // Records after the snapshot get a later millisecond than every event before it, so a
+        // shard restored from it numbers the following events as this run does.
+        self.last_now = self.last_now.max(self.seqs.time_after_last());
         let started = Instant::now();
         let state = self.state.freeze();
         let pause = started.elapsed();
@@ -713,6 +806,8 @@ impl Shard {
             lsn: self.committed,
             last_now: self.last_now,
             state,
+            #[cfg(svault_faults)]
+            panic: std::mem::take(&mut self.faults.snapshot_writer_panics),
         };
         if tx.try_send(job).is_ok() {
             self.snapshot_in_flight = true;
@@ -724,7 +819,12 @@ impl Shard {
     fn finish(&mut self) {
         self.commit();
         self.flush_events();
-        self.send_replies();
+        if !self.replies.is_empty() {
+            // Only after a failed log (or a commit that did not happen): never answer approved.
+            self.replies.fail(SubmitError::Unavailable(
+                "shard stopped before its log was committed".into(),
+            ));
+        }
         // Drain anything still queued: the engine is going away.
         while let Ok(m) = self.rx.try_recv() {
             refuse(m, SubmitError::ShuttingDown);
@@ -740,6 +840,32 @@ impl Shard {
         while let Ok(done) = self.snapshot_done_rx.try_recv() {
             let Some(lsn) = done else { continue };
             self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
+        }
+    }
+}
+
+#[cfg(svault_faults)]
+impl Shard {
+    /// Arms or fires an injected failure.
+    fn inject(&mut self, fault: super::faults::Fault) {
+        use super::faults::{Fault, MARKER, PANIC_MESSAGE};
+        tracing::warn!(shard = self.k, ?fault, "{MARKER}: fault injected");
+        match fault {
+            Fault::CommitFails => self.wal.inject(wal::Fault::CommitSync),
+            Fault::RotationFails => self.wal.inject(wal::Fault::RotationSync),
+            Fault::ShardPanics => panic!("{PANIC_MESSAGE}: shard {}", self.k),
+            Fault::SnapshotWriterPanics => self.faults.snapshot_writer_panics = true,
+        }
+    }
+
+    /// A request whose idempotency key names a fault arms it (black-box tests of a server).
+    fn fault_from_request(&mut self, request: &Request) {
+        if let Some(fault) = request
+            .idempotency_key
+            .as_deref()
+            .and_then(super::faults::from_key)
+        {
+            self.inject(fault);
         }
     }
 }
@@ -764,8 +890,8 @@ pub(crate) fn refuse(m: Msg, err: SubmitError) {
             let _ = reply.send(Err(err));
         }
         Msg::Call(_) | Msg::Shutdown => {}
-        #[cfg(feature = "fault-injection")]
-        Msg::FailNextCommit => {}
+        #[cfg(svault_faults)]
+        Msg::Inject(_) => {}
     }
 }
 

@@ -68,8 +68,8 @@ impl Lots {
                 return false;
             }
             match total.checked_add(l.amount.0) {
-                Some(t) if t <= super::MONEY_MAX => total = t,
-                _ => return false,
+                Some(t) => total = t,
+                None => return false,
             }
             prev = Some(l.expires_at);
         }

@@ -21,6 +21,11 @@
 //! - **Rules by record version**: a rule change that would alter what a logged request did
 //!   applies only to requests logged under the new rules ([`Rules`]); records written before
 //!   are decided as they were (see `Rules::Original` for what differed).
+//! - **The 10^12 bound** (SPEC "Money"): no balance, lifetime total, daily counter, points
+//!   or program float (per shard) passes 10^12 major units. An operation that would is declined
+//!   `over_amount_limit`, checked last, before anything changes (`Parts::room_for`); a hold
+//!   is bounded as if captured. `Amount` arithmetic panics on overflow in every build, and the
+//!   card invariants are asserted after every operation in release builds too.
 //! - **Daily caps** use the program's local day. The per-minute velocity counts approved spends
 //!   and holds in the current UTC minute (a fixed window); `max_daily_spend` counts what spends
 //!   and holds charged that local day.
@@ -134,8 +139,10 @@ pub enum Rules {
     Current,
 }
 
-/// Limits of one shard's state.
-#[derive(Debug, Clone)]
+/// Limits of one shard's state. They change what `apply` answers (a key forgotten, a history
+/// trimmed), so a data directory records the ones it runs with (`runtime::meta`) and replay
+/// uses those.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateConfig {
     /// How long an idempotency key is remembered (SPEC: at least 24 h).
     pub idempotency_ttl_ms: i64,
@@ -291,10 +298,6 @@ fn original_form(outcome: &mut Outcome) {
         }
     }
 }
-
-/// Largest balance or lifetime total a restored snapshot may hold (2^60 minor units, far above
-/// any real card, low enough that sums of a few never overflow).
-pub(crate) const MONEY_MAX: i64 = 1 << 60;
 
 /// Threshold of the repeated-declines anomaly.
 const REPEATED_DECLINES_AT: u8 = 3;
@@ -534,9 +537,11 @@ impl State {
                 what: idempotency::not_found_from_u8(e.code),
             }),
             Stored::CardExists => Outcome::Rejected(Rejection::CardExists),
-            Stored::Side => side.cloned().unwrap_or(Outcome::Rejected(Rejection::NotFound {
-                what: NotFoundKind::IdempotencyKey,
-            })),
+            Stored::Side => side
+                .cloned()
+                .unwrap_or(Outcome::Rejected(Rejection::NotFound {
+                    what: NotFoundKind::IdempotencyKey,
+                })),
             Stored::ReversedEarly => Outcome::Declined {
                 code: DeclineCode::Reversed,
                 card: None,
@@ -559,9 +564,7 @@ impl State {
                 registered,
                 birthday,
             } => self.open_card(*card_id, program, *registered, *birthday, now),
-            Command::Reversal { card_id, key } => {
-                self.reversal(caller, *card_id, key, now, events)
-            }
+            Command::Reversal { card_id, key } => self.reversal(caller, *card_id, key, now, events),
             Command::Tick => self.tick(now, events),
             _ => {
                 let Some(card_id) = idempotency::command_card(cmd) else {
@@ -605,8 +608,9 @@ impl State {
         self.shift_float(slot, before, after);
         let hist_max = self.config.history_per_card_max;
         let keep = self.config.idempotency_ttl_ms;
+        let max = self.max_amount_of(slot);
         let card = self.card_at_mut(slot);
-        card.check();
+        card.check(max);
         match result {
             Ok(entry) => {
                 card.decline_streak = 0;
@@ -635,6 +639,13 @@ impl State {
         }
     }
 
+    /// The 10^12 bound in the currency of the card in `slot`.
+    pub(crate) fn max_amount_of(&self, slot: u32) -> Amount {
+        self.program_at(self.card_at(slot).program)
+            .currency
+            .max_amount()
+    }
+
     /// The principal, bonus, held and open-ness of a card, for float bookkeeping.
     fn float_part(&self, slot: u32) -> (Amount, Amount, Amount, bool) {
         let c = self.card_at(slot);
@@ -657,6 +668,15 @@ impl State {
             f.bonus += after.1 - before.1;
             f.held += after.2 - before.2;
             f.cards = (f.cards as i64 + i64::from(after.3) - i64::from(before.3)) as u64;
+            // Operations refuse what would pass the bound (`Parts::room_for`); asserted in
+            // release builds like the card invariants.
+            let max = ps.program.currency.max_amount();
+            let within = |a: Amount| a.0 >= 0 && a <= max;
+            assert!(
+                within(f.principal) && within(f.bonus) && within(f.held),
+                "float of program {} out of range: {f:?}",
+                ps.program.id
+            );
         }
     }
 
@@ -785,8 +805,16 @@ impl State {
                 TxnKind::Spend | TxnKind::Hold => e.discount_source(),
                 _ => None,
             },
-            points_earned: if points_moved && points_up { e.points } else { 0 },
-            points_spent: if points_moved && !points_up { e.points } else { 0 },
+            points_earned: if points_moved && points_up {
+                e.points
+            } else {
+                0
+            },
+            points_spent: if points_moved && !points_up {
+                e.points
+            } else {
+                0
+            },
             released: match k {
                 TxnKind::Capture | TxnKind::Void | TxnKind::HoldExpired | TxnKind::Reversal => {
                     e.extra
@@ -981,8 +1009,7 @@ impl State {
     pub fn prefetch(&self, request: &Request, caller: CallerId) {
         if let Some(key) = request.idempotency_key.as_deref() {
             let card = idempotency::command_card(&request.command);
-            self.keys
-                .touch(&idempotency::key_hash(caller, card, key));
+            self.keys.touch(&idempotency::key_hash(caller, card, key));
         }
         let Some(id) = idempotency::command_card(&request.command) else {
             return;

@@ -4,8 +4,8 @@
 
 use super::card::Card;
 use super::history::{
-    TxnEntry, DISCOUNT_TIER, DISCOUNT_WINDOW, F_REVERSED, HOLD_ACTIVE, HOLD_CAPTURED,
-    HOLD_EXPIRED, HOLD_GROSS, HOLD_STATE_MASK, HOLD_VOIDED,
+    TxnEntry, DISCOUNT_TIER, DISCOUNT_WINDOW, F_REVERSED, HOLD_ACTIVE, HOLD_CAPTURED, HOLD_EXPIRED,
+    HOLD_GROSS, HOLD_STATE_MASK, HOLD_VOIDED,
 };
 use super::marketing::{self, DAY_MS, MINUTE_MS};
 use super::timers::{Timer, Timers, T_HOLD, T_LOT, T_REMIND};
@@ -13,9 +13,9 @@ use super::{
     invalid, not_found, Fail, Hold, IdBuild, Rules, State, StateConfig, CHUNK, CHUNK_BITS,
 };
 use crate::command::{CashOutReason, Command, Millis};
-use crate::money::{Amount, Rate};
+use crate::money::{Amount, Rate, POINTS_MAX};
 use crate::outcome::{
-    CardStatus, DeclineCode, DiscountSource, Event, EventKind, NotFoundKind, TxnKind,
+    CardStatus, DeclineCode, DiscountSource, Event, EventKind, FloatTotals, NotFoundKind, TxnKind,
 };
 use crate::program::Program;
 use std::collections::HashMap;
@@ -40,6 +40,8 @@ struct Priced {
 pub(crate) struct Parts<'a> {
     pub card: &'a mut Card,
     pub program: &'a Program,
+    /// The float of the card's program in this shard, before the operation.
+    pub float: &'a FloatTotals,
     pub timers: &'a mut Timers,
     pub holds: &'a mut HashMap<(u64, u32), Hold, IdBuild>,
     pub config: &'a StateConfig,
@@ -51,10 +53,11 @@ impl State {
     pub(crate) fn parts(&mut self, slot: u32) -> Parts<'_> {
         let card = &mut Self::chunk_mut(&mut self.chunks, (slot >> CHUNK_BITS) as usize)
             [slot as usize & (CHUNK - 1)];
-        let program = &self.programs[card.program as usize].program;
+        let slot = &self.programs[card.program as usize];
         Parts {
             card,
-            program,
+            program: &slot.program,
+            float: &slot.float,
             timers: &mut self.timers,
             holds: &mut self.holds,
             config: &self.config,
@@ -96,7 +99,50 @@ impl State {
     }
 }
 
+/// What an operation is about to add to a card's figures (and so to its program's float).
+/// Only growth is bounded: a decrease cannot pass the bound.
+#[derive(Default)]
+pub(crate) struct Growth {
+    pub principal: Amount,
+    pub bonus: Amount,
+    pub held: Amount,
+    pub paid_in: Amount,
+    pub bonus_given: Amount,
+    pub consumed: Amount,
+    pub top_up_today: Amount,
+    pub spend_today: Amount,
+    pub points: u64,
+}
+
 impl Parts<'_> {
+    /// SPEC "Money": a request that would push any figure past 10^12 is refused. Called by
+    /// every operation that adds to a figure, after its other checks and before it changes
+    /// anything, so the decline `over_amount_limit` leaves the card as it was.
+    pub(crate) fn room_for(&self, g: &Growth) -> Result<(), Fail> {
+        let max = self.program.currency.max_amount();
+        let fits = |now: Amount, add: Amount| now.checked_add(add).is_some_and(|s| s <= max);
+        let (c, f) = (&*self.card, self.float);
+        let ok = fits(c.principal, g.principal)
+            && fits(c.bonus, g.bonus)
+            && fits(c.held, g.held)
+            && fits(c.paid_in, g.paid_in)
+            && fits(c.bonus_given, g.bonus_given)
+            && fits(c.consumed, g.consumed)
+            && fits(c.top_up_today, g.top_up_today)
+            && fits(c.spend_today, g.spend_today)
+            && fits(f.principal, g.principal)
+            && fits(f.bonus, g.bonus)
+            && fits(f.held, g.held)
+            && c.points
+                .checked_add(g.points)
+                .is_some_and(|p| p <= POINTS_MAX);
+        if ok {
+            Ok(())
+        } else {
+            Err(DeclineCode::OverAmountLimit.into())
+        }
+    }
+
     /// Top-ups, spends, holds, redeems, cash-outs: the card must be active.
     fn require_active(&self) -> Result<(), Fail> {
         match self.card.status {
@@ -214,6 +260,14 @@ impl Parts<'_> {
         }
         let nth = self.card.top_up_count.saturating_add(1);
         let bonus = marketing::ladder_bonus(self.program, nth, amount);
+        self.room_for(&Growth {
+            principal: amount,
+            bonus,
+            paid_in: amount,
+            bonus_given: bonus,
+            top_up_today: amount,
+            ..Growth::default()
+        })?;
         let expiry = marketing::lot_expiry(self.program, now);
         self.card.principal += amount;
         self.add_bonus(bonus, expiry, now);
@@ -234,6 +288,7 @@ impl Parts<'_> {
     fn authorize(
         &mut self,
         amount: Amount,
+        is_hold: bool,
         now: i64,
         events: &mut Vec<Event>,
     ) -> Result<Priced, Fail> {
@@ -266,6 +321,15 @@ impl Parts<'_> {
         if charged > self.card.available() {
             return Err(DeclineCode::InsufficientFunds.into());
         }
+        // A hold consumes (and earns points) when it is captured; it is bounded here as if it
+        // were, and again at the capture.
+        self.room_for(&Growth {
+            held: if is_hold { charged } else { Amount::ZERO },
+            consumed: charged,
+            spend_today: charged,
+            points: marketing::points_earned(self.program, self.card.paid_in, charged),
+            ..Growth::default()
+        })?;
         self.card.spends_in_minute = self.card.spends_in_minute.saturating_add(1);
         self.card.spend_today += charged;
         // Current rules record where the discount came from (flags of the entry).
@@ -320,7 +384,7 @@ impl Parts<'_> {
         events: &mut Vec<Event>,
     ) -> Result<TxnEntry, Fail> {
         let before = self.card.available();
-        let price = self.authorize(amount, now, events)?;
+        let price = self.authorize(amount, false, now, events)?;
         let mut e = self.charge(price.charged, before, now, events);
         e.extra = price.discount;
         e.flags |= price.source_flags;
@@ -339,7 +403,7 @@ impl Parts<'_> {
             discount,
             rate,
             source_flags,
-        } = self.authorize(amount, now, events)?;
+        } = self.authorize(amount, true, now, events)?;
         let expires_at = now.saturating_add(i64::from(ttl_seconds) * 1000);
         let seq = self.card.next_seq();
         self.card.held += charged;
@@ -421,6 +485,11 @@ impl Parts<'_> {
         if amount > hold.amount {
             return Err(DeclineCode::OverCapture.into());
         }
+        self.room_for(&Growth {
+            consumed: amount,
+            points: marketing::points_earned(self.program, self.card.paid_in, amount),
+            ..Growth::default()
+        })?;
         let before = self.card.available();
         self.release_hold(seq, hold, HOLD_CAPTURED);
         let mut e = self.charge(amount, before, now, events);
@@ -470,7 +539,7 @@ impl Parts<'_> {
         amount: Amount,
         kind: TxnKind,
         now: i64,
-    ) -> TxnEntry {
+    ) -> Result<TxnEntry, Fail> {
         let (done, done_p, done_pts) = self.refunded(seq);
         let after = done + amount;
         let p_total = marketing::pro_rata(orig.principal.0, after.0, orig.amount.0);
@@ -482,6 +551,11 @@ impl Parts<'_> {
             orig.amount.0,
         ) as u64;
         let pts = pts_total.saturating_sub(done_pts);
+        self.room_for(&Growth {
+            principal: p,
+            bonus: b,
+            ..Growth::default()
+        })?;
         self.card.principal += p;
         self.add_bonus(b, orig.aux, now);
         self.card.consumed -= amount;
@@ -493,7 +567,7 @@ impl Parts<'_> {
         e.aux = orig.aux;
         e.points = pts;
         e.refers_to = seq;
-        e
+        Ok(e)
     }
 
     fn refund(&mut self, seq: u32, amount: Amount, now: i64) -> Result<TxnEntry, Fail> {
@@ -507,7 +581,7 @@ impl Parts<'_> {
         if done + amount > orig.amount {
             return Err(DeclineCode::OverRefund.into());
         }
-        Ok(self.give_back(seq, &orig, amount, TxnKind::Refund, now))
+        self.give_back(seq, &orig, amount, TxnKind::Refund, now)
     }
 
     /// Unused principal of top-ups made after `since` (consumption is attributed to the oldest
@@ -563,12 +637,10 @@ impl Parts<'_> {
                         (c.paid_in - c.consumed).max(Amount::ZERO).min(principal)
                     }
                     (_, Rules::Original) => principal,
-                    (_, Rules::Current) => marketing::proportional_principal_left(
-                        c.paid_in,
-                        c.bonus_given,
-                        c.consumed,
-                    )
-                    .min(c.total()),
+                    (_, Rules::Current) => {
+                        marketing::proportional_principal_left(c.paid_in, c.bonus_given, c.consumed)
+                            .min(c.total())
+                    }
                 }
             }
         };
@@ -618,6 +690,11 @@ impl Parts<'_> {
         if points > self.card.points {
             return Err(DeclineCode::InsufficientPoints.into());
         }
+        self.room_for(&Growth {
+            bonus: value,
+            bonus_given: value,
+            ..Growth::default()
+        })?;
         let expiry = marketing::lot_expiry(self.program, now);
         self.card.points -= points;
         self.add_bonus(value, expiry, now);
@@ -643,6 +720,12 @@ impl Parts<'_> {
             return Err(invalid("bonus", "a grant needs bonus or points"));
         }
         self.require_open()?;
+        self.room_for(&Growth {
+            bonus: b,
+            bonus_given: b,
+            points: p,
+            ..Growth::default()
+        })?;
         let expiry = marketing::lot_expiry(self.program, now);
         self.add_bonus(b, expiry, now);
         self.card.bonus_given += b;

@@ -30,7 +30,7 @@ use super::history::{
 };
 use super::idempotency::{key_hash, KeyEntry, ShownCard, Stored, K_REVERSED, K_SHOWN};
 use super::marketing;
-use super::ops::Parts;
+use super::ops::{Growth, Parts};
 use super::timers::{Timer, T_HOLD};
 use super::{invalid, not_found, Fail, Hold, Rules, State};
 use crate::command::{CallerId, CardId, Millis, TxnId};
@@ -165,7 +165,12 @@ impl Parts<'_> {
             return;
         }
         let expires_at = h.aux;
-        let amount = amount.min(self.card.available());
+        // Within what is there, and within the 10^12 bound on held (the card's and the float's).
+        let max = self.program.currency.max_amount();
+        let amount = amount
+            .min(self.card.available())
+            .min(max - self.card.held)
+            .min(max - self.float.held);
         let state = if expires_at <= now {
             HOLD_EXPIRED
         } else if amount.0 <= 0 {
@@ -229,7 +234,7 @@ impl Parts<'_> {
                 let (done, _, _) = self.refunded(seq);
                 let rest = orig.amount - done;
                 if rest.0 > 0 {
-                    e = self.give_back(seq, &orig, rest, TxnKind::Reversal, now);
+                    e = self.give_back(seq, &orig, rest, TxnKind::Reversal, now)?;
                 }
                 if orig.kind == TxnKind::Capture && self.rules == Rules::Current {
                     // The capture did not happen: its hold is as it was before it.
@@ -247,6 +252,11 @@ impl Parts<'_> {
             TxnKind::Refund if !undone => {
                 let (p, b) = (orig.principal, orig.bonus);
                 self.require_back(p, b)?;
+                self.room_for(&Growth {
+                    consumed: orig.amount,
+                    points: orig.points,
+                    ..Growth::default()
+                })?;
                 self.card.principal -= p;
                 self.take_bonus_back(orig.aux, b);
                 self.card.consumed += orig.amount;
@@ -260,6 +270,12 @@ impl Parts<'_> {
                 let points_back = orig.kind == TxnKind::Grant;
                 if points_back && self.card.points < orig.points {
                     return Err(DeclineCode::InsufficientPoints.into());
+                }
+                if !points_back {
+                    self.room_for(&Growth {
+                        points: orig.points,
+                        ..Growth::default()
+                    })?;
                 }
                 self.take_bonus_back(orig.aux, b);
                 self.card.bonus_given -= b;

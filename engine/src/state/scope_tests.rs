@@ -20,13 +20,17 @@ impl T {
             st: State::new(StateConfig::default()),
             now: T0,
         };
-        t.as_(CallerId::DEFAULT, None, Command::UpsertProgram(Program::demo()));
+        t.as_(
+            CallerId::DEFAULT,
+            None,
+            Command::UpsertProgram(Program::demo()),
+        );
         for c in [1, 2, 3] {
             let open = Command::OpenCard {
                 card_id: CardId(c),
                 program: "demo".into(),
                 registered: true,
-            birthday: None,
+                birthday: None,
             };
             assert!(matches!(
                 t.as_(CallerId::DEFAULT, None, open).outcome,
@@ -45,7 +49,10 @@ impl T {
             .apply_as(&request, caller, Millis(self.now), &mut Vec::new())
     }
     fn available(&self, c: u64) -> Amount {
-        match self.st.query(&Query::Card { card_id: CardId(c) }, Millis(self.now)) {
+        match self
+            .st
+            .query(&Query::Card { card_id: CardId(c) }, Millis(self.now))
+        {
             QueryAnswer::Card(Some(v)) => v.available,
             a => panic!("{a:?}"),
         }
@@ -84,8 +91,15 @@ fn keys_are_namespaced_by_caller_and_by_card() {
     assert!(!b.replayed);
     assert_ne!(txn(&a), txn(&b), "two callers, one key: two requests");
     let other_card = t.as_(A, Some("k"), top_up(2, 30));
-    assert!(!other_card.replayed, "one caller, one key, two cards: two requests");
-    assert_eq!(t.available(2), Amount(3000), "below the ladder minimum: no bonus");
+    assert!(
+        !other_card.replayed,
+        "one caller, one key, two cards: two requests"
+    );
+    assert_eq!(
+        t.available(2),
+        Amount(3000),
+        "below the ladder minimum: no bonus"
+    );
     // Each caller's retry is its own replay; a different body under its key is a conflict.
     assert_eq!(t.as_(A, Some("k"), top_up(1, 10)).outcome, a.outcome);
     assert!(t.as_(B, Some("k"), top_up(1, 20)).replayed);
@@ -108,7 +122,10 @@ fn a_replay_shows_the_card_as_the_first_answer_showed_it() {
     t.as_(A, Some("t2"), top_up(1, 5000));
     let again = t.as_(A, Some("t"), top_up(1, 100));
     assert!(again.replayed);
-    assert_eq!(again.outcome, first.outcome, "the tier, balances and totals of then");
+    assert_eq!(
+        again.outcome, first.outcome,
+        "the tier, balances and totals of then"
+    );
     let again = t.as_(A, Some("big"), spend(1, 1000));
     assert_eq!(again.outcome, declined.outcome);
     // Through a snapshot too.
@@ -129,10 +146,14 @@ fn a_reversal_reaches_only_the_callers_own_request_on_its_card() {
     };
     // B names A's key: nothing of A's moves, and B's answer is that of an unknown key.
     let rb = t.as_(B, Some("rb"), reverse(1));
-    let unknown = t.as_(B, Some("ru"), Command::Reversal {
-        card_id: CardId(1),
-        key: "never-used".into(),
-    });
+    let unknown = t.as_(
+        B,
+        Some("ru"),
+        Command::Reversal {
+            card_id: CardId(1),
+            key: "never-used".into(),
+        },
+    );
     match (&rb.outcome, &unknown.outcome) {
         (Outcome::Approved(x), Outcome::Approved(y)) => {
             assert_eq!((x.reversed_txn, &x.card), (None, &None));

@@ -15,8 +15,9 @@
 use super::card::Card;
 use super::idempotency::{FrozenKeys, KeyEntry, KeyEntryV1, KeyTable, Stored};
 use super::timers::{Timer, Timers};
-use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK, MONEY_MAX};
-use crate::outcome::{FloatTotals, Outcome};
+use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK};
+use crate::money::Amount;
+use crate::outcome::{CardStatus, FloatTotals, Outcome};
 use crate::program::Program;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -354,26 +355,13 @@ impl State {
             if seq_end > u64::from(u32::MAX) || c.hist_first_seq == 0 {
                 return Err(bad(format!("card {} history numbering out of range", c.id)));
             }
-            let money = [
-                c.principal,
-                c.bonus,
-                c.held,
-                c.paid_in,
-                c.bonus_given,
-                c.consumed,
-                c.top_up_today,
-                c.spend_today,
-            ];
-            if money.iter().any(|a| a.0.unsigned_abs() > MONEY_MAX as u64)
-                || c.points > MONEY_MAX as u64
-            {
-                return Err(bad(format!("card {} amounts out of range", c.id)));
+            // `valid` first: it sums the lots without overflowing, which `broken` relies on.
+            if !c.lots.valid() {
+                return Err(bad(format!("card {} lots inconsistent", c.id)));
             }
-            if !c.lots.valid() || c.principal.0 < 0 || c.held.0 < 0 {
-                return Err(bad(format!("card {} balances inconsistent", c.id)));
-            }
-            if c.bonus != c.lots.total() || c.held > c.total() {
-                return Err(bad(format!("card {} balances inconsistent", c.id)));
+            let program = &st.programs[usize::from(c.program)];
+            if let Some(why) = c.broken(program.program.currency.max_amount()) {
+                return Err(bad(format!("card {}: {why}", c.id)));
             }
             st.push_card(c);
         }
@@ -396,10 +384,32 @@ impl State {
             keys.side.insert(k, o);
         }
         st.keys = keys;
-        let float = st.float_recomputed();
-        let by_id: HashMap<String, FloatTotals> = float.into_iter().collect();
-        for p in st.programs.iter_mut() {
-            p.float = by_id.get(&p.program.id).copied().unwrap_or_default();
+        // The float, summed without overflow: a snapshot whose cards add up past the bound is
+        // refused here rather than carried into operations that assume it holds.
+        let mut float = vec![FloatTotals::default(); st.programs.len()];
+        for c in st.cards() {
+            let (f, slot) = (
+                &mut float[usize::from(c.program)],
+                &st.programs[usize::from(c.program)],
+            );
+            let max = slot.program.currency.max_amount();
+            let add = |to: &mut Amount, a: Amount| match to.checked_add(a) {
+                Some(s) if s <= max => {
+                    *to = s;
+                    Ok(())
+                }
+                _ => Err(bad(format!(
+                    "float of program {} past 10^12",
+                    slot.program.id
+                ))),
+            };
+            add(&mut f.principal, c.principal)?;
+            add(&mut f.bonus, c.bonus)?;
+            add(&mut f.held, c.held)?;
+            f.cards += u64::from(c.status != CardStatus::Closed);
+        }
+        for (p, f) in st.programs.iter_mut().zip(float) {
+            p.float = f;
         }
         Ok(st)
     }
@@ -472,9 +482,147 @@ mod tests {
         assert_eq!(restored.key_count(), 2);
         let again = run(&mut restored, Some("t"), top_up);
         assert!(again.replayed);
-        assert_eq!(again.outcome, first.outcome, "the card has not changed since");
+        assert_eq!(
+            again.outcome, first.outcome,
+            "the card has not changed since"
+        );
         // And it is written back as version 2.
         let v2 = State::restore(&restored.snapshot(), StateConfig::default()).unwrap();
         assert_eq!(v2.digest(), restored.digest());
+    }
+}
+
+/// The snapshot layout `engine/FORMAT.md` documents, pinned: a change to any archived type the
+/// snapshot holds fails here, and is a `SNAPSHOT_VERSION` change.
+#[cfg(test)]
+mod layout {
+    use super::*;
+    use crate::command::{CardId, Channel, Command, Method, Millis, Request};
+    use crate::state::history::TxnEntry;
+    use crate::state::lots::{Lot, Lots};
+    use std::mem::{offset_of, size_of};
+
+    type A<T> = rkyv::Archived<T>;
+
+    /// (offset of each field in declaration order, size) of an archived type.
+    macro_rules! layout {
+        ($t:ty; $($f:ident),*) => {
+            (vec![$(offset_of!($t, $f)),*], size_of::<$t>())
+        };
+    }
+
+    #[test]
+    fn the_archived_layout_is_pinned() {
+        assert_eq!(
+            layout!(ArchivedSnap<Vec<Card>>; version, clock, programs, cards, holds, timers, keys, side),
+            (vec![0, 8, 16, 32, 48, 64, 80, 96], 112)
+        );
+        assert_eq!(
+            layout!(A<Card>; id, principal, bonus, held, points, paid_in, bonus_given, consumed,
+                top_up_today, spend_today, reminded_until, lots, history, hist_first_seq,
+                top_up_count, day, minute, spends_in_minute, program, status, registered,
+                birth_month, birth_day, decline_streak),
+            (
+                vec![
+                    0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 120, 136, 140, 144, 148, 152,
+                    154, 156, 157, 158, 159, 160
+                ],
+                168
+            )
+        );
+        assert_eq!(
+            layout!(A<TxnEntry>; at, amount, principal, bonus, extra, aux, points, refers_to, kind, flags),
+            (vec![0, 8, 16, 24, 32, 40, 48, 56, 60, 61], 64)
+        );
+        assert_eq!(
+            layout!(A<Timer>; at, kind, card, seq),
+            (vec![0, 8, 16, 24], 32)
+        );
+        assert_eq!(
+            layout!(A<KeyEntry>; fingerprint, card, at, seq, stored, code, flags, shown),
+            (vec![0, 8, 16, 24, 28, 29, 30, 32], 96)
+        );
+        assert_eq!(
+            layout!(A<crate::state::idempotency::ShownCard>; principal, bonus, held, points, paid_in, bonus_given, consumed,
+                status, tier),
+            (vec![0, 8, 16, 24, 32, 40, 48, 56, 57], 64)
+        );
+        assert_eq!(layout!(A<Hold>; amount, expires_at), (vec![0, 8], 16));
+        assert_eq!((size_of::<A<Lots>>(), size_of::<A<Lot>>()), (32, 16));
+        assert_eq!(
+            (
+                size_of::<A<(u64, u32, Hold)>>(),
+                size_of::<A<(u128, KeyEntry)>>(),
+                size_of::<A<(u128, Outcome)>>(),
+                size_of::<A<Program>>(),
+                size_of::<A<Outcome>>()
+            ),
+            (32, 112, 160, 240, 144)
+        );
+    }
+
+    /// A small fixed state: the demo program, two cards, a keyed top-up and spend, a hold.
+    fn fixed_state() -> State {
+        let mut st = State::new(StateConfig::default());
+        let now = Millis(1_767_578_400_000);
+        let mut run = |key: Option<&str>, command: Command| {
+            let r = Request {
+                idempotency_key: key.map(str::to_string),
+                command,
+            };
+            st.apply(&r, now, &mut Vec::new());
+        };
+        run(None, Command::UpsertProgram(Program::demo()));
+        for c in [7, 8] {
+            run(
+                Some(&format!("o{c}")),
+                Command::OpenCard {
+                    card_id: CardId(c),
+                    program: "demo".into(),
+                    registered: true,
+                    birthday: None,
+                },
+            );
+        }
+        run(
+            Some("t"),
+            Command::TopUp {
+                card_id: CardId(7),
+                amount: Amount(20_000),
+                channel: Channel::Cash,
+            },
+        );
+        run(
+            Some("s"),
+            Command::Spend {
+                card_id: CardId(7),
+                amount: Amount(1_234),
+                method: Method::Qr,
+                store: None,
+            },
+        );
+        run(
+            Some("h"),
+            Command::Hold {
+                card_id: CardId(7),
+                amount: Amount(500),
+                ttl_seconds: 60,
+                method: Method::Card,
+                store: None,
+            },
+        );
+        st
+    }
+
+    #[test]
+    fn a_fixed_state_snapshots_to_fixed_bytes() {
+        let bytes = fixed_state().snapshot();
+        let got = (bytes.len(), xxhash_rust::xxh3::xxh3_64(&bytes));
+        assert_eq!(
+            got,
+            (1872, 0x74c68e8bff1743c6),
+            "the snapshot of a fixed state changed: either the layout (a SNAPSHOT_VERSION change: \
+             update engine/FORMAT.md) or what the operations store; update this pin on purpose"
+        );
     }
 }

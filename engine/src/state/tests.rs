@@ -336,8 +336,14 @@ fn every_decline_code() {
         points: 1_000_000,
     }));
     assert!(
-        t.keyed("r1", Command::Reversal { card_id: c, key: "k1".into() })
-            .outcome
+        t.keyed(
+            "r1",
+            Command::Reversal {
+                card_id: c,
+                key: "k1".into()
+            }
+        )
+        .outcome
             != Outcome::Rejected(Rejection::IdempotencyKeyReused)
     );
     seen.insert(declined(t.keyed("k1", top(c, y(1))).outcome));
@@ -345,6 +351,16 @@ fn every_decline_code() {
     let empty = t.open_in(3, "v", true);
     t.ok(Command::Close { card_id: empty });
     seen.insert(declined(t.spend(empty, y(1))));
+    // SPEC "Money": bonus exactly at 10^12 is fine, one fen more is refused.
+    let grant = |a: Amount| Command::Grant {
+        card_id: c,
+        bonus: Some(a),
+        points: None,
+        reason: GrantReason::Campaign,
+    };
+    let max = crate::money::Currency::Cny.max_amount();
+    t.ok(grant(max));
+    seen.insert(t.no(grant(Amount(1))));
     for code in DeclineCode::ALL {
         assert!(seen.contains(code), "never saw {code:?}");
     }
@@ -681,8 +697,14 @@ fn reversal_before_the_original_declines_it() {
     let mut t = T::new();
     let c = t.open(1);
     let r = approved(
-        t.keyed("rev", Command::Reversal { card_id: c, key: "late".into() })
-            .outcome,
+        t.keyed(
+            "rev",
+            Command::Reversal {
+                card_id: c,
+                key: "late".into(),
+            },
+        )
+        .outcome,
     );
     assert_eq!((r.reversed_txn, r.card), (None, None));
     let o = t.keyed(
@@ -720,7 +742,13 @@ fn reversal_before_the_original_declines_it() {
         },
     );
     approved(t.spend(c, y(100)));
-    let o = t.keyed("rev2", Command::Reversal { card_id: c, key: "t2".into() });
+    let o = t.keyed(
+        "rev2",
+        Command::Reversal {
+            card_id: c,
+            key: "t2".into(),
+        },
+    );
     assert_eq!(declined(o.outcome), DeclineCode::InsufficientFunds);
 }
 
@@ -740,7 +768,10 @@ fn reversal_of_a_hold_voids_it() {
         },
     );
     let h = approved(h.outcome);
-    let r = approved(t.run(Command::Reversal { card_id: c, key: "kh".into() }));
+    let r = approved(t.run(Command::Reversal {
+        card_id: c,
+        key: "kh".into(),
+    }));
     assert_eq!((r.released, r.reversed_txn), (y(30), h.txn_id));
     assert_eq!(t.view(c).held, Amount::ZERO);
 }
@@ -975,7 +1006,13 @@ fn snapshot_restore_keeps_the_digest_and_behaviour() {
         },
     );
     approved(t.hold(c, y(10), 60));
-    t.keyed("rev", Command::Reversal { card_id: c, key: "zzz".into() });
+    t.keyed(
+        "rev",
+        Command::Reversal {
+            card_id: c,
+            key: "zzz".into(),
+        },
+    );
     let bytes = t.st.snapshot();
     // The streamed digest is the hash of the snapshot bytes.
     assert_eq!(t.st.digest(), xxhash_rust::xxh3::xxh3_64(&bytes));

@@ -60,7 +60,7 @@ impl State {
             if x.rules == Rules::Current {
                 x.remind_low_balance(available_before, now.0, events);
             }
-            x.card.check();
+            x.card.check(x.program.currency.max_amount());
             let after = self.float_part(slot);
             self.shift_float(slot, before, after);
         }

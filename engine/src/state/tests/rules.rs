@@ -88,10 +88,7 @@ fn balance_caps_limit_principal_and_never_bonus() {
     // 100 + 15 bonus, then 4900: principal exactly 5000 is approved; one fen more is not.
     let b = t.open(2);
     t.top_up(b, y(100));
-    assert_eq!(
-        t.top_up_no(b, Amount(490_001)),
-        DeclineCode::OverBalanceCap
-    );
+    assert_eq!(t.top_up_no(b, Amount(490_001)), DeclineCode::OverBalanceCap);
     t.top_up(b, y(4900));
     let v = t.view(b);
     assert_eq!((v.principal, v.bonus), (y(5000), y(15 + 490)));
@@ -268,7 +265,10 @@ fn reversing_a_capture_reopens_its_hold_and_a_second_reversal_answers_the_same()
     assert_eq!(first.amount, y(30));
     // The hold is open again for what it held, and can be captured or voided.
     let v = t.view(c);
-    assert_eq!((v.held, v.available, v.principal + v.bonus), (y(50), y(65), y(115)));
+    assert_eq!(
+        (v.held, v.available, v.principal + v.bonus),
+        (y(50), y(65), y(115))
+    );
     // A second reversal (another key) answers exactly what the first did.
     let second = approved(t.reverse(c, "rev-2", "cap"));
     assert_eq!(
@@ -471,9 +471,21 @@ fn original_rules_decide_as_before() {
             amount: None,
         },
     ));
-    approved(t.original(Some("or1"), Command::Reversal { card_id: e, key: "oc2".into() }));
+    approved(t.original(
+        Some("or1"),
+        Command::Reversal {
+            card_id: e,
+            key: "oc2".into(),
+        },
+    ));
     assert_eq!(t.view(e).held, Amount::ZERO);
-    let second = approved(t.original(Some("or2"), Command::Reversal { card_id: e, key: "oc2".into() }));
+    let second = approved(t.original(
+        Some("or2"),
+        Command::Reversal {
+            card_id: e,
+            key: "oc2".into(),
+        },
+    ));
     assert_eq!((second.txn_id, second.amount), (None, Amount::ZERO));
     t.check_float();
 }

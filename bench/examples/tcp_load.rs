@@ -1,4 +1,4 @@
-//! Load through the binary protocol with `engine::client`: batched, pipelined spends.
+//! Load through the binary protocol with `proto::client`: batched, pipelined spends.
 //!
 //! ```text
 //! cargo run --release -p bench --example tcp_load -- --setup --cards 1000           # open + fund cards
@@ -9,13 +9,13 @@
 //! Open loop at `--rate`: each batch has an intended send time and latency counts from it, so
 //! a stall is not hidden (no coordinated omission). Every spend is 0.01 with a unique key.
 
-use engine::client::{Call, Client, Op, Status};
-use engine::command::{CardId, Channel, Method};
-use engine::money::Amount;
 use hdrhistogram::Histogram;
+use proto::client::{Call, Client, Op, Status};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use svault_core::command::{CardId, Channel, Method};
+use svault_core::money::Amount;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// First card id of the bench cards (`FIRST_CARD + i`).

@@ -5,15 +5,15 @@
 //! Each function takes arbitrary bytes and panics only on a bug: a decoder must refuse bad
 //! input with an error, never panic, and what it accepts must survive a round trip.
 
-use engine::command::{CardId, Channel, Command, Millis, Request};
-use engine::http::body;
-use engine::http::extract::parse_json;
-use engine::money::{Amount, Currency, Rate};
-use engine::program::Program;
-use engine::runtime::record::{self, LogRecord, LOG_RECORD_VERSION};
-use engine::runtime::recovery;
-use engine::state::{State, StateConfig};
-use engine::tcp::codec;
+use proto::codec;
+use runtime::recovery;
+use server::http::body;
+use server::http::extract::parse_json;
+use svault_core::command::{CardId, Channel, Command, Millis, Request};
+use svault_core::money::{Amount, Currency, Rate};
+use svault_core::program::Program;
+use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
+use svault_core::state::{State, StateConfig};
 
 /// A target's check: panics only on a bug.
 pub type Check = fn(&[u8]);
@@ -120,10 +120,10 @@ pub fn http_body(data: &[u8]) {
         return;
     };
     let card = CardId(42);
-    let txn = engine::command::TxnId { card, seq: 7 };
+    let txn = svault_core::command::TxnId { card, seq: 7 };
     let _ = match which % 11 {
         0 => parse_json::<body::OpenCardBody>(json)
-            .and_then(|b| b.into_command(engine::command::CallerId::DEFAULT, "key")),
+            .and_then(|b| b.into_command(svault_core::command::CallerId::DEFAULT, "key")),
         1 => parse_json::<body::TopUpBody>(json).and_then(|b| b.into_command(card)),
         2 => parse_json::<body::SpendBody>(json).and_then(|b| b.into_command(card)),
         3 => parse_json::<body::HoldBody>(json).and_then(|b| b.into_command(card)),
@@ -131,7 +131,7 @@ pub fn http_body(data: &[u8]) {
         5 => parse_json::<body::RefundBody>(json).and_then(|b| b.into_command()),
         6 => parse_json::<body::CashOutBody>(json).and_then(|b| b.into_command(card)),
         7 => parse_json::<body::ReversalBody>(json)
-            .and_then(|b| b.into_command(engine::command::CardId(1))),
+            .and_then(|b| b.into_command(svault_core::command::CardId(1))),
         8 => parse_json::<body::RedeemBody>(json).and_then(|b| b.into_command(card)),
         9 => parse_json::<body::GrantBody>(json).and_then(|b| b.into_command(card)),
         _ => parse_json::<body::EmptyBody>(json).map(|_| Command::Tick),
@@ -192,7 +192,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         let rec = LogRecord {
             version: LOG_RECORD_VERSION,
             now: Millis(1_700_000_000_000 + i as i64),
-            caller: engine::command::CallerId::DEFAULT,
+            caller: svault_core::command::CallerId::DEFAULT,
             request: r.clone(),
         };
         let mut buf = rkyv::util::AlignedVec::<16>::new();

@@ -6,15 +6,15 @@
 //! (no negative balance, the float equals the sum of the cards). Every fifth round also checks
 //! that the reopened engine's digest equals `svault replay`'s for the same directory.
 
-use engine::command::{CardId, Query, Request};
-use engine::outcome::FloatTotals;
-use engine::runtime::{Durability, Engine, EngineConfig, Scope};
-use engine::state::QueryAnswer;
 use rand::{Rng, SeedableRng};
+use runtime::{Durability, Engine, EngineConfig, Scope};
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use svault_core::command::{CardId, Query, Request};
+use svault_core::outcome::FloatTotals;
+use svault_core::state::QueryAnswer;
 use svault_tests::crash::{parse_ack, shape, POOL_CARDS, POOL_FIRST};
 
 const ROUNDS: u64 = 20;

@@ -12,13 +12,13 @@
 //! everything after it are refused, a frame is never half approved, and the data acknowledged
 //! under `group` before the switch to `async` survives; what it may lose is counted.
 
-use engine::command::{CardId, Channel, Command, Method, Request};
-use engine::money::Amount;
-use engine::outcome::Outcome;
-use engine::program::Program;
-use engine::runtime::faults::Fault;
-use engine::runtime::{Durability, Engine, EngineConfig, Scope, SubmitError, Tuning};
+use runtime::faults::Fault;
+use runtime::{Durability, Engine, EngineConfig, Scope, SubmitError, Tuning};
 use std::path::Path;
+use svault_core::command::{CardId, Channel, Command, Method, Request};
+use svault_core::money::Amount;
+use svault_core::outcome::Outcome;
+use svault_core::program::Program;
 use svault_tests::crash::shape;
 
 const CARDS: u64 = 16;
@@ -262,7 +262,9 @@ fn run(durability: Durability, fault: Fault, path: Path_) {
          {lost_async} acknowledged under async lost"
     );
     let checks = engine
-        .with_states(|s| engine::replay::verify_state(s, &engine::state::StateConfig::default()))
+        .with_states(|s| {
+            runtime::replay::verify_state(s, &svault_core::state::StateConfig::default())
+        })
         .unwrap();
     assert!(checks.iter().all(Result::is_ok), "{checks:?}");
     engine.shutdown();

@@ -2,12 +2,12 @@
 //! undo only the caller's own request; a replay repeats the first answer byte for byte; card
 //! ids have no leading zero. Black-box, through real sockets, against the real binary.
 
-use engine::client::{Call, Client, Op, Status};
-use engine::command::{CardId, Channel, Method, TxnId};
-use engine::money::Amount;
-use engine::runtime::router::shard_of;
-use engine::tcp::codec::InvalidField;
+use proto::client::{Call, Client, Op, Status};
+use proto::codec::InvalidField;
+use runtime::router::shard_of;
 use serde_json::{json, Value};
+use svault_core::command::{CardId, Channel, Method, TxnId};
+use svault_core::money::Amount;
 use svault_tests::api::{Resp, Server};
 use svault_tests::svault_bin;
 

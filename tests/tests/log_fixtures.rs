@@ -17,23 +17,23 @@
 //! ([`DIGESTS`]): it hashes the snapshot layout, so a deliberate snapshot layout change updates
 //! it there.
 
-use engine::command::{
-    CardId, CashOutReason, Channel, Command, GrantReason, Method, Millis, MonthDay, Query, Request,
-    TxnId,
-};
-use engine::money::Amount;
-use engine::outcome::{CardView, Outcome};
-use engine::program::{Program, ProgramSpec};
-use engine::replay::{replay, ReplayOptions};
-use engine::runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
-use engine::state::QueryAnswer;
+use runtime::replay::{replay, ReplayOptions};
+use runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use svault_core::command::{
+    CardId, CashOutReason, Channel, Command, GrantReason, Method, Millis, MonthDay, Query, Request,
+    TxnId,
+};
+use svault_core::money::Amount;
+use svault_core::outcome::{CardView, Outcome};
+use svault_core::program::{Program, ProgramSpec};
+use svault_core::state::QueryAnswer;
 
 /// The state digest each fixture replays to under today's snapshot layout
-/// (`engine::state::SNAPSHOT_VERSION` 2). One place to update on a deliberate layout change.
+/// (`svault_core::state::SNAPSHOT_VERSION` 2). One place to update on a deliberate layout change.
 const DIGESTS: [(&str, u64); 3] = [
     ("log-v1", 0xebd0_da8b_c1cc_2af4),
     ("log-v2", 0xebd0_da8b_c1cc_2af4),

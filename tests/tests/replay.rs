@@ -1,16 +1,16 @@
 //! Replay: same log ⇒ same digest (live engine, restart, `svault replay`), point-in-time replay
 //! by LSN and by time against a model, and snapshot + WAL equals WAL-only.
 
-use engine::command::{CardId, Channel, Command, Method, Millis, Request};
-use engine::money::Amount;
-use engine::outcome::Outcome;
-use engine::program::Program;
-use engine::replay::{replay, ReplayOptions};
-use engine::runtime::recovery::Until;
-use engine::runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
+use runtime::recovery::Until;
+use runtime::replay::{replay, ReplayOptions};
+use runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use svault_core::command::{CardId, Channel, Command, Method, Millis, Request};
+use svault_core::money::Amount;
+use svault_core::outcome::Outcome;
+use svault_core::program::Program;
 
 /// 2026-01-05T02:00:00Z: a Monday, 10:00 in +08:00 (outside the demo's discount window).
 const T0: i64 = 1_767_578_400_000;
@@ -384,9 +384,9 @@ fn archived_segments_keep_every_instant_reachable() {
     .unwrap();
     assert_eq!(whole.digest, live_a);
     // inspect lists the archive, without gaps.
-    let shards = engine::inspect::inspect(a.path()).unwrap();
+    let shards = runtime::inspect::inspect(a.path()).unwrap();
     assert!(shards.iter().all(|s| !s.archive.segments.is_empty()));
-    let (text, bad) = engine::inspect::render(&shards);
+    let (text, bad) = runtime::inspect::render(&shards);
     assert!(!bad, "{text}");
     assert!(text.contains("archive: segments:"), "{text}");
 }

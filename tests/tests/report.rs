@@ -5,19 +5,19 @@
 //! and CSV must say the same; the same history with snapshots, archiving and restarts gives
 //! the same report.
 
-use engine::command::{
-    CardId, CashOutReason, Channel, Command, GrantReason, Method, Millis, Query, Request,
-};
-use engine::money::Amount;
-use engine::outcome::{Approval, CardView, Outcome};
-use engine::program::{Program, ProgramSpec};
-use engine::report::{figures, ReportOptions};
-use engine::runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
-use engine::state::QueryAnswer;
+use runtime::report::{figures, ReportOptions};
+use runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use svault_core::command::{
+    CardId, CashOutReason, Channel, Command, GrantReason, Method, Millis, Query, Request,
+};
+use svault_core::money::Amount;
+use svault_core::outcome::{Approval, CardView, Outcome};
+use svault_core::program::{Program, ProgramSpec};
+use svault_core::state::QueryAnswer;
 
 /// 2026-01-05T02:00:00Z: 10:00 in +08:00, 02:00 in +00:00.
 const T0: i64 = 1_767_578_400_000;
@@ -47,8 +47,8 @@ fn gym() -> Program {
 #[derive(Default)]
 struct Live {
     approvals: Vec<(String, Approval)>,
-    float_at_april: Vec<(String, engine::outcome::FloatTotals)>,
-    float_end: Vec<(String, engine::outcome::FloatTotals)>,
+    float_at_april: Vec<(String, svault_core::outcome::FloatTotals)>,
+    float_end: Vec<(String, svault_core::outcome::FloatTotals)>,
     cards: BTreeMap<u64, CardView>,
 }
 
@@ -327,7 +327,10 @@ fn money(a: i64) -> String {
     figures::money(i128::from(a), 2)
 }
 
-fn float_of(f: &[(String, engine::outcome::FloatTotals)], p: &str) -> engine::outcome::FloatTotals {
+fn float_of(
+    f: &[(String, svault_core::outcome::FloatTotals)],
+    p: &str,
+) -> svault_core::outcome::FloatTotals {
     f.iter()
         .find(|(id, _)| id == p)
         .map(|(_, f)| *f)
@@ -579,7 +582,7 @@ fn expected(live: &Live) -> BTreeMap<(String, String), String> {
     let cash_out = live
         .approvals
         .iter()
-        .find(|(_, a)| a.kind == engine::outcome::TxnKind::CashOut)
+        .find(|(_, a)| a.kind == svault_core::outcome::TxnKind::CashOut)
         .map(|(_, a)| a.clone())
         .unwrap();
     put("gym", "spends.cash_outs.count", "1");
@@ -713,7 +716,7 @@ fn parse_table(table: &str) -> BTreeMap<(String, String), String> {
 }
 
 fn check_all(live: &Live, dir: &Path) -> String {
-    let r = engine::report::run(dir, &options()).unwrap();
+    let r = runtime::report::run(dir, &options()).unwrap();
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let json = parse_json(&figures::json(&r));
     let csv = parse_csv(&figures::csv(&r));

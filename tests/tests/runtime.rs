@@ -1,15 +1,15 @@
 //! The runtime's contract with the servers: bounded queues answer `Overloaded`, gateway scopes
 //! answer `Forbidden`, the shard count is fixed per directory, broadcasts merge.
 
-use engine::command::{CardId, Channel, Command, Query, Request};
-use engine::money::Amount;
-use engine::outcome::Outcome;
-use engine::program::Program;
-use engine::runtime::{Durability, Engine, EngineConfig, EngineError, Scope, SubmitError, Tuning};
-use engine::state::QueryAnswer;
+use runtime::{Durability, Engine, EngineConfig, EngineError, Scope, SubmitError, Tuning};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use svault_core::command::{CardId, Channel, Command, Query, Request};
+use svault_core::money::Amount;
+use svault_core::outcome::Outcome;
+use svault_core::program::Program;
+use svault_core::state::QueryAnswer;
 
 fn config(dir: &Path, shards: Option<usize>) -> EngineConfig {
     EngineConfig {
@@ -456,9 +456,9 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
 
 #[test]
 fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
-    use engine::command::{Method, Millis};
-    use engine::outcome::EventKind;
     use std::sync::atomic::{AtomicI64, Ordering};
+    use svault_core::command::{Method, Millis};
+    use svault_core::outcome::EventKind;
     let dir = tempfile::tempdir().unwrap();
     let t0 = 1_767_578_400_000i64; // 2026-01-05T02:00:00Z
     let clock = Arc::new(AtomicI64::new(t0));
@@ -548,7 +548,7 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
         let on = |k| {
             *cards
                 .iter()
-                .find(|&&c| engine::runtime::router::shard_of(CardId(c), 2) == k)
+                .find(|&&c| runtime::router::shard_of(CardId(c), 2) == k)
                 .unwrap()
         };
         (on(0), on(1))
@@ -570,7 +570,7 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
     let spend = |card: u64| Command::Spend {
         card_id: CardId(card),
         amount: Amount(1_000),
-        method: engine::command::Method::Qr,
+        method: svault_core::command::Method::Qr,
         store: None,
     };
     rt.block_on(async {
@@ -593,7 +593,7 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
     let (a_before, b_before) = (total(&engine, a), total(&engine, b));
 
     engine
-        .inject(0, engine::runtime::faults::Fault::CommitFails)
+        .inject(0, runtime::faults::Fault::CommitFails)
         .unwrap();
     let doomed = rt.block_on(engine.submit(req("doomed", spend(a)), &Scope::All));
     assert!(
@@ -643,7 +643,9 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
         "a refused request must not have been applied"
     );
     let checks = engine
-        .with_states(|s| engine::replay::verify_state(s, &engine::state::StateConfig::default()))
+        .with_states(|s| {
+            runtime::replay::verify_state(s, &svault_core::state::StateConfig::default())
+        })
         .unwrap();
     assert!(checks.iter().all(Result::is_ok), "{checks:?}");
 }

@@ -3,17 +3,17 @@
 //! opening with another is a clear error, and a directory from before it was recorded opens
 //! with the defaults, written back into `meta`.
 
-use engine::command::{CardId, Channel, Command, Millis, Request};
-use engine::money::Amount;
-use engine::outcome::{Outcome, Rejection};
-use engine::program::Program;
-use engine::replay::{replay, ReplayOptions};
-use engine::runtime::meta;
-use engine::runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
-use engine::state::StateConfig;
+use runtime::meta;
+use runtime::replay::{replay, ReplayOptions};
+use runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use svault_core::command::{CardId, Channel, Command, Millis, Request};
+use svault_core::money::Amount;
+use svault_core::outcome::{Outcome, Rejection};
+use svault_core::program::Program;
+use svault_core::state::StateConfig;
 
 const T0: i64 = 1_767_578_400_000;
 

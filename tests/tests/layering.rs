@@ -19,10 +19,17 @@ fn tree(package: &str, depth: Option<u32>) -> BTreeSet<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["tree", "--offline", "-e", "normal,build", "--prefix", "none"])
-        .args(["--format", "{p}", "-p", package])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"));
+    cmd.args([
+        "tree",
+        "--offline",
+        "-e",
+        "normal,build",
+        "--prefix",
+        "none",
+    ])
+    .args(["--format", "{p}", "-p", package])
+    .arg("--manifest-path")
+    .arg(root.join("Cargo.toml"));
     if let Some(d) = depth {
         cmd.args(["--depth", &d.to_string()]);
     }

@@ -25,6 +25,14 @@ use crate::program::Program;
 pub struct CardId(pub u64);
 
 impl CardId {
+    /// The largest card id: 19 digits. Both doors hold a card id to it ([`CardId::checked`]).
+    pub const MAX: CardId = CardId(9_999_999_999_999_999_999);
+
+    /// A card id from its number, if at most [`CardId::MAX`] (the binary protocol's form).
+    pub fn checked(raw: u64) -> Option<CardId> {
+        (raw <= CardId::MAX.0).then_some(CardId(raw))
+    }
+
     /// Parses 1–19 ASCII digits.
     pub fn parse(s: &str) -> Option<CardId> {
         if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {

@@ -26,8 +26,14 @@ use crate::program::Program;
 pub struct CardId(pub u64);
 
 impl CardId {
-    /// Largest card id: 19 digits.
-    pub const MAX: u64 = 9_999_999_999_999_999_999;
+    /// The largest card id: 19 digits. Both doors hold a card id to it ([`CardId::checked`]).
+    pub const MAX: CardId = CardId(9_999_999_999_999_999_999);
+
+    /// A card id from its number: 1 to [`CardId::MAX`] (the binary protocol's form; 0 is
+    /// refused as `"0"` is, for its leading zero).
+    pub fn checked(raw: u64) -> Option<CardId> {
+        (1..=CardId::MAX.0).contains(&raw).then_some(CardId(raw))
+    }
 
     /// Parses 1–19 ASCII digits without a leading zero (so `"0"` too is refused).
     pub fn parse(s: &str) -> Option<CardId> {
@@ -35,12 +41,7 @@ impl CardId {
         if !digits || s.starts_with('0') {
             return None;
         }
-        s.parse().ok().and_then(CardId::new)
-    }
-
-    /// A card id from its number: 1 to [`CardId::MAX`].
-    pub fn new(n: u64) -> Option<CardId> {
-        (1..=CardId::MAX).contains(&n).then_some(CardId(n))
+        s.parse().ok().and_then(CardId::checked)
     }
 }
 

@@ -291,6 +291,31 @@ pub struct Approval {
     pub card: Option<CardView>,
 }
 
+impl Approval {
+    /// An approval that moved nothing: every figure zero, no transaction, no card. Program
+    /// changes, ticks and reversals of nothing start from it and set what they have.
+    pub fn nothing(kind: TxnKind) -> Approval {
+        Approval {
+            kind,
+            txn_id: None,
+            amount: Amount::ZERO,
+            principal: Amount::ZERO,
+            bonus: Amount::ZERO,
+            bonus_granted: Amount::ZERO,
+            discount: Amount::ZERO,
+            discount_source: None,
+            points_earned: 0,
+            points_spent: 0,
+            released: Amount::ZERO,
+            forfeited: Amount::ZERO,
+            retained: Amount::ZERO,
+            reversed_txn: None,
+            expires_at: None,
+            card: None,
+        }
+    }
+}
+
 /// The answer to a mutating request.
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum Outcome {

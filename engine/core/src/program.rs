@@ -291,15 +291,7 @@ const DAYS_MAX: u32 = 36_500;
 impl Program {
     /// Validates a spec and converts it to minor units and ppm rates.
     pub fn from_spec(spec: &ProgramSpec) -> Result<Program, SpecError> {
-        let id = spec.id.as_str();
-        if id.is_empty()
-            || id.len() > 64
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(err("id", "1–64 characters of [A-Za-z0-9_-]"));
-        }
+        crate::rules::check_program_id(&spec.id).map_err(|reason| err("id", reason))?;
         let currency = Currency::from_code(&spec.currency)
             .ok_or_else(|| err("currency", "unknown currency (CNY)"))?;
         let amount = |field: &str, s: &str| {

@@ -12,7 +12,7 @@
 )]
 
 use svault_core::command::{CardId, Channel, Method, TxnId};
-use svault_core::money::Amount;
+use svault_core::money::{Amount, Currency};
 use svault_core::outcome::{CardStatus, DeclineCode, TxnKind};
 
 /// First bytes of a HELLO body.
@@ -31,10 +31,12 @@ pub const API_KEY_LEN_MAX: usize = 256;
 pub const RESULT_BYTES: usize = 80;
 /// Smallest encoded request (req_id, op, key_len, card id).
 const REQUEST_BYTES_MIN: usize = 8 + 1 + 1 + 8;
-/// Largest amount a request may carry, in minor units (10^12 major units at scale 2).
-pub const AMOUNT_MINOR_MAX: i64 = Amount::MAX_MAJOR * 100;
+/// Largest amount a request may carry, in minor units: the currency's (CNY is the only one).
+pub const AMOUNT_MINOR_MAX: i64 = CURRENCY.max_amount().0;
 /// Largest card id: 19 digits.
-pub const CARD_ID_MAX: u64 = CardId::MAX;
+pub const CARD_ID_MAX: u64 = CardId::MAX.0;
+/// All amounts are in the currency of the card's program; CNY is the only currency.
+const CURRENCY: Currency = Currency::Cny;
 
 /// Frame kinds.
 pub mod kind {
@@ -218,15 +220,13 @@ pub enum InvalidField {
 
 /// A card id on the wire: 1 to 19 digits (0 would be `"0"`, which has a leading zero).
 fn card(raw: u64) -> Result<CardId, InvalidField> {
-    CardId::new(raw).ok_or(InvalidField::CardId)
+    CardId::checked(raw).ok_or(InvalidField::CardId)
 }
 
 fn amount(raw: i64) -> Result<Amount, InvalidField> {
-    if (1..=AMOUNT_MINOR_MAX).contains(&raw) {
-        Ok(Amount(raw))
-    } else {
-        Err(InvalidField::Amount)
-    }
+    CURRENCY
+        .request_amount(raw)
+        .map_err(|_| InvalidField::Amount)
 }
 
 fn txn(card_raw: u64, seq: u32) -> Result<TxnId, InvalidField> {
@@ -236,11 +236,14 @@ fn txn(card_raw: u64, seq: u32) -> Result<TxnId, InvalidField> {
     })
 }
 
-fn text(bytes: &[u8], field: InvalidField, max: usize) -> Result<String, InvalidField> {
+/// UTF-8 text that `rule` accepts, or `field` as the invalid one.
+fn text(
+    bytes: &[u8],
+    field: InvalidField,
+    rule: fn(&str) -> Result<(), &'static str>,
+) -> Result<String, InvalidField> {
     let s = std::str::from_utf8(bytes).map_err(|_| field)?;
-    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
-        return Err(field);
-    }
+    rule(s).map_err(|_| field)?;
     Ok(s.to_string())
 }
 
@@ -248,12 +251,7 @@ fn store(bytes: &[u8]) -> Result<Option<String>, InvalidField> {
     if bytes.is_empty() {
         Ok(None)
     } else {
-        text(
-            bytes,
-            InvalidField::Store,
-            svault_core::rules::STORE_LEN_MAX,
-        )
-        .map(Some)
+        text(bytes, InvalidField::Store, svault_core::rules::check_store).map(Some)
     }
 }
 
@@ -306,7 +304,7 @@ fn decode_request(r: &mut Reader<'_>) -> Result<DecodedRequest, DecodeError> {
                 let program = text(
                     program,
                     InvalidField::Program,
-                    svault_core::rules::PROGRAM_ID_LEN_MAX,
+                    svault_core::rules::check_program_id,
                 )?;
                 Ok(Op::OpenCard {
                     card_id: card(c)?,
@@ -339,9 +337,7 @@ fn decode_request(r: &mut Reader<'_>) -> Result<DecodedRequest, DecodeError> {
         op::HOLD => {
             let (c, a, ttl, m, s) = (r.u64()?, r.i64()?, r.u32()?, r.u8()?, r.bytes_u8()?);
             (|| {
-                if !(1..=svault_core::rules::HOLD_TTL_SECONDS_MAX).contains(&ttl) {
-                    return Err(InvalidField::TtlSeconds);
-                }
+                svault_core::rules::check_hold_ttl(ttl).map_err(|_| InvalidField::TtlSeconds)?;
                 Ok(Op::Hold {
                     card_id: card(c)?,
                     amount: amount(a)?,
@@ -994,6 +990,32 @@ mod tests {
         assert_eq!(d[0].1, Ok(ok));
         assert_eq!(d[1].1, Err(InvalidField::Amount));
         assert_eq!(d[2].1, Err(InvalidField::CardId));
+    }
+
+    /// The binary door holds a program id to the rule the HTTP door and the program spec use
+    /// (`rules::check_program_id`); it once took any UTF-8 without control characters.
+    #[test]
+    fn an_open_card_names_a_program_by_the_one_program_id_rule() {
+        let open = |program: &str| {
+            let mut body = Vec::new();
+            body.extend_from_slice(&1u32.to_le_bytes());
+            let call = Call::new(
+                None,
+                Op::OpenCard {
+                    card_id: CardId(1),
+                    program: program.into(),
+                    registered: false,
+                },
+            );
+            encode_request(&mut body, 1, &call);
+            decode_batch(&body).unwrap().remove(0).1.map(|_| ())
+        };
+        assert_eq!(open("demo"), Ok(()));
+        assert_eq!(open(&"p".repeat(64)), Ok(()));
+        for bad in ["", "a.b", "a b", "café", "p/q"] {
+            assert_eq!(open(bad), Err(InvalidField::Program), "{bad:?}");
+        }
+        assert_eq!(open(&"p".repeat(65)), Err(InvalidField::Program));
     }
 
     #[test]

@@ -2,24 +2,9 @@
 //! the principal/bonus split, local time. Every percentage rounds half-even to the minor unit
 //! (`money::mul_div_half_even`) unless a doc comment here says otherwise.
 
-use crate::money::{Amount, Rate};
+use crate::money::{mul_div_half_even, Amount, Rate};
 use crate::outcome::DiscountSource;
 
-/// `a × b ÷ d` half-even, as `money::mul_div_half_even`, with an i64 fast path (the i128
-/// division is a library call and shows in profiles).
-pub(crate) fn mul_div_half_even(a: i64, b: i64, d: i64) -> i64 {
-    match a.checked_mul(b) {
-        Some(n) if n >= 0 && d > 0 => {
-            let (q, r) = (n / d, n % d);
-            if 2 * r > d || (2 * r == d && q % 2 != 0) {
-                q + 1
-            } else {
-                q
-            }
-        }
-        _ => crate::money::mul_div_half_even(a, b, d),
-    }
-}
 use crate::program::{LadderReward, Program, SpendOrder};
 
 /// `amount × rate`, half-even (as `Rate::apply`, on the fast path).
@@ -295,22 +280,6 @@ mod tests {
         let e = lot_expiry(&d, t);
         assert_eq!(local_minute_of_day(&d, e), 0);
         assert_eq!(local_day(&d, e) - local_day(&d, t), 366);
-    }
-
-    #[test]
-    fn fast_mul_div_matches_the_reference() {
-        for (a, b, d) in [
-            (6000, 10_000, 11_500),
-            (25, 100_000, 1_000_000),
-            (35, 100_000, 1_000_000),
-            (5, 1, 2),
-            (15, 1, 2),
-            (i64::MAX / 2, 3, 7),
-            (0, 5, 3),
-        ] {
-            let want = crate::money::mul_div_half_even(a, b, d);
-            assert_eq!(mul_div_half_even(a, b, d), want, "{a} {b} {d}");
-        }
     }
 
     #[test]

@@ -855,24 +855,7 @@ impl State {
                 self.program_index.insert(p.id.clone(), i);
             }
         }
-        Outcome::Approved(Box::new(Approval {
-            kind: TxnKind::Program,
-            txn_id: None,
-            amount: Amount::ZERO,
-            principal: Amount::ZERO,
-            bonus: Amount::ZERO,
-            bonus_granted: Amount::ZERO,
-            discount: Amount::ZERO,
-            discount_source: None,
-            points_earned: 0,
-            points_spent: 0,
-            released: Amount::ZERO,
-            forfeited: Amount::ZERO,
-            retained: Amount::ZERO,
-            reversed_txn: None,
-            expires_at: None,
-            card: None,
-        }))
+        Outcome::Approved(Box::new(Approval::nothing(TxnKind::Program)))
     }
 
     fn open_card(

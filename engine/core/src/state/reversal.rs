@@ -118,22 +118,8 @@ impl State {
 
 fn nothing_reversed(was: Option<TxnId>) -> Outcome {
     Outcome::Approved(Box::new(Approval {
-        kind: TxnKind::Reversal,
-        txn_id: None,
-        amount: Amount::ZERO,
-        principal: Amount::ZERO,
-        bonus: Amount::ZERO,
-        bonus_granted: Amount::ZERO,
-        discount: Amount::ZERO,
-        discount_source: None,
-        points_earned: 0,
-        points_spent: 0,
-        released: Amount::ZERO,
-        forfeited: Amount::ZERO,
-        retained: Amount::ZERO,
         reversed_txn: was,
-        expires_at: None,
-        card: None,
+        ..Approval::nothing(TxnKind::Reversal)
     }))
 }
 

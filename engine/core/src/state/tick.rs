@@ -65,22 +65,11 @@ impl State {
             self.shift_float(slot, before, after);
         }
         Outcome::Approved(Box::new(Approval {
-            kind: TxnKind::Tick,
-            txn_id: None,
             amount: released + expired,
-            principal: Amount::ZERO,
             bonus: expired,
-            bonus_granted: Amount::ZERO,
-            discount: Amount::ZERO,
-            discount_source: None,
-            points_earned: 0,
-            points_spent: 0,
             released,
             forfeited: expired,
-            retained: Amount::ZERO,
-            reversed_txn: None,
-            expires_at: None,
-            card: None,
+            ..Approval::nothing(TxnKind::Tick)
         }))
     }
 }

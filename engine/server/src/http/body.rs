@@ -54,31 +54,17 @@ fn word<T>(
 
 fn store(store: Option<String>) -> Result<Option<String>, ApiError> {
     match store {
-        Some(s) if s.is_empty() || s.len() > STORE_LEN_MAX || s.chars().any(char::is_control) => {
-            Err(ApiError::invalid(
-                "store",
-                "a store is 1-64 characters, no control characters",
-            ))
-        }
-        other => Ok(other),
+        Some(s) => match svault_core::rules::check_store(&s) {
+            Ok(()) => Ok(Some(s)),
+            Err(reason) => Err(ApiError::invalid("store", reason)),
+        },
+        None => Ok(None),
     }
 }
 
-/// Checks a program id: 1–64 of `[A-Za-z0-9_.-]`.
+/// Checks a program id ([`svault_core::rules::check_program_id`]), naming `field`.
 pub fn check_program_id(field: &str, id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= PROGRAM_ID_LEN_MAX
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            "a program id is 1-64 of A-Z a-z 0-9 _ - .",
-        ))
-    }
+    svault_core::rules::check_program_id(id).map_err(|reason| ApiError::invalid(field, reason))
 }
 
 /// Derives a card id from the open request's caller and idempotency key, so a retry lands on
@@ -238,12 +224,8 @@ pub struct HoldBody {
 impl HoldBody {
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         let amount = self.amount.parse("amount", CURRENCY)?;
-        if !(1..=HOLD_TTL_SECONDS_MAX).contains(&self.ttl_seconds) {
-            return Err(ApiError::invalid(
-                "ttl_seconds",
-                "ttl_seconds is 1 to 2592000 (30 days)",
-            ));
-        }
+        svault_core::rules::check_hold_ttl(self.ttl_seconds)
+            .map_err(|reason| ApiError::invalid("ttl_seconds", reason))?;
         let method = word(
             "method",
             &self.method,

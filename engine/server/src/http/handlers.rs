@@ -4,7 +4,6 @@
 use super::body::*;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{query_pairs, IdemKey, JsonBody, PathId};
-use super::openapi::ProgramSpecDoc;
 use super::render::*;
 use super::AppState;
 use crate::auth::Caller;
@@ -526,18 +525,6 @@ pub async fn healthz() -> Json<HealthBody> {
     Json(HealthBody {
         status: "ok".into(),
     })
-}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
-pub async fn openapi() -> Response {
-    let mut resp = super::openapi::document_json().into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 /// `404` for unknown paths, as JSON.

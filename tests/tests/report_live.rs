@@ -64,7 +64,7 @@ fn a_report_taken_while_the_server_writes_never_fails_and_ends_exact() {
             while !stop.load(Ordering::Relaxed) || i < 400 {
                 i += 1;
                 let card = 7_000 + 1 + i % CARDS;
-                let (path, body) = if i % 2 == 0 {
+                let (path, body) = if i.is_multiple_of(2) {
                     ("top-ups", json!({"amount":"100.00","channel":"wechat"}))
                 } else {
                     ("spends", json!({"amount":"1.00","method":"qr"}))

@@ -371,7 +371,7 @@ impl State {
             self.config.idempotency_ttl_ms,
             self.config.idempotency_keys_max,
         );
-        let scope = idempotency::command_card(&request.command);
+        let scope = request.command.card();
         let kh = idempotency::key_hash(caller, scope, key);
         let fp = idempotency::fingerprint(&request.command);
         let card = scope.unwrap_or(CardId(0));
@@ -567,7 +567,7 @@ impl State {
             Command::Reversal { card_id, key } => self.reversal(caller, *card_id, key, now, events),
             Command::Tick => self.tick(now, events),
             _ => {
-                let Some(card_id) = idempotency::command_card(cmd) else {
+                let Some(card_id) = cmd.card() else {
                     return Outcome::Rejected(Rejection::NotFound {
                         what: NotFoundKind::Card,
                     });
@@ -991,10 +991,10 @@ impl State {
     /// only: it changes nothing.
     pub fn prefetch(&self, request: &Request, caller: CallerId) {
         if let Some(key) = request.idempotency_key.as_deref() {
-            let card = idempotency::command_card(&request.command);
+            let card = request.command.card();
             self.keys.touch(&idempotency::key_hash(caller, card, key));
         }
-        let Some(id) = idempotency::command_card(&request.command) else {
+        let Some(id) = request.command.card() else {
             return;
         };
         if let Some(&slot) = self.card_index.get(&id.0) {

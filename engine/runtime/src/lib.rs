@@ -224,14 +224,23 @@ pub fn combine_digests(digests: &[u64]) -> u64 {
 }
 
 /// Refuses to open `dir` with a state config other than the one its log was written under; a
-/// directory from before the config was recorded ran with the defaults, which are written into
-/// its `meta` now (logged), so later opens and `svault replay` see them.
+/// directory from before the config was recorded ran with the defaults of then, which are
+/// written into its `meta` now (logged), so later opens and `svault replay` see them. The tick
+/// bound is the directory's own (asked for by nobody): the one in `meta` is returned in the
+/// config to run with.
 fn check_state_config(
     dir: &std::path::Path,
     found: &meta::Meta,
     asked: &StateConfig,
-) -> Result<(), EngineError> {
-    let stored = found.state.clone().unwrap_or_default();
+) -> Result<StateConfig, EngineError> {
+    let stored = found
+        .state
+        .clone()
+        .unwrap_or_else(StateConfig::as_first_recorded);
+    let asked = &StateConfig {
+        timers_per_tick_max: stored.timers_per_tick_max,
+        ..asked.clone()
+    };
     let differ = meta::state_differences(&stored, asked);
     if !differ.is_empty() {
         return Err(EngineError::Config(format!(
@@ -251,7 +260,7 @@ fn check_state_config(
         };
         meta::write(dir, &m).map_err(|e| EngineError::Config(e.to_string()))?;
     }
-    Ok(())
+    Ok(asked.clone())
 }
 
 /// Sums per-program float totals of several shards, sorted by program id. The bound holds per
@@ -325,14 +334,14 @@ impl Engine {
     }
 
     /// `open` with explicit limits and intervals.
-    pub fn open_with(config: EngineConfig, tuning: Tuning) -> Result<Engine, EngineError> {
+    pub fn open_with(config: EngineConfig, mut tuning: Tuning) -> Result<Engine, EngineError> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| EngineError::Config(format!("cannot create {}: {e}", dir.display())))?;
         let found = meta::read(dir).map_err(|e| EngineError::Config(e.to_string()))?;
         let created_new = found.is_none();
         if let Some(m) = &found {
-            check_state_config(dir, m, &tuning.state)?;
+            tuning.state = check_state_config(dir, m, &tuning.state)?;
         }
         let shards = match (found, config.shards) {
             (Some(m), Some(n)) if m.shards != n => {

@@ -6,9 +6,11 @@
 //!
 //! Format (text, one `key=value` per line): `format=2`, `shards=N`,
 //! `state.idempotency_ttl_ms=MS`, `state.idempotency_keys_max=N`,
-//! `state.history_per_card_max=N`. `format=1` (written before the state config was recorded)
-//! has only `shards`; it reads as `state: None` and is rewritten as `format=2` with today's
-//! defaults when the engine opens it. Written atomically: temp file, fsync, rename, fsync of
+//! `state.history_per_card_max=N`, `state.timers_per_tick_max=N` (absent in directories
+//! written before ticks were bounded: their ticks handled every due timer, and still do, so
+//! replay makes the same decisions). `format=1` (written before the state config was recorded)
+//! has only `shards`; it reads as `state: None` and is rewritten as `format=2` with the
+//! config it ran with ([`StateConfig::as_first_recorded`]) when the engine opens it. Written atomically: temp file, fsync, rename, fsync of
 //! the directory.
 
 use std::fs;
@@ -63,6 +65,7 @@ pub fn read(dir: &Path) -> Result<Option<Meta>, MetaError> {
     let mut format = None;
     let mut shards = None;
     let (mut ttl, mut keys_max, mut history_max) = (None, None, None);
+    let mut timers_max = None;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (k, v) = line
             .split_once('=')
@@ -78,6 +81,7 @@ pub fn read(dir: &Path) -> Result<Option<Meta>, MetaError> {
             "state.idempotency_ttl_ms" => ttl = Some(number(k)?),
             "state.idempotency_keys_max" => keys_max = Some(number(k)?),
             "state.history_per_card_max" => history_max = Some(number(k)?),
+            "state.timers_per_tick_max" => timers_max = Some(number(k)?),
             _ => return Err(malformed(&format!("unknown key {k:?}"))),
         }
     }
@@ -86,7 +90,7 @@ pub fn read(dir: &Path) -> Result<Option<Meta>, MetaError> {
         return Err(malformed("shards out of range"));
     }
     let state = match (format.as_deref(), ttl, keys_max, history_max) {
-        (Some("1"), None, None, None) => None,
+        (Some("1"), None, None, None) if timers_max.is_none() => None,
         (Some("2"), Some(ttl), Some(keys), Some(history)) => {
             let ttl = i64::try_from(ttl)
                 .ok()
@@ -102,6 +106,10 @@ pub fn read(dir: &Path) -> Result<Option<Meta>, MetaError> {
                 idempotency_ttl_ms: ttl,
                 idempotency_keys_max: int(keys, "state.idempotency_keys_max")?,
                 history_per_card_max: int(history, "state.history_per_card_max")?,
+                timers_per_tick_max: match timers_max {
+                    None => StateConfig::UNBOUNDED,
+                    Some(n) => int(n, "state.timers_per_tick_max")?,
+                },
             })
         }
         (Some("1"), ..) => return Err(malformed("format 1 has no state keys")),
@@ -138,6 +146,11 @@ pub fn state_differences(stored: &StateConfig, asked: &StateConfig) -> Vec<Strin
         stored.history_per_card_max as u64,
         asked.history_per_card_max as u64,
     );
+    cmp(
+        "timers_per_tick_max",
+        stored.timers_per_tick_max as u64,
+        asked.timers_per_tick_max as u64,
+    );
     out
 }
 
@@ -151,10 +164,17 @@ pub fn write(dir: &Path, meta: &Meta) -> Result<(), MetaError> {
         move |source| MetaError::Io { path: p, source }
     };
     let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-    let st = meta.state.clone().unwrap_or_default();
+    let st = meta
+        .state
+        .clone()
+        .unwrap_or_else(StateConfig::as_first_recorded);
     let text = format!(
-        "format=2\nshards={}\nstate.idempotency_ttl_ms={}\nstate.idempotency_keys_max={}\nstate.history_per_card_max={}\n",
-        meta.shards, st.idempotency_ttl_ms, st.idempotency_keys_max, st.history_per_card_max
+        "format=2\nshards={}\nstate.idempotency_ttl_ms={}\nstate.idempotency_keys_max={}\nstate.history_per_card_max={}\nstate.timers_per_tick_max={}\n",
+        meta.shards,
+        st.idempotency_ttl_ms,
+        st.idempotency_keys_max,
+        st.history_per_card_max,
+        st.timers_per_tick_max
     );
     f.write_all(text.as_bytes()).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
@@ -178,6 +198,7 @@ mod tests {
             idempotency_ttl_ms: 5_000,
             idempotency_keys_max: 77,
             history_per_card_max: 9,
+            timers_per_tick_max: 33,
         };
         let meta = Meta {
             shards: 3,
@@ -187,12 +208,35 @@ mod tests {
         assert_eq!(read(dir.path()).unwrap(), Some(meta));
         let text = fs::read_to_string(dir.path().join(META_FILE)).unwrap();
         assert!(text.contains("state.history_per_card_max=9"), "{text}");
+        assert!(text.contains("state.timers_per_tick_max=33"), "{text}");
         assert_eq!(
             state_differences(&state, &StateConfig::default()).len(),
-            3,
+            4,
             "every setting named"
         );
         assert!(state_differences(&state, &state).is_empty());
+    }
+
+    #[test]
+    fn a_directory_from_before_the_tick_bound_keeps_unbounded_ticks() {
+        // Its log was written by ticks that handled every due timer; replaying it with a bound
+        // would expire less in some tick than the live engine did.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(META_FILE),
+            "format=2\nshards=2\nstate.idempotency_ttl_ms=5000\nstate.idempotency_keys_max=7\nstate.history_per_card_max=9\n",
+        )
+        .unwrap();
+        let m = read(dir.path()).unwrap().unwrap();
+        let st = m.state.clone().unwrap();
+        assert_eq!(st.timers_per_tick_max, StateConfig::UNBOUNDED);
+        write(dir.path(), &m).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), Some(m));
+        // A format-1 directory ran with the defaults of then: no bound either.
+        assert_eq!(
+            StateConfig::as_first_recorded().timers_per_tick_max,
+            StateConfig::UNBOUNDED
+        );
     }
 
     #[test]

@@ -108,7 +108,10 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
     let m = meta::read(data)?.ok_or_else(|| ReplayError::NotADataDir(data.to_path_buf()))?;
     // The state config the log was written under (the defaults for a directory from before it
     // was recorded, the only ones that server could run with); replay never writes `meta`.
-    let state = m.state.clone().unwrap_or_default();
+    let state = m
+        .state
+        .clone()
+        .unwrap_or_else(StateConfig::as_first_recorded);
     let state = &state;
     let scratch_parent = options.scratch.clone().unwrap_or_else(std::env::temp_dir);
     let scratch = ScratchDir::new(&scratch_parent)?;

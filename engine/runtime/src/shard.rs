@@ -128,6 +128,9 @@ pub(crate) struct Shard {
     last_now: Millis,
     /// Batch time of the last `tick_due` check: ticks follow the runtime's clock.
     last_tick_check: Millis,
+    /// The last tick reached its bound (`timers_per_tick_max`) with timers still due: the next
+    /// one is logged as soon as the shard is free, not after `idle_tick_ms`.
+    tick_backlog: bool,
     /// `Some(reason)` once a commit failed: everything is refused until restart.
     poisoned: Option<String>,
     buf: AlignedVec,
@@ -245,6 +248,7 @@ pub(crate) fn open(
         shared,
         last_now: replayed.last_now,
         last_tick_check: replayed.last_now,
+        tick_backlog: false,
         poisoned: None,
         buf: AlignedVec::with_capacity(256),
         events: Vec::new(),
@@ -424,6 +428,9 @@ impl Shard {
     }
 
     fn wait_timeout(&self) -> Duration {
+        if self.tick_backlog {
+            return Duration::ZERO;
+        }
         let idle = Duration::from_millis(self.tuning.idle_tick_ms);
         if self.uncommitted > 0 {
             let flush = Duration::from_millis(self.tuning.async_flush_ms);
@@ -661,10 +668,13 @@ impl Shard {
 
     /// Checks `tick_due` when `idle_tick_ms` of batch time passed since the last check: ticks
     /// follow the runtime's clock, so a test that moves its clock gets its tick on the next
-    /// message, without waiting.
+    /// message, without waiting. A tick handles at most `timers_per_tick_max` timers; while
+    /// some stay due, one bounded tick runs between every two batches.
     fn maybe_tick(&mut self, now: Millis) {
         let since = now.0.saturating_sub(self.last_tick_check.0);
-        if self.poisoned.is_some() || since < self.tuning.idle_tick_ms as i64 {
+        if self.poisoned.is_some()
+            || (since < self.tuning.idle_tick_ms as i64 && !self.tick_backlog)
+        {
             return;
         }
         self.last_tick_check = now;
@@ -677,6 +687,7 @@ impl Shard {
                 tracing::warn!(shard = self.k, error = %e, "tick not logged");
             }
         }
+        self.tick_backlog = self.poisoned.is_none() && self.state.tick_due(now);
     }
 
     /// One sync for everything appended since the last commit.

@@ -153,6 +153,29 @@ pub struct StateConfig {
     pub idempotency_keys_max: usize,
     /// A card's history is trimmed (oldest half, if older than the key TTL) beyond this.
     pub history_per_card_max: usize,
+    /// Most timers (hold expiries, bonus lot expiries, reminders) one tick handles. A tick is
+    /// one apply on the shard thread, and with the demo program every bonus lot of a shard
+    /// expires at the same local midnight: unbounded, that one apply would stop the shard for
+    /// seconds. The rest stay due and the shard logs the next tick right after; replay, with
+    /// the same bound from `meta`, handles the same timers in each tick. [`StateConfig::UNBOUNDED`]
+    /// for data written before the bound existed (its ticks handled every due timer).
+    pub timers_per_tick_max: usize,
+}
+
+impl StateConfig {
+    /// `timers_per_tick_max` of logs written before ticks were bounded.
+    pub const UNBOUNDED: usize = usize::MAX;
+    /// Default `timers_per_tick_max`: about a millisecond or two of expiries per tick.
+    pub const TIMERS_PER_TICK_DEFAULT: usize = 2048;
+
+    /// The config a directory written before the state config was recorded ran with: the
+    /// defaults of then, which had no tick bound.
+    pub fn as_first_recorded() -> StateConfig {
+        StateConfig {
+            timers_per_tick_max: StateConfig::UNBOUNDED,
+            ..StateConfig::default()
+        }
+    }
 }
 
 impl Default for StateConfig {
@@ -161,6 +184,7 @@ impl Default for StateConfig {
             idempotency_ttl_ms: 24 * 3600 * 1000,
             idempotency_keys_max: 16 << 20,
             history_per_card_max: 1024,
+            timers_per_tick_max: StateConfig::TIMERS_PER_TICK_DEFAULT,
         }
     }
 }

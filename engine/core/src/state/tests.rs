@@ -1098,3 +1098,4 @@ fn restore_refuses_garbage_without_panicking() {
 }
 
 mod rules;
+mod ticks;

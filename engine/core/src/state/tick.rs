@@ -20,7 +20,11 @@ impl State {
         );
         let mut released = Amount::ZERO;
         let mut expired = Amount::ZERO;
-        while let Some(t) = self.timers.pop_due(now.0) {
+        // Bounded: what is left stays due for the next tick (`tick_due`).
+        for _ in 0..self.config.timers_per_tick_max {
+            let Some(t) = self.timers.pop_due(now.0) else {
+                break;
+            };
             let Some(&slot) = self.card_index.get(&t.card) else {
                 continue;
             };

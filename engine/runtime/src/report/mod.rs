@@ -174,6 +174,12 @@ pub fn run(data: &Path, options: &ReportOptions) -> Result<Report, ReportError> 
         Progress::hidden()
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The config the log was written under: key TTL, history limit and tick bound decide what
+    // each record did, so the report replays with them.
+    let config = m
+        .state
+        .clone()
+        .unwrap_or_else(StateConfig::as_first_recorded);
     let mut scanned: Vec<Scanned> = Vec::with_capacity(m.shards);
     for wave in histories.chunks(threads.max(1)) {
         let results: Vec<Result<Scanned, ReportError>> = std::thread::scope(|scope| {
@@ -181,7 +187,8 @@ pub fn run(data: &Path, options: &ReportOptions) -> Result<Report, ReportError> 
                 .iter()
                 .map(|(k, paths, h)| {
                     let (window, progress) = (window.clone(), progress.clone());
-                    scope.spawn(move || scan_shard(*k, paths, h, window, &progress))
+                    let config = config.clone();
+                    scope.spawn(move || scan_shard(*k, paths, h, window, config, &progress))
                 })
                 .collect();
             running
@@ -243,22 +250,25 @@ fn scan_shard(
     paths: &recovery::ShardPaths,
     history: &wal::History,
     window: Window,
+    config: StateConfig,
     progress: &Progress,
 ) -> Result<Scanned, ReportError> {
     let wal_err = |source| ReportError::Wal { shard: k, source };
     let mut warnings = Vec::new();
     let first_lsn = history.first_lsn();
     let (mut state, snapshot_lsn) = if first_lsn.0 <= 1 {
-        (State::new(StateConfig::default()), Lsn(0))
+        (State::new(config), Lsn(0))
     } else {
         // Pruned by retention: start from the newest snapshot the history still continues.
         let snap = wal::snapshot::read_latest(&paths.snapshots).map_err(wal_err)?;
         match snap {
             Some(s) if s.lsn.0 + 1 >= first_lsn.0 => {
-                let (_, state) = recovery::decode_snapshot(&s.bytes, s.lsn, StateConfig::default())
-                    .map_err(|e| ReportError::History {
-                        shard: k,
-                        reason: e.to_string(),
+                let (_, state) =
+                    recovery::decode_snapshot(&s.bytes, s.lsn, config).map_err(|e| {
+                        ReportError::History {
+                            shard: k,
+                            reason: e.to_string(),
+                        }
                     })?;
                 warnings.push(format!(
                     "shard {k}: the history before lsn {} was pruned by the log retention; figures start at the snapshot of lsn {} (cohorts and first top-ups of older cards are not known)",

@@ -122,7 +122,7 @@ fn replay_uses_the_recorded_state_config_and_other_ones_are_refused() {
 }
 
 #[test]
-fn a_directory_from_before_the_state_config_opens_with_the_defaults_written_back() {
+fn a_directory_from_before_the_state_config_opens_with_the_defaults_of_then_written_back() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path())).unwrap();
     submit(&engine, "p", Command::UpsertProgram(Program::demo()));
@@ -143,13 +143,13 @@ fn a_directory_from_before_the_state_config_opens_with_the_defaults_written_back
         live
     );
     assert_eq!(meta::read(dir.path()).unwrap().unwrap().state, None);
-    // Opening it records the defaults explicitly.
+    // Opening it records the defaults it ran with explicitly (then, ticks had no bound).
     let engine = Engine::open(config(dir.path())).unwrap();
     assert_eq!(engine.digest().unwrap(), live);
     engine.shutdown();
     assert_eq!(
         meta::read(dir.path()).unwrap().unwrap().state,
-        Some(StateConfig::default())
+        Some(StateConfig::as_first_recorded())
     );
     // An old directory opened with other settings is refused, not silently migrated.
     std::fs::write(dir.path().join(meta::META_FILE), "format=1\nshards=1\n").unwrap();

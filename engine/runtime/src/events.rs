@@ -29,8 +29,9 @@
 //! publishes its own at 10:00:00.004. Each shard therefore publishes a **floor**: the smallest
 //! seq it can still give (its batch time never goes back). The feed shows only events below
 //! the lowest floor of all shards, so once a consumer has seen seq S, no event below S can
-//! appear later. An idle shard raises its floor on its idle tick (every 250 ms) and whenever a
-//! reader nudges it (`Engine::events`).
+//! appear later. An idle shard raises its floor on its idle tick (every 250 ms); a reader
+//! (`Engine::events`) first moves every shard's batch time past the newest event published and
+//! has it raise its floor, so an event whose request was answered before the read is in it.
 //!
 //! ## What is kept
 //! A bounded map of the newest `events_max` events (default 65 536) by seq. At start-up the
@@ -180,6 +181,11 @@ impl EventRing {
             .take(limit)
             .map(|(s, e)| (*s, e.clone()))
             .collect()
+    }
+
+    /// Seq of the newest event published, final or not (0 when none).
+    pub fn newest_seq(&self) -> u64 {
+        self.inner.lock().last_key_value().map_or(0, |(s, _)| *s)
     }
 
     /// Seq of the newest final event (0 when none).

@@ -699,17 +699,21 @@ impl Engine {
         self.inner.events.after(after, limit)
     }
 
-    /// `events_after`, once every shard with room in its queue has taken its batch time
-    /// (raising its floor): what was committed before the call is shown without waiting for
-    /// idle ticks.
+    /// `events_after`, once every shard with room in its queue has moved its batch time past
+    /// the newest event published and raised its floor: every event of a request answered
+    /// before the call is shown, without waiting for idle ticks (an event of shard 0 may carry
+    /// a later millisecond, or a later index in the same one, than shard 1's clock reads).
     pub async fn events(&self, after: u64, limit: usize) -> Vec<(u64, Event)> {
+        let newest = self.inner.events.newest_seq();
+        let at = if newest == 0 {
+            Millis(0)
+        } else {
+            Millis(events::seq_parts(newest).0 + 1)
+        };
         let mut waits = Vec::with_capacity(self.shards());
         for sender in &self.inner.senders {
             let (tx, rx) = oneshot::channel::<()>();
-            let call: shard::StateCall = Box::new(move |_: &State| {
-                let _ = tx.send(());
-            });
-            if sender.try_send(Msg::Call(call)).is_ok() {
+            if sender.try_send(Msg::Floor { at, reply: tx }).is_ok() {
                 waits.push(rx);
             }
         }

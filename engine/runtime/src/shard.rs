@@ -65,6 +65,13 @@ pub(crate) enum Msg {
         reply: QueryTx,
     },
     Call(StateCall),
+    /// A reader of the events feed: move the batch time to at least `at` (past the newest event
+    /// any shard has published) and raise the floor, so every event answered before the read
+    /// is visible to it; then answer.
+    Floor {
+        at: Millis,
+        reply: tokio::sync::oneshot::Sender<()>,
+    },
     /// Test hook: a failure injected into this shard.
     #[cfg(svault_faults)]
     Inject(super::faults::Fault),
@@ -131,6 +138,8 @@ pub(crate) struct Shard {
     /// The last tick reached its bound (`timers_per_tick_max`) with timers still due: the next
     /// one is logged as soon as the shard is free, not after `idle_tick_ms`.
     tick_backlog: bool,
+    /// Readers of the events feed waiting for this batch to end (`Msg::Floor`).
+    floor_readers: Vec<(Millis, tokio::sync::oneshot::Sender<()>)>,
     /// `Some(reason)` once a commit failed: everything is refused until restart.
     poisoned: Option<String>,
     buf: AlignedVec,
@@ -249,6 +258,7 @@ pub(crate) fn open(
         last_now: replayed.last_now,
         last_tick_check: replayed.last_now,
         tick_backlog: false,
+        floor_readers: Vec::new(),
         poisoned: None,
         buf: AlignedVec::with_capacity(256),
         events: Vec::new(),
@@ -528,6 +538,8 @@ impl Shard {
                     self.replies.query(reply, r, seen);
                 }
                 Msg::Call(f) => f(&self.state),
+                // Answered after the batch: its own records are stamped with its batch time.
+                Msg::Floor { at, reply } => self.floor_readers.push((at, reply)),
                 #[cfg(svault_faults)]
                 Msg::Inject(fault) => self.inject(fault),
                 Msg::Shutdown => stop = true,
@@ -545,7 +557,28 @@ impl Shard {
             // What async promised: answers leave once appended, the sync follows on a timer.
             self.replies.release_unsynced(self.last_appended());
         }
+        self.answer_floor_readers();
         stop
+    }
+
+    /// Moves the batch time to the latest `at` readers of the events feed asked for (it only
+    /// moves forward, as at a snapshot: later records are stamped at it or later), raises the
+    /// floor when every event is published, and answers them.
+    fn answer_floor_readers(&mut self) {
+        if self.floor_readers.is_empty() {
+            return;
+        }
+        for (at, _) in &self.floor_readers {
+            self.last_now = self.last_now.max(*at);
+        }
+        if self.events.is_empty() {
+            self.shared
+                .events
+                .set_floor(self.k, self.seqs.floor(self.last_now));
+        }
+        for (_, reply) in self.floor_readers.drain(..) {
+            let _ = reply.send(());
+        }
     }
 
     /// LSN of the last record appended (durable or not); Lsn(0) for an empty log.
@@ -900,7 +933,7 @@ pub(crate) fn refuse(m: Msg, err: SubmitError) {
         Msg::Query { reply, .. } => {
             let _ = reply.send(Err(err));
         }
-        Msg::Call(_) | Msg::Shutdown => {}
+        Msg::Call(_) | Msg::Floor { .. } | Msg::Shutdown => {}
         #[cfg(svault_faults)]
         Msg::Inject(_) => {}
     }

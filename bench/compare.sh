@@ -43,8 +43,9 @@ trap cleanup EXIT
 
 echo "== building (release)" >&2
 cargo build --release -p svault-engine -p svault-loadgen >&2
-SVAULT=$ROOT/target/release/svault
-LOADGEN=$ROOT/target/release/svault-loadgen
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+SVAULT=$TARGET/release/svault
+LOADGEN=$TARGET/release/svault-loadgen
 
 echo "== starting Postgres and Redis" >&2
 eval "$("$ROOT/bench/services.sh" start)"
@@ -116,7 +117,8 @@ SECTION=$WORK/section.md
   echo "<!-- compare.sh:begin -->"
   echo "## Side by side: svault, Postgres, Redis (bench/compare.sh)"
   echo
-  echo "$(date -u +%Y-%m-%dT%H:%MZ), commit \`$COMMIT\`$DIRTY, $(nproc) cores ($CPU), ${MEM} GiB, $(uname -r)."
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), commit \`$COMMIT\`$DIRTY, $(nproc) cores ($CPU), ${MEM} GiB, $(uname -r);"
+  echo "load average when the runs ended: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Command: \`CARDS=$CARDS PROFILE=$PROFILE DURATION=$DURATION WARMUP=$WARMUP bench/compare.sh\`."
   echo "Profile \`$PROFILE\` on $CARDS cards for every system; the load generator shares the cores with the system"
   echo "under test. First as fast as each answers (closed loop), then open loop at $FIXED_RATE/s, latency"

@@ -341,9 +341,10 @@ impl Conn for HttpConn {
                     let k1 = run.key(item.seq, 1);
                     let r = self.http.send("POST", &path, Some(&k1), Some(&body)).await;
                     let (o, _) = outcome(r, OpKind::Reversal, charged, |v| {
-                        // Something was undone only when the answer names the transaction.
+                        // Something was undone only when the answer names the transaction;
+                        // its `amount` is then the signed change to the card.
                         if v.get("reversed_txn").is_some_and(|t| !t.is_null()) {
-                            charged
+                            field_minor(v, "amount")
                         } else {
                             0
                         }

@@ -13,15 +13,15 @@
 //! `cargo bench -p bench --bench runtime` (`SVAULT_BENCH_SHARDS=N` for one shard count only). The load comes from the same process and the same
 //! 2 cores as the shards.
 
-use engine::command::{CardId, Channel, Command, Method, Request};
-use engine::money::Amount;
-use engine::outcome::Outcome;
-use engine::replay::{replay, ReplayOptions};
-use engine::runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
 use hdrhistogram::Histogram;
+use runtime::replay::{replay, ReplayOptions};
+use runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use svault_core::command::{CardId, Channel, Command, Method, Request};
+use svault_core::money::Amount;
+use svault_core::outcome::Outcome;
 
 /// The same allocator as the `svault` binary, so the figures are the server's.
 #[global_allocator]
@@ -234,11 +234,7 @@ fn run(dir: &Path, shards: usize, cards: u64, secs: u64) {
     );
 }
 
-fn print_stats(
-    before: &[engine::runtime::ShardStats],
-    after: &[engine::runtime::ShardStats],
-    secs: u64,
-) {
+fn print_stats(before: &[runtime::ShardStats], after: &[runtime::ShardStats], secs: u64) {
     for (k, (a, b)) in before.iter().zip(after).enumerate() {
         let (reqs, batches, commits) = (
             b.requests - a.requests,
@@ -381,10 +377,10 @@ fn decode_only(dir: &Path, shards: usize) -> (u64, f64) {
     let mut n = 0u64;
     let started = Instant::now();
     for k in 0..shards {
-        let paths = engine::runtime::recovery::shard_paths(dir, k);
+        let paths = runtime::recovery::shard_paths(dir, k);
         let (wal, _) = wal::Wal::open(&paths.wal, wal::WalOptions::default()).expect("open log");
         wal.read_from(wal::Lsn(1), |_, bytes| -> Result<(), wal::WalError> {
-            if engine::runtime::record::decode(bytes).is_ok() {
+            if svault_core::record::decode(bytes).is_ok() {
                 n += 1;
             }
             Ok(())

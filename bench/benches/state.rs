@@ -4,15 +4,15 @@
 //! --measurement-time 3`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use engine::command::{CardId, Channel, Command, Method, Millis, Request, TxnId};
-use engine::money::Amount;
-use engine::program::{Program, ProgramSpec};
-use engine::state::{State, StateConfig};
 use mimalloc::MiMalloc;
 use rand::{Rng, SeedableRng};
 use std::alloc::{GlobalAlloc, Layout};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use svault_core::command::{CardId, Channel, Command, Method, Millis, Request, TxnId};
+use svault_core::money::Amount;
+use svault_core::program::{Program, ProgramSpec};
+use svault_core::state::{State, StateConfig};
 
 /// Counts live heap bytes, to measure bytes per card, over mimalloc (as in the server binary).
 struct Counting;
@@ -263,7 +263,7 @@ fn bench_state(c: &mut Criterion) {
                 let now = clock.tick();
                 let r = st.apply(&hold(card(uniform[i])), now, &mut ev);
                 let hold_id = match r.outcome {
-                    engine::outcome::Outcome::Approved(a) => a.txn_id,
+                    svault_core::outcome::Outcome::Approved(a) => a.txn_id,
                     _ => None,
                 };
                 let cap = Request {
@@ -303,7 +303,7 @@ fn bench_state(c: &mut Criterion) {
             Millis(T0),
             &mut ev,
         );
-        if let engine::outcome::Outcome::Approved(a) = r.outcome {
+        if let svault_core::outcome::Outcome::Approved(a) = r.outcome {
             *seq = a.txn_id.map_or(0, |t| t.seq);
         }
     }

@@ -9,13 +9,13 @@
 
 use bench::load::{setup, submit_all, FIRST_CARD};
 use clap::Parser;
-use engine::command::{CardId, Channel, Command, Method, Request};
-use engine::money::Amount;
-use engine::runtime::{Durability, Engine, EngineConfig, Tuning};
+use runtime::{Durability, Engine, EngineConfig, Tuning};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use svault_core::command::{CardId, Channel, Command, Method, Request};
+use svault_core::money::Amount;
 
 /// The same allocator as the `svault` binary.
 #[global_allocator]

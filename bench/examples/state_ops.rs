@@ -5,11 +5,11 @@
 //! 1 000 ops); `SVAULT_FREEZE_LOOP=1` times 20 freezes first; `SVAULT_PREFETCH_AHEAD=N` calls
 //! `State::prefetch` N requests ahead of `apply`, as the shard does.
 
-use engine::command::{CardId, Channel, Command, Method, Millis, Request};
-use engine::money::Amount;
-use engine::program::Program;
-use engine::state::{State, StateConfig};
 use std::time::Instant;
+use svault_core::command::{CardId, Channel, Command, Method, Millis, Request};
+use svault_core::money::Amount;
+use svault_core::program::Program;
+use svault_core::state::{State, StateConfig};
 
 /// The same allocator as the `svault` binary.
 #[global_allocator]
@@ -97,7 +97,7 @@ fn main() {
         }
         ev.clear();
         let rep = st.apply(r, Millis(t0 + (n / 1000) as i64), &mut ev);
-        approved += matches!(rep.outcome, engine::outcome::Outcome::Approved(_)) as u64;
+        approved += matches!(rep.outcome, svault_core::outcome::Outcome::Approved(_)) as u64;
     }
     let el = start.elapsed();
     println!(

@@ -1,11 +1,11 @@
 //! Load shared by the runtime benchmark and the `replay_log` example: the same cards, set up
 //! the same way, so their figures describe the same state.
 
-use engine::command::{CardId, Channel, Command, Request};
-use engine::money::Amount;
-use engine::program::Program;
-use engine::runtime::{Engine, Scope};
+use runtime::{Engine, Scope};
 use std::time::Duration;
+use svault_core::command::{CardId, Channel, Command, Request};
+use svault_core::money::Amount;
+use svault_core::program::Program;
 
 /// Id of the first bench card; card `i` is `FIRST_CARD + i`.
 pub const FIRST_CARD: u64 = 1_000_000_000;

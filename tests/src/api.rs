@@ -101,6 +101,21 @@ impl Server {
         self.child.wait().expect("wait")
     }
 
+    /// Waits up to `within` for the process to exit on its own; `None` if it is still running
+    /// (a liveness bound: the caller's test fails, nothing is timed).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A request to this server's HTTP port.
     pub fn req(&self, method: &str, path: &str) -> Req {
         self.client().req(method, path)
@@ -176,6 +191,13 @@ impl Req {
     }
     /// Sends on a new connection and reads the whole answer.
     pub fn send(self) -> Resp {
+        let addr = self.addr;
+        self.try_send()
+            .unwrap_or_else(|| panic!("{addr}: connection closed without an HTTP answer"))
+    }
+
+    /// `send`, but `None` when the server closes the connection (or dies) without an answer.
+    pub fn try_send(self) -> Option<Resp> {
         let mut s = TcpStream::connect(self.addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30))).ok();
         let mut head = format!(
@@ -192,7 +214,10 @@ impl Req {
         let _ = s.write_all(&body);
         let mut raw = Vec::new();
         let _ = s.read_to_end(&mut raw);
-        Resp::parse(&raw)
+        if raw.is_empty() {
+            return None;
+        }
+        Some(Resp::parse(&raw))
     }
 }
 

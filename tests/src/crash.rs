@@ -2,9 +2,9 @@
 //! every acknowledged request is printed as `ACK <request as hex rkyv> <outcome shape>`, so the
 //! test can resubmit exactly that request after a kill and compare the answer.
 
-use engine::command::{Millis, Request};
-use engine::outcome::Outcome;
-use engine::runtime::record::{self, LogRecord, LOG_RECORD_VERSION};
+use svault_core::command::{Millis, Request};
+use svault_core::outcome::Outcome;
+use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
 
 /// First card id of the pool the driver uses (every round shares it, so later rounds build on
 /// earlier balances).
@@ -14,8 +14,8 @@ pub const POOL_CARDS: u64 = 48;
 
 /// The engine limits the crash driver and the crash test both use: small segments and frequent
 /// snapshots, so kills also land during segment rotation, snapshot writes and segment removal.
-pub fn driver_tuning() -> engine::runtime::Tuning {
-    let mut t = engine::runtime::Tuning {
+pub fn driver_tuning() -> runtime::Tuning {
+    let mut t = runtime::Tuning {
         snapshot_every_records: 3_000,
         ..Default::default()
     };

@@ -5,15 +5,15 @@
 //! Each function takes arbitrary bytes and panics only on a bug: a decoder must refuse bad
 //! input with an error, never panic, and what it accepts must survive a round trip.
 
-use engine::command::{CardId, Channel, Command, Millis, Request};
-use engine::http::body;
-use engine::http::extract::parse_json;
-use engine::money::{Amount, Currency, Rate};
-use engine::program::Program;
-use engine::runtime::record::{self, LogRecord, LOG_RECORD_VERSION};
-use engine::runtime::recovery;
-use engine::state::{State, StateConfig};
-use engine::tcp::codec;
+use proto::codec;
+use runtime::recovery;
+use server::http::body;
+use server::http::extract::parse_json;
+use svault_core::command::{CardId, Channel, Command, Millis, Request};
+use svault_core::money::{Amount, Currency, Rate};
+use svault_core::program::Program;
+use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
+use svault_core::state::{State, StateConfig};
 
 /// A target's check: panics only on a bug.
 pub type Check = fn(&[u8]);
@@ -120,7 +120,7 @@ pub fn http_body(data: &[u8]) {
         return;
     };
     let card = CardId(42);
-    let txn = engine::command::TxnId { card, seq: 7 };
+    let txn = svault_core::command::TxnId { card, seq: 7 };
     let _ = match which % 11 {
         0 => parse_json::<body::OpenCardBody>(json).and_then(|b| b.into_command("key")),
         1 => parse_json::<body::TopUpBody>(json).and_then(|b| b.into_command(card)),

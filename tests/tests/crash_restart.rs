@@ -1,22 +1,29 @@
 //! Real-process crash test: the crash driver runs the engine with `group` durability and prints
-//! every acknowledged request; the test kills it with SIGKILL at a random moment, reopens the
+//! every acknowledged request; the test kills it with SIGKILL at a random moment (after a random
+//! number of acknowledgements, at least `MIN_ACKS_PER_ROUND`, so no round checks nothing), reopens the
 //! engine on the same directory and checks that every acknowledged request is there: resubmitting
 //! it with the same key answers the same outcome flagged `replayed`, and the books balance
 //! (no negative balance, the float equals the sum of the cards). Every fifth round also checks
 //! that the reopened engine's digest equals `svault replay`'s for the same directory.
 
-use engine::command::{CardId, Query, Request};
-use engine::outcome::FloatTotals;
-use engine::runtime::{Durability, Engine, EngineConfig, Scope};
-use engine::state::QueryAnswer;
 use rand::{Rng, SeedableRng};
+use runtime::{Durability, Engine, EngineConfig, Scope};
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use svault_core::command::{CardId, Query, Request};
+use svault_core::outcome::FloatTotals;
+use svault_core::state::QueryAnswer;
 use svault_tests::crash::{parse_ack, shape, POOL_CARDS, POOL_FIRST};
 
 const ROUNDS: u64 = 20;
+/// Acknowledgements after READY every round must reach before the kill.
+const MIN_ACKS_PER_ROUND: usize = 200;
+/// The kill comes after a random number of acknowledgements in this range.
+const MAX_ACKS_PER_ROUND: usize = 3_000;
+/// How long a round may take to reach its acknowledgements (a liveness bound, not a timing).
+const ROUND_DEADLINE: Duration = Duration::from_secs(120);
 
 #[test]
 fn acknowledged_requests_survive_sigkill() {
@@ -28,15 +35,19 @@ fn acknowledged_requests_survive_sigkill() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut total_acks = 0usize;
+    let (mut total_acks, mut total_rejected) = (0usize, 0usize);
     for round in 0..ROUNDS {
-        let acks = run_and_kill(
-            dir.path(),
-            round,
-            Duration::from_millis(rng.gen_range(20..200)),
+        let target = rng.gen_range(MIN_ACKS_PER_ROUND..MAX_ACKS_PER_ROUND);
+        let acks = run_and_kill(dir.path(), round, target);
+        let counts = verify(dir.path(), &acks, round % 5 == 4);
+        assert!(
+            counts.replayed >= MIN_ACKS_PER_ROUND / 2,
+            "round {round}: only {} acknowledged requests checked ({} rejected skipped)",
+            counts.replayed,
+            counts.rejected
         );
-        total_acks += acks.len();
-        verify(dir.path(), &acks, round % 5 == 4);
+        total_acks += counts.replayed;
+        total_rejected += counts.rejected;
     }
     for k in 0..2 {
         let snaps = std::fs::read_dir(dir.path().join(format!("shard-{k}/snapshots")))
@@ -52,13 +63,15 @@ fn acknowledged_requests_survive_sigkill() {
         );
     }
     eprintln!(
-        "{ROUNDS} kill/restart rounds, {total_acks} acknowledged requests checked in {:?}",
+        "{ROUNDS} kill/restart rounds, {total_acks} acknowledged requests checked \
+         ({total_rejected} acknowledged refusals skipped) in {:?}",
         started.elapsed()
     );
 }
 
-/// Runs the driver until READY, lets it work for `run_for`, kills it; returns the ACK lines.
-fn run_and_kill(dir: &Path, round: u64, run_for: Duration) -> Vec<(Request, String)> {
+/// Runs the driver until it has acknowledged `target` requests after READY, kills it; returns
+/// every ACK line it printed.
+fn run_and_kill(dir: &Path, round: u64, target: usize) -> Vec<(Request, String)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_crash-driver"))
         .arg(dir)
         .arg(round.to_string())
@@ -67,32 +80,46 @@ fn run_and_kill(dir: &Path, round: u64, run_for: Duration) -> Vec<(Request, Stri
         .spawn()
         .expect("spawn crash-driver");
     let stdout = child.stdout.take().unwrap();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut acks = Vec::new();
+        let mut after_ready = None;
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if line == "READY" {
-                let _ = ready_tx.send(());
+                after_ready = Some(0);
             } else if let Some(ack) = parse_ack(&line) {
                 acks.push(ack);
+                if let Some(n) = after_ready.as_mut() {
+                    *n += 1;
+                    if *n == target {
+                        let _ = reached_tx.send(());
+                    }
+                }
             }
         }
         acks
     });
-    let ready = ready_rx.recv_timeout(Duration::from_secs(30)).is_ok();
-    std::thread::sleep(run_for);
+    let reached = reached_rx.recv_timeout(ROUND_DEADLINE).is_ok();
     let _ = child.kill(); // SIGKILL
     let status = child.wait().unwrap();
     let acks = reader.join().unwrap();
     assert!(
-        ready,
-        "round {round}: driver never got ready (exit {status:?})"
+        reached,
+        "round {round}: the driver acknowledged fewer than {target} requests (exit {status:?})"
     );
     acks
 }
 
-fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) {
+/// What a round's verification checked.
+struct Checked {
+    /// Acknowledged requests found again (answered from their key, same outcome).
+    replayed: usize,
+    /// Acknowledged refusals (rejected before any decision), not remembered under their key.
+    rejected: usize,
+}
+
+fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) -> Checked {
     let config = EngineConfig {
         data_dir: dir.into(),
         shards: None,
@@ -104,6 +131,10 @@ fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) {
         .enable_all()
         .build()
         .unwrap();
+    let mut checked = Checked {
+        replayed: 0,
+        rejected: 0,
+    };
     rt.block_on(async {
         for chunk in acks.chunks(256) {
             let requests: Vec<Request> = chunk.iter().map(|(r, _)| r.clone()).collect();
@@ -111,6 +142,7 @@ fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) {
             for ((request, expected), reply) in chunk.iter().zip(replies) {
                 let reply = reply.unwrap_or_else(|e| panic!("resubmitting {request:?}: {e}"));
                 if expected.starts_with("rejected") {
+                    checked.rejected += 1;
                     continue; // refusals before any decision are not remembered under the key
                 }
                 assert!(
@@ -123,6 +155,7 @@ fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) {
                     expected,
                     "acknowledged {request:?} answered differently"
                 );
+                checked.replayed += 1;
             }
         }
         let mut sum = FloatTotals::default();
@@ -189,4 +222,5 @@ fn verify(dir: &Path, acks: &[(Request, String)], check_replay_digest: bool) {
             "replay digest differs from the live engine's"
         );
     }
+    checked
 }

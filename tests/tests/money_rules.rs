@@ -174,13 +174,29 @@ fn holds_and_captures_are_merchant_amounts_before_discount() {
     open_in(&s, "w", "401", true);
     ok(top_up(&s, "401", "300", "t"));
     let h = ok(hold(&s, "401", "100", 600, "h1"));
-    assert_eq!((h["amount"].clone(), h["discount"].clone()), (json!("90.00"), json!("10.00")));
-    let c = ok(capture(&s, h["hold_id"].as_str().unwrap(), Some("100"), "c1"));
+    assert_eq!(
+        (h["amount"].clone(), h["discount"].clone()),
+        (json!("90.00"), json!("10.00"))
+    );
+    let c = ok(capture(
+        &s,
+        h["hold_id"].as_str().unwrap(),
+        Some("100"),
+        "c1",
+    ));
     assert_eq!(c["amount"], "90.00", "{c}");
     assert_eq!(c["released"], "0.00");
     let h = ok(hold(&s, "401", "100", 600, "h2"));
-    let c = ok(capture(&s, h["hold_id"].as_str().unwrap(), Some("50"), "c2"));
-    assert_eq!((c["amount"].clone(), c["released"].clone()), (json!("45.00"), json!("45.00")));
+    let c = ok(capture(
+        &s,
+        h["hold_id"].as_str().unwrap(),
+        Some("50"),
+        "c2",
+    ));
+    assert_eq!(
+        (c["amount"].clone(), c["released"].clone()),
+        (json!("45.00"), json!("45.00"))
+    );
     let h = ok(hold(&s, "401", "10", 600, "h3"));
     let r = capture(&s, h["hold_id"].as_str().unwrap(), Some("10.01"), "c3");
     declined(&r, "over_capture");
@@ -203,7 +219,14 @@ fn a_reversed_capture_reopens_its_hold_and_a_second_reversal_answers_the_same() 
     assert_eq!(first["card"]["held"], "50.00");
     assert_eq!(first["card"]["available"], "65.00");
     let second = ok(reverse(&s, "501", "cap", "rev-2"));
-    for field in ["txn_id", "amount", "principal", "bonus", "reversed_txn", "kind"] {
+    for field in [
+        "txn_id",
+        "amount",
+        "principal",
+        "bonus",
+        "reversed_txn",
+        "kind",
+    ] {
         assert_eq!(second[field], first[field], "{field}: {second} vs {first}");
     }
     assert_eq!(second["card"], first["card"]);
@@ -229,13 +252,22 @@ fn answers_say_which_discount_applied_and_the_document_agrees() {
     open_in(&s, "d", "601", true);
     ok(top_up(&s, "601", "200", "t"));
     let v = ok(spend(&s, "601", "100", "s"));
-    assert_eq!((v["discount"].clone(), v["discount_source"].clone()), (json!("5.00"), json!("tier")));
+    assert_eq!(
+        (v["discount"].clone(), v["discount_source"].clone()),
+        (json!("5.00"), json!("tier"))
+    );
     open_in(&s, "w2", "602", true);
     ok(top_up(&s, "602", "200", "t2"));
     let v = ok(spend(&s, "602", "100", "s2"));
-    assert_eq!((v["discount"].clone(), v["discount_source"].clone()), (json!("10.00"), json!("window")));
+    assert_eq!(
+        (v["discount"].clone(), v["discount_source"].clone()),
+        (json!("10.00"), json!("window"))
+    );
     let doc = s.req("GET", "/openapi.json").send().body;
-    assert!(!doc.contains("tier + time window"), "the discounts do not stack");
+    assert!(
+        !doc.contains("tier + time window"),
+        "the discounts do not stack"
+    );
     for field in ["discount_source", "retained", "forfeited", "points_earned"] {
         assert!(doc.contains(&format!("\"{field}\"")), "{field} documented");
     }
@@ -254,7 +286,11 @@ fn every_figure_in_an_answer_is_the_signed_change_to_the_card() {
     ok(top_up(&s, "701", "100", "t"));
     let r = ok(reverse(&s, "701", "t", "rev-t"));
     assert_eq!(
-        (r["amount"].clone(), r["principal"].clone(), r["bonus"].clone()),
+        (
+            r["amount"].clone(),
+            r["principal"].clone(),
+            r["bonus"].clone()
+        ),
         (json!("-115.00"), json!("-100.00"), json!("-15.00")),
         "{r}"
     );
@@ -270,7 +306,11 @@ fn every_figure_in_an_answer_is_the_signed_change_to_the_card() {
         json!({"reason":"consumer"}),
     ));
     assert_eq!(
-        (c["amount"].clone(), c["forfeited"].clone(), c["retained"].clone()),
+        (
+            c["amount"].clone(),
+            c["forfeited"].clone(),
+            c["retained"].clone()
+        ),
         (json!("70.00"), json!("11.09"), json!("3.91")),
         "{c}"
     );
@@ -287,7 +327,11 @@ fn every_figure_in_an_answer_is_the_signed_change_to_the_card() {
     ));
     assert_eq!(rf["card"]["points"], 0, "{rf}");
     let r = ok(reverse(&s, "703", "rf3", "rev-rf3"));
-    assert_eq!((r["points_earned"].clone(), r["points_spent"].clone()), (json!(30), json!(0)), "{r}");
+    assert_eq!(
+        (r["points_earned"].clone(), r["points_spent"].clone()),
+        (json!(30), json!(0)),
+        "{r}"
+    );
     assert_eq!(r["amount"], "-30.00");
     assert_eq!(r["card"]["points"], 30);
 }

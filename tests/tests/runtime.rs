@@ -1,14 +1,15 @@
 //! The runtime's contract with the servers: bounded queues answer `Overloaded`, gateway scopes
 //! answer `Forbidden`, the shard count is fixed per directory, broadcasts merge.
 
-use engine::command::{CardId, Channel, Command, Query, Request};
-use engine::money::Amount;
-use engine::outcome::Outcome;
-use engine::program::Program;
-use engine::runtime::{Durability, Engine, EngineConfig, EngineError, Scope, SubmitError, Tuning};
-use engine::state::QueryAnswer;
+use runtime::{Durability, Engine, EngineConfig, EngineError, Scope, SubmitError, Tuning};
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use svault_core::command::{CardId, Channel, Command, Query, Request};
+use svault_core::money::Amount;
+use svault_core::outcome::Outcome;
+use svault_core::program::Program;
+use svault_core::state::QueryAnswer;
 
 fn config(dir: &Path, shards: Option<usize>) -> EngineConfig {
     EngineConfig {
@@ -79,11 +80,13 @@ fn a_full_queue_answers_overloaded_and_does_not_grow() {
     };
     parked_rx.recv().unwrap();
     let results = rt.block_on(async {
+        // Each submit is polled once: that first poll queues its message or refuses it, so
+        // once the loop is done every submit has been queued or refused (no waiting).
         let mut handles = Vec::new();
         for i in 0..(queue_depth_max * 4) {
             let engine = engine.clone();
             let key = format!("t{i}");
-            handles.push(tokio::spawn(async move {
+            let mut submit = Box::pin(async move {
                 let r = req(
                     &key,
                     Command::TopUp {
@@ -93,10 +96,14 @@ fn a_full_queue_answers_overloaded_and_does_not_grow() {
                     },
                 );
                 engine.submit(r, &Scope::All).await
-            }));
+            });
+            let first =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(submit.as_mut().poll(cx))).await;
+            handles.push(match first {
+                std::task::Poll::Ready(answer) => tokio::spawn(async move { answer }),
+                std::task::Poll::Pending => tokio::spawn(submit),
+            });
         }
-        // Every submit has either been queued or refused by now; then let the shard go.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let mut m = String::new();
         engine.render_metrics(&mut m);
         assert!(
@@ -437,9 +444,9 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
 
 #[test]
 fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
-    use engine::command::{Method, Millis};
-    use engine::outcome::EventKind;
     use std::sync::atomic::{AtomicI64, Ordering};
+    use svault_core::command::{Method, Millis};
+    use svault_core::outcome::EventKind;
     let dir = tempfile::tempdir().unwrap();
     let t0 = 1_767_578_400_000i64; // 2026-01-05T02:00:00Z
     let clock = Arc::new(AtomicI64::new(t0));
@@ -490,15 +497,9 @@ fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
             .count()
     };
     assert_eq!(expired(&engine), 0);
-    clock.store(t0 + 5_000, Ordering::SeqCst); // past the hold's ttl; no request follows
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while expired(&engine) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no tick expired the hold"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // Past the hold's ttl. Ticks follow the runtime's clock: the next message the shard handles
+    // (this read) checks `tick_due` first, and its answer leaves after the tick's commit.
+    clock.store(t0 + 5_000, Ordering::SeqCst);
     let held = rt
         .block_on(engine.query(Query::Card { card_id: CardId(7) }, &Scope::All))
         .unwrap();
@@ -506,6 +507,7 @@ fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
         panic!("{held:?}")
     };
     assert_eq!(card.held, Amount(0), "the tick released the hold");
+    assert_eq!(expired(&engine), 1, "the tick logged the hold's expiry");
     let digest = engine.digest().unwrap();
     engine.shutdown();
     drop(engine);
@@ -534,7 +536,7 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
         let on = |k| {
             *cards
                 .iter()
-                .find(|&&c| engine::runtime::router::shard_of(CardId(c), 2) == k)
+                .find(|&&c| runtime::router::shard_of(CardId(c), 2) == k)
                 .unwrap()
         };
         (on(0), on(1))
@@ -556,7 +558,7 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
     let spend = |card: u64| Command::Spend {
         card_id: CardId(card),
         amount: Amount(1_000),
-        method: engine::command::Method::Qr,
+        method: svault_core::command::Method::Qr,
         store: None,
     };
     rt.block_on(async {
@@ -578,7 +580,9 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
     });
     let (a_before, b_before) = (total(&engine, a), total(&engine, b));
 
-    engine.fail_next_commit(0).unwrap();
+    engine
+        .inject(0, runtime::faults::Fault::CommitFails)
+        .unwrap();
     let doomed = rt.block_on(engine.submit(req("doomed", spend(a)), &Scope::All));
     assert!(
         matches!(doomed, Err(SubmitError::Unavailable(_))),
@@ -627,7 +631,9 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
         "a refused request must not have been applied"
     );
     let checks = engine
-        .with_states(|s| engine::replay::verify_state(s, &engine::state::StateConfig::default()))
+        .with_states(|s| {
+            runtime::replay::verify_state(s, &svault_core::state::StateConfig::default())
+        })
         .unwrap();
     assert!(checks.iter().all(Result::is_ok), "{checks:?}");
 }

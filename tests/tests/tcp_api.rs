@@ -1,14 +1,14 @@
 //! Black-box tests of the binary TCP protocol and its client, against the real binary.
 
-use engine::client::{Call, Client, ClientError, Op, Status};
-use engine::command::{CardId, Channel, Method};
-use engine::money::Amount;
-use engine::outcome::DeclineCode;
-use engine::tcp::codec;
 use proptest::prelude::*;
+use proto::client::{Call, Client, ClientError, Op, Status};
+use proto::codec;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+use svault_core::command::{CardId, Channel, Method};
+use svault_core::money::Amount;
+use svault_core::outcome::DeclineCode;
 use svault_tests::api::Server;
 use svault_tests::svault_bin;
 
@@ -216,11 +216,11 @@ fn batch_round_trip_through_the_client() {
 }
 
 trait IntoHold {
-    fn into_hold(self, seq: u32) -> engine::command::TxnId;
+    fn into_hold(self, seq: u32) -> svault_core::command::TxnId;
 }
 impl IntoHold for CardId {
-    fn into_hold(self, seq: u32) -> engine::command::TxnId {
-        engine::command::TxnId { card: self, seq }
+    fn into_hold(self, seq: u32) -> svault_core::command::TxnId {
+        svault_core::command::TxnId { card: self, seq }
     }
 }
 

@@ -78,6 +78,7 @@
 
 mod error;
 mod format;
+mod history;
 mod inspect;
 mod poison;
 mod recovery;
@@ -96,9 +97,12 @@ pub use error::WalError;
 pub use format::{
     FORMAT_VERSION, PAGE_BYTES, PAYLOAD_MAX_BYTES, RECORD_ALIGN_BYTES, SEGMENT_HEADER_BYTES,
 };
+pub use history::{prune_archive, History, HistoryEnd, HistorySegment};
 pub use inspect::{inspect, Inspection, SegmentInfo, SnapshotInfo};
 pub use storage::{FileStorage, Storage, StorageFile, StorageMap};
 pub use types::{Committed, Lsn, Recovery, SyncMethod, TornTail, WalOptions};
+#[cfg(svault_faults)]
+pub use writer::Fault;
 pub use writer::Wal;
 
 /// Decoding internals exposed for property tests and fuzzing; not a stable API.

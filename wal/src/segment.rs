@@ -1,10 +1,10 @@
 //! Segment files: preallocation, mapping, the directory lock. The only module with `unsafe`.
 //!
 //! A segment is created under a temporary name, reserved with `fallocate` and zero-filled
-//! once with 4 KiB writes (measured on this disk: a durable 4 KiB write into a pre-zeroed
-//! file is ~40% cheaper than into a sparse or merely fallocated one, and small zeroing
-//! writes keep the page cache in 4 KiB folios, so a later 4 KiB msync writes 4 KiB, not
-//! 1 MiB). Only then does it get its header and its final name.
+//! once, in 1 MiB writes (measured on this disk: a durable 4 KiB write into a pre-zeroed
+//! file is ~40% cheaper than into a sparse or merely fallocated one; 1 MiB writes do the fill
+//! with 256 times fewer system calls than 4 KiB ones). Only then does it get its header and
+//! its final name.
 //!
 //! Mapped files are never truncated or shrunk: a store or load past the end of a file
 //! is a SIGBUS, not an errno. The log owns its directory (an exclusive `flock` on

@@ -68,17 +68,30 @@ pub struct Wal<S: Storage = FileStorage> {
     poison: Poison,
     prealloc: Option<Prealloc<S::File>>,
     _lock: S::Lock,
-    #[cfg(any(test, feature = "fault-injection"))]
+    #[cfg(any(test, svault_faults))]
     faults: Faults,
 }
 
-/// Injected failures for tests (disk full at segment creation, failed sync).
-#[cfg(any(test, feature = "fault-injection"))]
+/// Injected failures for tests (disk full at segment creation, failed syncs).
+#[cfg(any(test, svault_faults))]
 #[derive(Debug, Default)]
 struct Faults {
-    next_sync_fails: bool,
+    commit_sync_fails: bool,
+    rotation_sync_fails: bool,
     #[cfg(test)]
     prealloc_enospc: bool,
+}
+
+/// A failure a test can make the log suffer (only in builds with `cfg(svault_faults)`, which
+/// svault's product never has).
+#[cfg(svault_faults)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The next commit's batch is lost and its sync reports EIO, as a dying disk would.
+    CommitSync,
+    /// The next segment rotation (inside `append`) fails its sync with EIO: the pending batch,
+    /// if any, is lost, and the record being appended is refused.
+    RotationSync,
 }
 
 /// The next segment being zero-filled: on a thread (real disks), or created when needed.
@@ -91,6 +104,44 @@ impl Wal {
     /// Opens (or creates) the log in `dir`, scanning and validating every segment, cutting a torn tail.
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), WalError> {
         crate::recovery::open(FileStorage::new(dir), options)
+    }
+
+    /// Moves segments whose records are all below `lsn` (after a snapshot covers them) into
+    /// `archive_dir`, keeping the whole history for point-in-time replay, reports and audits.
+    /// The file keeps its name; both directories are fsynced. Returns the segments moved.
+    pub fn archive_segments_before(
+        &mut self,
+        lsn: Lsn,
+        archive_dir: &Path,
+    ) -> Result<usize, WalError> {
+        let mut moved = 0;
+        while self.segments.len() > 1
+            && self
+                .segments
+                .get(1)
+                .is_some_and(|s| s.header.first_lsn <= lsn.0)
+        {
+            if moved == 0 {
+                std::fs::create_dir_all(archive_dir)?;
+            }
+            let path = self
+                .segments
+                .first()
+                .map(|s| s.path.clone())
+                .unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            std::fs::rename(&path, archive_dir.join(name))?;
+            self.segments.remove(0);
+            moved += 1;
+        }
+        if moved > 0 {
+            crate::segment::sync_dir(archive_dir)?;
+            crate::segment::sync_dir(self.storage.dir())?;
+        }
+        Ok(moved)
     }
 }
 
@@ -122,7 +173,7 @@ impl<S: Storage> Wal<S> {
             poison: Poison::default(),
             prealloc: None,
             _lock: lock,
-            #[cfg(any(test, feature = "fault-injection"))]
+            #[cfg(any(test, svault_faults))]
             faults: Faults::default(),
         }
     }
@@ -154,6 +205,10 @@ impl<S: Storage> Wal<S> {
         self.poison.check()?;
         let last = self.next_lsn - 1;
         if last > self.durable_lsn {
+            #[cfg(any(test, svault_faults))]
+            if std::mem::take(&mut self.faults.commit_sync_fails) {
+                return Err(self.injected_eio());
+            }
             if self.pos != self.batch_start {
                 self.sync_batch()?;
             }
@@ -314,12 +369,6 @@ impl<S: Storage> Wal<S> {
             }
         };
         self.staging.clear();
-        #[cfg(any(test, feature = "fault-injection"))]
-        let result = if std::mem::take(&mut self.faults.next_sync_fails) {
-            Err(io::Error::from_raw_os_error(libc::EIO))
-        } else {
-            result
-        };
         if let Err(e) = result {
             return Err(self.poison.set(e));
         }
@@ -330,11 +379,23 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
-    /// Test hook (feature `fault-injection`): the next commit's sync fails with EIO, as a dying
-    /// disk would, so callers can test what a poisoned log does to them.
-    #[cfg(feature = "fault-injection")]
-    pub fn fail_next_sync(&mut self) {
-        self.faults.next_sync_fails = true;
+    /// An injected sync failure: the pending batch never reaches the file (with `Msync` its
+    /// bytes are already in the mapped page cache and may still be written back, as after a
+    /// real EIO) and the log is poisoned.
+    #[cfg(any(test, svault_faults))]
+    fn injected_eio(&mut self) -> WalError {
+        self.staging.clear();
+        self.poison.set(io::Error::from_raw_os_error(libc::EIO))
+    }
+
+    /// Test hook (`cfg(svault_faults)` only): arms one failure, so callers can test what a
+    /// dying disk does to them. Each fires once, at the next sync of its kind.
+    #[cfg(svault_faults)]
+    pub fn inject(&mut self, fault: Fault) {
+        match fault {
+            Fault::CommitSync => self.faults.commit_sync_fails = true,
+            Fault::RotationSync => self.faults.rotation_sync_fails = true,
+        }
     }
 
     fn start_prealloc(&mut self) {
@@ -366,6 +427,10 @@ impl<S: Storage> Wal<S> {
         #[cfg(test)]
         if self.faults.prealloc_enospc {
             return Err(from_io(io::Error::from_raw_os_error(libc::ENOSPC)));
+        }
+        #[cfg(any(test, svault_faults))]
+        if std::mem::take(&mut self.faults.rotation_sync_fails) {
+            return Err(self.injected_eio());
         }
         let file = match joined {
             Some(Ok(file)) => file,
@@ -530,7 +595,7 @@ mod tests {
             log.append(b"acked").unwrap();
             log.commit().unwrap();
             log.append(b"lost").unwrap();
-            log.faults.next_sync_fails = true;
+            log.faults.commit_sync_fails = true;
             assert!(matches!(log.commit(), Err(WalError::Sync(_))));
             assert!(log.is_poisoned());
             // Never retried: every later call fails fast, even though syncs would work again.
@@ -542,6 +607,39 @@ mod tests {
             assert!(rec.last_lsn >= Lsn(1));
             assert_eq!(records(&log).first(), Some(&(1, b"acked".to_vec())));
         }
+    }
+
+    #[test]
+    fn a_failed_sync_at_rotation_loses_the_pending_batch_and_poisons() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions {
+            segment_size_bytes: 8192,
+            sync_method: SyncMethod::PwriteFdatasync,
+        };
+        let (mut log, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+        let rec = vec![3u8; 1000];
+        assert_eq!(log.append(&rec).unwrap(), Lsn(1));
+        log.commit().unwrap();
+        assert_eq!(log.append(&rec).unwrap(), Lsn(2));
+        log.faults.rotation_sync_fails = true;
+        let mut refused = None;
+        for _ in 0..8 {
+            if let Err(e) = log.append(&rec) {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(matches!(refused, Some(WalError::Sync(_))), "{refused:?}");
+        assert!(matches!(log.commit(), Err(WalError::Poisoned)));
+        assert_eq!(log.durable_lsn(), Lsn(1));
+        drop(log);
+        let (log, rec_found) = Wal::open(dir.path(), opts).unwrap();
+        assert_eq!(
+            rec_found.last_lsn,
+            Lsn(1),
+            "the uncommitted batch never reached the file"
+        );
+        assert_eq!(records(&log), vec![(1, rec.clone())]);
     }
 
     #[test]

@@ -5,14 +5,14 @@
 //!
 //! usage: crash-driver DATA_DIR ROUND [REQUESTS_PER_TASK] [TASKS]
 
-use engine::command::{CardId, Channel, Command, Method, Request, TxnId};
-use engine::money::Amount;
-use engine::outcome::{Outcome, TxnKind};
-use engine::program::Program;
-use engine::runtime::{Durability, Engine, EngineConfig, Scope};
 use rand::{Rng, SeedableRng};
+use runtime::{Durability, Engine, EngineConfig, Scope};
 use std::io::Write;
 use std::process::ExitCode;
+use svault_core::command::{CardId, Channel, Command, Method, Request, TxnId};
+use svault_core::money::Amount;
+use svault_core::outcome::{Outcome, TxnKind};
+use svault_core::program::Program;
 use svault_tests::crash::{POOL_CARDS, POOL_FIRST};
 
 /// The same allocator as the `svault` binary.

@@ -1,0 +1,247 @@
+//! Requests into the state machine: what a gateway or an admin asked for.
+//!
+//! Why one enum: every mutating request is logged to the WAL as-is (with its batch time),
+//! and replay feeds the same requests to the same pure `apply`, reaching the same state.
+//! Everything here is already validated and in minor units; JSON lives in `http`.
+
+use crate::money::Amount;
+use crate::program::Program;
+
+/// A card number: 1–19 decimal digits, fits in a u64.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq, Hash))]
+pub struct CardId(pub u64);
+
+impl CardId {
+    /// The largest card id: 19 digits. Both doors hold a card id to it ([`CardId::checked`]).
+    pub const MAX: CardId = CardId(9_999_999_999_999_999_999);
+
+    /// A card id from its number, if at most [`CardId::MAX`] (the binary protocol's form).
+    pub fn checked(raw: u64) -> Option<CardId> {
+        (raw <= CardId::MAX.0).then_some(CardId(raw))
+    }
+
+    /// Parses 1–19 ASCII digits.
+    pub fn parse(s: &str) -> Option<CardId> {
+        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok().map(CardId)
+    }
+}
+
+impl std::fmt::Display for CardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A transaction id: the card and the card-local sequence number, printed `"{card}-{seq}"`.
+/// Holds use the id of their hold transaction as `hold_id`. The card inside lets the router
+/// send a refund or capture to the card's shard without a global table.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq, Hash))]
+pub struct TxnId {
+    pub card: CardId,
+    pub seq: u32,
+}
+
+impl TxnId {
+    pub fn parse(s: &str) -> Option<TxnId> {
+        let (card, seq) = s.split_once('-')?;
+        if seq.is_empty() || seq.len() > 10 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(TxnId {
+            card: CardId::parse(card)?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for TxnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.card.0, self.seq)
+    }
+}
+
+/// Milliseconds since the Unix epoch, UTC. Batch time: taken once per batch, never decreasing.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub struct Millis(pub i64);
+
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash,
+            rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+        )]
+        #[rkyv(derive(Debug, PartialEq, Eq))]
+        #[repr(u8)]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The word used in JSON and reports.
+            pub fn as_str(self) -> &'static str { match self { $($name::$variant => $text),+ } }
+            /// Parses the JSON word.
+            pub fn parse(s: &str) -> Option<$name> { match s { $($text => Some($name::$variant),)+ _ => None } }
+        }
+    };
+}
+
+wire_enum!(
+    /// How a top-up was paid.
+    Channel { Wechat = "wechat", Alipay = "alipay", Unionpay = "unionpay", Cash = "cash" }
+);
+wire_enum!(
+    /// How a spend or hold was presented.
+    Method { Qr = "qr", Card = "card", Voice = "voice" }
+);
+wire_enum!(
+    /// Why a cash-out happens; decides the amount (see SPEC).
+    CashOutReason { Consumer = "consumer", MerchantFault = "merchant_fault", CoolingOff = "cooling_off" }
+);
+wire_enum!(
+    /// Why an admin granted bonus or points.
+    GrantReason { Birthday = "birthday", Referral = "referral", Compensation = "compensation", Campaign = "campaign" }
+);
+
+/// A birthday (month, day) for birthday grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub struct MonthDay {
+    pub month: u8,
+    pub day: u8,
+}
+
+/// One operation on the state. Validated input, minor units.
+// A program is large in memory but rare and archived out of line; boxing it in memory would
+// change nothing on disk and cost an allocation per program change only, so it stays inline.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum Command {
+    /// Create or replace a program (brand rules). Replicated to every shard.
+    /// Archived out of line: a program is hundreds of bytes, and inline it would make every
+    /// archived command (every logged spend) that large.
+    UpsertProgram(#[rkyv(with = rkyv::with::AsBox)] Program),
+    OpenCard {
+        card_id: CardId,
+        program: String,
+        registered: bool,
+        birthday: Option<MonthDay>,
+    },
+    TopUp {
+        card_id: CardId,
+        amount: Amount,
+        channel: Channel,
+    },
+    Spend {
+        card_id: CardId,
+        amount: Amount,
+        method: Method,
+        store: Option<String>,
+    },
+    Hold {
+        card_id: CardId,
+        amount: Amount,
+        ttl_seconds: u32,
+        method: Method,
+        store: Option<String>,
+    },
+    Capture {
+        hold_id: TxnId,
+        amount: Option<Amount>,
+    },
+    Void {
+        hold_id: TxnId,
+    },
+    Refund {
+        txn_id: TxnId,
+        amount: Amount,
+    },
+    CashOut {
+        card_id: CardId,
+        reason: CashOutReason,
+    },
+    /// Gateway timeout reversal of the request that carried `key`. Broadcast to every shard:
+    /// the shard that applied it undoes it, every shard remembers the key as reversed.
+    Reversal {
+        key: String,
+    },
+    RedeemPoints {
+        card_id: CardId,
+        points: u64,
+    },
+    Grant {
+        card_id: CardId,
+        bonus: Option<Amount>,
+        points: Option<u64>,
+        reason: GrantReason,
+    },
+    Freeze {
+        card_id: CardId,
+    },
+    Unfreeze {
+        card_id: CardId,
+    },
+    Close {
+        card_id: CardId,
+    },
+    /// Time passes: expire holds and bonus lots due by the batch time, emit reminders.
+    /// Logged by the shard when something is due, so replay expires at the same instant.
+    Tick,
+}
+
+/// A mutating request: the command plus its idempotency key (required over HTTP;
+/// `None` for internal commands such as `Tick` and program replication).
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Request {
+    pub idempotency_key: Option<String>,
+    pub command: Command,
+}
+
+/// A read: answered by the shard from memory, never logged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    Card { card_id: CardId },
+    Transactions { card_id: CardId, limit: u32 },
+}

@@ -1,0 +1,837 @@
+//! Programs: a brand's rules (top-up limits, bonus ladder, points, tiers, discounts, velocity,
+//! locks, reminders).
+//!
+//! Why two types: [`ProgramSpec`] is the JSON of `POST /v1/programs` exactly as SPEC.md spells
+//! it (decimals as strings, words as words); [`Program`] is the validated form the state
+//! machine uses and the WAL stores (minor units, ppm rates, minutes). [`Program::from_spec`]
+//! is the only way from one to the other, and names the field at fault when it refuses.
+
+use crate::money::{Amount, AmountError, Currency, Rate};
+
+/// A brand's rule set; `id` names it (`"demo"`).
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Program {
+    pub id: String,
+    pub currency: Currency,
+    /// Offset of the brand's local time from UTC, in minutes (`+08:00` ⇒ 480).
+    pub utc_offset_minutes: i16,
+    pub top_up: TopUpRules,
+    /// Sorted by `nth`, strictly increasing; the last step applies to every later top-up.
+    pub bonus_ladder: Vec<LadderStep>,
+    /// Bonus lots expire this many days after the local day they were credited (see
+    /// `state` docs); `None` ⇒ bonus never expires.
+    pub bonus_expiry_days: Option<u32>,
+    pub spend_order: SpendOrder,
+    pub points: PointsRules,
+    /// Sorted by `lifetime_top_up`, strictly increasing.
+    pub tiers: Vec<Tier>,
+    pub discount_windows: Vec<DiscountWindow>,
+    pub velocity: Velocity,
+    pub refund_lock_days: u32,
+    pub reminders: Reminders,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct TopUpRules {
+    pub min: Option<Amount>,
+    pub max_single: Option<Amount>,
+    /// Balance cap for registered cards.
+    pub max_balance: Option<Amount>,
+    /// Balance cap for anonymous cards.
+    pub max_balance_anonymous: Option<Amount>,
+    pub max_daily: Option<Amount>,
+}
+
+/// One step of the ladder: the `nth` top-up of at least `min` earns a fixed `bonus` or a `rate`.
+/// The last step applies to every later top-up.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct LadderStep {
+    pub nth: u32,
+    pub min: Amount,
+    pub reward: LadderReward,
+}
+
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum LadderReward {
+    Fixed(Amount),
+    Rate(Rate),
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+#[repr(u8)]
+pub enum SpendOrder {
+    #[default]
+    Proportional,
+    BonusFirst,
+    PrincipalFirst,
+}
+
+impl SpendOrder {
+    /// The JSON word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpendOrder::Proportional => "proportional",
+            SpendOrder::BonusFirst => "bonus_first",
+            SpendOrder::PrincipalFirst => "principal_first",
+        }
+    }
+    /// Parses the JSON word.
+    pub fn parse(s: &str) -> Option<SpendOrder> {
+        match s {
+            "proportional" => Some(SpendOrder::Proportional),
+            "bonus_first" => Some(SpendOrder::BonusFirst),
+            "principal_first" => Some(SpendOrder::PrincipalFirst),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct PointsRules {
+    /// Points per major unit spent (before tier multiplier), as a rate (1 point ⇒ Rate::ONE).
+    pub earn_per_unit: Rate,
+    /// Points needed for 1.00 of bonus; 0 ⇒ redemption off.
+    pub redeem_rate: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Tier {
+    pub name: String,
+    pub lifetime_top_up: Amount,
+    pub points_multiplier: Rate,
+    pub discount: Rate,
+}
+
+/// Local-time window `[from, to)` in minutes after local midnight (`24:00` ⇒ 1440).
+/// `from > to` wraps midnight (`22:00`–`02:00`).
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct DiscountWindow {
+    pub from_minute: u16,
+    pub to_minute: u16,
+    pub rate: Rate,
+}
+
+impl DiscountWindow {
+    /// Whether local minute-of-day `m` (0..1440) falls in the window.
+    pub fn contains(&self, m: u16) -> bool {
+        if self.from_minute <= self.to_minute {
+            m >= self.from_minute && m < self.to_minute
+        } else {
+            m >= self.from_minute || m < self.to_minute
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Velocity {
+    pub max_spends_per_minute: Option<u32>,
+    pub max_daily_spend: Option<Amount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Reminders {
+    pub low_balance: Option<Amount>,
+    pub bonus_expiring_days: Option<u32>,
+}
+
+/// The JSON body of `POST /v1/programs`, exactly as SPEC.md spells it (decimals as strings).
+/// Every field but `id` and `currency` is optional. Unknown fields are refused so that a typo
+/// never silently drops a rule.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramSpec {
+    pub id: String,
+    /// `"CNY"`.
+    pub currency: String,
+    /// `"+08:00"`; default `"+00:00"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_up: Option<TopUpSpec>,
+    /// Steps with strictly increasing `nth`; the last applies to every later top-up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bonus_ladder: Vec<LadderStepSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bonus_expiry_days: Option<u32>,
+    /// `proportional` (default) | `bonus_first` | `principal_first`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend_order: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<PointsSpec>,
+    /// Strictly increasing `lifetime_top_up`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<TierSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discount_windows: Vec<DiscountWindowSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub velocity: Option<VelocitySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_lock_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminders: Option<RemindersSpec>,
+}
+
+/// `top_up` of a [`ProgramSpec`]: amounts as decimal strings. SPEC's two balance caps are
+/// `max_balance` (registered cards) and `max_balance_anonymous`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopUpSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_single: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_balance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_balance_anonymous: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_daily: Option<String>,
+}
+
+/// One ladder step: exactly one of `bonus` (fixed amount) or `rate` (of the top-up).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderStepSpec {
+    pub nth: u32,
+    /// Minimum top-up amount for the step to pay; default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bonus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+}
+
+/// `points`: `earn_per_unit` points per 1.00 spent (decimal string, default 0 ⇒ no points),
+/// `redeem_rate` points per 1.00 of bonus (integer, as a string or a number; absent ⇒ off).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earn_per_unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeem_rate: Option<IntOrString>,
+}
+
+/// An integer given either as a JSON number or a string (`100` or `"100"`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(u64),
+    Str(String),
+}
+
+/// A tier reached by lifetime top-up; multiplier default 1, discount default 0.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSpec {
+    pub name: String,
+    pub lifetime_top_up: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points_multiplier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<String>,
+}
+
+/// `{"from":"20:00","to":"24:00","rate":"0.10"}`, local time of the program.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscountWindowSpec {
+    pub from: String,
+    pub to: String,
+    pub rate: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VelocitySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_spends_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_daily_spend: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemindersSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_balance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bonus_expiring_days: Option<u32>,
+}
+
+/// Why a program spec was refused: `400` naming the field (`"bonus_ladder[1].rate"`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SpecError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn amount_reason(e: AmountError) -> String {
+    e.to_string()
+}
+
+/// Largest ratio accepted for a bonus rate or points multiplier (1000%).
+const RATE_MAX: Rate = Rate(10_000_000);
+/// Largest number of ladder steps, tiers or discount windows in one program.
+const RULES_MAX: usize = 64;
+/// Largest day count accepted (100 years).
+const DAYS_MAX: u32 = 36_500;
+
+impl Program {
+    /// Validates a spec and converts it to minor units and ppm rates.
+    pub fn from_spec(spec: &ProgramSpec) -> Result<Program, SpecError> {
+        crate::rules::check_program_id(&spec.id).map_err(|reason| err("id", reason))?;
+        let currency = Currency::from_code(&spec.currency)
+            .ok_or_else(|| err("currency", "unknown currency (CNY)"))?;
+        let amount = |field: &str, s: &str| {
+            currency
+                .parse_amount(s)
+                .map_err(|e| err(field, amount_reason(e)))
+        };
+        let opt_amount =
+            |field: &str, s: &Option<String>| s.as_deref().map(|s| amount(field, s)).transpose();
+        let rate_max = |field: &str, s: &str, max: Rate| {
+            let r = Rate::parse(s).map_err(|e| err(field, amount_reason(e)))?;
+            if r > max {
+                return Err(err(field, format!("at most {}", max.to_decimal_string())));
+            }
+            Ok(r)
+        };
+        let days = |field: &str, d: Option<u32>| match d {
+            Some(d) if d == 0 || d > DAYS_MAX => Err(err(field, format!("1..={DAYS_MAX} days"))),
+            d => Ok(d),
+        };
+
+        let utc_offset_minutes = match &spec.utc_offset {
+            None => 0,
+            Some(s) => parse_utc_offset(s)
+                .ok_or_else(|| err("utc_offset", "expected ±HH:MM within ±14:00"))?,
+        };
+
+        let top_up = match &spec.top_up {
+            None => TopUpRules::default(),
+            Some(t) => TopUpRules {
+                min: opt_amount("top_up.min", &t.min)?,
+                max_single: opt_amount("top_up.max_single", &t.max_single)?,
+                max_balance: opt_amount("top_up.max_balance", &t.max_balance)?,
+                max_balance_anonymous: opt_amount(
+                    "top_up.max_balance_anonymous",
+                    &t.max_balance_anonymous,
+                )?,
+                max_daily: opt_amount("top_up.max_daily", &t.max_daily)?,
+            },
+        };
+        if let (Some(min), Some(max)) = (top_up.min, top_up.max_single) {
+            if min > max {
+                return Err(err("top_up.min", "above top_up.max_single"));
+            }
+        }
+
+        if spec.bonus_ladder.len() > RULES_MAX {
+            return Err(err("bonus_ladder", format!("at most {RULES_MAX} steps")));
+        }
+        let mut bonus_ladder = Vec::with_capacity(spec.bonus_ladder.len());
+        for (i, s) in spec.bonus_ladder.iter().enumerate() {
+            let f = |name: &str| format!("bonus_ladder[{i}].{name}");
+            if s.nth == 0 {
+                return Err(err(f("nth"), "starts at 1"));
+            }
+            if let Some(prev) = bonus_ladder.last().map(|p: &LadderStep| p.nth) {
+                if s.nth <= prev {
+                    return Err(err(f("nth"), "must increase from step to step"));
+                }
+            }
+            let min = match &s.min {
+                None => Amount::ZERO,
+                Some(m) => amount(&f("min"), m)?,
+            };
+            let reward = match (&s.bonus, &s.rate) {
+                (Some(b), None) => LadderReward::Fixed(amount(&f("bonus"), b)?),
+                (None, Some(r)) => LadderReward::Rate(rate_max(&f("rate"), r, RATE_MAX)?),
+                _ => return Err(err(f("bonus"), "exactly one of bonus or rate")),
+            };
+            bonus_ladder.push(LadderStep {
+                nth: s.nth,
+                min,
+                reward,
+            });
+        }
+
+        let bonus_expiry_days = days("bonus_expiry_days", spec.bonus_expiry_days)?;
+        let spend_order = match &spec.spend_order {
+            None => SpendOrder::default(),
+            Some(s) => SpendOrder::parse(s).ok_or_else(|| {
+                err(
+                    "spend_order",
+                    "proportional | bonus_first | principal_first",
+                )
+            })?,
+        };
+
+        let points = match &spec.points {
+            None => PointsRules::default(),
+            Some(p) => PointsRules {
+                earn_per_unit: match &p.earn_per_unit {
+                    None => Rate::ZERO,
+                    Some(s) => rate_max("points.earn_per_unit", s, Rate(1_000_000_000))?,
+                },
+                redeem_rate: match &p.redeem_rate {
+                    None => 0,
+                    Some(IntOrString::Int(n)) => *n,
+                    Some(IntOrString::Str(s)) => s
+                        .parse::<u64>()
+                        .map_err(|_| err("points.redeem_rate", "an integer number of points"))?,
+                },
+            },
+        };
+        if points.redeem_rate > 1_000_000_000 {
+            return Err(err("points.redeem_rate", "at most 10^9"));
+        }
+
+        if spec.tiers.len() > RULES_MAX {
+            return Err(err("tiers", format!("at most {RULES_MAX} tiers")));
+        }
+        let mut tiers: Vec<Tier> = Vec::with_capacity(spec.tiers.len());
+        for (i, t) in spec.tiers.iter().enumerate() {
+            let f = |name: &str| format!("tiers[{i}].{name}");
+            if t.name.is_empty() || t.name.len() > 32 {
+                return Err(err(f("name"), "1–32 characters"));
+            }
+            if tiers.iter().any(|o| o.name == t.name) {
+                return Err(err(f("name"), "duplicate tier name"));
+            }
+            // Zero is a valid threshold here (a base tier), unlike a request amount.
+            let lifetime_top_up = match currency.parse_amount(&t.lifetime_top_up) {
+                Err(AmountError::NotPositive) if !t.lifetime_top_up.starts_with('-') => {
+                    Amount::ZERO
+                }
+                r => r.map_err(|e| err(f("lifetime_top_up"), amount_reason(e)))?,
+            };
+            if let Some(prev) = tiers.last() {
+                if lifetime_top_up <= prev.lifetime_top_up {
+                    return Err(err(f("lifetime_top_up"), "must increase from tier to tier"));
+                }
+            }
+            let points_multiplier = match &t.points_multiplier {
+                None => Rate::ONE,
+                Some(s) => rate_max(&f("points_multiplier"), s, RATE_MAX)?,
+            };
+            let discount = match &t.discount {
+                None => Rate::ZERO,
+                Some(s) => rate_max(&f("discount"), s, Rate::ONE)?,
+            };
+            tiers.push(Tier {
+                name: t.name.clone(),
+                lifetime_top_up,
+                points_multiplier,
+                discount,
+            });
+        }
+
+        if spec.discount_windows.len() > RULES_MAX {
+            return Err(err(
+                "discount_windows",
+                format!("at most {RULES_MAX} windows"),
+            ));
+        }
+        let mut discount_windows = Vec::with_capacity(spec.discount_windows.len());
+        for (i, w) in spec.discount_windows.iter().enumerate() {
+            let f = |name: &str| format!("discount_windows[{i}].{name}");
+            let from_minute = parse_hh_mm(&w.from)
+                .ok_or_else(|| err(f("from"), "expected HH:MM, 00:00–24:00"))?;
+            let to_minute =
+                parse_hh_mm(&w.to).ok_or_else(|| err(f("to"), "expected HH:MM, 00:00–24:00"))?;
+            if from_minute == to_minute || from_minute == 1440 {
+                return Err(err(f("to"), "empty window"));
+            }
+            let rate = rate_max(&f("rate"), &w.rate, Rate::ONE)?;
+            discount_windows.push(DiscountWindow {
+                from_minute,
+                to_minute,
+                rate,
+            });
+        }
+
+        let velocity = match &spec.velocity {
+            None => Velocity::default(),
+            Some(v) => {
+                if v.max_spends_per_minute == Some(0) {
+                    return Err(err("velocity.max_spends_per_minute", "at least 1"));
+                }
+                Velocity {
+                    max_spends_per_minute: v.max_spends_per_minute,
+                    max_daily_spend: opt_amount("velocity.max_daily_spend", &v.max_daily_spend)?,
+                }
+            }
+        };
+
+        let refund_lock_days = match spec.refund_lock_days {
+            None | Some(0) => 0,
+            d => days("refund_lock_days", d)?.unwrap_or(0),
+        };
+
+        let reminders = match &spec.reminders {
+            None => Reminders::default(),
+            Some(r) => Reminders {
+                low_balance: opt_amount("reminders.low_balance", &r.low_balance)?,
+                bonus_expiring_days: days("reminders.bonus_expiring_days", r.bonus_expiring_days)?,
+            },
+        };
+
+        Ok(Program {
+            id: spec.id.clone(),
+            currency,
+            utc_offset_minutes,
+            top_up,
+            bonus_ladder,
+            bonus_expiry_days,
+            spend_order,
+            points,
+            tiers,
+            discount_windows,
+            velocity,
+            refund_lock_days,
+            reminders,
+        })
+    }
+
+    /// The spec that [`Program::from_spec`] turns back into this program (for `GET` and tests).
+    pub fn to_spec(&self) -> ProgramSpec {
+        let c = self.currency;
+        let amt = |a: Amount| c.format(a);
+        let opt = |a: Option<Amount>| a.map(amt);
+        ProgramSpec {
+            id: self.id.clone(),
+            currency: c.code().to_string(),
+            utc_offset: Some(format_utc_offset(self.utc_offset_minutes)),
+            top_up: Some(TopUpSpec {
+                min: opt(self.top_up.min),
+                max_single: opt(self.top_up.max_single),
+                max_balance: opt(self.top_up.max_balance),
+                max_balance_anonymous: opt(self.top_up.max_balance_anonymous),
+                max_daily: opt(self.top_up.max_daily),
+            }),
+            bonus_ladder: self
+                .bonus_ladder
+                .iter()
+                .map(|s| LadderStepSpec {
+                    nth: s.nth,
+                    min: (s.min > Amount::ZERO).then(|| amt(s.min)),
+                    bonus: match s.reward {
+                        LadderReward::Fixed(a) => Some(amt(a)),
+                        LadderReward::Rate(_) => None,
+                    },
+                    rate: match s.reward {
+                        LadderReward::Fixed(_) => None,
+                        LadderReward::Rate(r) => Some(r.to_decimal_string()),
+                    },
+                })
+                .collect(),
+            bonus_expiry_days: self.bonus_expiry_days,
+            spend_order: Some(self.spend_order.as_str().to_string()),
+            points: Some(PointsSpec {
+                earn_per_unit: Some(self.points.earn_per_unit.to_decimal_string()),
+                redeem_rate: (self.points.redeem_rate > 0)
+                    .then_some(IntOrString::Int(self.points.redeem_rate)),
+            }),
+            tiers: self
+                .tiers
+                .iter()
+                .map(|t| TierSpec {
+                    name: t.name.clone(),
+                    lifetime_top_up: amt(t.lifetime_top_up),
+                    points_multiplier: Some(t.points_multiplier.to_decimal_string()),
+                    discount: Some(t.discount.to_decimal_string()),
+                })
+                .collect(),
+            discount_windows: self
+                .discount_windows
+                .iter()
+                .map(|w| DiscountWindowSpec {
+                    from: format_hh_mm(w.from_minute),
+                    to: format_hh_mm(w.to_minute),
+                    rate: w.rate.to_decimal_string(),
+                })
+                .collect(),
+            velocity: Some(VelocitySpec {
+                max_spends_per_minute: self.velocity.max_spends_per_minute,
+                max_daily_spend: opt(self.velocity.max_daily_spend),
+            }),
+            refund_lock_days: Some(self.refund_lock_days),
+            reminders: Some(RemindersSpec {
+                low_balance: opt(self.reminders.low_balance),
+                bonus_expiring_days: self.reminders.bonus_expiring_days,
+            }),
+        }
+    }
+
+    /// The `demo` program of SPEC.md, created on first start.
+    pub fn demo() -> Program {
+        let yuan = |n: i64| Amount(n * 100);
+        Program {
+            id: "demo".to_string(),
+            currency: Currency::Cny,
+            utc_offset_minutes: 8 * 60,
+            top_up: TopUpRules {
+                min: Some(yuan(1)),
+                max_single: Some(yuan(5000)),
+                max_balance: Some(yuan(5000)),
+                max_balance_anonymous: Some(yuan(1000)),
+                max_daily: None,
+            },
+            bonus_ladder: vec![
+                LadderStep {
+                    nth: 1,
+                    min: yuan(100),
+                    reward: LadderReward::Fixed(yuan(15)),
+                },
+                LadderStep {
+                    nth: 2,
+                    min: yuan(100),
+                    reward: LadderReward::Rate(Rate(100_000)),
+                },
+                LadderStep {
+                    nth: 3,
+                    min: yuan(100),
+                    reward: LadderReward::Rate(Rate(50_000)),
+                },
+            ],
+            bonus_expiry_days: Some(365),
+            spend_order: SpendOrder::Proportional,
+            points: PointsRules {
+                earn_per_unit: Rate::ONE,
+                redeem_rate: 100,
+            },
+            tiers: vec![
+                Tier {
+                    name: "silver".to_string(),
+                    lifetime_top_up: yuan(1000),
+                    points_multiplier: Rate(1_500_000),
+                    discount: Rate::ZERO,
+                },
+                Tier {
+                    name: "gold".to_string(),
+                    lifetime_top_up: yuan(5000),
+                    points_multiplier: Rate(2_000_000),
+                    discount: Rate(50_000),
+                },
+            ],
+            discount_windows: vec![DiscountWindow {
+                from_minute: 20 * 60,
+                to_minute: 24 * 60,
+                rate: Rate(100_000),
+            }],
+            velocity: Velocity::default(),
+            refund_lock_days: 7,
+            reminders: Reminders {
+                low_balance: Some(yuan(20)),
+                bonus_expiring_days: Some(30),
+            },
+        }
+    }
+
+    /// The tier a card with this lifetime top-up is in (`None` below the first).
+    pub fn tier_for(&self, lifetime_top_up: Amount) -> Option<&Tier> {
+        self.tiers
+            .iter()
+            .rev()
+            .find(|t| lifetime_top_up >= t.lifetime_top_up)
+    }
+
+    /// The ladder step for the `nth` top-up: the step with the largest `nth` not above it.
+    pub fn ladder_step(&self, nth: u32) -> Option<&LadderStep> {
+        self.bonus_ladder.iter().rev().find(|s| s.nth <= nth)
+    }
+}
+
+/// `"+08:00"` ⇒ 480; `"-05:30"` ⇒ -330; `"Z"` ⇒ 0.
+fn parse_utc_offset(s: &str) -> Option<i16> {
+    if s == "Z" {
+        return Some(0);
+    }
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1i16, &s[1..]),
+        b'-' => (-1i16, &s[1..]),
+        _ => return None,
+    };
+    let m = parse_hh_mm(rest)? as i16;
+    (m <= 14 * 60).then_some(sign * m)
+}
+
+fn format_utc_offset(m: i16) -> String {
+    let sign = if m < 0 { '-' } else { '+' };
+    format!("{sign}{}", format_hh_mm(m.unsigned_abs()))
+}
+
+/// `"HH:MM"` ⇒ minutes after midnight, `00:00`..=`24:00`.
+fn parse_hh_mm(s: &str) -> Option<u16> {
+    let b = s.as_bytes();
+    if b.len() != 5 || b[2] != b':' || ![b[0], b[1], b[3], b[4]].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let h = u16::from(b[0] - b'0') * 10 + u16::from(b[1] - b'0');
+    let m = u16::from(b[3] - b'0') * 10 + u16::from(b[4] - b'0');
+    if m >= 60 || h > 24 || (h == 24 && m != 0) {
+        return None;
+    }
+    Some(h * 60 + m)
+}
+
+fn format_hh_mm(m: u16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<Program, SpecError> {
+        let s: ProgramSpec = serde_json::from_str(json).map_err(|e| err("json", e.to_string()))?;
+        Program::from_spec(&s)
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let p = spec(
+            r#"{"id":"coffee","currency":"CNY","utc_offset":"+08:00",
+            "top_up":{"min":"1","max_single":"5000","max_balance":"5000","max_balance_anonymous":"1000","max_daily":"10000"},
+            "bonus_ladder":[{"nth":1,"min":"100","bonus":"15"},{"nth":2,"min":"100","rate":"0.10"},{"nth":3,"min":"100","rate":"0.05"}],
+            "bonus_expiry_days":365,"spend_order":"bonus_first",
+            "points":{"earn_per_unit":"1","redeem_rate":"100"},
+            "tiers":[{"name":"silver","lifetime_top_up":"1000","points_multiplier":"1.5","discount":"0.02"},{"name":"gold","lifetime_top_up":"5000","points_multiplier":"2","discount":"0.05"}],
+            "discount_windows":[{"from":"20:00","to":"24:00","rate":"0.10"}],
+            "velocity":{"max_spends_per_minute":5,"max_daily_spend":"2000"},
+            "refund_lock_days":7,"reminders":{"low_balance":"20","bonus_expiring_days":30}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.utc_offset_minutes, 480);
+        assert_eq!(p.top_up.max_balance_anonymous, Some(Amount(100_000)));
+        assert_eq!(p.bonus_ladder[1].reward, LadderReward::Rate(Rate(100_000)));
+        assert_eq!(p.spend_order, SpendOrder::BonusFirst);
+        assert_eq!(p.tiers[0].discount, Rate(20_000));
+        assert_eq!(p.discount_windows[0].to_minute, 1440);
+        assert_eq!(p.points.redeem_rate, 100);
+        // round trip through to_spec
+        assert_eq!(Program::from_spec(&p.to_spec()).unwrap(), p);
+    }
+
+    #[test]
+    fn demo_round_trips_and_matches_spec() {
+        let d = Program::demo();
+        assert_eq!(Program::from_spec(&d.to_spec()).unwrap(), d);
+        assert_eq!(
+            d.ladder_step(1).unwrap().reward,
+            LadderReward::Fixed(Amount(1500))
+        );
+        assert_eq!(
+            d.ladder_step(7).unwrap().reward,
+            LadderReward::Rate(Rate(50_000))
+        );
+        assert_eq!(d.tier_for(Amount(99_999)).map(|t| t.name.as_str()), None);
+        assert_eq!(
+            d.tier_for(Amount(100_000)).map(|t| t.name.as_str()),
+            Some("silver")
+        );
+        assert_eq!(
+            d.tier_for(Amount(500_000)).map(|t| t.name.as_str()),
+            Some("gold")
+        );
+    }
+
+    #[test]
+    fn minimal_spec_and_refusals_name_the_field() {
+        let p = spec(r#"{"id":"p1","currency":"CNY"}"#).unwrap();
+        assert_eq!(p.utc_offset_minutes, 0);
+        assert!(p.bonus_ladder.is_empty());
+        let field = |j: &str| spec(j).unwrap_err().field;
+        assert_eq!(field(r#"{"id":"p1","currency":"USD"}"#), "currency");
+        assert_eq!(field(r#"{"id":"","currency":"CNY"}"#), "id");
+        assert_eq!(
+            field(r#"{"id":"p","currency":"CNY","utc_offset":"8"}"#),
+            "utc_offset"
+        );
+        assert_eq!(field(r#"{"id":"p","currency":"CNY","bogus":1}"#), "json");
+        assert_eq!(
+            field(r#"{"id":"p","currency":"CNY","top_up":{"max_single":"1.001"}}"#),
+            "top_up.max_single"
+        );
+        assert_eq!(
+            field(
+                r#"{"id":"p","currency":"CNY","bonus_ladder":[{"nth":1,"bonus":"1"},{"nth":2,"rate":"x"}]}"#
+            ),
+            "bonus_ladder[1].rate"
+        );
+        assert_eq!(
+            field(
+                r#"{"id":"p","currency":"CNY","bonus_ladder":[{"nth":1,"bonus":"1","rate":"0.1"}]}"#
+            ),
+            "bonus_ladder[0].bonus"
+        );
+        assert_eq!(
+            field(
+                r#"{"id":"p","currency":"CNY","bonus_ladder":[{"nth":2,"bonus":"1"},{"nth":1,"bonus":"1"}]}"#
+            ),
+            "bonus_ladder[1].nth"
+        );
+        assert_eq!(
+            field(
+                r#"{"id":"p","currency":"CNY","discount_windows":[{"from":"20:00","to":"24:01","rate":"0.1"}]}"#
+            ),
+            "discount_windows[0].to"
+        );
+        assert_eq!(
+            field(
+                r#"{"id":"p","currency":"CNY","discount_windows":[{"from":"20:00","to":"21:00","rate":"1.5"}]}"#
+            ),
+            "discount_windows[0].rate"
+        );
+        assert_eq!(
+            field(r#"{"id":"p","currency":"CNY","spend_order":"lifo"}"#),
+            "spend_order"
+        );
+        assert_eq!(
+            field(
+                r#"{"id":"p","currency":"CNY","tiers":[{"name":"a","lifetime_top_up":"10"},{"name":"b","lifetime_top_up":"5"}]}"#
+            ),
+            "tiers[1].lifetime_top_up"
+        );
+    }
+
+    #[test]
+    fn windows_wrap_midnight() {
+        let w = DiscountWindow {
+            from_minute: 22 * 60,
+            to_minute: 2 * 60,
+            rate: Rate(1),
+        };
+        assert!(w.contains(23 * 60) && w.contains(60) && !w.contains(3 * 60));
+        let w = DiscountWindow {
+            from_minute: 20 * 60,
+            to_minute: 1440,
+            rate: Rate(1),
+        };
+        assert!(w.contains(1439) && w.contains(1200) && !w.contains(1199) && !w.contains(0));
+    }
+
+    #[test]
+    fn tier_at_zero_is_allowed() {
+        let p =
+            spec(r#"{"id":"p","currency":"CNY","tiers":[{"name":"base","lifetime_top_up":"0"}]}"#)
+                .unwrap();
+        assert_eq!(
+            p.tier_for(Amount::ZERO).map(|t| t.name.as_str()),
+            Some("base")
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! The WAL payload of one mutating request: the request as the client sent it (validated) plus
+//! the batch time it was applied at.
+//!
+//! Why requests and not outcomes: the state machine is pure, so `(now, request)` in LSN order is
+//! all replay needs to reach the same state bit for bit, and a request is smaller than the
+//! balances it changes. Payloads are rkyv archives; decoding always validates
+//! (`rkyv::access` with bytecheck), never the unchecked path, because the bytes come from disk.
+//! `engine/core/FORMAT.md` gives the layout byte by byte; the golden tests below pin it.
+//!
+//! Older layouts stay readable: each lives in a module of its own (`v1`) that decodes it into
+//! today's [`LogRecord`], keeping its version (which also names the money rules, [`rules_of`]).
+//! A version bump adds its golden bytes to `GOLDEN` in the tests; a layout change also moves
+//! the old types into a `vN` module with its conversion. Either way the fixture logs of
+//! `tests/fixtures/` must keep replaying to their balances.
+
+mod v1;
+
+use crate::command::{Millis, Request};
+use crate::state::Rules;
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+
+/// Version of the payload layout; bumped when `LogRecord` changes shape or when a money rule
+/// changes what a request does (so old records replay under their own rules, [`rules_of`]).
+/// 1: first layout (`Command::UpsertProgram` inline); still read (`v1`).
+/// 2: `Command::UpsertProgram` archived out of line (records of other commands ~3× smaller).
+/// 3: same layout as 2; decided by [`Rules::Current`] (balance caps limit principal,
+///    proportional `merchant_fault` cash-outs, low-balance reminders on every path, captures in
+///    merchant amounts, reversed captures reopen their hold).
+pub const LOG_RECORD_VERSION: u8 = 3;
+
+/// The oldest version with today's layout: records of versions `LAYOUT_SINCE..=LOG_RECORD_VERSION`
+/// decode alike and differ only in the rules that decide them.
+const LAYOUT_SINCE: u8 = 2;
+
+/// The money rules a record of `version` is decided by.
+pub fn rules_of(version: u8) -> Rules {
+    if version >= 3 {
+        Rules::Current
+    } else {
+        Rules::Original
+    }
+}
+
+/// One logged request: what replay feeds back to `State::apply`.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct LogRecord {
+    /// Layout version ([`LOG_RECORD_VERSION`]).
+    pub version: u8,
+    /// Batch time the request was applied at (never decreasing within a shard).
+    pub now: Millis,
+    /// The request exactly as it was applied.
+    pub request: Request,
+}
+
+/// Why a payload could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The bytes are not a valid archive of a `LogRecord`.
+    #[error("invalid log record: {0}")]
+    Invalid(String),
+    /// The record was written by a newer (or unknown) layout.
+    #[error("unsupported log record version {0}")]
+    Version(u8),
+}
+
+/// Serialises `record` into `buf` (cleared first); the buffer is reused across requests so the
+/// hot path allocates nothing for the frame itself.
+pub fn encode_into(record: &LogRecord, buf: &mut AlignedVec) -> Result<(), RecordError> {
+    buf.clear();
+    rkyv::api::high::to_bytes_in::<_, rancor::Error>(record, &mut *buf)
+        .map(|_| ())
+        .map_err(|e| RecordError::Invalid(e.to_string()))
+}
+
+/// Validates and decodes one payload. Accepts any alignment: unaligned bytes are copied into
+/// an aligned buffer first (the WAL hands out 16-byte-aligned slices, so that copy is rare).
+pub fn decode(bytes: &[u8]) -> Result<LogRecord, RecordError> {
+    if (bytes.as_ptr() as usize) & 15 != 0 {
+        let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        return decode_aligned(&aligned);
+    }
+    decode_aligned(bytes)
+}
+
+/// Tries today's layout, then the older ones, newest first. An archive's root is at its end and
+/// starts with the version byte, so each layout reads the version where that layout puts it;
+/// a record is taken as version N only when it validates as version N's layout and says N.
+fn decode_aligned(bytes: &[u8]) -> Result<LogRecord, RecordError> {
+    let invalid = |e: rancor::Error| RecordError::Invalid(e.to_string());
+    let current = rkyv::access::<ArchivedLogRecord, rancor::Error>(bytes);
+    if let Ok(archived) = &current {
+        if (LAYOUT_SINCE..=LOG_RECORD_VERSION).contains(&archived.version) {
+            return rkyv::deserialize::<LogRecord, rancor::Error>(*archived).map_err(invalid);
+        }
+    }
+    if let Ok(archived) = rkyv::access::<v1::ArchivedLogRecordV1, rancor::Error>(bytes) {
+        if archived.version == 1 {
+            let old =
+                rkyv::deserialize::<v1::LogRecordV1, rancor::Error>(archived).map_err(invalid)?;
+            return Ok(old.into());
+        }
+    }
+    match current {
+        Ok(archived) => Err(RecordError::Version(archived.version)),
+        Err(e) => Err(invalid(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CardId, Channel, Command};
+    use crate::money::Amount;
+
+    fn sample() -> LogRecord {
+        LogRecord {
+            version: LOG_RECORD_VERSION,
+            now: Millis(1_700_000_000_123),
+            request: Request {
+                idempotency_key: Some("k-1".into()),
+                command: Command::TopUp {
+                    card_id: CardId(42),
+                    amount: Amount(10_000),
+                    channel: Channel::Wechat,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut buf = AlignedVec::new();
+        encode_into(&sample(), &mut buf).unwrap();
+        assert_eq!(decode(&buf).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_keyed_spend_is_small_and_a_program_round_trips_out_of_line() {
+        // Every logged byte is written, checksummed and read back at replay: a spend must not
+        // carry the size of the largest command.
+        let spend = LogRecord {
+            version: LOG_RECORD_VERSION,
+            now: Millis(1_700_000_000_123),
+            request: Request {
+                idempotency_key: Some("pos-7f3a9c-000123456".into()),
+                command: Command::Spend {
+                    card_id: CardId(42),
+                    amount: Amount(1_250),
+                    method: crate::command::Method::Qr,
+                    store: None,
+                },
+            },
+        };
+        let mut buf = AlignedVec::new();
+        encode_into(&spend, &mut buf).unwrap();
+        assert!(
+            buf.len() <= 128,
+            "a keyed spend archives to {} bytes",
+            buf.len()
+        );
+        let program = LogRecord {
+            version: LOG_RECORD_VERSION,
+            now: Millis(1),
+            request: Request {
+                idempotency_key: None,
+                command: Command::UpsertProgram(crate::program::Program::demo()),
+            },
+        };
+        encode_into(&program, &mut buf).unwrap();
+        assert_eq!(decode(&buf).unwrap(), program);
+    }
+
+    #[test]
+    fn decodes_unaligned_copies() {
+        let mut buf = AlignedVec::new();
+        encode_into(&sample(), &mut buf).unwrap();
+        let mut shifted = vec![0u8; buf.len() + 1];
+        shifted[1..].copy_from_slice(&buf);
+        assert_eq!(decode(&shifted[1..]).unwrap(), sample());
+    }
+
+    #[test]
+    fn refuses_garbage_without_panicking() {
+        let mut buf = AlignedVec::new();
+        encode_into(&sample(), &mut buf).unwrap();
+        for i in 0..buf.len() {
+            let mut bad = AlignedVec::<16>::new();
+            bad.extend_from_slice(&buf);
+            bad[i] ^= 0xff;
+            let _ = decode(&bad);
+        }
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[7u8; 5]).is_err());
+    }
+
+    /// The golden records: a keyed top-up (short key, archived inline) and a spend with a
+    /// long key and a store (both strings out of line).
+    fn golden() -> [LogRecord; 2] {
+        [
+            sample(),
+            LogRecord {
+                version: LOG_RECORD_VERSION,
+                now: Millis(1_767_578_400_000),
+                request: Request {
+                    idempotency_key: Some("pos-7f3a9c-000123456".into()),
+                    command: Command::Spend {
+                        card_id: CardId(6_200_000_000_000_000_001),
+                        amount: Amount(1_250),
+                        method: crate::command::Method::Card,
+                        store: Some("store-0042".into()),
+                    },
+                },
+            },
+        ]
+    }
+
+    /// The golden records' bytes at every record version still read, oldest first. A layout
+    /// change or a version bump shows here: the bytes of today's version no longer match (or
+    /// have no entry), and the fix is a new version with its own entry here, the one place to
+    /// update; the old entries must keep decoding. `engine/core/FORMAT.md`
+    /// walks through the first record byte by byte.
+    const GOLDEN: &[(u8, [&str; 2])] = &[
+        (
+            1,
+            [
+                concat!(
+                    "01000000000000007b68e5cf8b01000001000000000000006b2d31ffffffffff",
+                    "ffffffffffffffff02000000000000002a000000000000001027000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                ),
+                concat!(
+                    "706f732d3766336139632d303030313233343536000000000100000000000000",
+                    "00f5e18b9b01000001000000000000009400000000000000d0ffffffffffffff",
+                    "030000000000000001006ca726d30a56e2040000000000000100000000000000",
+                    "010000000000000073746f72652d30303432ffffffffffff0000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                    "000000000000000000000000000000000000000000000000",
+                ),
+            ],
+        ),
+        (
+            2,
+            [
+                concat!(
+                    "02000000000000007b68e5cf8b01000001000000000000006b2d31ffffffffff",
+                    "ffffffffffffffff02000000000000002a000000000000001027000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                ),
+                concat!(
+                    "706f732d3766336139632d303030313233343536000000000200000000000000",
+                    "00f5e18b9b01000001000000000000009400000000000000d0ffffffffffffff",
+                    "030000000000000001006ca726d30a56e2040000000000000100000000000000",
+                    "010000000000000073746f72652d30303432ffffffffffff",
+                ),
+            ],
+        ),
+        (
+            3,
+            [
+                concat!(
+                    "03000000000000007b68e5cf8b01000001000000000000006b2d31ffffffffff",
+                    "ffffffffffffffff02000000000000002a000000000000001027000000000000",
+                    "0000000000000000000000000000000000000000000000000000000000000000",
+                ),
+                concat!(
+                    "706f732d3766336139632d303030313233343536000000000300000000000000",
+                    "00f5e18b9b01000001000000000000009400000000000000d0ffffffffffffff",
+                    "030000000000000001006ca726d30a56e2040000000000000100000000000000",
+                    "010000000000000073746f72652d30303432ffffffffffff",
+                ),
+            ],
+        ),
+    ];
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> AlignedVec {
+        let mut v = AlignedVec::new();
+        for i in (0..s.len()).step_by(2) {
+            v.push(u8::from_str_radix(&s[i..i + 2], 16).unwrap());
+        }
+        v
+    }
+
+    #[test]
+    fn the_golden_records_encode_to_the_pinned_bytes() {
+        let (_, want) = GOLDEN
+            .iter()
+            .find(|(v, _)| *v == LOG_RECORD_VERSION)
+            .expect("GOLDEN has no entry for LOG_RECORD_VERSION: add the new version's bytes");
+        let mut buf = AlignedVec::new();
+        for (record, want) in golden().iter().zip(want) {
+            encode_into(record, &mut buf).unwrap();
+            assert_eq!(
+                hex(&buf),
+                *want,
+                "the log record layout changed: bump LOG_RECORD_VERSION, keep the old layout readable, and pin the new bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn every_version_still_decodes_to_the_golden_records() {
+        for (version, bytes) in GOLDEN {
+            for (record, b) in golden().iter().zip(bytes) {
+                let got = decode(&unhex(b)).unwrap_or_else(|e| panic!("version {version}: {e}"));
+                // The version is kept: it names the rules the record is decided by.
+                let want = LogRecord {
+                    version: *version,
+                    ..record.clone()
+                };
+                assert_eq!(got, want, "version {version}");
+                assert_eq!(rules_of(got.version), rules_of(*version));
+            }
+        }
+    }
+
+    #[test]
+    fn version_1_bytes_are_what_the_version_1_layout_writes() {
+        // The v1 golden bytes are checked against the v1 types (the layout of the code before
+        // version 2, `git show c2ce526^:engine/src/command.rs`), not just taken on trust.
+        let (_, want) = GOLDEN.iter().find(|(v, _)| *v == 1).unwrap();
+        for (record, want) in golden().iter().zip(want) {
+            let v1 = to_v1(record);
+            let bytes = rkyv::to_bytes::<rancor::Error>(&v1).unwrap();
+            assert_eq!(hex(&bytes), *want);
+        }
+    }
+
+    fn to_v1(r: &LogRecord) -> v1::LogRecordV1 {
+        let command = match &r.request.command {
+            Command::TopUp {
+                card_id,
+                amount,
+                channel,
+            } => v1::CommandV1::TopUp {
+                card_id: *card_id,
+                amount: *amount,
+                channel: *channel,
+            },
+            Command::Spend {
+                card_id,
+                amount,
+                method,
+                store,
+            } => v1::CommandV1::Spend {
+                card_id: *card_id,
+                amount: *amount,
+                method: *method,
+                store: store.clone(),
+            },
+            other => panic!("not a golden command: {other:?}"),
+        };
+        v1::LogRecordV1 {
+            version: 1,
+            now: r.now,
+            request: v1::RequestV1 {
+                idempotency_key: r.request.idempotency_key.clone(),
+                command,
+            },
+        }
+    }
+
+    #[test]
+    fn a_version_1_program_record_decodes_as_version_1() {
+        let v1 = v1::LogRecordV1 {
+            version: 1,
+            now: Millis(5),
+            request: v1::RequestV1 {
+                idempotency_key: None,
+                command: v1::CommandV1::UpsertProgram(crate::program::Program::demo()),
+            },
+        };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v1).unwrap();
+        let got = decode(&bytes).unwrap();
+        assert_eq!(
+            got.request.command,
+            Command::UpsertProgram(crate::program::Program::demo())
+        );
+    }
+
+    #[test]
+    fn version_2_records_decode_and_keep_the_original_rules() {
+        let mut rec = sample();
+        rec.version = 2;
+        let mut buf = AlignedVec::new();
+        encode_into(&rec, &mut buf).unwrap();
+        let back = decode(&buf).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(rules_of(back.version), Rules::Original);
+        assert_eq!(rules_of(LOG_RECORD_VERSION), Rules::Current);
+    }
+
+    #[test]
+    fn refuses_unknown_version() {
+        let mut rec = sample();
+        rec.version = 9;
+        let mut buf = AlignedVec::new();
+        encode_into(&rec, &mut buf).unwrap();
+        assert!(matches!(decode(&buf), Err(RecordError::Version(9))));
+    }
+}

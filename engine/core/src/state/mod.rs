@@ -1,0 +1,961 @@
+//! The state machine: pure and deterministic.
+//!
+//! `apply(request, now)` takes the batch time from outside; no I/O, no clock, no randomness.
+//! The runtime logs each `Request` with its `now`; replay feeds them back and reaches the
+//! same `digest()`. Nothing here iterates a hash map into an output: ticks run timers in a
+//! total order, floats are listed by program id, snapshots list cards in opening order.
+//!
+//! Modules: [`card`] (one card), [`lots`] (bonus lots), [`history`] (per-card transactions),
+//! [`marketing`] (ladder, discounts, points, split), [`idempotency`] (keys),
+//! [`timers`] (deadlines), `ops` (the operations), `tick` (expiries and reminders),
+//! `reversal`, `snapshot` (snapshot, restore, digest).
+//!
+//! Rules that SPEC.md leaves open, decided here:
+//! - **Check order** (SPEC): input → card status → single cap → daily cap → balance cap →
+//!   velocity → funds. A frozen card declines top-ups, spends, holds, redeems and cash-outs
+//!   (`card_frozen`) but still settles what it authorized earlier: captures, voids and refunds
+//!   go through. A closed card declines everything (`card_closed`).
+//! - **Balance cap** (SPEC) applies to top-ups only and limits principal: principal + the
+//!   top-up must stay within the cap (registered or anonymous); bonus never counts. Refunds,
+//!   grants and redeems are not capped (they give back or give away).
+//! - **Rules by record version**: a rule change that would alter what a logged request did
+//!   applies only to requests logged under the new rules ([`Rules`]); records written before
+//!   are decided as they were (see `Rules::Original` for what differed).
+//! - **The 10^12 bound** (SPEC "Money"): no balance, lifetime total, daily counter, points
+//!   or program float (per shard) passes 10^12 major units. An operation that would is declined
+//!   `over_amount_limit`, checked last, before anything changes (`Parts::room_for`); a hold
+//!   is bounded as if captured. `Amount` arithmetic panics on overflow in every build, and the
+//!   card invariants are asserted after every operation in release builds too.
+//! - **Daily caps** use the program's local day. The per-minute velocity counts approved spends
+//!   and holds in the current UTC minute (a fixed window); `max_daily_spend` counts what spends
+//!   and holds charged that local day.
+//! - **Discounts**: tier and time window do not stack, the larger applies (the tier's on a
+//!   tie); half-even; the answer names it (`discount_source`). Holds, and captures of holds
+//!   placed under the current rules, take merchant amounts before discount; the rate is fixed
+//!   by the hold (kept in the hold's history entry) and each capture is discounted at it.
+//! - **Points**: floor to whole points on earning; refunds take back points pro rata
+//!   (cumulative half-even), never below zero (points already redeemed stay redeemed).
+//! - **Bonus lots** expire at the local midnight ending day `bonus_expiry_days` after the day of
+//!   credit; bonus is drawn from the earliest-expiring lot first. A refund returns bonus to a
+//!   lot with the expiry of the latest lot the spend drew from. Bonus that backs an active hold
+//!   does not expire until the hold is released (then it expires at once).
+//! - **Cash-out** needs no active holds. `consumer` pays min(principal, max(0, paid_in −
+//!   consumed)); `merchant_fault` pays the principal a proportional split would have left,
+//!   whatever the spend order: paid_in − consumed × paid_in ÷ (paid_in + bonus_given),
+//!   at most what the card holds (paid from principal, then bonus); both are declined `refund_locked`
+//!   while principal from top-ups of the last `refund_lock_days` is unused (consumption is
+//!   attributed to the oldest principal first). Both forfeit the rest and close the card.
+//!   `cooling_off` needs a top-up in the last 7 days and pays the unused principal of those
+//!   top-ups in full (min(principal, their sum)), forfeits all bonus; the card stays active if
+//!   older principal remains, and is closed otherwise.
+//! - **Close** needs no principal and no holds (cash out first); remaining bonus is forfeited.
+//! - **Reversal** (by idempotency key, broadcast): see `reversal`.
+//! - **Events**: low balance when any approved operation (or an expiry in a tick) takes
+//!   `available` from at/above the threshold to below it, once per crossing; bonus expiring
+//!   once per lot; anomalies: velocity breach (on a
+//!   per-minute decline), quick cash-out (within 10 minutes of a top-up), repeated declines
+//!   (the third decline in a row on a card).
+//! - **Idempotent replays** return the stored decision, transaction id and amounts; the card
+//!   view in a replayed answer is the card as it is now.
+//!
+//! What an [`Approval`] carries, by kind (all amounts in minor units):
+//! - top-up: `amount` = `principal` = money credited, `bonus` = `bonus_granted` = ladder bonus;
+//! - spend: `amount` = charged after `discount` (`discount_source`), split into `principal` +
+//!   `bonus` taken; `points_earned`; capture likewise, plus `released` (held − charged);
+//! - hold: `amount` = held (after discount), `discount`, `expires_at`; void and hold expiry:
+//!   `released`;
+//! - refund: `principal` + `bonus` returned, `points_spent` = points taken back;
+//! - cash-out: `amount` = cash paid out, `principal` + `bonus` = removed from the card,
+//!   `forfeited` = bonus not paid out, `retained` = principal not paid out;
+//!   close: `bonus` = `forfeited` = bonus dropped;
+//! - redeem: `bonus_granted`, `points_spent`; grant: `bonus_granted`, `points_earned`;
+//! - reversal: `reversed_txn`, `amount`/`principal`/`bonus` = the **signed** change to the
+//!   card (negative when an undone top-up, refund, redeem or grant is taken back), points
+//!   given back in `points_earned`, taken back in `points_spent`, `released` for a voided
+//!   hold; a reversal of nothing has no `txn_id` and no card; a second reversal of the same
+//!   request answers the first one's transaction again;
+//! - tick (`TxnKind::Tick`): `released` = holds released, `forfeited` = bonus expired.
+
+mod card;
+mod history;
+mod idempotency;
+mod lots;
+mod marketing;
+mod ops;
+mod parted;
+mod reversal;
+mod snapshot;
+mod tick;
+mod timers;
+
+use crate::command::{CardId, Command, Millis, Query, Request, TxnId};
+use crate::money::Amount;
+use crate::outcome::{
+    Approval, CardStatus, CardView, DeclineCode, Event, EventKind, FloatTotals, NotFoundKind,
+    Outcome, Rejection, Reply, TxnKind,
+};
+use crate::program::Program;
+use card::Card;
+use history::TxnEntry;
+use idempotency::{KeyEntry, KeyTable, Stored, K_REVERSED};
+use std::collections::HashMap;
+use std::sync::Arc;
+use timers::Timers;
+
+pub use snapshot::{Frozen, SNAPSHOT_VERSION};
+
+/// Hints the CPU to load the cache line at `p` without waiting for it.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` is only a hint: it never faults and reads nothing into the program,
+    // whatever the address; SSE is part of every x86_64 target.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The money rules a request is decided by.
+///
+/// Why: the log holds requests, not outcomes, so a rule that changes what a request does would
+/// change what an old log replays to. Each log record names the rules it was written under (its
+/// layout version, `record::rules_of`), and `apply_under` decides it by those rules: a
+/// log written before a rule change replays to the balances it gave then, and records written
+/// after it follow the new rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Rules {
+    /// Log records of layout versions 1 and 2: the balance cap counted principal + bonus,
+    /// `merchant_fault` paid the principal left whatever the spend order, low-balance reminders
+    /// came from spends and captures only, captures were in held (discounted) amounts, a
+    /// reversed capture left its hold captured, a second reversal answered with nothing.
+    Original,
+    /// SPEC as it stands (log records from layout version 3).
+    #[default]
+    Current,
+}
+
+/// Limits of one shard's state. They change what `apply` answers (a key forgotten, a history
+/// trimmed), so a data directory records the ones it runs with (`runtime::meta`) and replay
+/// uses those.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    /// How long an idempotency key is remembered (SPEC: at least 24 h).
+    pub idempotency_ttl_ms: i64,
+    /// Hard cap on remembered keys per shard; beyond it the oldest are forgotten before their
+    /// TTL (a key costs ~120 B, so the default 16 Mi keys is ~2 GB per shard). This is the one
+    /// place where SPEC's "keys live at least 24 h" yields to a memory bound: at sustained rates
+    /// above cap ÷ 24 h per shard, keys live less than a day.
+    pub idempotency_keys_max: usize,
+    /// A card's history is trimmed (oldest half, if older than the key TTL) beyond this.
+    pub history_per_card_max: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            idempotency_ttl_ms: 24 * 3600 * 1000,
+            idempotency_keys_max: 16 << 20,
+            history_per_card_max: 1024,
+        }
+    }
+}
+
+/// The answer to a read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryAnswer {
+    Card(Option<crate::outcome::CardView>),
+    Transactions(Option<Vec<crate::outcome::TxnRecord>>),
+}
+
+/// Cards are stored in fixed-size chunks so the table never doubles (and never moves). Each
+/// chunk is shared (`Arc`) so a snapshot can freeze the whole table in microseconds
+/// ([`State::freeze`]); a chunk the snapshot still holds is copied on its first write
+/// ([`State::chunk_mut`]), so a chunk is small enough (4 Ki cards, ~1 MB) that one copy is a
+/// sub-millisecond stall.
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// Mixes a card id into a well-spread hash (murmur3 finaliser); deterministic, no seed.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 ^= x;
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.0 = self.0.rotate_left(32) ^ u64::from(x);
+    }
+}
+
+pub(crate) type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
+
+/// An active hold: what it reserves and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct Hold {
+    pub amount: Amount,
+    pub expires_at: i64,
+}
+
+/// One program and the float of its cards.
+pub(crate) struct ProgramSlot {
+    pub program: Program,
+    pub float: FloatTotals,
+    /// The program id and tier names (in `program.tiers` order), shared by every card view.
+    pub names: SlotNames,
+}
+
+/// Names a card view carries, made once per program version instead of once per reply.
+pub(crate) struct SlotNames {
+    pub id: std::sync::Arc<str>,
+    pub tiers: Vec<std::sync::Arc<str>>,
+}
+
+impl SlotNames {
+    pub fn of(p: &Program) -> SlotNames {
+        SlotNames {
+            id: p.id.as_str().into(),
+            tiers: p.tiers.iter().map(|t| t.name.as_str().into()).collect(),
+        }
+    }
+}
+
+impl ProgramSlot {
+    pub fn new(program: Program) -> ProgramSlot {
+        ProgramSlot {
+            names: SlotNames::of(&program),
+            program,
+            float: FloatTotals::default(),
+        }
+    }
+}
+
+/// All cards, programs, holds, idempotency keys and the float of one shard.
+pub struct State {
+    config: StateConfig,
+    /// Latest batch time seen; a smaller `now` is raised to it (time never goes backwards).
+    clock: i64,
+    programs: Vec<ProgramSlot>,
+    program_index: HashMap<String, u16>,
+    chunks: Vec<Arc<Vec<Card>>>,
+    card_index: parted::Parted<u64, u32, IdBuild>,
+    holds: HashMap<(u64, u32), Hold, IdBuild>,
+    timers: Timers,
+    keys: KeyTable,
+    /// The rules of the request being applied (set by `apply_under`; not part of the state).
+    rules: Rules,
+}
+
+/// Why an operation did not go through.
+pub(crate) enum Fail {
+    Decline(DeclineCode),
+    Reject(Rejection),
+}
+
+impl From<DeclineCode> for Fail {
+    fn from(c: DeclineCode) -> Fail {
+        Fail::Decline(c)
+    }
+}
+
+pub(crate) fn invalid(field: &str, reason: &str) -> Fail {
+    Fail::Reject(Rejection::Invalid {
+        field: field.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+pub(crate) fn not_found(what: NotFoundKind) -> Fail {
+    Fail::Reject(Rejection::NotFound { what })
+}
+
+/// An answer as the original rules printed it: a reversal's `amount` unsigned and every
+/// point it moved in `points_spent`.
+fn original_form(outcome: &mut Outcome) {
+    if let Outcome::Approved(a) = outcome {
+        if a.kind == TxnKind::Reversal {
+            a.amount = Amount(a.amount.0.abs());
+            a.points_spent += a.points_earned;
+            a.points_earned = 0;
+        }
+    }
+}
+
+/// Threshold of the repeated-declines anomaly.
+const REPEATED_DECLINES_AT: u8 = 3;
+
+impl State {
+    pub fn new(config: StateConfig) -> State {
+        State {
+            config,
+            clock: i64::MIN,
+            programs: Vec::new(),
+            program_index: HashMap::new(),
+            chunks: Vec::new(),
+            card_index: parted::Parted::default(),
+            holds: HashMap::default(),
+            timers: Timers::default(),
+            keys: KeyTable::default(),
+            rules: Rules::Current,
+        }
+    }
+
+    /// Applies one request at batch time `now` under the current rules. Events produced are
+    /// appended to `events`.
+    pub fn apply(&mut self, request: &Request, now: Millis, events: &mut Vec<Event>) -> Reply {
+        self.apply_under(request, now, Rules::Current, events)
+    }
+
+    /// Applies one request under `rules`: the rules its log record was written under.
+    pub fn apply_under(
+        &mut self,
+        request: &Request,
+        now: Millis,
+        rules: Rules,
+        events: &mut Vec<Event>,
+    ) -> Reply {
+        self.rules = rules;
+        self.clock = self.clock.max(now.0);
+        let now = Millis(self.clock);
+        let Some(key) = request.idempotency_key.as_deref() else {
+            return Reply {
+                outcome: self.execute(&request.command, now, events),
+                replayed: false,
+            };
+        };
+        self.keys.expire(
+            now.0,
+            self.config.idempotency_ttl_ms,
+            self.config.idempotency_keys_max,
+        );
+        let kh = idempotency::key_hash(key);
+        let fp = idempotency::fingerprint(&request.command);
+        if let Some(e) = self.keys.get(&kh) {
+            if e.stored == Stored::ReversedEarly {
+                // A reversal got here first: the request is declined and never applied.
+                let card = idempotency::command_card(&request.command).unwrap_or(CardId(0));
+                let outcome = Outcome::Declined {
+                    code: DeclineCode::Reversed,
+                    card: self.view_of(card),
+                };
+                self.keys.insert(
+                    kh,
+                    KeyEntry {
+                        fingerprint: fp,
+                        card,
+                        stored: Stored::Declined,
+                        code: DeclineCode::Reversed as u8,
+                        ..e
+                    },
+                    None,
+                );
+                return Reply {
+                    outcome,
+                    replayed: false,
+                };
+            }
+            if e.fingerprint != fp {
+                return Reply {
+                    outcome: Outcome::Rejected(Rejection::IdempotencyKeyReused),
+                    replayed: false,
+                };
+            }
+            return Reply {
+                outcome: self.stored_outcome(kh, &e),
+                replayed: true,
+            };
+        }
+        let mut outcome = self.execute(&request.command, now, events);
+        if self.rules == Rules::Original {
+            // Reversal answers are kept whole (side table, snapshot, digest): keep them in the
+            // form the original rules gave them, so an old log replays to the same digest.
+            original_form(&mut outcome);
+        }
+        let (stored, seq, code, side) = idempotency::compact(request, &outcome);
+        let card = idempotency::command_card(&request.command).unwrap_or(CardId(0));
+        let entry = KeyEntry {
+            fingerprint: fp,
+            card,
+            at: now.0,
+            seq,
+            stored,
+            code,
+            flags: 0,
+        };
+        self.keys.insert(kh, entry, side);
+        Reply {
+            outcome,
+            replayed: false,
+        }
+    }
+
+    /// Rebuilds the answer stored for a key. The decision, transaction id and amounts are the
+    /// stored ones; the card view is the card as it is now.
+    fn stored_outcome(&self, kh: u128, e: &KeyEntry) -> Outcome {
+        if e.flags & K_REVERSED != 0 {
+            return Outcome::Declined {
+                code: DeclineCode::Reversed,
+                card: self.view_of(e.card),
+            };
+        }
+        match e.stored {
+            Stored::Txn => {
+                let Some(card) = self.card(e.card) else {
+                    return Outcome::Rejected(Rejection::NotFound {
+                        what: NotFoundKind::Card,
+                    });
+                };
+                match card.entry(e.seq) {
+                    Some(entry) => Outcome::Approved(Box::new(self.approval(card, e.seq, entry))),
+                    // Trimmed history (only past the key TTL): answer with what is left.
+                    None => Outcome::Rejected(Rejection::NotFound {
+                        what: NotFoundKind::Txn,
+                    }),
+                }
+            }
+            Stored::Declined => Outcome::Declined {
+                code: idempotency::decline_from_u8(e.code),
+                card: self.view_of(e.card),
+            },
+            Stored::NotFound => Outcome::Rejected(Rejection::NotFound {
+                what: idempotency::not_found_from_u8(e.code),
+            }),
+            Stored::CardExists => Outcome::Rejected(Rejection::CardExists),
+            Stored::Side => self
+                .keys
+                .side
+                .get(&kh)
+                .cloned()
+                .unwrap_or(Outcome::Rejected(Rejection::NotFound {
+                    what: NotFoundKind::IdempotencyKey,
+                })),
+            Stored::ReversedEarly => Outcome::Declined {
+                code: DeclineCode::Reversed,
+                card: None,
+            },
+        }
+    }
+
+    fn execute(&mut self, cmd: &Command, now: Millis, events: &mut Vec<Event>) -> Outcome {
+        match cmd {
+            Command::UpsertProgram(p) => self.upsert_program(p),
+            Command::OpenCard {
+                card_id,
+                program,
+                registered,
+                birthday,
+            } => self.open_card(*card_id, program, *registered, *birthday, now),
+            Command::Reversal { key } => self.reversal(key, now, events),
+            Command::Tick => self.tick(now, events),
+            _ => {
+                let Some(card_id) = idempotency::command_card(cmd) else {
+                    return Outcome::Rejected(Rejection::NotFound {
+                        what: NotFoundKind::Card,
+                    });
+                };
+                let missing = match cmd {
+                    Command::Capture { .. } | Command::Void { .. } => NotFoundKind::Hold,
+                    Command::Refund { .. } => NotFoundKind::Txn,
+                    _ => NotFoundKind::Card,
+                };
+                let Some(&slot) = self.card_index.get(&card_id.0) else {
+                    return Outcome::Rejected(Rejection::NotFound { what: missing });
+                };
+                self.card_op(slot, now, events, |st, slot, ev| {
+                    st.card_command(cmd, slot, now, ev)
+                })
+            }
+        }
+    }
+
+    /// Runs one operation on the card in `slot`: records the approved entry, keeps the float
+    /// in step, counts declines, and builds the answer.
+    fn card_op(
+        &mut self,
+        slot: u32,
+        now: Millis,
+        events: &mut Vec<Event>,
+        op: impl FnOnce(&mut State, u32, &mut Vec<Event>) -> Result<TxnEntry, Fail>,
+    ) -> Outcome {
+        let before = self.float_part(slot);
+        let available_before = self.card_at(slot).available();
+        let result = op(self, slot, events);
+        if result.is_ok() && self.rules == Rules::Current {
+            // SPEC: any operation that takes `available` below the threshold reminds once.
+            self.parts(slot)
+                .remind_low_balance(available_before, now.0, events);
+        }
+        let after = self.float_part(slot);
+        self.shift_float(slot, before, after);
+        let hist_max = self.config.history_per_card_max;
+        let keep = self.config.idempotency_ttl_ms;
+        let max = self.max_amount_of(slot);
+        let card = self.card_at_mut(slot);
+        card.check(max);
+        match result {
+            Ok(entry) => {
+                card.decline_streak = 0;
+                let id = card.push(entry, hist_max, keep);
+                let card = self.card_at(slot);
+                Outcome::Approved(Box::new(self.approval(card, id.seq, &entry)))
+            }
+            Err(Fail::Decline(code)) => {
+                card.decline_streak = card.decline_streak.saturating_add(1);
+                if card.decline_streak == REPEATED_DECLINES_AT {
+                    events.push(Event {
+                        at: now,
+                        card_id: card.id,
+                        kind: EventKind::RepeatedDeclines {
+                            count: u32::from(REPEATED_DECLINES_AT),
+                        },
+                    });
+                }
+                let card = self.card_at(slot);
+                Outcome::Declined {
+                    code,
+                    card: Some(self.view(card)),
+                }
+            }
+            Err(Fail::Reject(r)) => Outcome::Rejected(r),
+        }
+    }
+
+    /// The 10^12 bound in the currency of the card in `slot`.
+    pub(crate) fn max_amount_of(&self, slot: u32) -> Amount {
+        self.program_at(self.card_at(slot).program)
+            .currency
+            .max_amount()
+    }
+
+    /// The principal, bonus, held and open-ness of a card, for float bookkeeping.
+    fn float_part(&self, slot: u32) -> (Amount, Amount, Amount, bool) {
+        let c = self.card_at(slot);
+        (c.principal, c.bonus, c.held, c.status != CardStatus::Closed)
+    }
+
+    fn shift_float(
+        &mut self,
+        slot: u32,
+        before: (Amount, Amount, Amount, bool),
+        after: (Amount, Amount, Amount, bool),
+    ) {
+        if before == after {
+            return;
+        }
+        let p = self.card_at(slot).program as usize;
+        if let Some(ps) = self.programs.get_mut(p) {
+            let f = &mut ps.float;
+            f.principal += after.0 - before.0;
+            f.bonus += after.1 - before.1;
+            f.held += after.2 - before.2;
+            f.cards = (f.cards as i64 + i64::from(after.3) - i64::from(before.3)) as u64;
+            // Operations refuse what would pass the bound (`Parts::room_for`); asserted in
+            // release builds like the card invariants.
+            let max = ps.program.currency.max_amount();
+            let within = |a: Amount| a.0 >= 0 && a <= max;
+            assert!(
+                within(f.principal) && within(f.bonus) && within(f.held),
+                "float of program {} out of range: {f:?}",
+                ps.program.id
+            );
+        }
+    }
+
+    pub(crate) fn card_at(&self, slot: u32) -> &Card {
+        &self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
+    }
+
+    pub(crate) fn card_at_mut(&mut self, slot: u32) -> &mut Card {
+        &mut Self::chunk_mut(&mut self.chunks, (slot >> CHUNK_BITS) as usize)
+            [slot as usize & (CHUNK - 1)]
+    }
+
+    /// The chunk for writing: copied first when a frozen snapshot still shares it (each chunk
+    /// at most once per snapshot; the copy keeps the full chunk capacity so pushes never move).
+    pub(crate) fn chunk_mut(chunks: &mut [Arc<Vec<Card>>], c: usize) -> &mut Vec<Card> {
+        let shared = &mut chunks[c];
+        if Arc::get_mut(shared).is_none() {
+            let mut copy = Vec::with_capacity(CHUNK);
+            copy.extend(shared.iter().cloned());
+            *shared = Arc::new(copy);
+        }
+        // Cannot fail: either it was unique, or it was just replaced by a fresh Arc.
+        Arc::get_mut(shared).expect("chunk is unique after copy-on-write")
+    }
+
+    pub(crate) fn card(&self, id: CardId) -> Option<&Card> {
+        self.card_index.get(&id.0).map(|&s| self.card_at(s))
+    }
+
+    fn push_card(&mut self, card: Card) -> u32 {
+        let n = self.card_index.len();
+        if n.is_multiple_of(CHUNK) {
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        let id = card.id.0;
+        let last = self.chunks.len() - 1;
+        Self::chunk_mut(&mut self.chunks, last).push(card);
+        self.card_index.insert(id, n as u32);
+        n as u32
+    }
+
+    fn cards(&self) -> impl Iterator<Item = &Card> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    pub(crate) fn program_at(&self, i: u16) -> &Program {
+        &self.programs[i as usize].program
+    }
+
+    fn view_of(&self, id: CardId) -> Option<CardView> {
+        self.card(id).map(|c| self.view(c))
+    }
+
+    /// The card view of SPEC.md.
+    fn view(&self, c: &Card) -> CardView {
+        let slot = &self.programs[c.program as usize];
+        let p = &slot.program;
+        // The highest tier reached, as `Program::tier_for`, by index to share its name.
+        let tier = p
+            .tiers
+            .iter()
+            .rposition(|t| c.paid_in >= t.lifetime_top_up)
+            .and_then(|i| slot.names.tiers.get(i).cloned());
+        CardView {
+            card_id: c.id,
+            program: slot.names.id.clone(),
+            currency: p.currency,
+            principal: c.principal,
+            bonus: c.bonus,
+            held: c.held,
+            available: c.available(),
+            points: c.points,
+            tier,
+            status: c.status,
+            paid_in: c.paid_in,
+            bonus_given: c.bonus_given,
+            consumed: c.consumed,
+        }
+    }
+
+    /// The approval of a history entry (also used to rebuild idempotent replays, so a replay
+    /// and the first answer agree field for field, apart from the card view).
+    fn approval(&self, c: &Card, seq: u32, e: &TxnEntry) -> Approval {
+        let k = e.kind;
+        let refers = (e.refers_to != 0).then_some(TxnId {
+            card: c.id,
+            seq: e.refers_to,
+        });
+        // A reversal moves points back the way the original did not: up for an undone refund
+        // or redeem, down for an undone spend, capture or grant.
+        let points_up = match k {
+            TxnKind::Spend | TxnKind::Capture | TxnKind::Grant => true,
+            TxnKind::Reversal => c
+                .entry(e.refers_to)
+                .is_some_and(|o| matches!(o.kind, TxnKind::Refund | TxnKind::Redeem)),
+            _ => false,
+        };
+        let points_moved = matches!(
+            k,
+            TxnKind::Spend
+                | TxnKind::Capture
+                | TxnKind::Grant
+                | TxnKind::Redeem
+                | TxnKind::Refund
+                | TxnKind::Reversal
+        );
+        // A cash-out pays principal first, then (`merchant_fault` under a non-proportional
+        // spend order) bonus; the principal it does not pay is retained, the bonus it does
+        // not pay is forfeited.
+        let paid_from_bonus = (e.amount - e.principal).max(Amount::ZERO);
+        Approval {
+            kind: k,
+            txn_id: Some(TxnId { card: c.id, seq }),
+            amount: e.signed_amount(),
+            principal: e.principal,
+            bonus: e.bonus,
+            bonus_granted: match k {
+                TxnKind::TopUp | TxnKind::Grant | TxnKind::Redeem => e.extra,
+                _ => Amount::ZERO,
+            },
+            discount: match k {
+                TxnKind::Spend | TxnKind::Hold => e.extra,
+                _ => Amount::ZERO,
+            },
+            discount_source: match k {
+                TxnKind::Spend | TxnKind::Hold => e.discount_source(),
+                _ => None,
+            },
+            points_earned: if points_moved && points_up {
+                e.points
+            } else {
+                0
+            },
+            points_spent: if points_moved && !points_up {
+                e.points
+            } else {
+                0
+            },
+            released: match k {
+                TxnKind::Capture | TxnKind::Void | TxnKind::HoldExpired | TxnKind::Reversal => {
+                    e.extra
+                }
+                _ => Amount::ZERO,
+            },
+            forfeited: match k {
+                TxnKind::CashOut => e.bonus - paid_from_bonus,
+                TxnKind::Close => e.extra,
+                _ => Amount::ZERO,
+            },
+            retained: match k {
+                TxnKind::CashOut => (e.principal - e.amount).max(Amount::ZERO),
+                _ => Amount::ZERO,
+            },
+            reversed_txn: if k == TxnKind::Reversal { refers } else { None },
+            expires_at: (k == TxnKind::Hold).then_some(Millis(e.aux)),
+            card: Some(self.view(c)),
+        }
+    }
+
+    fn upsert_program(&mut self, p: &Program) -> Outcome {
+        match self.program_index.get(&p.id) {
+            Some(&i) => {
+                if let Some(slot) = self.programs.get_mut(i as usize) {
+                    slot.program = p.clone();
+                    slot.names = SlotNames::of(p);
+                }
+            }
+            None => {
+                let Ok(i) = u16::try_from(self.programs.len()) else {
+                    return Outcome::Rejected(Rejection::Invalid {
+                        field: "id".to_string(),
+                        reason: "too many programs".to_string(),
+                    });
+                };
+                self.programs.push(ProgramSlot::new(p.clone()));
+                self.program_index.insert(p.id.clone(), i);
+            }
+        }
+        Outcome::Approved(Box::new(Approval::nothing(TxnKind::Program)))
+    }
+
+    fn open_card(
+        &mut self,
+        card_id: CardId,
+        program: &str,
+        registered: bool,
+        birthday: Option<crate::command::MonthDay>,
+        now: Millis,
+    ) -> Outcome {
+        let Some(&p) = self.program_index.get(program) else {
+            return Outcome::Rejected(Rejection::NotFound {
+                what: NotFoundKind::Program,
+            });
+        };
+        if self.card_index.contains_key(&card_id.0) {
+            return Outcome::Rejected(Rejection::CardExists);
+        }
+        if let Some(b) = birthday {
+            if !(1..=12).contains(&b.month) || !(1..=31).contains(&b.day) {
+                return Outcome::Rejected(Rejection::Invalid {
+                    field: "birthday".to_string(),
+                    reason: "not a month and day".to_string(),
+                });
+            }
+        }
+        let slot = self.push_card(Card::new(card_id, p, registered, birthday));
+        if let Some(ps) = self.programs.get_mut(p as usize) {
+            ps.float.cards += 1;
+        }
+        self.card_op(slot, now, &mut Vec::new(), |_, _, _| {
+            Ok(TxnEntry::new(TxnKind::Open, now))
+        })
+    }
+
+    /// `true` when a `Command::Tick` at `now` would expire or remind something. May say `true`
+    /// once for a deadline that became moot (a hold captured before it expired); that Tick
+    /// then changes nothing but the timer list.
+    pub fn tick_due(&self, now: Millis) -> bool {
+        self.timers
+            .next_at()
+            .is_some_and(|t| t <= now.0.max(self.clock))
+    }
+
+    pub fn query(&self, query: &Query, now: Millis) -> QueryAnswer {
+        let _ = now;
+        match query {
+            Query::Card { card_id } => QueryAnswer::Card(self.view_of(*card_id)),
+            Query::Transactions { card_id, limit } => {
+                QueryAnswer::Transactions(self.card(*card_id).map(|c| {
+                    let first = c.hist_first_seq;
+                    c.history
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .take(*limit as usize)
+                        .map(|(i, e)| e.record(c.id, first + i as u32))
+                        .collect()
+                }))
+            }
+        }
+    }
+
+    /// The program a card belongs to (for gateway-key scoping).
+    pub fn program_of(&self, card_id: CardId) -> Option<&str> {
+        self.card(card_id)
+            .map(|c| self.program_at(c.program).id.as_str())
+    }
+
+    /// A program by id.
+    pub fn program(&self, id: &str) -> Option<&Program> {
+        self.program_index.get(id).map(|&i| self.program_at(i))
+    }
+
+    /// All programs, in the order they were first created.
+    pub fn programs(&self) -> impl Iterator<Item = &Program> + '_ {
+        self.programs.iter().map(|p| &p.program)
+    }
+
+    /// Outstanding principal, bonus, held per program id, sorted by id; O(programs).
+    pub fn float(&self) -> Vec<(String, FloatTotals)> {
+        let mut v: Vec<(String, FloatTotals)> = self
+            .programs
+            .iter()
+            .map(|p| (p.program.id.clone(), p.float))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The float summed over all programs.
+    pub fn float_total(&self) -> FloatTotals {
+        self.programs
+            .iter()
+            .fold(FloatTotals::default(), |mut t, p| {
+                t.principal += p.float.principal;
+                t.bonus += p.float.bonus;
+                t.held += p.float.held;
+                t.cards += p.float.cards;
+                t
+            })
+    }
+
+    /// The float recomputed card by card (O(cards)); equals [`State::float`] — a check for tests.
+    pub fn float_recomputed(&self) -> Vec<(String, FloatTotals)> {
+        let mut per: Vec<FloatTotals> = vec![FloatTotals::default(); self.programs.len()];
+        for c in self.cards() {
+            if let Some(f) = per.get_mut(c.program as usize) {
+                f.principal += c.principal;
+                f.bonus += c.bonus;
+                f.held += c.held;
+                f.cards += u64::from(c.status != CardStatus::Closed);
+            }
+        }
+        let mut v: Vec<(String, FloatTotals)> = self
+            .programs
+            .iter()
+            .zip(per)
+            .map(|(p, f)| (p.program.id.clone(), f))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Number of cards in this shard.
+    pub fn card_count(&self) -> usize {
+        self.card_index.len()
+    }
+
+    /// Starts loading what `apply(request)` touches first: the card's index bucket, the card,
+    /// and the key's index bucket. Called a few requests ahead of `apply` over a batch, so the
+    /// cache misses of several requests overlap instead of stalling one after another. A hint
+    /// only: it changes nothing.
+    pub fn prefetch(&self, request: &Request) {
+        if let Some(key) = request.idempotency_key.as_deref() {
+            self.keys.touch(&idempotency::key_hash(key));
+        }
+        let Some(id) = idempotency::command_card(&request.command) else {
+            return;
+        };
+        if let Some(&slot) = self.card_index.get(&id.0) {
+            let card = std::ptr::from_ref(self.card_at(slot)).cast::<u8>();
+            for line in (0..std::mem::size_of::<Card>()).step_by(64) {
+                prefetch_line(card.wrapping_add(line));
+            }
+        }
+    }
+
+    /// Number of idempotency keys remembered.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Approximate heap use by part, from capacities (for metrics and the memory benchmark).
+    pub fn memory(&self) -> MemoryUse {
+        let card = std::mem::size_of::<Card>();
+        let lots_extra: usize = self.cards().map(|c| c.lots.heap_bytes()).sum();
+        let history: usize = self
+            .cards()
+            .map(|c| c.history.capacity() * std::mem::size_of::<TxnEntry>())
+            .sum();
+        // hashbrown: one control byte per bucket plus the bucket; buckets ≈ capacity × 8/7.
+        let table = |cap: usize, entry: usize| cap * 8 / 7 * (entry + 1);
+        MemoryUse {
+            cards: self
+                .chunks
+                .iter()
+                .map(|c| c.capacity() * card)
+                .sum::<usize>()
+                + lots_extra,
+            card_index: table(self.card_index.capacity(), 16),
+            history,
+            keys: self.keys.bytes(),
+            holds: table(self.holds.capacity(), 32),
+            timers: self.timers.bytes(),
+        }
+    }
+
+    /// Number of pending deadlines (holds, lots, reminders), stale ones included.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+}
+
+/// Approximate bytes held by each part of a shard's state (see [`State::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Card structs (with inline first lot) and extra lots.
+    pub cards: usize,
+    pub card_index: usize,
+    /// Per-card transaction history.
+    pub history: usize,
+    pub keys: usize,
+    pub holds: usize,
+    pub timers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    #[error("snapshot is invalid: {0}")]
+    InvalidSnapshot(String),
+}
+
+#[cfg(test)]
+mod tests;

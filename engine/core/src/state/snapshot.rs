@@ -1,0 +1,505 @@
+//! Snapshot, restore and digest of one shard's state.
+//!
+//! Why one canonical form: the digest is the xxh3 of the snapshot bytes, so "same log ⇒ same
+//! digest" and "snapshot → restore ⇒ same digest" are the same property. The form lists cards
+//! in opening order, holds and timers sorted, keys in arrival order and side answers sorted;
+//! nothing comes from hash-map iteration. The float is derived (recomputed on restore).
+//! Restore validates with bytecheck (never unchecked access) and then checks the invariants a
+//! hostile or corrupt snapshot could break, returning an error instead of panicking.
+//!
+//! Why [`Frozen`]: serialising millions of cards takes seconds, and a shard must not stop that
+//! long. `State::freeze` shares the card chunks (copy-on-write) and copies the small tables, so
+//! the shard pauses only for that; the bytes are made from the frozen copy on another thread,
+//! identical to what `State::snapshot` would have produced at that instant.
+
+use super::card::Card;
+use super::idempotency::{FrozenKeys, KeyEntry, KeyTable, Stored};
+use super::timers::{Timer, Timers};
+use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK};
+use crate::money::Amount;
+use crate::outcome::{CardStatus, FloatTotals, Outcome};
+use crate::program::Program;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Format version of [`State::snapshot`] bytes.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The snapshot form. `C` is the card list: `Vec<Card>` names the archived layout that restore
+/// reads, [`CardsRef`] writes the same layout straight from the chunked card table (no clone).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+struct Snap<C> {
+    version: u32,
+    clock: i64,
+    programs: Vec<Program>,
+    cards: C,
+    holds: Vec<(u64, u32, Hold)>,
+    timers: Vec<Timer>,
+    keys: Vec<(u128, KeyEntry)>,
+    side: Vec<(u128, Outcome)>,
+}
+
+/// The cards of a state, archived exactly as a `Vec<Card>` would be.
+struct CardsRef<'a> {
+    chunks: &'a [Arc<Vec<Card>>],
+    len: usize,
+}
+
+/// Every card of the chunk table, in order, with a known length (rkyv wants one up front).
+#[derive(Clone)]
+struct AllCards<'a> {
+    chunks: &'a [Arc<Vec<Card>>],
+    chunk: usize,
+    i: usize,
+    left: usize,
+}
+
+impl<'a> Iterator for AllCards<'a> {
+    type Item = &'a Card;
+    fn next(&mut self) -> Option<&'a Card> {
+        loop {
+            let chunk = self.chunks.get(self.chunk)?;
+            if let Some(c) = chunk.get(self.i) {
+                self.i += 1;
+                self.left = self.left.saturating_sub(1);
+                return Some(c);
+            }
+            self.chunk += 1;
+            self.i = 0;
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for AllCards<'_> {}
+
+impl rkyv::Archive for CardsRef<'_> {
+    type Archived = rkyv::vec::ArchivedVec<rkyv::Archived<Card>>;
+    type Resolver = rkyv::vec::VecResolver;
+    fn resolve(&self, resolver: Self::Resolver, out: rkyv::Place<Self::Archived>) {
+        rkyv::vec::ArchivedVec::resolve_from_len(self.len, resolver, out);
+    }
+}
+
+impl<S> rkyv::Serialize<S> for CardsRef<'_>
+where
+    S: rkyv::rancor::Fallible + rkyv::ser::Allocator + rkyv::ser::Writer + ?Sized,
+    Card: rkyv::Serialize<S>,
+{
+    fn serialize(&self, s: &mut S) -> Result<Self::Resolver, S::Error> {
+        let all = AllCards {
+            chunks: self.chunks,
+            chunk: 0,
+            i: 0,
+            left: self.len,
+        };
+        rkyv::vec::ArchivedVec::<rkyv::Archived<Card>>::serialize_from_iter::<Card, _, S>(all, s)
+    }
+}
+
+/// Everything of a snapshot but the cards, owned.
+struct SnapHead {
+    version: u32,
+    clock: i64,
+    programs: Vec<Program>,
+    holds: Vec<(u64, u32, Hold)>,
+    timers: Vec<Timer>,
+    keys: Vec<(u128, KeyEntry)>,
+    side: Vec<(u128, Outcome)>,
+}
+
+fn bad(s: impl Into<String>) -> StateError {
+    StateError::InvalidSnapshot(s.into())
+}
+
+/// A shard's state frozen at one instant, to be serialised off the shard thread.
+///
+/// Holds the card chunks shared with the live state (the live state copies a chunk before its
+/// first write after the freeze) and private copies of everything else. Dropping it releases
+/// the chunks, after which the live state writes in place again.
+pub struct Frozen {
+    clock: i64,
+    programs: Vec<Program>,
+    chunks: Vec<Arc<Vec<Card>>>,
+    cards: usize,
+    holds: HashMap<(u64, u32), Hold, super::IdBuild>,
+    timers: Timers,
+    keys: FrozenKeys,
+}
+
+impl Frozen {
+    /// Cards in the frozen state.
+    pub fn cards(&self) -> usize {
+        self.cards
+    }
+
+    /// The snapshot bytes of the state as it was when frozen (same as `State::snapshot` then).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let history: usize = self
+            .chunks
+            .iter()
+            .flat_map(|c| c.iter())
+            .map(|c| c.history.len())
+            .sum();
+        let estimate = self.cards * 224 + history * 72 + self.keys.len() * 56 + 4096;
+        let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
+        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.snap(), buf) {
+            Ok(b) => b.into_vec(),
+            // Serialising plain owned data into memory cannot fail short of allocation
+            // failure: relative pointers are 64-bit (workspace rkyv feature
+            // `pointer_width_64`), so sizes past 2 GiB are addressable.
+            Err(e) => panic!("snapshot serialisation failed: {e}"),
+        }
+    }
+
+    /// The xxh3 of [`Frozen::to_bytes`], hashed as the bytes are produced instead of kept (a
+    /// large shard's snapshot is gigabytes).
+    pub fn digest(&self) -> u64 {
+        let writer = HashWriter {
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            pos: 0,
+        };
+        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.snap(), writer) {
+            Ok(w) => w.hasher.digest(),
+            // As in `to_bytes`: hashing plain owned data cannot fail.
+            Err(e) => panic!("digest serialisation failed: {e}"),
+        }
+    }
+
+    /// The canonical snapshot form (see the module doc for the order).
+    fn snap(&self) -> Snap<CardsRef<'_>> {
+        let mut holds: Vec<(u64, u32, Hold)> =
+            self.holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
+        holds.sort_unstable_by_key(|h| (h.0, h.1));
+        let mut side: Vec<(u128, Outcome)> = self
+            .keys
+            .side
+            .iter()
+            .map(|(k, o)| (*k, o.clone()))
+            .collect();
+        side.sort_unstable_by_key(|s| s.0);
+        Snap {
+            version: SNAPSHOT_VERSION,
+            clock: self.clock,
+            programs: self.programs.clone(),
+            cards: CardsRef {
+                chunks: &self.chunks,
+                len: self.cards,
+            },
+            holds,
+            timers: self.timers.sorted(),
+            keys: self.keys.entries().copied().collect(),
+            side,
+        }
+    }
+}
+
+/// An rkyv writer that hashes the bytes instead of keeping them. rkyv only appends, and pads
+/// by position from 0 exactly as into a 16-aligned buffer, so the hash is that of the bytes
+/// `to_bytes` would have produced.
+struct HashWriter {
+    hasher: xxhash_rust::xxh3::Xxh3,
+    pos: usize,
+}
+
+impl rkyv::ser::Positional for HashWriter {
+    fn pos(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<E> rkyv::ser::Writer<E> for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        self.hasher.update(bytes);
+        self.pos += bytes.len();
+        Ok(())
+    }
+}
+
+impl State {
+    /// Freezes the state for a snapshot made elsewhere: O(chunks) for the cards plus a copy of
+    /// the hold, timer and key tables. This is the whole pause a snapshot costs the shard.
+    pub fn freeze(&self) -> Frozen {
+        Frozen {
+            clock: self.clock,
+            programs: self.programs.iter().map(|p| p.program.clone()).collect(),
+            chunks: self.chunks.clone(),
+            cards: self.card_index.len(),
+            holds: self.holds.clone(),
+            timers: self.timers.clone(),
+            keys: self.keys.freeze(),
+        }
+    }
+
+    /// Serialises the whole state for a snapshot (a freeze, serialised at once).
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.freeze().to_bytes()
+    }
+
+    /// A hash of the whole state: same log ⇒ same digest. It is the xxh3 of
+    /// [`State::snapshot`]'s bytes.
+    pub fn digest(&self) -> u64 {
+        self.freeze().digest()
+    }
+
+    /// Restores a state from `snapshot` bytes, validating them.
+    pub fn restore(bytes: &[u8], config: StateConfig) -> Result<State, StateError> {
+        // Validate in place when the bytes are already aligned (a mapped or freshly read file
+        // usually is); copy only otherwise. Cards are then deserialised one at a time, so the
+        // peak is the snapshot bytes plus the state, not a second owned copy of every card.
+        let copy;
+        let buf: &[u8] = if (bytes.as_ptr() as usize).is_multiple_of(16) {
+            bytes
+        } else {
+            let mut a = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+            a.extend_from_slice(bytes);
+            copy = a;
+            &copy
+        };
+        let arch = rkyv::access::<ArchivedSnap<Vec<Card>>, rkyv::rancor::Error>(buf)
+            .map_err(|e| bad(e.to_string()))?;
+        let de = |e: rkyv::rancor::Error| bad(e.to_string());
+        let snap = SnapHead {
+            version: arch.version.to_native(),
+            clock: arch.clock.to_native(),
+            programs: arch
+                .programs
+                .iter()
+                .map(rkyv::deserialize::<Program, rkyv::rancor::Error>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(de)?,
+            holds: rkyv::deserialize::<Vec<(u64, u32, Hold)>, rkyv::rancor::Error>(&arch.holds)
+                .map_err(de)?,
+            timers: rkyv::deserialize::<Vec<Timer>, rkyv::rancor::Error>(&arch.timers)
+                .map_err(de)?,
+            keys: rkyv::deserialize::<Vec<(u128, KeyEntry)>, rkyv::rancor::Error>(&arch.keys)
+                .map_err(de)?,
+            side: rkyv::deserialize::<Vec<(u128, Outcome)>, rkyv::rancor::Error>(&arch.side)
+                .map_err(de)?,
+        };
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(bad(format!(
+                "version {} (expected {SNAPSHOT_VERSION})",
+                snap.version
+            )));
+        }
+        let cards = arch
+            .cards
+            .iter()
+            .map(|c| rkyv::deserialize::<Card, rkyv::rancor::Error>(c).map_err(de));
+        let mut st = State::new(config);
+        st.clock = snap.clock;
+        for p in snap.programs {
+            if st.program_index.contains_key(&p.id) {
+                return Err(bad(format!("program {} twice", p.id)));
+            }
+            let i = u16::try_from(st.programs.len()).map_err(|_| bad("too many programs"))?;
+            st.program_index.insert(p.id.clone(), i);
+            st.programs.push(ProgramSlot::new(p));
+        }
+        // Size the tables once: growing a multi-million-entry hash table rehashes it each time.
+        st.chunks.reserve((arch.cards.len()).div_ceil(CHUNK));
+        st.card_index.reserve(arch.cards.len());
+        for c in cards {
+            let c = c?;
+            if usize::from(c.program) >= st.programs.len() {
+                return Err(bad(format!("card {} names program #{}", c.id, c.program)));
+            }
+            if st.card_index.contains_key(&c.id.0) {
+                return Err(bad(format!("card {} twice", c.id)));
+            }
+            let seq_end = u64::from(c.hist_first_seq) + c.history.len() as u64;
+            if seq_end > u64::from(u32::MAX) || c.hist_first_seq == 0 {
+                return Err(bad(format!("card {} history numbering out of range", c.id)));
+            }
+            // `valid` first: it sums the lots without overflowing, which `broken` relies on.
+            if !c.lots.valid() {
+                return Err(bad(format!("card {} lots inconsistent", c.id)));
+            }
+            let program = &st.programs[usize::from(c.program)];
+            if let Some(why) = c.broken(program.program.currency.max_amount()) {
+                return Err(bad(format!("card {}: {why}", c.id)));
+            }
+            st.push_card(c);
+        }
+        for (card, seq, h) in snap.holds {
+            if !st.card_index.contains_key(&card) {
+                return Err(bad(format!("hold on unknown card {card}")));
+            }
+            st.holds.insert((card, seq), h);
+        }
+        st.timers = Timers::from_sorted(snap.timers);
+        let mut keys = KeyTable::default();
+        keys.reserve(snap.keys.len());
+        for (k, e) in snap.keys {
+            keys.insert(k, e, None);
+        }
+        for (k, o) in snap.side {
+            if keys.get(&k).map(|e| e.stored) != Some(Stored::Side) {
+                return Err(bad("side answer without its key"));
+            }
+            keys.side.insert(k, o);
+        }
+        st.keys = keys;
+        // The float, summed without overflow: a snapshot whose cards add up past the bound is
+        // refused here rather than carried into operations that assume it holds.
+        let mut float = vec![FloatTotals::default(); st.programs.len()];
+        for c in st.cards() {
+            let (f, slot) = (
+                &mut float[usize::from(c.program)],
+                &st.programs[usize::from(c.program)],
+            );
+            let max = slot.program.currency.max_amount();
+            let add = |to: &mut Amount, a: Amount| match to.checked_add(a) {
+                Some(s) if s <= max => {
+                    *to = s;
+                    Ok(())
+                }
+                _ => Err(bad(format!(
+                    "float of program {} past 10^12",
+                    slot.program.id
+                ))),
+            };
+            add(&mut f.principal, c.principal)?;
+            add(&mut f.bonus, c.bonus)?;
+            add(&mut f.held, c.held)?;
+            f.cards += u64::from(c.status != CardStatus::Closed);
+        }
+        for (p, f) in st.programs.iter_mut().zip(float) {
+            p.float = f;
+        }
+        Ok(st)
+    }
+}
+
+/// The snapshot layout `engine/core/FORMAT.md` documents, pinned: a change to any archived type the
+/// snapshot holds fails here, and is a `SNAPSHOT_VERSION` change.
+#[cfg(test)]
+mod layout {
+    use super::*;
+    use crate::command::{CardId, Channel, Command, Method, Millis, Request};
+    use crate::state::history::TxnEntry;
+    use crate::state::lots::{Lot, Lots};
+    use std::mem::{offset_of, size_of};
+
+    type A<T> = rkyv::Archived<T>;
+
+    /// (offset of each field in declaration order, size) of an archived type.
+    macro_rules! layout {
+        ($t:ty; $($f:ident),*) => {
+            (vec![$(offset_of!($t, $f)),*], size_of::<$t>())
+        };
+    }
+
+    #[test]
+    fn the_archived_layout_is_pinned() {
+        assert_eq!(
+            layout!(ArchivedSnap<Vec<Card>>; version, clock, programs, cards, holds, timers, keys, side),
+            (vec![0, 8, 16, 32, 48, 64, 80, 96], 112)
+        );
+        assert_eq!(
+            layout!(A<Card>; id, principal, bonus, held, points, paid_in, bonus_given, consumed,
+                top_up_today, spend_today, reminded_until, lots, history, hist_first_seq,
+                top_up_count, day, minute, spends_in_minute, program, status, registered,
+                birth_month, birth_day, decline_streak),
+            (
+                vec![
+                    0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 120, 136, 140, 144, 148, 152,
+                    154, 156, 157, 158, 159, 160
+                ],
+                168
+            )
+        );
+        assert_eq!(
+            layout!(A<TxnEntry>; at, amount, principal, bonus, extra, aux, points, refers_to, kind, flags),
+            (vec![0, 8, 16, 24, 32, 40, 48, 56, 60, 61], 64)
+        );
+        assert_eq!(
+            layout!(A<Timer>; at, kind, card, seq),
+            (vec![0, 8, 16, 24], 32)
+        );
+        assert_eq!(
+            layout!(A<KeyEntry>; fingerprint, card, at, seq, stored, code, flags),
+            (vec![0, 8, 16, 24, 28, 29, 30], 32)
+        );
+        assert_eq!(layout!(A<Hold>; amount, expires_at), (vec![0, 8], 16));
+        assert_eq!((size_of::<A<Lots>>(), size_of::<A<Lot>>()), (32, 16));
+        assert_eq!(
+            (
+                size_of::<A<(u64, u32, Hold)>>(),
+                size_of::<A<(u128, KeyEntry)>>(),
+                size_of::<A<(u128, Outcome)>>(),
+                size_of::<A<Program>>(),
+                size_of::<A<Outcome>>()
+            ),
+            (32, 48, 160, 240, 144)
+        );
+    }
+
+    /// A small fixed state: the demo program, two cards, a keyed top-up and spend, a hold.
+    fn fixed_state() -> State {
+        let mut st = State::new(StateConfig::default());
+        let now = Millis(1_767_578_400_000);
+        let mut run = |key: Option<&str>, command: Command| {
+            let r = Request {
+                idempotency_key: key.map(str::to_string),
+                command,
+            };
+            st.apply(&r, now, &mut Vec::new());
+        };
+        run(None, Command::UpsertProgram(Program::demo()));
+        for c in [7, 8] {
+            run(
+                Some(&format!("o{c}")),
+                Command::OpenCard {
+                    card_id: CardId(c),
+                    program: "demo".into(),
+                    registered: true,
+                    birthday: None,
+                },
+            );
+        }
+        run(
+            Some("t"),
+            Command::TopUp {
+                card_id: CardId(7),
+                amount: Amount(20_000),
+                channel: Channel::Cash,
+            },
+        );
+        run(
+            Some("s"),
+            Command::Spend {
+                card_id: CardId(7),
+                amount: Amount(1_234),
+                method: Method::Qr,
+                store: None,
+            },
+        );
+        run(
+            Some("h"),
+            Command::Hold {
+                card_id: CardId(7),
+                amount: Amount(500),
+                ttl_seconds: 60,
+                method: Method::Card,
+                store: None,
+            },
+        );
+        st
+    }
+
+    #[test]
+    fn a_fixed_state_snapshots_to_fixed_bytes() {
+        let bytes = fixed_state().snapshot();
+        let got = (bytes.len(), xxhash_rust::xxh3::xxh3_64(&bytes));
+        assert_eq!(
+            got,
+            (1552, 0xa3927b74a3176c32),
+            "the snapshot of a fixed state changed: either the layout (a SNAPSHOT_VERSION change: \
+             update engine/core/FORMAT.md) or what the operations store; update this pin on purpose"
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! Rebuilding one shard's state from disk: the newest valid snapshot, then every WAL record
+//! after it, in LSN order, through the same pure `State::apply`. Used by `Engine::open` (on the
+//! shard's own thread) and by `svault replay` (on a copy of the log).
+//!
+//! What is cut and what is refused is the log's business (`Wal::open` cuts a torn tail and
+//! refuses corruption in the middle, naming segment and offset); this module refuses what the
+//! log cannot see: a record whose checksum is fine but whose payload is not a `LogRecord`, a
+//! snapshot the state refuses, and a gap between the snapshot and the first record kept.
+
+use std::path::{Path, PathBuf};
+use svault_core::command::Millis;
+use svault_core::outcome::Event;
+use svault_core::record::{self, LogRecord};
+use svault_core::state::{Frozen, State, StateConfig};
+use wal::{Lsn, Wal, WalError};
+
+/// Where shard `k` keeps its log and snapshots under the data directory.
+#[derive(Debug, Clone)]
+pub struct ShardPaths {
+    pub root: PathBuf,
+    pub wal: PathBuf,
+    pub snapshots: PathBuf,
+    /// Segments a snapshot covers, moved out of `wal` and kept (the whole history).
+    pub archive: PathBuf,
+}
+
+/// `data/shard-K/{wal,snapshots,archive}`.
+pub fn shard_paths(data: &Path, k: usize) -> ShardPaths {
+    let root = data.join(format!("shard-{k}"));
+    ShardPaths {
+        wal: root.join("wal"),
+        snapshots: root.join("snapshots"),
+        archive: root.join("archive"),
+        root,
+    }
+}
+
+/// Magic at the start of a snapshot body (before the state's own bytes).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SVSNAP01";
+/// Header: magic (8) + last batch time (i64 LE, 8). 16 bytes keeps the state bytes 16-aligned
+/// relative to the start of the body.
+const SNAPSHOT_HEADER_BYTES: usize = 16;
+
+/// Serialises a frozen shard for a snapshot: a 16-byte header carrying the last batch time (so
+/// batch time never goes backwards across a restart even when no record follows the snapshot),
+/// then the state's snapshot bytes.
+pub fn encode_snapshot(state: &Frozen, last_now: Millis) -> Vec<u8> {
+    let body = state.to_bytes();
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body.len());
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&last_now.0.to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Splits a snapshot body into its last batch time and the state's bytes.
+pub fn snapshot_parts(bytes: &[u8]) -> Result<(Millis, &[u8]), RecoveryError> {
+    let (header, body) = bytes
+        .split_at_checked(SNAPSHOT_HEADER_BYTES)
+        .ok_or_else(|| RecoveryError::Snapshot {
+            lsn: None,
+            reason: "shorter than its header".into(),
+        })?;
+    let (magic, now) = header.split_at(8);
+    if magic != SNAPSHOT_MAGIC {
+        return Err(RecoveryError::Snapshot {
+            lsn: None,
+            reason: "bad magic".into(),
+        });
+    }
+    let mut now_bytes = [0u8; 8];
+    now_bytes.copy_from_slice(now);
+    Ok((Millis(i64::from_le_bytes(now_bytes)), body))
+}
+
+/// Restores a state from a snapshot body.
+pub fn decode_snapshot(
+    bytes: &[u8],
+    lsn: Lsn,
+    config: StateConfig,
+) -> Result<(Millis, State), RecoveryError> {
+    let (now, body) = snapshot_parts(bytes).map_err(|e| match e {
+        RecoveryError::Snapshot { reason, .. } => RecoveryError::Snapshot {
+            lsn: Some(lsn.0),
+            reason,
+        },
+        other => other,
+    })?;
+    let state = State::restore(body, config).map_err(|e| RecoveryError::Snapshot {
+        lsn: Some(lsn.0),
+        reason: e.to_string(),
+    })?;
+    Ok((now, state))
+}
+
+/// Why a shard could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    /// The log refused (corruption in the middle names segment and offset) or i/o failed.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// A record passed the log's checksum but is not a valid `LogRecord`.
+    #[error("record at lsn {lsn} is not a valid log record: {reason}")]
+    Record { lsn: u64, reason: String },
+    /// The snapshot's bytes were refused.
+    #[error("snapshot (lsn {lsn:?}) refused: {reason}")]
+    Snapshot { lsn: Option<u64>, reason: String },
+    /// The records right after the snapshot are missing (or the snapshot is ahead of the log).
+    #[error("log does not continue the snapshot: snapshot covers lsn {snapshot_lsn}, log holds {first_lsn}..={last_lsn}")]
+    Gap {
+        snapshot_lsn: u64,
+        first_lsn: u64,
+        last_lsn: u64,
+    },
+    /// Internal: the point-in-time bound was reached (never surfaces).
+    #[error("stop")]
+    Stop,
+}
+
+/// Where replay stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Until {
+    /// Every record.
+    #[default]
+    End,
+    /// Records with LSN ≤ N (per shard).
+    Lsn(u64),
+    /// Records whose batch time is < T: the first record at or after T stops replay.
+    Time(Millis),
+}
+
+/// What replaying a log did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Replayed {
+    /// Records applied.
+    pub records: u64,
+    /// LSN of the last record applied (the snapshot's when none).
+    pub last_lsn: Lsn,
+    /// Batch time of the last record applied (the snapshot's when none).
+    pub last_now: Millis,
+    /// `true` when `until` stopped replay before the end of the log.
+    pub stopped_early: bool,
+}
+
+/// How many decoded records replay holds ahead of the one it applies, prefetching their state
+/// (see `State::prefetch`).
+const REPLAY_AHEAD: usize = 8;
+
+/// Applies every record of `wal` with LSN ≥ `from` to `state`, stopping at `until`.
+/// `on_events` receives the events each record produced.
+pub fn replay_wal(
+    wal: &Wal,
+    state: &mut State,
+    from: Lsn,
+    start_now: Millis,
+    until: Until,
+    on_events: impl FnMut(&mut Vec<Event>),
+) -> Result<Replayed, RecoveryError> {
+    replay_wal_with_progress(wal, state, from, start_now, until, on_events, |_| {})
+}
+
+/// [`replay_wal`], calling `on_bytes` with the payload bytes of every 64 Ki records read
+/// (progress bars of offline tools).
+pub fn replay_wal_with_progress(
+    wal: &Wal,
+    state: &mut State,
+    from: Lsn,
+    start_now: Millis,
+    until: Until,
+    mut on_events: impl FnMut(&mut Vec<Event>),
+    mut on_bytes: impl FnMut(u64),
+) -> Result<Replayed, RecoveryError> {
+    let mut read_bytes = 0u64;
+    let mut read_records = 0u64;
+    let mut done = Replayed {
+        records: 0,
+        last_lsn: Lsn(from.0.saturating_sub(1)),
+        last_now: start_now,
+        stopped_early: false,
+    };
+    let mut events = Vec::new();
+    // Records decoded but not yet applied, in LSN order: applied REPLAY_AHEAD records after
+    // their state was prefetched, so the cache misses of consecutive records overlap.
+    let mut ahead: std::collections::VecDeque<(Lsn, LogRecord)> =
+        std::collections::VecDeque::with_capacity(REPLAY_AHEAD + 1);
+    let mut apply = |state: &mut State, lsn: Lsn, rec: LogRecord| {
+        // Each record is decided by the rules it was written under.
+        state.apply_under(
+            &rec.request,
+            rec.now,
+            svault_core::record::rules_of(rec.version),
+            &mut events,
+        );
+        if !events.is_empty() {
+            on_events(&mut events);
+            events.clear();
+        }
+        done.records += 1;
+        done.last_lsn = lsn;
+        done.last_now = rec.now;
+    };
+    let result = wal.read_from(from, |lsn, bytes| {
+        read_bytes += bytes.len() as u64 + 16;
+        read_records += 1;
+        if read_records.is_multiple_of(65_536) {
+            on_bytes(std::mem::take(&mut read_bytes));
+        }
+        if let Until::Lsn(n) = until {
+            if lsn.0 > n {
+                return Err(RecoveryError::Stop);
+            }
+        }
+        let rec = record::decode(bytes).map_err(|e| RecoveryError::Record {
+            lsn: lsn.0,
+            reason: e.to_string(),
+        })?;
+        if let Until::Time(t) = until {
+            if rec.now >= t {
+                return Err(RecoveryError::Stop);
+            }
+        }
+        state.prefetch(&rec.request);
+        ahead.push_back((lsn, rec));
+        if ahead.len() > REPLAY_AHEAD {
+            if let Some((lsn, rec)) = ahead.pop_front() {
+                apply(state, lsn, rec);
+            }
+        }
+        Ok(())
+    });
+    let stopped_early = match result {
+        Ok(()) => false,
+        Err(RecoveryError::Stop) => true,
+        Err(e) => return Err(e),
+    };
+    // Everything still held precedes the end or the stop point.
+    for (lsn, rec) in ahead.drain(..) {
+        apply(state, lsn, rec);
+    }
+    done.stopped_early = stopped_early;
+    Ok(done)
+}
+
+/// Checks that the log continues a snapshot covering `snapshot_lsn`: the log must hold
+/// `snapshot_lsn + 1` (or end exactly at `snapshot_lsn`).
+pub fn check_continuity(snapshot_lsn: Lsn, recovery: &wal::Recovery) -> Result<(), RecoveryError> {
+    if snapshot_lsn.0 == 0 {
+        return Ok(());
+    }
+    let first = recovery.first_lsn.0;
+    let last = recovery.last_lsn.0;
+    let holds_next = first != 0 && first <= snapshot_lsn.0 + 1 && last >= snapshot_lsn.0;
+    if holds_next {
+        Ok(())
+    } else {
+        Err(RecoveryError::Gap {
+            snapshot_lsn: snapshot_lsn.0,
+            first_lsn: first,
+            last_lsn: last,
+        })
+    }
+}

@@ -1,0 +1,903 @@
+//! One shard: a plain OS thread that owns a `State` and a `Wal` and is their only user.
+//!
+//! The loop: block for the first message, drain up to `batch_requests_max` requests, take the
+//! batch time once (wall clock, never below the previous batch), and for each request append its
+//! log record and then apply it. One `commit` (one sync) per batch under `group`, one per request
+//! under `sync`, a 10 ms timer under `async`. Every answer (reads too) carries the LSN of its
+//! record and leaves only once a commit covers that LSN (`replies`), so nothing a client sees is
+//! ahead of the log.
+//!
+//! Append before apply: a failed append (disk full) leaves the state untouched, the request is
+//! refused with `Unavailable` and the shard keeps serving. A failed commit after apply, or a
+//! failed sync inside an append (segment rotation), leaves the state ahead of the log: the shard
+//! is poisoned, every answer not yet released fails, and it refuses everything until a restart
+//! recovers from the log (never retry a sync).
+//!
+//! A panic here is a bug with the state possibly half-changed: the thread aborts the process
+//! (crash-only, see `AbortOnPanic`); a restart recovers from the log.
+
+use super::events::{EventRing, SeqClock};
+use super::metrics::ShardMetrics;
+use super::recovery::{self, ShardPaths, Until};
+use super::replies::{FrameTx, OneTx, QueryTx, Replies};
+use super::{Durability, EngineError, SubmitError, Tuning};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use parking_lot::Mutex;
+use rkyv::util::AlignedVec;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use svault_core::command::{Command, Millis, Query, Request};
+use svault_core::outcome::{Event, FloatTotals, Reply};
+use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
+use svault_core::state::{Frozen, QueryAnswer, State};
+use wal::{Lsn, Wal, WalError};
+
+/// Programs a caller may touch; `None` ⇒ all.
+pub(crate) type ScopeList = Option<Arc<[String]>>;
+
+/// A closure run on the shard thread against its state (digest, verify, tests).
+pub(crate) type StateCall = Box<dyn FnOnce(&State) + Send>;
+
+/// What travels to a shard. Requests travel by value (no allocation per request); the
+/// channel's slots are sized for the largest variant, a bounded cost (`queue_depth_max` slots).
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Msg {
+    Submit {
+        request: Request,
+        scope: ScopeList,
+        reply: OneTx,
+    },
+    Batch {
+        requests: Vec<(usize, Request)>,
+        scope: ScopeList,
+        reply: FrameTx,
+    },
+    Query {
+        query: Query,
+        scope: ScopeList,
+        reply: QueryTx,
+    },
+    Call(StateCall),
+    /// Test hook: a failure injected into this shard.
+    #[cfg(svault_faults)]
+    Inject(super::faults::Fault),
+    Shutdown,
+}
+
+impl Msg {
+    fn weight(&self) -> usize {
+        match self {
+            Msg::Batch { requests, .. } => requests.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// What opening a shard found; logged and kept for `Engine::recovery_reports`.
+#[derive(Debug, Clone)]
+pub struct RecoveryReport {
+    pub shard: usize,
+    /// LSN covered by the snapshot restored (0 ⇒ none).
+    pub snapshot_lsn: u64,
+    /// Records replayed after the snapshot.
+    pub records: u64,
+    /// Last LSN in the log after recovery.
+    pub last_lsn: u64,
+    /// A torn tail cut by the log, as text.
+    pub torn_tail: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Everything the shard thread shares with the engine handle.
+pub(crate) struct Shared {
+    pub events: Arc<EventRing>,
+    pub float: Arc<Mutex<Vec<(String, FloatTotals)>>>,
+    pub metrics: Arc<ShardMetrics>,
+}
+
+/// How many requests ahead of the one being applied the shard prefetches state for: enough
+/// to overlap several cache misses, few enough that the lines are still cached when used.
+const PREFETCH_AHEAD: usize = 8;
+
+/// A snapshot handed to the writer thread: the frozen state, serialised there.
+struct SnapshotJob {
+    lsn: Lsn,
+    last_now: Millis,
+    state: Frozen,
+    /// Test hook: the writer panics on this job.
+    #[cfg(svault_faults)]
+    panic: bool,
+}
+
+pub(crate) struct Shard {
+    k: usize,
+    state: State,
+    wal: Wal,
+    rx: Receiver<Msg>,
+    tuning: Tuning,
+    durability: Durability,
+    shared: Shared,
+    /// Last batch time: batch time never goes backwards.
+    last_now: Millis,
+    /// Batch time of the last `tick_due` check: ticks follow the runtime's clock.
+    last_tick_check: Millis,
+    /// `Some(reason)` once a commit failed: everything is refused until restart.
+    poisoned: Option<String>,
+    buf: AlignedVec,
+    events: Vec<Event>,
+    /// Answers waiting for the commit that covers their LSN.
+    replies: Replies,
+    /// Numbers this shard's events (`runtime::events`).
+    seqs: SeqClock,
+    /// Records appended since the last commit.
+    uncommitted: u64,
+    committed: Lsn,
+    last_commit: Instant,
+    records_since_snapshot: u64,
+    last_snapshot: Instant,
+    snapshot_tx: Option<Sender<SnapshotJob>>,
+    /// `Some(lsn)` when that snapshot is durable, `None` when writing it failed.
+    snapshot_done_rx: Receiver<Option<Lsn>>,
+    /// A frozen state is with the writer: no second freeze until it answers (each live freeze
+    /// makes the shard copy chunks on write).
+    snapshot_in_flight: bool,
+    snapshot_writer: Option<std::thread::JoinHandle<()>>,
+    snapshot_dir: std::path::PathBuf,
+    /// Test hooks armed for this shard.
+    #[cfg(svault_faults)]
+    faults: super::faults::Armed,
+    archive_dir: std::path::PathBuf,
+}
+
+/// Recovers shard `k` and returns it ready to run.
+pub(crate) fn open(
+    k: usize,
+    paths: &ShardPaths,
+    rx: Receiver<Msg>,
+    tuning: Tuning,
+    durability: Durability,
+    shared: Shared,
+) -> Result<(Shard, RecoveryReport), EngineError> {
+    let started = Instant::now();
+    let recovery_err = |e: recovery::RecoveryError| match e {
+        recovery::RecoveryError::Wal(w) => EngineError::Wal(w),
+        other => EngineError::Recovery {
+            shard: k,
+            reason: other.to_string(),
+        },
+    };
+    for dir in [&paths.wal, &paths.snapshots] {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::Wal(WalError::Io(e)))?;
+    }
+    let snapshot = wal::snapshot::read_latest(&paths.snapshots)?;
+    if let Some(s) = &snapshot {
+        for (path, why) in &s.skipped {
+            tracing::warn!(shard = k, path = %path.display(), reason = %why, "damaged snapshot passed over");
+        }
+    }
+    let (mut state, snapshot_lsn, snap_now) = match snapshot {
+        Some(s) => {
+            let (now, state) = recovery::decode_snapshot(&s.bytes, s.lsn, tuning.state.clone())
+                .map_err(recovery_err)?;
+            (state, s.lsn, now)
+        }
+        None => (State::new(tuning.state.clone()), Lsn(0), Millis(0)),
+    };
+    let (wal, found) = Wal::open(&paths.wal, tuning.wal.clone())?;
+    recovery::check_continuity(snapshot_lsn, &found).map_err(recovery_err)?;
+    let events = shared.events.clone();
+    let mut seqs = SeqClock::new(k);
+    let replayed = recovery::replay_wal(
+        &wal,
+        &mut state,
+        Lsn(snapshot_lsn.0 + 1),
+        snap_now,
+        Until::End,
+        |evs| events.push_all(&mut seqs, evs),
+    )
+    .map_err(recovery_err)?;
+    events.set_floor(k, seqs.floor(replayed.last_now));
+    let committed = Lsn(wal.next_lsn().0.saturating_sub(1));
+    let report = RecoveryReport {
+        shard: k,
+        snapshot_lsn: snapshot_lsn.0,
+        records: replayed.records,
+        last_lsn: committed.0,
+        torn_tail: found.torn_tail.as_ref().map(|t| {
+            format!(
+                "{} at offset {} ({} bytes cut)",
+                t.segment.display(),
+                t.offset,
+                t.bytes_cut
+            )
+        }),
+        elapsed: started.elapsed(),
+    };
+    shared.metrics.committed_lsn.store(committed.0, Relaxed);
+    shared.metrics.snapshot_lsn.store(snapshot_lsn.0, Relaxed);
+    *shared.float.lock() = state.float();
+
+    let (snapshot_tx, job_rx) = crossbeam_channel::bounded::<SnapshotJob>(1);
+    let (done_tx, snapshot_done_rx) = crossbeam_channel::bounded::<Option<Lsn>>(4);
+    let snap_dir = paths.snapshots.clone();
+    let writer_metrics = Arc::clone(&shared.metrics);
+    let snapshot_writer = std::thread::Builder::new()
+        .name(format!("svault-snap-{k}"))
+        .spawn(move || {
+            let _crash_only = abort_on_panic("snapshot writer", k);
+            snapshot_writer(k, snap_dir, job_rx, done_tx, writer_metrics)
+        })
+        .map_err(|e| EngineError::Wal(WalError::Io(e)))?;
+
+    let shard = Shard {
+        k,
+        state,
+        wal,
+        rx,
+        durability,
+        shared,
+        last_now: replayed.last_now,
+        last_tick_check: replayed.last_now,
+        poisoned: None,
+        buf: AlignedVec::with_capacity(256),
+        events: Vec::new(),
+        replies: Replies::new(committed, tuning.batch_requests_max.min(65_536)),
+        seqs,
+        uncommitted: 0,
+        committed,
+        last_commit: Instant::now(),
+        records_since_snapshot: replayed.records,
+        last_snapshot: Instant::now(),
+        snapshot_tx: Some(snapshot_tx),
+        snapshot_done_rx,
+        snapshot_in_flight: false,
+        snapshot_writer: Some(snapshot_writer),
+        snapshot_dir: paths.snapshots.clone(),
+        #[cfg(svault_faults)]
+        faults: Default::default(),
+        archive_dir: paths.archive.clone(),
+        tuning,
+    };
+    Ok((shard, report))
+}
+
+/// Serialises and writes snapshots off the shard thread (the shard only pays for the freeze).
+/// The frozen state is dropped as soon as its bytes exist, so the shard stops copying chunks.
+fn snapshot_writer(
+    k: usize,
+    dir: std::path::PathBuf,
+    jobs: Receiver<SnapshotJob>,
+    done: Sender<Option<Lsn>>,
+    metrics: Arc<ShardMetrics>,
+) {
+    lower_this_thread_priority(k);
+    for job in jobs {
+        let started = Instant::now();
+        #[cfg(svault_faults)]
+        if job.panic {
+            panic!(
+                "{}: snapshot writer of shard {k}",
+                super::faults::PANIC_MESSAGE
+            );
+        }
+        let SnapshotJob {
+            lsn,
+            last_now,
+            state,
+            ..
+        } = job;
+        let bytes = recovery::encode_snapshot(&state, last_now);
+        drop(state);
+        let serialised = started.elapsed();
+        match wal::snapshot::write(&dir, lsn, &bytes) {
+            Ok(()) => {
+                let ms = started.elapsed().as_millis() as u64;
+                metrics.snapshot_write_ms_last.store(ms, Relaxed);
+                tracing::info!(
+                    shard = k,
+                    lsn = lsn.0,
+                    bytes = bytes.len(),
+                    serialise_ms = serialised.as_millis() as u64,
+                    ms,
+                    "snapshot written"
+                );
+                let _ = done.send(Some(lsn));
+            }
+            Err(e) => {
+                tracing::error!(shard = k, lsn = lsn.0, error = %e, "snapshot write failed; the log still holds every record");
+                let _ = done.send(None);
+            }
+        }
+    }
+}
+
+/// Aborts the process if the thread that holds it unwinds from a panic.
+///
+/// Crash-only: a panic in a shard or a snapshot writer is a bug that may have left the state
+/// half-changed (a shard) or stopped snapshots for good (a writer). Limping on would answer
+/// `503` forever or let the log grow without bound; aborting lets the supervisor restart the
+/// process, and recovery rebuilds every shard from its snapshot and log, which hold every
+/// acknowledged request. A guard (not `panic = "abort"`) so it holds in every build, tests
+/// included, and only for these threads.
+pub(crate) struct AbortOnPanic {
+    what: &'static str,
+    k: usize,
+}
+
+/// Arms [`AbortOnPanic`] for the rest of the calling scope.
+pub(crate) fn abort_on_panic(what: &'static str, k: usize) -> AbortOnPanic {
+    AbortOnPanic { what, k }
+}
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                shard = self.k,
+                thread = self.what,
+                "panic: aborting the process; a restart recovers from the log"
+            );
+            eprintln!(
+                "svault: {} of shard {} panicked; aborting (a restart recovers from the log)",
+                self.what, self.k
+            );
+            std::process::abort();
+        }
+    }
+}
+
+/// Nice value of the snapshot writer threads.
+const SNAPSHOT_WRITER_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority: serialising a large snapshot is seconds of CPU,
+/// and it should use what the shard threads leave rather than take the cores from them. Under
+/// full load a snapshot then takes longer (the log keeps every record meanwhile).
+#[allow(unsafe_code)]
+fn lower_this_thread_priority(k: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain integer arguments, no memory passed. On Linux the nice value is per
+        // thread, and PRIO_PROCESS with a thread id names that one thread.
+        let rc = unsafe {
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::gettid() as libc::id_t,
+                SNAPSHOT_WRITER_NICE,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(shard = k, error = %std::io::Error::last_os_error(), "snapshot writer keeps its priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = k;
+}
+
+impl Shard {
+    /// Runs until `Shutdown` or until every sender is gone.
+    pub(crate) fn run(mut self) {
+        let mut batch: Vec<Msg> = Vec::new();
+        loop {
+            let timeout = self.wait_timeout();
+            match self.rx.recv_timeout(timeout) {
+                Ok(m) => batch.push(m),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.on_idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let drain_max = if self.durability == Durability::Sync {
+                1
+            } else {
+                self.tuning.batch_requests_max
+            };
+            let mut weight = batch.iter().map(Msg::weight).sum::<usize>();
+            while weight < drain_max {
+                match self.rx.try_recv() {
+                    Ok(m) => {
+                        weight += m.weight();
+                        batch.push(m);
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if self.process(&mut batch) {
+                break;
+            }
+            self.maybe_snapshot();
+        }
+        self.finish();
+        let (k, poisoned) = (self.k, self.poisoned.is_some());
+        if !poisoned {
+            if let Err(e) = self.wal.close() {
+                tracing::error!(shard = k, error = %e, "closing the log failed");
+            }
+        }
+    }
+
+    fn wait_timeout(&self) -> Duration {
+        let idle = Duration::from_millis(self.tuning.idle_tick_ms);
+        if self.uncommitted > 0 {
+            let flush = Duration::from_millis(self.tuning.async_flush_ms);
+            return flush.saturating_sub(self.last_commit.elapsed()).min(idle);
+        }
+        idle
+    }
+
+    /// Batch time: wall clock (or the test clock), never below the previous batch.
+    fn clock(&mut self) -> Millis {
+        let wall = (self.tuning.clock)();
+        if wall > self.last_now {
+            self.last_now = wall;
+        }
+        if self.events.is_empty() {
+            // Every event given so far is published; later ones come at this time or later.
+            self.shared
+                .events
+                .set_floor(self.k, self.seqs.floor(self.last_now));
+        }
+        self.last_now
+    }
+
+    fn on_idle(&mut self) {
+        if self.uncommitted > 0 {
+            self.commit();
+        }
+        let now = self.clock();
+        self.maybe_tick(now);
+        if self.uncommitted > 0 {
+            self.commit();
+        }
+        self.publish();
+        self.maybe_snapshot();
+    }
+
+    /// Handles one drained batch; `true` ⇒ shut down.
+    fn process(&mut self, batch: &mut Vec<Msg>) -> bool {
+        let now = self.clock();
+        self.maybe_tick(now);
+        let mut stop = false;
+        let mut requests = 0u64;
+        for m in batch.iter().take(PREFETCH_AHEAD) {
+            self.prefetch(m);
+        }
+        let mut msgs = batch.drain(..);
+        while let Some(msg) = msgs.next() {
+            if let Some(ahead) = msgs.as_slice().get(PREFETCH_AHEAD - 1) {
+                self.prefetch(ahead);
+            }
+            match msg {
+                Msg::Submit {
+                    request,
+                    scope,
+                    reply,
+                } => {
+                    requests += 1;
+                    let (r, lsn) = self.exec(request, &scope, now);
+                    self.replies.one(reply, r, lsn);
+                    if self.durability == Durability::Sync {
+                        self.commit();
+                    }
+                }
+                Msg::Batch {
+                    requests: reqs,
+                    scope,
+                    reply,
+                } => {
+                    requests += reqs.len() as u64;
+                    self.replies.open_frame(reply, reqs.len());
+                    for (_, r) in reqs.iter().take(PREFETCH_AHEAD) {
+                        self.state.prefetch(r);
+                    }
+                    let mut reqs = reqs.into_iter();
+                    while let Some((i, request)) = reqs.next() {
+                        if let Some((_, r)) = reqs.as_slice().get(PREFETCH_AHEAD - 1) {
+                            self.state.prefetch(r);
+                        }
+                        let (r, lsn) = self.exec(request, &scope, now);
+                        self.replies.frame_answer(i, r, lsn);
+                        if self.durability == Durability::Sync {
+                            self.commit();
+                        }
+                    }
+                    self.replies.close_frame();
+                }
+                Msg::Query {
+                    query,
+                    scope,
+                    reply,
+                } => {
+                    self.shared.metrics.queries.fetch_add(1, Relaxed);
+                    let r = self.read(&query, &scope, now);
+                    let seen = self.last_appended();
+                    self.replies.query(reply, r, seen);
+                }
+                Msg::Call(f) => f(&self.state),
+                #[cfg(svault_faults)]
+                Msg::Inject(fault) => self.inject(fault),
+                Msg::Shutdown => stop = true,
+            }
+        }
+        self.shared.metrics.requests.fetch_add(requests, Relaxed);
+        self.shared.metrics.observe_batch(requests);
+        let async_due =
+            self.last_commit.elapsed() >= Duration::from_millis(self.tuning.async_flush_ms);
+        if self.uncommitted > 0 && (self.durability != Durability::Async || async_due || stop) {
+            self.commit();
+        }
+        self.publish();
+        if self.durability == Durability::Async && self.poisoned.is_none() {
+            // What async promised: answers leave once appended, the sync follows on a timer.
+            self.replies.release_unsynced(self.last_appended());
+        }
+        stop
+    }
+
+    /// LSN of the last record appended (durable or not); Lsn(0) for an empty log.
+    fn last_appended(&self) -> Lsn {
+        Lsn(self.wal.next_lsn().0.saturating_sub(1))
+    }
+
+    /// Starts loading the state a message will touch (see `State::prefetch`).
+    fn prefetch(&self, m: &Msg) {
+        match m {
+            Msg::Submit { request, .. } => self.state.prefetch(request),
+            Msg::Batch { requests, .. } => {
+                if let Some((_, r)) = requests.first() {
+                    self.state.prefetch(r);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Appends the request's record, then applies it. Never applies what was not appended.
+    /// Returns the answer and the LSN that must be durable before it leaves: its record's, or
+    /// (refused without a record) the last one appended, whose state the refusal may reflect.
+    fn exec(
+        &mut self,
+        request: Request,
+        scope: &ScopeList,
+        now: Millis,
+    ) -> (Result<Reply, SubmitError>, Lsn) {
+        let r = self.exec_inner(request, scope, now);
+        (r, self.last_appended())
+    }
+
+    fn exec_inner(
+        &mut self,
+        request: Request,
+        scope: &ScopeList,
+        now: Millis,
+    ) -> Result<Reply, SubmitError> {
+        #[cfg(svault_faults)]
+        self.fault_from_request(&request);
+        if let Some(reason) = &self.poisoned {
+            return Err(SubmitError::Unavailable(reason.clone()));
+        }
+        if !self.allowed(scope, &request.command) {
+            return Err(SubmitError::Forbidden);
+        }
+        let rec = LogRecord {
+            version: LOG_RECORD_VERSION,
+            now,
+            request,
+        };
+        if let Err(e) = record::encode_into(&rec, &mut self.buf) {
+            return Err(SubmitError::Unavailable(format!(
+                "cannot encode log record: {e}"
+            )));
+        }
+        match self.wal.append(&self.buf) {
+            Ok(_) => {}
+            Err(WalError::DiskFull) => return Err(SubmitError::Unavailable("disk full".into())),
+            Err(e) => {
+                let reason = format!("log append failed: {e}");
+                tracing::error!(shard = self.k, error = %e, "log append failed; shard stops acknowledging");
+                self.poison(reason.clone());
+                return Err(SubmitError::Unavailable(reason));
+            }
+        }
+        self.uncommitted += 1;
+        self.records_since_snapshot += 1;
+        Ok(self.state.apply_under(
+            &rec.request,
+            now,
+            record::rules_of(rec.version),
+            &mut self.events,
+        ))
+    }
+
+    fn read(
+        &self,
+        query: &Query,
+        scope: &ScopeList,
+        now: Millis,
+    ) -> Result<QueryAnswer, SubmitError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(SubmitError::Unavailable(reason.clone()));
+        }
+        if let Some(list) = scope {
+            let card = super::router::query_card(query);
+            if let Some(p) = self.state.program_of(card) {
+                if !list.iter().any(|x| x == p) {
+                    return Err(SubmitError::Forbidden);
+                }
+            }
+        }
+        Ok(self.state.query(query, now))
+    }
+
+    /// Gateway scope: the card's program (OpenCard: the command's) must be listed. Unknown cards
+    /// pass (the state answers 404). Reversals name only a key and pass; ticks are internal.
+    fn allowed(&self, scope: &ScopeList, command: &Command) -> bool {
+        let Some(list) = scope else { return true };
+        let program: Option<&str> = match command {
+            Command::OpenCard { program, .. } => Some(program),
+            Command::UpsertProgram(p) => Some(&p.id),
+            Command::Reversal { .. } => return true,
+            Command::Tick => return false,
+            other => command_card(other).and_then(|c| self.state.program_of(c)),
+        };
+        match program {
+            None => true,
+            Some(p) => list.iter().any(|x| x == p),
+        }
+    }
+
+    /// Checks `tick_due` when `idle_tick_ms` of batch time passed since the last check: ticks
+    /// follow the runtime's clock, so a test that moves its clock gets its tick on the next
+    /// message, without waiting.
+    fn maybe_tick(&mut self, now: Millis) {
+        let since = now.0.saturating_sub(self.last_tick_check.0);
+        if self.poisoned.is_some() || since < self.tuning.idle_tick_ms as i64 {
+            return;
+        }
+        self.last_tick_check = now;
+        if self.state.tick_due(now) {
+            let tick = Request {
+                idempotency_key: None,
+                command: Command::Tick,
+            };
+            if let Err(e) = self.exec_inner(tick, &None, now) {
+                tracing::warn!(shard = self.k, error = %e, "tick not logged");
+            }
+        }
+    }
+
+    /// One sync for everything appended since the last commit.
+    fn commit(&mut self) {
+        if self.uncommitted == 0 || self.poisoned.is_some() {
+            return;
+        }
+        let started = Instant::now();
+        match self.wal.commit() {
+            Ok(c) => {
+                self.committed = c.through;
+                self.uncommitted = 0;
+                self.last_commit = Instant::now();
+                self.shared
+                    .metrics
+                    .observe_commit(started.elapsed().as_micros() as u64);
+                self.shared
+                    .metrics
+                    .committed_lsn
+                    .store(c.through.0, Relaxed);
+                self.flush_events();
+                self.publish();
+                self.replies.release(c);
+            }
+            Err(e) => {
+                tracing::error!(shard = self.k, error = %e, "commit failed; shard poisoned until restart");
+                self.poison(format!("commit failed: {e}"));
+            }
+        }
+    }
+
+    /// State is (or may be) ahead of the log: refuse everything, including every answer
+    /// already computed whose record is not durable.
+    fn poison(&mut self, reason: String) {
+        self.shared.metrics.poisoned.store(1, Relaxed);
+        self.replies.fail(SubmitError::Unavailable(reason.clone()));
+        self.events.clear();
+        self.uncommitted = 0;
+        self.poisoned = Some(reason);
+    }
+
+    fn flush_events(&mut self) {
+        self.shared
+            .events
+            .push_all(&mut self.seqs, &mut self.events);
+        self.shared
+            .events
+            .set_floor(self.k, self.seqs.floor(self.last_now));
+    }
+
+    fn publish(&mut self) {
+        if self.poisoned.is_none() {
+            *self.shared.float.lock() = self.state.float();
+        }
+    }
+
+    /// Every N records or M seconds: freeze on this thread (the pause), serialise and write on
+    /// the writer thread.
+    fn maybe_snapshot(&mut self) {
+        while let Ok(done) = self.snapshot_done_rx.try_recv() {
+            self.snapshot_in_flight = false;
+            let Some(lsn) = done else { continue };
+            self.shared.metrics.snapshots.fetch_add(1, Relaxed);
+            self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
+            if self.tuning.remove_covered_segments {
+                // Keep in the live log what every kept snapshot needs (if the newest one is
+                // later found damaged, recovery falls back to the previous one); the rest
+                // moves to the archive.
+                let keep = wal::snapshot::keep_log_from(&self.snapshot_dir);
+                let archive = &self.archive_dir;
+                if let Err(e) =
+                    keep.and_then(|keep| self.wal.archive_segments_before(keep, archive))
+                {
+                    tracing::warn!(shard = self.k, error = %e, "could not archive covered segments");
+                }
+            }
+            if let Some(days) = self.tuning.log_retention_days {
+                match wal::prune_archive(&self.archive_dir, u64::from(days) * 86_400) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        shard = self.k,
+                        segments = n,
+                        days,
+                        "archived segments past retention deleted"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(shard = self.k, error = %e, "could not prune the archive")
+                    }
+                }
+            }
+        }
+        if self.records_since_snapshot == 0 || self.poisoned.is_some() || self.uncommitted > 0 {
+            return;
+        }
+        #[cfg(svault_faults)]
+        let forced = self.faults.snapshot_writer_panics;
+        #[cfg(not(svault_faults))]
+        let forced = false;
+        let due = forced
+            || self.records_since_snapshot >= self.tuning.snapshot_every_records
+            || self.last_snapshot.elapsed() >= Duration::from_secs(self.tuning.snapshot_every_secs);
+        if !due {
+            return;
+        }
+        let Some(tx) = &self.snapshot_tx else { return };
+        if self.snapshot_in_flight {
+            return; // the previous one is still being written
+        }
+        // Records after the snapshot get a later millisecond than every event before it, so a
+        // shard restored from it numbers the following events as this run does.
+        self.last_now = self.last_now.max(self.seqs.time_after_last());
+        let started = Instant::now();
+        let state = self.state.freeze();
+        let pause = started.elapsed();
+        self.shared
+            .metrics
+            .snapshot_pause_us_last
+            .store(pause.as_micros() as u64, Relaxed);
+        tracing::info!(
+            shard = self.k,
+            lsn = self.committed.0,
+            cards = state.cards(),
+            pause_us = pause.as_micros() as u64,
+            "snapshot frozen"
+        );
+        let job = SnapshotJob {
+            lsn: self.committed,
+            last_now: self.last_now,
+            state,
+            #[cfg(svault_faults)]
+            panic: std::mem::take(&mut self.faults.snapshot_writer_panics),
+        };
+        if tx.try_send(job).is_ok() {
+            self.snapshot_in_flight = true;
+        }
+        self.records_since_snapshot = 0;
+        self.last_snapshot = Instant::now();
+    }
+
+    fn finish(&mut self) {
+        self.commit();
+        self.flush_events();
+        if !self.replies.is_empty() {
+            // Only after a failed log (or a commit that did not happen): never answer approved.
+            self.replies.fail(SubmitError::Unavailable(
+                "shard stopped before its log was committed".into(),
+            ));
+        }
+        // Drain anything still queued: the engine is going away.
+        while let Ok(m) = self.rx.try_recv() {
+            refuse(m, SubmitError::ShuttingDown);
+        }
+        self.snapshot_tx = None;
+        if let Some(h) = self.snapshot_writer.take() {
+            let _ = h.join();
+        }
+        self.maybe_snapshot_done_only();
+    }
+
+    fn maybe_snapshot_done_only(&mut self) {
+        while let Ok(done) = self.snapshot_done_rx.try_recv() {
+            let Some(lsn) = done else { continue };
+            self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
+        }
+    }
+}
+
+#[cfg(svault_faults)]
+impl Shard {
+    /// Arms or fires an injected failure.
+    fn inject(&mut self, fault: super::faults::Fault) {
+        use super::faults::{Fault, MARKER, PANIC_MESSAGE};
+        tracing::warn!(shard = self.k, ?fault, "{MARKER}: fault injected");
+        match fault {
+            Fault::CommitFails => self.wal.inject(wal::Fault::CommitSync),
+            Fault::RotationFails => self.wal.inject(wal::Fault::RotationSync),
+            Fault::ShardPanics => panic!("{PANIC_MESSAGE}: shard {}", self.k),
+            Fault::SnapshotWriterPanics => self.faults.snapshot_writer_panics = true,
+        }
+    }
+
+    /// A request whose idempotency key names a fault arms it (black-box tests of a server).
+    fn fault_from_request(&mut self, request: &Request) {
+        if let Some(fault) = request
+            .idempotency_key
+            .as_deref()
+            .and_then(super::faults::from_key)
+        {
+            self.inject(fault);
+        }
+    }
+}
+
+/// Answers a message that will not be processed.
+pub(crate) fn refuse(m: Msg, err: SubmitError) {
+    match m {
+        Msg::Submit { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Msg::Batch {
+            requests, reply, ..
+        } => {
+            let _ = reply.send(
+                requests
+                    .into_iter()
+                    .map(|(i, _)| (i, Err(err.clone())))
+                    .collect(),
+            );
+        }
+        Msg::Query { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Msg::Call(_) | Msg::Shutdown => {}
+        #[cfg(svault_faults)]
+        Msg::Inject(_) => {}
+    }
+}
+
+/// The card a card-scoped command touches.
+pub(crate) fn command_card(command: &Command) -> Option<svault_core::command::CardId> {
+    match command {
+        Command::OpenCard { card_id, .. }
+        | Command::TopUp { card_id, .. }
+        | Command::Spend { card_id, .. }
+        | Command::Hold { card_id, .. }
+        | Command::CashOut { card_id, .. }
+        | Command::RedeemPoints { card_id, .. }
+        | Command::Grant { card_id, .. }
+        | Command::Freeze { card_id }
+        | Command::Unfreeze { card_id }
+        | Command::Close { card_id } => Some(*card_id),
+        Command::Capture { hold_id, .. } | Command::Void { hold_id } => Some(hold_id.card),
+        Command::Refund { txn_id, .. } => Some(txn_id.card),
+        Command::UpsertProgram(_) | Command::Reversal { .. } | Command::Tick => None,
+    }
+}

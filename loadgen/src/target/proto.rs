@@ -1,7 +1,7 @@
-//! The svault binary-protocol client: the one module that names the engine's crates, so
-//! moving the client to another crate changes one line here.
+//! The svault binary-protocol client: the one module that names svault's crates (the
+//! protocol's client and the core's command types), so moving them changes one line here.
 
-pub use engine::client::{Answer, Call, Client, ClientError, Op, Status};
-pub use engine::command::{CardId, Channel, Method, TxnId};
-pub use engine::money::Amount;
-pub use engine::outcome::DeclineCode;
+pub use proto::client::{Answer, Call, Client, ClientError, Op, Status};
+pub use svault_core::command::{CardId, Channel, Method, TxnId};
+pub use svault_core::money::Amount;
+pub use svault_core::outcome::DeclineCode;

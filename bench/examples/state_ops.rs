@@ -92,7 +92,7 @@ fn main() {
     for (n, r) in requests.iter().enumerate() {
         if ahead > 0 {
             if let Some(a) = requests.get(n + ahead) {
-                st.prefetch(a);
+                st.prefetch(a, svault_core::command::CallerId::DEFAULT);
             }
         }
         ev.clear();
@@ -126,9 +126,10 @@ fn main() {
     let t_snap = t.elapsed();
     drop(frozen);
     println!(
-        "freeze (the shard's snapshot pause) {:.1} ms; {} live keys",
+        "freeze (the shard's snapshot pause) {:.1} ms; {} live keys, {:.1} B/key (State::memory)",
         t_freeze.as_secs_f64() * 1e3,
-        st.key_count()
+        st.key_count(),
+        st.memory().keys as f64 / st.key_count().max(1) as f64
     );
     let t = Instant::now();
     let restored = State::restore(&snap, StateConfig::default()).expect("restore");

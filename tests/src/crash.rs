@@ -44,6 +44,7 @@ pub fn ack_line(request: &Request, outcome: &Outcome) -> String {
     let rec = LogRecord {
         version: LOG_RECORD_VERSION,
         now: Millis(0),
+        caller: svault_core::command::CallerId::DEFAULT,
         request: request.clone(),
     };
     let mut buf = rkyv::util::AlignedVec::<16>::new();

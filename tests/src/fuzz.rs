@@ -122,14 +122,16 @@ pub fn http_body(data: &[u8]) {
     let card = CardId(42);
     let txn = svault_core::command::TxnId { card, seq: 7 };
     let _ = match which % 11 {
-        0 => parse_json::<body::OpenCardBody>(json).and_then(|b| b.into_command("key")),
+        0 => parse_json::<body::OpenCardBody>(json)
+            .and_then(|b| b.into_command(svault_core::command::CallerId::DEFAULT, "key")),
         1 => parse_json::<body::TopUpBody>(json).and_then(|b| b.into_command(card)),
         2 => parse_json::<body::SpendBody>(json).and_then(|b| b.into_command(card)),
         3 => parse_json::<body::HoldBody>(json).and_then(|b| b.into_command(card)),
         4 => parse_json::<body::CaptureBody>(json).and_then(|b| b.into_command(txn)),
         5 => parse_json::<body::RefundBody>(json).and_then(|b| b.into_command()),
         6 => parse_json::<body::CashOutBody>(json).and_then(|b| b.into_command(card)),
-        7 => parse_json::<body::ReversalBody>(json).and_then(|b| b.into_command()),
+        7 => parse_json::<body::ReversalBody>(json)
+            .and_then(|b| b.into_command(svault_core::command::CardId(1))),
         8 => parse_json::<body::RedeemBody>(json).and_then(|b| b.into_command(card)),
         9 => parse_json::<body::GrantBody>(json).and_then(|b| b.into_command(card)),
         _ => parse_json::<body::EmptyBody>(json).map(|_| Command::Tick),
@@ -190,6 +192,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         let rec = LogRecord {
             version: LOG_RECORD_VERSION,
             now: Millis(1_700_000_000_000 + i as i64),
+            caller: svault_core::command::CallerId::DEFAULT,
             request: r.clone(),
         };
         let mut buf = rkyv::util::AlignedVec::<16>::new();

@@ -96,10 +96,12 @@ fn gateway_play_open_top_up_spend_hold_refund_reverse() {
         "a retry carries Idempotent-Replayed: true"
     );
     assert!(!r.replayed());
+    // The same key on the same card with another body is a conflict (on another card it would
+    // be another request).
     let reused = s
         .req("POST", "/v1/cards")
         .key("open-1001")
-        .json(json!({"program":"demo","card_id":"1002","registered":true}))
+        .json(json!({"program":"demo","card_id":"1001","registered":false}))
         .send();
     assert_eq!(reused.status, 409);
     assert_eq!(reused.json()["error"], "idempotency_key_reused");
@@ -229,7 +231,7 @@ fn gateway_play_open_top_up_spend_hold_refund_reverse() {
     let sp2 = spend(&s, "1001", "5.00", "sp-rev");
     assert_eq!(sp2.status, 200);
     let rev = s
-        .req("POST", "/v1/reversals")
+        .req("POST", "/v1/cards/1001/reversals")
         .key("rev-1")
         .json(json!({"idempotency_key":"sp-rev"}))
         .send();
@@ -237,7 +239,7 @@ fn gateway_play_open_top_up_spend_hold_refund_reverse() {
     assert_eq!(rev.json()["reversed_txn"], sp2.json()["txn_id"]);
     assert_eq!(fen(&card(&s, "1001")["available"]), before);
     let early = s
-        .req("POST", "/v1/reversals")
+        .req("POST", "/v1/cards/1001/reversals")
         .key("rev-2")
         .json(json!({"idempotency_key":"sp-late"}))
         .send();

@@ -2,7 +2,8 @@
 //!
 //! `tests/fixtures/log-v1` was written by the engine at record version 1 (before
 //! `Command::UpsertProgram` was archived out of line), `tests/fixtures/log-v2` at record
-//! version 2; both by [`write_fixture`] below, run in a checkout of that version:
+//! version 2, `tests/fixtures/log-v4` at record version 4 (callers logged, reversals on their
+//! card); all by [`write_fixture`] below, run in a checkout of that version:
 //!
 //! ```text
 //! SVAULT_FIXTURE_OUT=/tmp/log-vN cargo test -p svault-tests --test log_fixtures \
@@ -32,10 +33,11 @@ use svault_core::program::{Program, ProgramSpec};
 use svault_core::state::QueryAnswer;
 
 /// The state digest each fixture replays to under today's snapshot layout
-/// (`svault_core::state::SNAPSHOT_VERSION` 1). One place to update on a deliberate layout change.
-const DIGESTS: [(&str, u64); 2] = [
-    ("log-v1", 0x1897_3515_6842_06b5),
-    ("log-v2", 0x1897_3515_6842_06b5),
+/// (`svault_core::state::SNAPSHOT_VERSION` 2). One place to update on a deliberate layout change.
+const DIGESTS: [(&str, u64); 3] = [
+    ("log-v1", 0xebd0_da8b_c1cc_2af4),
+    ("log-v2", 0xebd0_da8b_c1cc_2af4),
+    ("log-v4", 0xa454_e121_b1c6_1b6e),
 ];
 
 /// 2026-01-05T02:00:00Z, 10:00 at +08:00.
@@ -169,17 +171,21 @@ fn run_script(s: &mut Script) {
             amount: Amount(1_111),
         });
     }
-    // Reversals: a top-up, a spend, and a key never seen (the request arriving later is declined).
+    // Reversals: a top-up (fx-11, card 13), a spend (fx-28, card 14), and a key never seen
+    // (the request arriving later is declined).
     s.send_keyed(
         "late".into(),
         Command::Reversal {
+            card_id: CardId(13),
             key: "fx-90001".into(),
         },
     );
     s.send(Command::Reversal {
+        card_id: CardId(13),
         key: "fx-11".into(),
     });
     s.send(Command::Reversal {
+        card_id: CardId(14),
         key: "fx-28".into(),
     });
     s.send_keyed("fx-90001".into(), top_up(13, 5_000, Channel::Cash));
@@ -431,4 +437,9 @@ fn a_log_of_record_version_1_replays_to_its_balances() {
 #[test]
 fn a_log_of_record_version_2_replays_to_its_balances() {
     replays_as_written("log-v2");
+}
+
+#[test]
+fn a_log_of_record_version_4_replays_to_its_balances() {
+    replays_as_written("log-v4");
 }

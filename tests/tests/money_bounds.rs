@@ -85,7 +85,8 @@ struct Driver {
     requests: Vec<Request>,
     holds: Vec<TxnId>,
     txns: Vec<TxnId>,
-    keys: Vec<String>,
+    /// Every key sent, with the card its request touched (a reversal names both).
+    keys: Vec<(CardId, String)>,
     /// Σ(principal + bonus) the approvals say the cards hold.
     journal: i64,
     /// Transactions already in the journal: a second reversal of a request answers with the
@@ -149,7 +150,7 @@ impl Driver {
         };
         let reply = self.st.apply(&request, Millis(T0), &mut Vec::new());
         self.requests.push(request.clone());
-        self.keys.push(key);
+        self.keys.push((target.unwrap_or(CardId(0)), key));
         match &reply.outcome {
             Outcome::Approved(a) => {
                 let moved = a.principal.0 + a.bonus.0;
@@ -228,13 +229,14 @@ impl Driver {
                 txn_id: pick(&self.txns, t),
                 amount: Amount(a),
             },
-            Op::Reverse(i) => Command::Reversal {
-                key: self
+            Op::Reverse(i) => {
+                let (card_id, key) = self
                     .keys
                     .get(i % self.keys.len().max(1))
                     .cloned()
-                    .unwrap_or_default(),
-            },
+                    .unwrap_or((CardId(0), String::new()));
+                Command::Reversal { card_id, key }
+            }
             Op::Grant(c, b, p) => Command::Grant {
                 card_id: card_id(c),
                 bonus: (b > 0).then_some(Amount(b)),

@@ -70,8 +70,12 @@ fn capture(s: &Server, hold_id: &str, amount: Option<&str>, key: &str) -> Resp {
 
 /// A gateway timeout reversal of request `of` on `card`.
 fn reverse(s: &Server, card: &str, of: &str, key: &str) -> Resp {
-    let _ = card;
-    post(s, "/v1/reversals", key, json!({ "idempotency_key": of }))
+    post(
+        s,
+        &format!("/v1/cards/{card}/reversals"),
+        key,
+        json!({ "idempotency_key": of }),
+    )
 }
 
 fn ok(r: Resp) -> Value {

@@ -14,7 +14,7 @@ const SPEC_PATHS: &[(&str, &str)] = &[
     ("post", "/v1/holds/{id}/void"),
     ("post", "/v1/refunds"),
     ("post", "/v1/cards/{id}/cash-out"),
-    ("post", "/v1/reversals"),
+    ("post", "/v1/cards/{id}/reversals"),
     ("post", "/v1/cards/{id}/points/redeem"),
     ("post", "/v1/cards/{id}/grants"),
     ("post", "/v1/cards/{id}/freeze"),

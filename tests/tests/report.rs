@@ -248,7 +248,13 @@ fn script(dir: &Path, tuning: Tuning, restart_every: Option<usize>) -> Live {
     d.ok("b5", top_up(B, 4_000, Channel::Wechat)); // second top-up: 10 %; gold from here
     d.ok("b6", spend(B, 100, Method::Qr, Some("s1"))); // gold: 5 % off
     d.ok("h1", top_up(H, 100, Channel::Wechat));
-    d.ok("h1-rev", Command::Reversal { key: "h1".into() });
+    d.ok(
+        "h1-rev",
+        Command::Reversal {
+            card_id: H,
+            key: "h1".into(),
+        },
+    );
     d.ok(
         "g3",
         Command::CashOut {

@@ -219,7 +219,7 @@ fn shard_count_is_fixed_per_directory() {
 }
 
 #[test]
-fn reversal_broadcast_answers_with_the_shard_that_reversed() {
+fn a_reversal_goes_to_its_cards_shard_and_names_what_it_undid() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path(), Some(4))).unwrap();
     let rt = rt();
@@ -254,7 +254,13 @@ fn reversal_broadcast_answers_with_the_shard_that_reversed() {
         };
         let rev = engine
             .submit(
-                req("rev", Command::Reversal { key: "top".into() }),
+                req(
+                    "rev",
+                    Command::Reversal {
+                        card_id: CardId(42),
+                        key: "top".into(),
+                    },
+                ),
                 &Scope::All,
             )
             .await
@@ -268,7 +274,13 @@ fn reversal_broadcast_answers_with_the_shard_that_reversed() {
         );
         let again = engine
             .submit(
-                req("rev", Command::Reversal { key: "top".into() }),
+                req(
+                    "rev",
+                    Command::Reversal {
+                        card_id: CardId(42),
+                        key: "top".into(),
+                    },
+                ),
                 &Scope::All,
             )
             .await

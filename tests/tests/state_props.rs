@@ -235,17 +235,17 @@ impl Driver {
                 reason: CashOutReason::ALL[*r as usize],
             },
             Op::Reverse(i) => {
-                let target = if self.keyed.is_empty() {
-                    "none".to_string()
-                } else {
-                    self.keyed[i % self.keyed.len()]
-                        .idempotency_key
-                        .clone()
-                        .unwrap_or_default()
+                let (card_id, key) = match self.keyed.get(i % self.keyed.len().max(1)) {
+                    None => (id(0), "none".to_string()),
+                    Some(r) => (
+                        card_of(&r.command),
+                        r.idempotency_key.clone().unwrap_or_default(),
+                    ),
                 };
-                Command::Reversal { key: target }
+                Command::Reversal { card_id, key }
             }
             Op::ReverseFuture(d) => Command::Reversal {
+                card_id: id(u64::from(*d) % CARDS),
                 key: format!("k{}", self.n + 1 + *d as usize),
             },
             Op::Redeem(c, p) => Command::RedeemPoints {
@@ -469,5 +469,25 @@ fn spend_cmd(c: u64, amount: i64) -> Command {
         amount: Amount(amount),
         method: Method::Qr,
         store: None,
+    }
+}
+
+/// The card a request's idempotency key is scoped to (a reversal names it).
+fn card_of(command: &Command) -> CardId {
+    match command {
+        Command::OpenCard { card_id, .. }
+        | Command::TopUp { card_id, .. }
+        | Command::Spend { card_id, .. }
+        | Command::Hold { card_id, .. }
+        | Command::CashOut { card_id, .. }
+        | Command::RedeemPoints { card_id, .. }
+        | Command::Grant { card_id, .. }
+        | Command::Freeze { card_id }
+        | Command::Unfreeze { card_id }
+        | Command::Close { card_id }
+        | Command::Reversal { card_id, .. } => *card_id,
+        Command::Capture { hold_id, .. } | Command::Void { hold_id } => hold_id.card,
+        Command::Refund { txn_id, .. } => txn_id.card,
+        Command::UpsertProgram(_) | Command::Tick => CardId(0),
     }
 }

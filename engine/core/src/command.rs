@@ -7,7 +7,8 @@
 use crate::money::Amount;
 use crate::program::Program;
 
-/// A card number: 1–19 decimal digits, fits in a u64.
+/// A card number: 1–19 decimal digits without a leading zero, so the text and the number are
+/// one-to-one (`"0001"` is refused, never read as card `1`); 0 is not a card.
 #[derive(
     Debug,
     Clone,
@@ -28,17 +29,19 @@ impl CardId {
     /// The largest card id: 19 digits. Both doors hold a card id to it ([`CardId::checked`]).
     pub const MAX: CardId = CardId(9_999_999_999_999_999_999);
 
-    /// A card id from its number, if at most [`CardId::MAX`] (the binary protocol's form).
+    /// A card id from its number: 1 to [`CardId::MAX`] (the binary protocol's form; 0 is
+    /// refused as `"0"` is, for its leading zero).
     pub fn checked(raw: u64) -> Option<CardId> {
-        (raw <= CardId::MAX.0).then_some(CardId(raw))
+        (1..=CardId::MAX.0).contains(&raw).then_some(CardId(raw))
     }
 
-    /// Parses 1–19 ASCII digits.
+    /// Parses 1–19 ASCII digits without a leading zero (so `"0"` too is refused).
     pub fn parse(s: &str) -> Option<CardId> {
-        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits || s.starts_with('0') {
             return None;
         }
-        s.parse().ok().map(CardId)
+        s.parse().ok().and_then(CardId::checked)
     }
 }
 
@@ -202,9 +205,12 @@ pub enum Command {
         card_id: CardId,
         reason: CashOutReason,
     },
-    /// Gateway timeout reversal of the request that carried `key`. Broadcast to every shard:
-    /// the shard that applied it undoes it, every shard remembers the key as reversed.
+    /// Gateway timeout reversal of the caller's own request that carried `key` on `card_id`:
+    /// routed to that card's shard, which undoes the request if it applied it and otherwise
+    /// remembers the key as reversed. (Records of log version 2 carry no card; they decode
+    /// with `card_id` 0 and reverse the key wherever the shard had it, as they did then.)
     Reversal {
+        card_id: CardId,
         key: String,
     },
     RedeemPoints {
@@ -231,8 +237,50 @@ pub enum Command {
     Tick,
 }
 
+/// Who sent a request: idempotency keys are namespaced by caller (and card), so two gateways
+/// that both use `spend-1` never collide and one never sees or reverses the other's requests.
+///
+/// The id of an API key is a 64-bit hash of the key ([`CallerId::of_api_key`]), never the key
+/// itself: it is written into every log record. With auth off all callers are one,
+/// [`CallerId::DEFAULT`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub struct CallerId(pub u64);
+
+impl CallerId {
+    /// The one caller when auth is off (and of internal requests).
+    pub const DEFAULT: CallerId = CallerId(0);
+    /// Requests logged by log version 2, before keys were scoped: their keys are hashed alone,
+    /// as they were then, so an old log replays to exactly the answers it gave.
+    pub const UNSCOPED: CallerId = CallerId(u64::MAX);
+
+    /// The caller holding API key `key`: a domain-separated xxh3 of the key, kept clear of
+    /// the two reserved values.
+    pub fn of_api_key(key: &str) -> CallerId {
+        let mut bytes = Vec::with_capacity(16 + key.len());
+        bytes.extend_from_slice(b"svault-caller\0");
+        bytes.extend_from_slice(key.as_bytes());
+        let h = xxhash_rust::xxh3::xxh3_64(&bytes);
+        CallerId(h.clamp(1, u64::MAX - 1))
+    }
+}
+
 /// A mutating request: the command plus its idempotency key (required over HTTP;
-/// `None` for internal commands such as `Tick` and program replication).
+/// `None` for internal commands such as `Tick` and program replication). The caller travels
+/// beside it (`State::apply_as`, the log record).
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Request {
     pub idempotency_key: Option<String>,

@@ -3,15 +3,16 @@
 //!
 //! - [`money`]: amounts in minor units, rates, decimal parsing at the edge.
 //! - [`rules`]: bounds on client input that both doors share (ids, keys, ttl).
-//! - [`program`]: a brand's rules, compiled from their JSON form ([`program::ProgramSpec`]).
+//! - [`program`]: a brand's rules; `program::spec` their JSON form ([`program::ProgramSpec`])
+//!   and the checked way between the two.
 //! - [`command`], [`outcome`]: what goes into the state machine and what comes out.
 //! - [`state`]: the state machine: `State::apply(request) -> reply`, ticks, snapshots.
 //! - [`record`]: a logged request as it sits in the write-ahead log (rkyv), with the readers
 //!   of the older record versions; `FORMAT.md` beside this crate gives the bytes.
 //!
-//! May depend on: rkyv, xxhash, thiserror, rust_decimal, serde and serde_json (the program
-//! spec). Not on tokio, threads, clocks, the file system, libc or tracing: `cargo tree -p
-//! svault-core` shows the list (tests/tests/layering.rs fails if one creeps in), and
+//! May depend on: rkyv, xxhash, thiserror, rust_decimal, serde (the program spec). Not on
+//! tokio, threads, clocks, the file system, libc or tracing: `cargo tree -p svault-core`
+//! shows the list (tests/tests/layering.rs fails if one creeps in), and
 //! `clippy.toml` beside this crate forbids the std calls (`Instant::now`, `std::fs`, threads).
 //! Time comes in as `Millis` inside each request, so a log replays to the same state.
 //!

@@ -7,15 +7,16 @@
 //! (`rkyv::access` with bytecheck), never the unchecked path, because the bytes come from disk.
 //! `engine/core/FORMAT.md` gives the layout byte by byte; the golden tests below pin it.
 //!
-//! Older layouts stay readable: each lives in a module of its own (`v1`) that decodes it into
+//! Older layouts stay readable: each lives in a module of its own (`v1`, `v2`) that decodes it into
 //! today's [`LogRecord`], keeping its version (which also names the money rules, [`rules_of`]).
 //! A version bump adds its golden bytes to `GOLDEN` in the tests; a layout change also moves
 //! the old types into a `vN` module with its conversion. Either way the fixture logs of
 //! `tests/fixtures/` must keep replaying to their balances.
 
 mod v1;
+pub mod v2;
 
-use crate::command::{Millis, Request};
+use crate::command::{CallerId, Millis, Request};
 use crate::state::Rules;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -27,11 +28,13 @@ use rkyv::util::AlignedVec;
 /// 3: same layout as 2; decided by [`Rules::Current`] (balance caps limit principal,
 ///    proportional `merchant_fault` cash-outs, low-balance reminders on every path, captures in
 ///    merchant amounts, reversed captures reopen their hold).
-pub const LOG_RECORD_VERSION: u8 = 3;
+/// 4: the caller is logged (keys are namespaced by caller and card) and `Command::Reversal`
+///    names its card; decided by [`Rules::Current`]. Versions 2 and 3 still decode ([`v2`]).
+pub const LOG_RECORD_VERSION: u8 = 4;
 
 /// The oldest version with today's layout: records of versions `LAYOUT_SINCE..=LOG_RECORD_VERSION`
 /// decode alike and differ only in the rules that decide them.
-const LAYOUT_SINCE: u8 = 2;
+const LAYOUT_SINCE: u8 = 4;
 
 /// The money rules a record of `version` is decided by.
 pub fn rules_of(version: u8) -> Rules {
@@ -42,13 +45,16 @@ pub fn rules_of(version: u8) -> Rules {
     }
 }
 
-/// One logged request: what replay feeds back to `State::apply`.
+/// One logged request: what replay feeds back to `State::apply_as`.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct LogRecord {
     /// Layout version ([`LOG_RECORD_VERSION`]).
     pub version: u8,
     /// Batch time the request was applied at (never decreasing within a shard).
     pub now: Millis,
+    /// Who sent it: its idempotency key is looked up in this caller's namespace.
+    /// [`CallerId::UNSCOPED`] for records decoded from versions 1 to 3.
+    pub caller: CallerId,
     /// The request exactly as it was applied.
     pub request: Request,
 }
@@ -96,6 +102,9 @@ fn decode_aligned(bytes: &[u8]) -> Result<LogRecord, RecordError> {
             return rkyv::deserialize::<LogRecord, rancor::Error>(*archived).map_err(invalid);
         }
     }
+    if let Some(old) = v2::decode(bytes) {
+        return old;
+    }
     if let Ok(archived) = rkyv::access::<v1::ArchivedLogRecordV1, rancor::Error>(bytes) {
         if archived.version == 1 {
             let old =
@@ -119,6 +128,7 @@ mod tests {
         LogRecord {
             version: LOG_RECORD_VERSION,
             now: Millis(1_700_000_000_123),
+            caller: CallerId(7),
             request: Request {
                 idempotency_key: Some("k-1".into()),
                 command: Command::TopUp {
@@ -144,6 +154,7 @@ mod tests {
         let spend = LogRecord {
             version: LOG_RECORD_VERSION,
             now: Millis(1_700_000_000_123),
+            caller: CallerId(7),
             request: Request {
                 idempotency_key: Some("pos-7f3a9c-000123456".into()),
                 command: Command::Spend {
@@ -164,6 +175,7 @@ mod tests {
         let program = LogRecord {
             version: LOG_RECORD_VERSION,
             now: Millis(1),
+            caller: CallerId::DEFAULT,
             request: Request {
                 idempotency_key: None,
                 command: Command::UpsertProgram(crate::program::Program::demo()),
@@ -204,6 +216,7 @@ mod tests {
             LogRecord {
                 version: LOG_RECORD_VERSION,
                 now: Millis(1_767_578_400_000),
+                caller: CallerId(7),
                 request: Request {
                     idempotency_key: Some("pos-7f3a9c-000123456".into()),
                     command: Command::Spend {
@@ -283,6 +296,23 @@ mod tests {
                 ),
             ],
         ),
+        (
+            4,
+            [
+                concat!(
+                    "04000000000000007b68e5cf8b01000007000000000000000100000000000000",
+                    "6b2d31ffffffffffffffffffffffffff02000000000000002a00000000000000",
+                    "1027000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000",
+                ),
+                concat!(
+                    "706f732d3766336139632d303030313233343536000000000400000000000000",
+                    "00f5e18b9b010000070000000000000001000000000000009400000000000000",
+                    "c8ffffffffffffff030000000000000001006ca726d30a56e204000000000000",
+                    "0100000000000000010000000000000073746f72652d30303432ffffffffffff",
+                ),
+            ],
+        ),
     ];
 
     fn hex(b: &[u8]) -> String {
@@ -320,8 +350,14 @@ mod tests {
             for (record, b) in golden().iter().zip(bytes) {
                 let got = decode(&unhex(b)).unwrap_or_else(|e| panic!("version {version}: {e}"));
                 // The version is kept: it names the rules the record is decided by.
+                // Versions before 4 logged no caller: their keys are read unscoped.
                 let want = LogRecord {
                     version: *version,
+                    caller: if *version < 4 {
+                        CallerId::UNSCOPED
+                    } else {
+                        record.caller
+                    },
                     ..record.clone()
                 };
                 assert_eq!(got, want, "version {version}");
@@ -396,14 +432,33 @@ mod tests {
 
     #[test]
     fn version_2_records_decode_and_keep_the_original_rules() {
-        let mut rec = sample();
-        rec.version = 2;
-        let mut buf = AlignedVec::new();
-        encode_into(&rec, &mut buf).unwrap();
-        let back = decode(&buf).unwrap();
-        assert_eq!(back, rec);
+        let (_, bytes) = GOLDEN.iter().find(|(v, _)| *v == 2).unwrap();
+        let back = decode(&unhex(bytes[0])).unwrap();
+        assert_eq!(back.version, 2);
         assert_eq!(rules_of(back.version), Rules::Original);
         assert_eq!(rules_of(LOG_RECORD_VERSION), Rules::Current);
+    }
+
+    #[test]
+    fn a_version_2_reversal_decodes_with_no_card() {
+        // Bytes written by a release of record version 2: a reversal that named only a key
+        // (broadcast to every shard then; card 0 now, which recovery treats the same way).
+        let reversal = unhex("02000000000000007b68e5cf8b01000001000000000000007276ffffffffffffffffffffffffffff0900000000000000742d31ffffffffffffffffffffffffff0000000000000000000000000000000000000000000000000000000000000000");
+        assert_eq!(
+            decode(&reversal).unwrap(),
+            LogRecord {
+                version: 2,
+                now: Millis(1_700_000_000_123),
+                caller: CallerId::UNSCOPED,
+                request: Request {
+                    idempotency_key: Some("rv".into()),
+                    command: Command::Reversal {
+                        card_id: CardId(0),
+                        key: "t-1".into(),
+                    },
+                },
+            }
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ use shard::{Msg, ScopeList, Shared};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use svault_core::command::{Command, Millis, Query, Request};
+use svault_core::command::{CallerId, Millis, Query, Request};
 use svault_core::outcome::{Event, FloatTotals, Outcome, Reply};
 use svault_core::state::{QueryAnswer, State, StateConfig};
 use tokio::sync::oneshot;
@@ -159,11 +159,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn list(&self) -> ScopeList {
-        match self {
+    fn list(&self, caller: CallerId) -> ScopeList {
+        let programs = match self {
             Scope::All => None,
             Scope::Programs(p) => Some(p.clone()),
-        }
+        };
+        ScopeList { programs, caller }
     }
 }
 
@@ -498,9 +499,21 @@ impl Engine {
         }
     }
 
-    /// Submits one mutating request; resolves once its WAL record is durable (per durability).
+    /// Submits one mutating request of the default caller (see [`Engine::submit_as`]).
     pub async fn submit(&self, request: Request, scope: &Scope) -> Result<Reply, SubmitError> {
+        self.submit_as(request, scope, CallerId::DEFAULT).await
+    }
+
+    /// Submits one mutating request of `caller` (its idempotency key is the caller's own);
+    /// resolves once its WAL record is durable (per durability).
+    pub async fn submit_as(
+        &self,
+        request: Request,
+        scope: &Scope,
+        caller: CallerId,
+    ) -> Result<Reply, SubmitError> {
         let shards = self.shards();
+        let list = scope.list(caller);
         match router::route(&request.command, shards) {
             Route::Shard(k) => {
                 let (tx, rx) = oneshot::channel();
@@ -508,7 +521,7 @@ impl Engine {
                     k,
                     Msg::Submit {
                         request,
-                        scope: scope.list(),
+                        scope: list,
                         reply: tx,
                     },
                 )?;
@@ -522,7 +535,7 @@ impl Engine {
                         k,
                         Msg::Submit {
                             request: request.clone(),
-                            scope: scope.list(),
+                            scope: list.clone(),
                             reply: tx,
                         },
                     ) {
@@ -541,22 +554,35 @@ impl Engine {
                 for w in waits {
                     replies.push(w.await.map_err(|_| self.gone())?);
                 }
-                merge_broadcast(&request.command, replies)
+                merge_broadcast(replies)
             }
         }
     }
 
-    /// Submits many requests at once (the binary protocol's frames); answers in the same order.
-    ///
-    /// Requests are grouped into one message per shard (one queue slot, one wake-up), in frame
-    /// order within each shard. A broadcast (program upsert, reversal) is a barrier: everything
-    /// before it in the frame is answered first, everything after it is sent after it.
+    /// [`Engine::submit_batch_as`] for the default caller.
     pub async fn submit_batch(
         &self,
         requests: Vec<Request>,
         scope: &Scope,
     ) -> Vec<Result<Reply, SubmitError>> {
+        self.submit_batch_as(requests, scope, CallerId::DEFAULT)
+            .await
+    }
+
+    /// Submits many requests of `caller` at once (the binary protocol's frames); answers in
+    /// the same order.
+    ///
+    /// Requests are grouped into one message per shard (one queue slot, one wake-up), in frame
+    /// order within each shard. A broadcast (program upsert) is a barrier: everything before it
+    /// in the frame is answered first, everything after it is sent after it.
+    pub async fn submit_batch_as(
+        &self,
+        requests: Vec<Request>,
+        scope: &Scope,
+        caller: CallerId,
+    ) -> Vec<Result<Reply, SubmitError>> {
         let shards = self.shards();
+        let list = scope.list(caller);
         let n = requests.len();
         let mut out: Vec<Option<Result<Reply, SubmitError>>> = (0..n).map(|_| None).collect();
         let mut per_shard: Vec<Vec<(usize, Request)>> = (0..shards).map(|_| Vec::new()).collect();
@@ -568,15 +594,15 @@ impl Engine {
                     }
                 }
                 Route::Broadcast => {
-                    self.send_groups(&mut per_shard, scope, &mut out).await;
-                    let reply = self.submit(r, scope).await;
+                    self.send_groups(&mut per_shard, &list, &mut out).await;
+                    let reply = self.submit_as(r, scope, caller).await;
                     if let Some(slot) = out.get_mut(i) {
                         *slot = Some(reply);
                     }
                 }
             }
         }
-        self.send_groups(&mut per_shard, scope, &mut out).await;
+        self.send_groups(&mut per_shard, &list, &mut out).await;
         out.into_iter()
             .map(|r| r.unwrap_or_else(|| Err(SubmitError::Unavailable("no answer".into()))))
             .collect()
@@ -586,7 +612,7 @@ impl Engine {
     async fn send_groups(
         &self,
         per_shard: &mut [Vec<(usize, Request)>],
-        scope: &Scope,
+        scope: &ScopeList,
         out: &mut [Option<Result<Reply, SubmitError>>],
     ) {
         let mut waits = Vec::new();
@@ -601,7 +627,7 @@ impl Engine {
                 k,
                 Msg::Batch {
                     requests: reqs,
-                    scope: scope.list(),
+                    scope: scope.clone(),
                     reply: tx,
                 },
             ) {
@@ -644,7 +670,7 @@ impl Engine {
             k,
             Msg::Query {
                 query,
-                scope: scope.list(),
+                scope: scope.list(CallerId::DEFAULT),
                 reply: tx,
             },
         )?;
@@ -768,26 +794,14 @@ impl Engine {
     }
 }
 
-/// One answer for a broadcast: a reversal that undid something on some shard answers with that
-/// shard's reply; otherwise (and for program upserts) the first refusal if any shard refused,
-/// else shard 0's approval, flagged `replayed` only when every shard replayed it.
-fn merge_broadcast(
-    command: &Command,
-    replies: Vec<Result<Reply, SubmitError>>,
-) -> Result<Reply, SubmitError> {
+/// One answer for a broadcast (a program upsert): the first refusal if any shard refused, else
+/// shard 0's approval, flagged `replayed` only when every shard replayed it.
+fn merge_broadcast(replies: Vec<Result<Reply, SubmitError>>) -> Result<Reply, SubmitError> {
     let mut oks = Vec::with_capacity(replies.len());
     for r in replies {
         oks.push(r?);
     }
     let all_replayed = oks.iter().all(|r| r.replayed);
-    if let Command::Reversal { .. } = command {
-        if let Some(hit) = oks
-            .iter()
-            .position(|r| matches!(&r.outcome, Outcome::Approved(a) if a.reversed_txn.is_some()))
-        {
-            return Ok(oks.swap_remove(hit));
-        }
-    }
     let pick = oks
         .iter()
         .position(|r| !matches!(r.outcome, Outcome::Approved(_)))

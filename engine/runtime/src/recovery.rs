@@ -185,9 +185,10 @@ pub fn replay_wal_with_progress(
     let mut ahead: std::collections::VecDeque<(Lsn, LogRecord)> =
         std::collections::VecDeque::with_capacity(REPLAY_AHEAD + 1);
     let mut apply = |state: &mut State, lsn: Lsn, rec: LogRecord| {
-        // Each record is decided by the rules it was written under.
-        state.apply_under(
+        // Each record is decided by the rules it was written under, as its caller.
+        state.apply_logged(
             &rec.request,
+            rec.caller,
             rec.now,
             svault_core::record::rules_of(rec.version),
             &mut events,
@@ -220,7 +221,7 @@ pub fn replay_wal_with_progress(
                 return Err(RecoveryError::Stop);
             }
         }
-        state.prefetch(&rec.request);
+        state.prefetch(&rec.request, rec.caller);
         ahead.push_back((lsn, rec));
         if ahead.len() > REPLAY_AHEAD {
             if let Some((lsn, rec)) = ahead.pop_front() {

@@ -18,16 +18,16 @@ pub fn shard_of(card: CardId, shards: usize) -> usize {
 pub enum Route {
     /// The one shard owning the card.
     Shard(usize),
-    /// Every shard (program changes, reversals by key), replies merged.
+    /// Every shard (program changes), replies merged.
     Broadcast,
 }
 
-/// Routes a mutating command: by card; by the card inside a `TxnId` for capture, void and refund;
-/// program upserts and reversals go everywhere (a reversal names only a key, and the key lives
-/// with the card of the request it reverses, which the router cannot know).
+/// Routes a mutating command: by card (a reversal names the card of the request it reverses,
+/// whose key lives in that card's shard); by the card inside a `TxnId` for capture, void and
+/// refund; program upserts go everywhere (every shard replays alone).
 pub fn route(command: &Command, shards: usize) -> Route {
     let card = match command {
-        Command::UpsertProgram(_) | Command::Reversal { .. } => return Route::Broadcast,
+        Command::UpsertProgram(_) => return Route::Broadcast,
         Command::Tick => return Route::Shard(0),
         Command::OpenCard { card_id, .. }
         | Command::TopUp { card_id, .. }
@@ -38,7 +38,8 @@ pub fn route(command: &Command, shards: usize) -> Route {
         | Command::Grant { card_id, .. }
         | Command::Freeze { card_id }
         | Command::Unfreeze { card_id }
-        | Command::Close { card_id } => *card_id,
+        | Command::Close { card_id }
+        | Command::Reversal { card_id, .. } => *card_id,
         Command::Capture { hold_id, .. } | Command::Void { hold_id } => hold_id.card,
         Command::Refund { txn_id, .. } => txn_id.card,
     };
@@ -129,8 +130,15 @@ mod tests {
         );
         assert_eq!(route(&Command::Freeze { card_id: card }, 4), want);
         assert_eq!(
-            route(&Command::Reversal { key: "k".into() }, 4),
-            Route::Broadcast
+            route(
+                &Command::Reversal {
+                    card_id: card,
+                    key: "k".into()
+                },
+                4
+            ),
+            want,
+            "a reversal goes to its card's shard only"
         );
     }
 }

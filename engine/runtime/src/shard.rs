@@ -27,14 +27,20 @@ use rkyv::util::AlignedVec;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use svault_core::command::{Command, Millis, Query, Request};
+use svault_core::command::{CallerId, Command, Millis, Query, Request};
 use svault_core::outcome::{Event, FloatTotals, Reply};
 use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
 use svault_core::state::{Frozen, QueryAnswer, State};
 use wal::{Lsn, Wal, WalError};
 
-/// Programs a caller may touch; `None` ⇒ all.
-pub(crate) type ScopeList = Option<Arc<[String]>>;
+/// Who sent a message and which programs they may touch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ScopeList {
+    /// Programs the caller may touch; `None` ⇒ all.
+    pub programs: Option<Arc<[String]>>,
+    /// The caller: its keys are its own (logged with each request).
+    pub caller: CallerId,
+}
 
 /// A closure run on the shard thread against its state (digest, verify, tests).
 pub(crate) type StateCall = Box<dyn FnOnce(&State) + Send>;
@@ -489,12 +495,12 @@ impl Shard {
                     requests += reqs.len() as u64;
                     self.replies.open_frame(reply, reqs.len());
                     for (_, r) in reqs.iter().take(PREFETCH_AHEAD) {
-                        self.state.prefetch(r);
+                        self.state.prefetch(r, scope.caller);
                     }
                     let mut reqs = reqs.into_iter();
                     while let Some((i, request)) = reqs.next() {
                         if let Some((_, r)) = reqs.as_slice().get(PREFETCH_AHEAD - 1) {
-                            self.state.prefetch(r);
+                            self.state.prefetch(r, scope.caller);
                         }
                         let (r, lsn) = self.exec(request, &scope, now);
                         self.replies.frame_answer(i, r, lsn);
@@ -543,10 +549,12 @@ impl Shard {
     /// Starts loading the state a message will touch (see `State::prefetch`).
     fn prefetch(&self, m: &Msg) {
         match m {
-            Msg::Submit { request, .. } => self.state.prefetch(request),
-            Msg::Batch { requests, .. } => {
+            Msg::Submit { request, scope, .. } => self.state.prefetch(request, scope.caller),
+            Msg::Batch {
+                requests, scope, ..
+            } => {
                 if let Some((_, r)) = requests.first() {
-                    self.state.prefetch(r);
+                    self.state.prefetch(r, scope.caller);
                 }
             }
             _ => {}
@@ -583,6 +591,7 @@ impl Shard {
         let rec = LogRecord {
             version: LOG_RECORD_VERSION,
             now,
+            caller: scope.caller,
             request,
         };
         if let Err(e) = record::encode_into(&rec, &mut self.buf) {
@@ -602,8 +611,9 @@ impl Shard {
         }
         self.uncommitted += 1;
         self.records_since_snapshot += 1;
-        Ok(self.state.apply_under(
+        Ok(self.state.apply_logged(
             &rec.request,
+            rec.caller,
             now,
             record::rules_of(rec.version),
             &mut self.events,
@@ -619,7 +629,7 @@ impl Shard {
         if let Some(reason) = &self.poisoned {
             return Err(SubmitError::Unavailable(reason.clone()));
         }
-        if let Some(list) = scope {
+        if let Some(list) = &scope.programs {
             let card = super::router::query_card(query);
             if let Some(p) = self.state.program_of(card) {
                 if !list.iter().any(|x| x == p) {
@@ -631,13 +641,15 @@ impl Shard {
     }
 
     /// Gateway scope: the card's program (OpenCard: the command's) must be listed. Unknown cards
-    /// pass (the state answers 404). Reversals name only a key and pass; ticks are internal.
+    /// pass (the state answers 404). Reversals are checked on their card like everything else;
+    /// ticks are internal.
     fn allowed(&self, scope: &ScopeList, command: &Command) -> bool {
-        let Some(list) = scope else { return true };
+        let Some(list) = &scope.programs else {
+            return true;
+        };
         let program: Option<&str> = match command {
             Command::OpenCard { program, .. } => Some(program),
             Command::UpsertProgram(p) => Some(&p.id),
-            Command::Reversal { .. } => return true,
             Command::Tick => return false,
             other => command_card(other).and_then(|c| self.state.program_of(c)),
         };
@@ -661,7 +673,7 @@ impl Shard {
                 idempotency_key: None,
                 command: Command::Tick,
             };
-            if let Err(e) = self.exec_inner(tick, &None, now) {
+            if let Err(e) = self.exec_inner(tick, &ScopeList::default(), now) {
                 tracing::warn!(shard = self.k, error = %e, "tick not logged");
             }
         }
@@ -895,9 +907,10 @@ pub(crate) fn command_card(command: &Command) -> Option<svault_core::command::Ca
         | Command::Grant { card_id, .. }
         | Command::Freeze { card_id }
         | Command::Unfreeze { card_id }
-        | Command::Close { card_id } => Some(*card_id),
+        | Command::Close { card_id }
+        | Command::Reversal { card_id, .. } => Some(*card_id),
         Command::Capture { hold_id, .. } | Command::Void { hold_id } => Some(hold_id.card),
         Command::Refund { txn_id, .. } => Some(txn_id.card),
-        Command::UpsertProgram(_) | Command::Reversal { .. } | Command::Tick => None,
+        Command::UpsertProgram(_) | Command::Tick => None,
     }
 }

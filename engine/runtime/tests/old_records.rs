@@ -2,9 +2,10 @@
 //! rules of its own version: the old ones decide as they did then, the new ones by SPEC today.
 
 use runtime::recovery::{replay_wal, Until};
-use svault_core::command::{CardId, Channel, Command, Millis, Query, Request};
+use svault_core::command::{CallerId, CardId, Channel, Command, Millis, Query, Request};
 use svault_core::money::Amount;
 use svault_core::program::Program;
+use svault_core::record::v2::{CommandV2, LogRecordV2, RequestV2};
 use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
 use svault_core::state::{QueryAnswer, State, StateConfig};
 use wal::{Lsn, Wal, WalOptions};
@@ -27,37 +28,53 @@ fn each_record_replays_under_the_rules_of_its_version() {
         ..WalOptions::default()
     };
     let (mut wal, _) = Wal::open(dir.path(), options).unwrap();
-    let commands = [
-        (2, Command::UpsertProgram(Program::demo())),
-        (
-            2,
-            Command::OpenCard {
-                card_id: CardId(1),
-                program: "demo".into(),
-                registered: true,
-                birthday: None,
-            },
-        ),
-        (2, top_up(10_000)), // 100.00 + 15.00 bonus
+    // Version-2 records, in the layout of their time (before callers were logged).
+    let old = [
+        CommandV2::UpsertProgram(Program::demo()),
+        CommandV2::OpenCard {
+            card_id: CardId(1),
+            program: "demo".into(),
+            registered: true,
+            birthday: None,
+        },
+        CommandV2::TopUp {
+            card_id: CardId(1),
+            amount: Amount(10_000),
+            channel: Channel::Cash,
+        }, // 100.00 + 15.00 bonus
         // Version 2 capped principal + bonus: 115 + 4890 > 5000 was declined. (SPEC today caps
         // principal only: 100 + 4890 would be approved.)
-        (2, top_up(489_000)),
-        // A record of today's version is decided by today's rules.
-        (LOG_RECORD_VERSION, top_up(1_000)),
+        CommandV2::TopUp {
+            card_id: CardId(1),
+            amount: Amount(489_000),
+            channel: Channel::Cash,
+        },
     ];
-    let mut buf = rkyv::util::AlignedVec::<16>::new();
-    for (i, (version, command)) in commands.into_iter().enumerate() {
-        let rec = LogRecord {
-            version,
+    for (i, command) in old.into_iter().enumerate() {
+        let rec = LogRecordV2 {
+            version: 2,
             now: Millis(T0 + i as i64),
-            request: Request {
+            request: RequestV2 {
                 idempotency_key: Some(format!("k{i}")),
                 command,
             },
         };
-        record::encode_into(&rec, &mut buf).unwrap();
-        wal.append(&buf).unwrap();
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&rec).unwrap();
+        wal.append(&bytes).unwrap();
     }
+    // A record of today's version is decided by today's rules.
+    let mut buf = rkyv::util::AlignedVec::<16>::new();
+    let rec = LogRecord {
+        version: LOG_RECORD_VERSION,
+        now: Millis(T0 + 4),
+        caller: CallerId::DEFAULT,
+        request: Request {
+            idempotency_key: Some("k4".into()),
+            command: top_up(1_000),
+        },
+    };
+    record::encode_into(&rec, &mut buf).unwrap();
+    wal.append(&buf).unwrap();
     wal.commit().unwrap();
 
     let mut state = State::new(StateConfig::default());

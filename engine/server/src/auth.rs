@@ -15,6 +15,7 @@ use runtime::Scope;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use svault_core::command::CallerId;
 
 /// What a key may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +30,18 @@ pub enum Role {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub role: Role,
+    /// Whose idempotency keys these are: the API key's id ([`CallerId::of_api_key`]), or the
+    /// one default caller when auth is off.
+    pub id: CallerId,
 }
 
 impl Caller {
-    /// The caller when auth is off (loopback only): full rights.
+    /// The caller when auth is off (loopback only): full rights, the one default caller.
     pub fn unrestricted() -> Caller {
-        Caller { role: Role::Admin }
+        Caller {
+            role: Role::Admin,
+            id: CallerId::DEFAULT,
+        }
     }
     /// `true` for admin keys (programs, grants, every program's cards).
     pub fn is_admin(&self) -> bool {
@@ -126,7 +133,11 @@ impl ApiKeys {
             if parts.next().is_some() {
                 return Err(err("trailing words"));
             }
-            if keys.insert(key.to_string(), Caller { role }).is_some() {
+            let caller = Caller {
+                role,
+                id: CallerId::of_api_key(key),
+            };
+            if keys.insert(key.to_string(), caller).is_some() {
                 return Err(err("duplicate key"));
             }
         }

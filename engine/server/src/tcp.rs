@@ -312,7 +312,7 @@ pub async fn serve_batch(
         }
     }
     if !batch.is_empty() {
-        let replies = engine.submit_batch(batch, &scope).await;
+        let replies = engine.submit_batch_as(batch, &scope, caller.id).await;
         for (i, reply) in slots.into_iter().zip(replies) {
             if let Some(a) = answers.get_mut(i) {
                 *a = answer_of(a.req_id, reply);

@@ -6,7 +6,8 @@
 //! turned into today's [`LogRecord`]; nothing writes them (but the tests, which pin their bytes).
 
 use crate::command::{
-    CardId, CashOutReason, Channel, Command, GrantReason, Method, Millis, MonthDay, Request, TxnId,
+    CallerId, CardId, CashOutReason, Channel, Command, GrantReason, Method, Millis, MonthDay,
+    Request, TxnId,
 };
 use crate::money::Amount;
 use crate::program::Program;
@@ -150,7 +151,10 @@ impl From<LogRecordV1> for LogRecord {
             V::Void { hold_id } => Command::Void { hold_id },
             V::Refund { txn_id, amount } => Command::Refund { txn_id, amount },
             V::CashOut { card_id, reason } => Command::CashOut { card_id, reason },
-            V::Reversal { key } => Command::Reversal { key },
+            V::Reversal { key } => Command::Reversal {
+                card_id: CardId(0),
+                key,
+            },
             V::RedeemPoints { card_id, points } => Command::RedeemPoints { card_id, points },
             V::Grant {
                 card_id,
@@ -173,6 +177,8 @@ impl From<LogRecordV1> for LogRecord {
             // (`rules_of`), and a version 1 record was written under the original ones.
             version: r.version,
             now: r.now,
+            // Keys were hashed alone then.
+            caller: CallerId::UNSCOPED,
             request: Request {
                 idempotency_key: r.request.idempotency_key,
                 command,

@@ -1,14 +1,21 @@
 //! Idempotency keys: the same key with the same request gets the first answer again.
 //!
+//! A key names one request of one caller on one card (SPEC): it is hashed together with the
+//! caller and the card (program changes: the caller and a program scope), so two gateways
+//! using `spend-1`, or one gateway using it on two cards, make separate requests, and no
+//! caller can see or reverse another's.
+//!
 //! Why compact: every mutating call carries a key and keys live 24 h, so a busy shard holds
 //! millions. A key is stored as its 128-bit xxh3 hash with a 64-bit fingerprint of the
-//! command and a compact answer that points into the card's history (the full reply is
-//! rebuilt from there). Rare answers that cannot be rebuilt that way (reversals, program
+//! command, a compact answer that points into the card's history (the reply is rebuilt from
+//! there) and the card as the answer showed it ([`ShownCard`], so a replay repeats the first
+//! answer byte for byte). Rare answers that cannot be rebuilt that way (reversals, program
 //! changes, `400`s) are kept whole in a side table. Keys expire in arrival order (batch time
 //! never decreases), so a FIFO gives O(1) expiry; a hard cap evicts the oldest beyond it.
 
-use crate::command::{CardId, Command, Request};
-use crate::outcome::{DeclineCode, NotFoundKind, Outcome, Rejection};
+use crate::command::{CallerId, CardId, Command, Request};
+use crate::money::Amount;
+use crate::outcome::{CardStatus, DeclineCode, NotFoundKind, Outcome, Rejection};
 use std::collections::{HashMap, VecDeque};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
@@ -29,6 +36,42 @@ pub(crate) enum Stored {
 
 /// Flag: the request was reversed; later requests with the key are declined `reversed`.
 pub(crate) const K_REVERSED: u8 = 1;
+/// Flag: `shown` holds the card as the answer showed it (else the answer showed no card).
+pub(crate) const K_SHOWN: u8 = 2;
+
+/// `ShownCard::tier` below the first tier.
+pub(crate) const NO_TIER: u8 = u8::MAX;
+
+/// The card as an answer showed it: every figure of the card view that can change later, so
+/// a replay shows the card as it was then. `available` is derived; the program never changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct ShownCard {
+    pub principal: Amount,
+    pub bonus: Amount,
+    pub held: Amount,
+    pub points: u64,
+    pub paid_in: Amount,
+    pub bonus_given: Amount,
+    pub consumed: Amount,
+    pub status: CardStatus,
+    /// Index of the tier in the program's tier list ([`NO_TIER`] below the first).
+    pub tier: u8,
+}
+
+impl ShownCard {
+    /// Nothing shown (an answer without a card).
+    pub const NONE: ShownCard = ShownCard {
+        principal: Amount::ZERO,
+        bonus: Amount::ZERO,
+        held: Amount::ZERO,
+        points: 0,
+        paid_in: Amount::ZERO,
+        bonus_given: Amount::ZERO,
+        consumed: Amount::ZERO,
+        status: CardStatus::Active,
+        tier: NO_TIER,
+    };
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct KeyEntry {
@@ -42,13 +85,63 @@ pub(crate) struct KeyEntry {
     /// `DeclineCode` or `NotFoundKind` as u8, by `stored`.
     pub code: u8,
     pub flags: u8,
+    /// The card as the answer showed it (with [`K_SHOWN`]).
+    pub shown: ShownCard,
 }
 
-const _: () = assert!(std::mem::size_of::<KeyEntry>() == 32);
+const _: () = assert!(std::mem::size_of::<KeyEntry>() == 96);
 
-/// 128-bit hash of an idempotency key.
-pub(crate) fn key_hash(key: &str) -> u128 {
-    xxh3_128(key.as_bytes())
+/// A key entry of snapshot version 1 (before answers remembered the card they showed); such
+/// keys were hashed alone ([`CallerId::UNSCOPED`]) and replay with the card as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct KeyEntryV1 {
+    pub fingerprint: u64,
+    pub card: CardId,
+    pub at: i64,
+    pub seq: u32,
+    pub stored: Stored,
+    pub code: u8,
+    pub flags: u8,
+}
+
+impl From<KeyEntryV1> for KeyEntry {
+    fn from(e: KeyEntryV1) -> KeyEntry {
+        KeyEntry {
+            fingerprint: e.fingerprint,
+            card: e.card,
+            at: e.at,
+            seq: e.seq,
+            stored: e.stored,
+            code: e.code,
+            flags: e.flags & K_REVERSED,
+            shown: ShownCard::NONE,
+        }
+    }
+}
+
+/// The 128-bit hash a key is remembered under: the key in its caller's namespace, on its card
+/// (or in the program scope for program changes). Version-2 log records
+/// ([`CallerId::UNSCOPED`]) hash the key alone, as it was hashed when they were written.
+/// `card` is the card of the request's command (`None`: a program change).
+pub(crate) fn key_hash(caller: CallerId, card: Option<CardId>, key: &str) -> u128 {
+    if caller == CallerId::UNSCOPED {
+        return xxh3_128(key.as_bytes());
+    }
+    let (scope, card) = match card {
+        Some(c) => (1u8, c.0),
+        None => (2u8, 0),
+    };
+    let mut buf = [0u8; 17 + 128];
+    let head = [&[scope][..], &caller.0.to_le_bytes(), &card.to_le_bytes()].concat();
+    match buf.get_mut(..17 + key.len()) {
+        Some(dst) => {
+            let (h, k) = dst.split_at_mut(17);
+            h.copy_from_slice(&head);
+            k.copy_from_slice(key.as_bytes());
+            xxh3_128(dst)
+        }
+        None => xxh3_128(&[&head[..], key.as_bytes()].concat()),
+    }
 }
 
 /// Collects the bytes of a fingerprint on the stack (spilling to the heap only for long store
@@ -178,9 +271,10 @@ pub(crate) fn fingerprint(cmd: &Command) -> u64 {
             h.update(&[8, *reason as u8]);
             u64s(&mut h, &[card_id.0]);
         }
-        Command::Reversal { key } => {
+        Command::Reversal { card_id, key } => {
             h.update(&[9]);
-            h.update(&key_hash(key).to_le_bytes());
+            u64s(&mut h, &[card_id.0, key.len() as u64]);
+            h.update(key.as_bytes());
         }
         Command::RedeemPoints { card_id, points } => {
             h.update(&[10]);
@@ -237,10 +331,11 @@ pub(crate) fn command_card(cmd: &Command) -> Option<CardId> {
         | Command::Grant { card_id, .. }
         | Command::Freeze { card_id }
         | Command::Unfreeze { card_id }
-        | Command::Close { card_id } => Some(*card_id),
+        | Command::Close { card_id }
+        | Command::Reversal { card_id, .. } => Some(*card_id),
         Command::Capture { hold_id, .. } | Command::Void { hold_id } => Some(hold_id.card),
         Command::Refund { txn_id, .. } => Some(txn_id.card),
-        Command::UpsertProgram(_) | Command::Reversal { .. } | Command::Tick => None,
+        Command::UpsertProgram(_) | Command::Tick => None,
     }
 }
 
@@ -260,6 +355,7 @@ mod tests {
             stored: Stored::Declined,
             code: 0,
             flags: 0,
+            shown: ShownCard::NONE,
         }
     }
 

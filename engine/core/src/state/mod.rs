@@ -49,14 +49,16 @@
 //!   top-ups in full (min(principal, their sum)), forfeits all bonus; the card stays active if
 //!   older principal remains, and is closed otherwise.
 //! - **Close** needs no principal and no holds (cash out first); remaining bonus is forfeited.
-//! - **Reversal** (by idempotency key, broadcast): see `reversal`.
+//! - **Reversal** (of the caller's own request, by idempotency key, on one card): see `reversal`.
 //! - **Events**: low balance when any approved operation (or an expiry in a tick) takes
 //!   `available` from at/above the threshold to below it, once per crossing; bonus expiring
 //!   once per lot; anomalies: velocity breach (on a
 //!   per-minute decline), quick cash-out (within 10 minutes of a top-up), repeated declines
 //!   (the third decline in a row on a card).
-//! - **Idempotent replays** return the stored decision, transaction id and amounts; the card
-//!   view in a replayed answer is the card as it is now.
+//! - **Idempotent replays** return the first answer again: the stored decision, transaction
+//!   id and amounts, and the card as that answer showed it (a key remembers the card's figures;
+//!   a tier is shown by its place in the program's tier list, so a program change that renames
+//!   tiers renames them in replays too). Keys are namespaced by caller and card.
 //!
 //! What an [`Approval`] carries, by kind (all amounts in minor units):
 //! - top-up: `amount` = `principal` = money credited, `bonus` = `bonus_granted` = ladder bonus;
@@ -88,7 +90,7 @@ mod snapshot;
 mod tick;
 mod timers;
 
-use crate::command::{CardId, Command, Millis, Query, Request, TxnId};
+use crate::command::{CallerId, CardId, Command, Millis, Query, Request, TxnId};
 use crate::money::Amount;
 use crate::outcome::{
     Approval, CardStatus, CardView, DeclineCode, Event, EventKind, FloatTotals, NotFoundKind,
@@ -97,7 +99,7 @@ use crate::outcome::{
 use crate::program::Program;
 use card::Card;
 use history::TxnEntry;
-use idempotency::{KeyEntry, KeyTable, Stored, K_REVERSED};
+use idempotency::{KeyEntry, KeyTable, ShownCard, Stored, K_REVERSED, K_SHOWN};
 use std::collections::HashMap;
 use std::sync::Arc;
 use timers::Timers;
@@ -316,16 +318,41 @@ impl State {
         }
     }
 
-    /// Applies one request at batch time `now` under the current rules. Events produced are
-    /// appended to `events`.
+    /// Applies one request of the default caller at batch time `now` under the current rules.
+    /// Events produced are appended to `events`.
     pub fn apply(&mut self, request: &Request, now: Millis, events: &mut Vec<Event>) -> Reply {
-        self.apply_under(request, now, Rules::Current, events)
+        self.apply_logged(request, CallerId::DEFAULT, now, Rules::Current, events)
     }
 
-    /// Applies one request under `rules`: the rules its log record was written under.
+    /// Applies one request of the default caller under `rules`.
     pub fn apply_under(
         &mut self,
         request: &Request,
+        now: Millis,
+        rules: Rules,
+        events: &mut Vec<Event>,
+    ) -> Reply {
+        self.apply_logged(request, CallerId::DEFAULT, now, rules, events)
+    }
+
+    /// Applies one request of `caller` under the current rules.
+    pub fn apply_as(
+        &mut self,
+        request: &Request,
+        caller: CallerId,
+        now: Millis,
+        events: &mut Vec<Event>,
+    ) -> Reply {
+        self.apply_logged(request, caller, now, Rules::Current, events)
+    }
+
+    /// Applies one request as its log record says: of `caller` (its idempotency key is looked
+    /// up in the caller's namespace on the request's card), under `rules` (the rules the record
+    /// was written under), at batch time `now`. Events produced are appended to `events`.
+    pub fn apply_logged(
+        &mut self,
+        request: &Request,
+        caller: CallerId,
         now: Millis,
         rules: Rules,
         events: &mut Vec<Event>,
@@ -335,7 +362,7 @@ impl State {
         let now = Millis(self.clock);
         let Some(key) = request.idempotency_key.as_deref() else {
             return Reply {
-                outcome: self.execute(&request.command, now, events),
+                outcome: self.execute(&request.command, caller, now, events),
                 replayed: false,
             };
         };
@@ -344,16 +371,18 @@ impl State {
             self.config.idempotency_ttl_ms,
             self.config.idempotency_keys_max,
         );
-        let kh = idempotency::key_hash(key);
+        let scope = idempotency::command_card(&request.command);
+        let kh = idempotency::key_hash(caller, scope, key);
         let fp = idempotency::fingerprint(&request.command);
+        let card = scope.unwrap_or(CardId(0));
         if let Some(e) = self.keys.get(&kh) {
             if e.stored == Stored::ReversedEarly {
                 // A reversal got here first: the request is declined and never applied.
-                let card = idempotency::command_card(&request.command).unwrap_or(CardId(0));
                 let outcome = Outcome::Declined {
                     code: DeclineCode::Reversed,
                     card: self.view_of(card),
                 };
+                let (flags, shown) = self.shown_of(card);
                 self.keys.insert(
                     kh,
                     KeyEntry {
@@ -361,6 +390,8 @@ impl State {
                         card,
                         stored: Stored::Declined,
                         code: DeclineCode::Reversed as u8,
+                        flags: (e.flags & !K_SHOWN) | flags,
+                        shown,
                         ..e
                     },
                     None,
@@ -381,14 +412,18 @@ impl State {
                 replayed: true,
             };
         }
-        let mut outcome = self.execute(&request.command, now, events);
+        let mut outcome = self.execute(&request.command, caller, now, events);
         if self.rules == Rules::Original {
             // Reversal answers are kept whole (side table, snapshot, digest): keep them in the
             // form the original rules gave them, so an old log replays to the same digest.
             original_form(&mut outcome);
         }
         let (stored, seq, code, side) = idempotency::compact(request, &outcome);
-        let card = idempotency::command_card(&request.command).unwrap_or(CardId(0));
+        let (flags, shown) = match &outcome {
+            Outcome::Approved(a) if a.card.is_some() => self.shown_of(card),
+            Outcome::Declined { card: Some(_), .. } => self.shown_of(card),
+            _ => (0, ShownCard::NONE),
+        };
         let entry = KeyEntry {
             fingerprint: fp,
             card,
@@ -396,8 +431,13 @@ impl State {
             seq,
             stored,
             code,
-            flags: 0,
+            flags,
+            shown,
         };
+        debug_assert!(
+            side.is_some() || self.stored_outcome_of(&entry, None) == outcome,
+            "a replay must repeat the first answer: {outcome:?}"
+        );
         self.keys.insert(kh, entry, side);
         Reply {
             outcome,
@@ -405,13 +445,69 @@ impl State {
         }
     }
 
-    /// Rebuilds the answer stored for a key. The decision, transaction id and amounts are the
-    /// stored ones; the card view is the card as it is now.
+    /// The card `id` as an answer shows it now, for a key entry: `(K_SHOWN, figures)`, or
+    /// `(0, NONE)` when there is no such card.
+    fn shown_of(&self, id: CardId) -> (u8, ShownCard) {
+        let Some(c) = self.card(id) else {
+            return (0, ShownCard::NONE);
+        };
+        let p = self.program_at(c.program);
+        let tier = p
+            .tiers
+            .iter()
+            .rposition(|t| c.paid_in >= t.lifetime_top_up)
+            .and_then(|i| u8::try_from(i).ok())
+            .unwrap_or(idempotency::NO_TIER);
+        let shown = ShownCard {
+            principal: c.principal,
+            bonus: c.bonus,
+            held: c.held,
+            points: c.points,
+            paid_in: c.paid_in,
+            bonus_given: c.bonus_given,
+            consumed: c.consumed,
+            status: c.status,
+            tier,
+        };
+        (K_SHOWN, shown)
+    }
+
+    /// The card view a key entry remembers (`None` when its answer showed no card). Entries
+    /// restored without one show the card as it is now.
+    fn shown_view(&self, e: &KeyEntry) -> Option<CardView> {
+        let c = self.card(e.card)?;
+        if e.flags & K_SHOWN == 0 {
+            return Some(self.view(c));
+        }
+        let s = &e.shown;
+        let slot = &self.programs[c.program as usize];
+        Some(CardView {
+            card_id: c.id,
+            program: slot.names.id.clone(),
+            currency: slot.program.currency,
+            principal: s.principal,
+            bonus: s.bonus,
+            held: s.held,
+            available: s.principal + s.bonus - s.held,
+            points: s.points,
+            tier: slot.names.tiers.get(usize::from(s.tier)).cloned(),
+            status: s.status,
+            paid_in: s.paid_in,
+            bonus_given: s.bonus_given,
+            consumed: s.consumed,
+        })
+    }
+
+    /// Rebuilds the answer stored for a key: the first answer again, the card as it was then.
     fn stored_outcome(&self, kh: u128, e: &KeyEntry) -> Outcome {
+        self.stored_outcome_of(e, self.keys.side.get(&kh))
+    }
+
+    fn stored_outcome_of(&self, e: &KeyEntry, side: Option<&Outcome>) -> Outcome {
         if e.flags & K_REVERSED != 0 {
             return Outcome::Declined {
                 code: DeclineCode::Reversed,
-                card: self.view_of(e.card),
+                card: self.shown_view(e),
             };
         }
         match e.stored {
@@ -422,7 +518,11 @@ impl State {
                     });
                 };
                 match card.entry(e.seq) {
-                    Some(entry) => Outcome::Approved(Box::new(self.approval(card, e.seq, entry))),
+                    Some(entry) => {
+                        let mut a = self.approval(card, e.seq, entry);
+                        a.card = self.shown_view(e);
+                        Outcome::Approved(Box::new(a))
+                    }
                     // Trimmed history (only past the key TTL): answer with what is left.
                     None => Outcome::Rejected(Rejection::NotFound {
                         what: NotFoundKind::Txn,
@@ -431,16 +531,13 @@ impl State {
             }
             Stored::Declined => Outcome::Declined {
                 code: idempotency::decline_from_u8(e.code),
-                card: self.view_of(e.card),
+                card: self.shown_view(e),
             },
             Stored::NotFound => Outcome::Rejected(Rejection::NotFound {
                 what: idempotency::not_found_from_u8(e.code),
             }),
             Stored::CardExists => Outcome::Rejected(Rejection::CardExists),
-            Stored::Side => self
-                .keys
-                .side
-                .get(&kh)
+            Stored::Side => side
                 .cloned()
                 .unwrap_or(Outcome::Rejected(Rejection::NotFound {
                     what: NotFoundKind::IdempotencyKey,
@@ -452,7 +549,13 @@ impl State {
         }
     }
 
-    fn execute(&mut self, cmd: &Command, now: Millis, events: &mut Vec<Event>) -> Outcome {
+    fn execute(
+        &mut self,
+        cmd: &Command,
+        caller: CallerId,
+        now: Millis,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
         match cmd {
             Command::UpsertProgram(p) => self.upsert_program(p),
             Command::OpenCard {
@@ -461,7 +564,7 @@ impl State {
                 registered,
                 birthday,
             } => self.open_card(*card_id, program, *registered, *birthday, now),
-            Command::Reversal { key } => self.reversal(key, now, events),
+            Command::Reversal { card_id, key } => self.reversal(caller, *card_id, key, now, events),
             Command::Tick => self.tick(now, events),
             _ => {
                 let Some(card_id) = idempotency::command_card(cmd) else {
@@ -886,9 +989,10 @@ impl State {
     /// and the key's index bucket. Called a few requests ahead of `apply` over a batch, so the
     /// cache misses of several requests overlap instead of stalling one after another. A hint
     /// only: it changes nothing.
-    pub fn prefetch(&self, request: &Request) {
+    pub fn prefetch(&self, request: &Request, caller: CallerId) {
         if let Some(key) = request.idempotency_key.as_deref() {
-            self.keys.touch(&idempotency::key_hash(key));
+            let card = idempotency::command_card(&request.command);
+            self.keys.touch(&idempotency::key_hash(caller, card, key));
         }
         let Some(id) = idempotency::command_card(&request.command) else {
             return;
@@ -957,5 +1061,7 @@ pub enum StateError {
     InvalidSnapshot(String),
 }
 
+#[cfg(test)]
+mod scope_tests;
 #[cfg(test)]
 mod tests;

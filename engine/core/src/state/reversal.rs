@@ -1,7 +1,10 @@
-//! Gateway timeout reversals, by idempotency key.
+//! Gateway timeout reversals of the caller's own request, by idempotency key, on one card.
 //!
-//! The runtime broadcasts `Command::Reversal { key }` to every shard. In each shard:
-//! - the request with `key` was **approved here** ⇒ it is undone and the answer is
+//! `Command::Reversal { card_id, key }` goes to the card's shard. The key is looked up in the
+//! reversing caller's namespace on that card, so a caller can only ever reach its own request
+//! (another caller's request with the same key is a different key; reversing it changes nothing
+//! of theirs and tells nothing about it). Then:
+//! - the request with `key` was **approved** ⇒ it is undone and the answer is
 //!   `Approved { kind: Reversal, reversed_txn: Some(original) }` (the undo is a history entry of
 //!   its own): a top-up loses the principal and bonus it credited (declined
 //!   `insufficient_funds` if they are no longer all there, as after a spend); a spend or
@@ -10,43 +13,56 @@
 //!   is available; current rules); an active hold is voided; a refund,
 //!   redeem or grant is taken back (`insufficient_funds` / `insufficient_points` if gone);
 //!   freeze and unfreeze flip back. Opens, closes and cash-outs cannot be reversed (`400`).
-//! - it was **declined or refused here**, or **never seen** ⇒ nothing to undo:
+//! - it was **declined or refused**, or **never seen** ⇒ nothing to undo:
 //!   `Approved { reversed_txn: None }`.
 //!
 //! Either way the key is remembered as reversed: the request arriving later (or retried) is
 //! declined `reversed`. A second reversal of the same key changes nothing and (current rules)
 //! answers what the first did: the first reversal's transaction, rebuilt from its history
 //! entry.
+//!
+//! Reversals logged before records named their caller (log versions 2 and 3) were broadcast and
+//! name no card (card 0, caller [`CallerId::UNSCOPED`]): they find the key wherever this shard
+//! had it, as they did then.
 
 use super::history::{
     TxnEntry, F_REVERSED, HOLD_ACTIVE, HOLD_CAPTURED, HOLD_EXPIRED, HOLD_STATE_MASK, HOLD_VOIDED,
 };
-use super::idempotency::{key_hash, KeyEntry, Stored, K_REVERSED};
+use super::idempotency::{key_hash, KeyEntry, ShownCard, Stored, K_REVERSED, K_SHOWN};
 use super::marketing;
 use super::ops::{Growth, Parts};
 use super::timers::{Timer, T_HOLD};
 use super::{invalid, not_found, Fail, Hold, Rules, State};
-use crate::command::{CardId, Millis, TxnId};
+use crate::command::{CallerId, CardId, Millis, TxnId};
 use crate::money::Amount;
 use crate::outcome::{Approval, CardStatus, DeclineCode, Event, NotFoundKind, Outcome, TxnKind};
 
 impl State {
-    pub(crate) fn reversal(&mut self, key: &str, now: Millis, events: &mut Vec<Event>) -> Outcome {
+    pub(crate) fn reversal(
+        &mut self,
+        caller: CallerId,
+        card_id: CardId,
+        key: &str,
+        now: Millis,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
         self.keys.expire(
             now.0,
             self.config.idempotency_ttl_ms,
             self.config.idempotency_keys_max,
         );
-        let kh = key_hash(key);
+        // The reversed request's key: same caller, same card.
+        let kh = key_hash(caller, Some(card_id), key);
         let Some(e) = self.keys.get(&kh) else {
             let marker = KeyEntry {
                 fingerprint: 0,
-                card: CardId(0),
+                card: card_id,
                 at: now.0,
                 seq: 0,
                 stored: Stored::ReversedEarly,
                 code: 0,
                 flags: K_REVERSED,
+                shown: ShownCard::NONE,
             };
             self.keys.insert(kh, marker, None);
             return nothing_reversed(None);
@@ -65,6 +81,10 @@ impl State {
             });
             return nothing_reversed(was);
         }
+        debug_assert!(
+            caller == CallerId::UNSCOPED || e.card == card_id,
+            "a scoped key is found only on its own card"
+        );
         let Some(&slot) = self.card_index.get(&e.card.0) else {
             return nothing_reversed(None);
         };
@@ -72,7 +92,13 @@ impl State {
             st.parts(slot).undo(e.seq, now.0, ev)
         });
         if matches!(outcome, Outcome::Approved(_)) {
-            self.keys.update(&kh, |m| m.flags |= K_REVERSED);
+            // Later retries of the reversed request are declined `reversed`, showing the card
+            // as it was after the undo.
+            let (flags, shown) = self.shown_of(e.card);
+            self.keys.update(&kh, |m| {
+                m.flags = (m.flags & !K_SHOWN) | K_REVERSED | flags;
+                m.shown = shown;
+            });
         }
         outcome
     }

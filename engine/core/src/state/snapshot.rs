@@ -13,7 +13,7 @@
 //! identical to what `State::snapshot` would have produced at that instant.
 
 use super::card::Card;
-use super::idempotency::{FrozenKeys, KeyEntry, KeyTable, Stored};
+use super::idempotency::{FrozenKeys, KeyEntry, KeyEntryV1, KeyTable, Stored};
 use super::timers::{Timer, Timers};
 use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK};
 use crate::money::Amount;
@@ -23,7 +23,24 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Format version of [`State::snapshot`] bytes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// 2: key entries remember the card their answer showed (96 bytes instead of 32). Version-1
+///    snapshots still restore (their keys replay with the card as it is now).
+pub const SNAPSHOT_VERSION: u32 = 2;
+
+/// The snapshot form of version 1: the same but for the key entries. Only its archived form is
+/// read (and written by the test that pins it).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[allow(dead_code)]
+struct SnapV1<C> {
+    version: u32,
+    clock: i64,
+    programs: Vec<Program>,
+    cards: C,
+    holds: Vec<(u64, u32, Hold)>,
+    timers: Vec<Timer>,
+    keys: Vec<(u128, KeyEntryV1)>,
+    side: Vec<(u128, Outcome)>,
+}
 
 /// The snapshot form. `C` is the card list: `Vec<Card>` names the archived layout that restore
 /// reads, [`CardsRef`] writes the same layout straight from the chunked card table (no clone).
@@ -258,35 +275,59 @@ impl State {
             copy = a;
             &copy
         };
-        let arch = rkyv::access::<ArchivedSnap<Vec<Card>>, rkyv::rancor::Error>(buf)
-            .map_err(|e| bad(e.to_string()))?;
         let de = |e: rkyv::rancor::Error| bad(e.to_string());
-        let snap = SnapHead {
-            version: arch.version.to_native(),
-            clock: arch.clock.to_native(),
-            programs: arch
-                .programs
-                .iter()
-                .map(rkyv::deserialize::<Program, rkyv::rancor::Error>)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(de)?,
-            holds: rkyv::deserialize::<Vec<(u64, u32, Hold)>, rkyv::rancor::Error>(&arch.holds)
-                .map_err(de)?,
-            timers: rkyv::deserialize::<Vec<Timer>, rkyv::rancor::Error>(&arch.timers)
-                .map_err(de)?,
-            keys: rkyv::deserialize::<Vec<(u128, KeyEntry)>, rkyv::rancor::Error>(&arch.keys)
-                .map_err(de)?,
-            side: rkyv::deserialize::<Vec<(u128, Outcome)>, rkyv::rancor::Error>(&arch.side)
-                .map_err(de)?,
-        };
-        if snap.version != SNAPSHOT_VERSION {
-            return Err(bad(format!(
-                "version {} (expected {SNAPSHOT_VERSION})",
-                snap.version
-            )));
+        // The head of either layout, with its key entries in today's form.
+        macro_rules! head {
+            ($arch:expr, $entry:ty) => {
+                SnapHead {
+                    version: $arch.version.to_native(),
+                    clock: $arch.clock.to_native(),
+                    programs: $arch
+                        .programs
+                        .iter()
+                        .map(rkyv::deserialize::<Program, rkyv::rancor::Error>)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(de)?,
+                    holds: rkyv::deserialize::<Vec<(u64, u32, Hold)>, rkyv::rancor::Error>(
+                        &$arch.holds,
+                    )
+                    .map_err(de)?,
+                    timers: rkyv::deserialize::<Vec<Timer>, rkyv::rancor::Error>(&$arch.timers)
+                        .map_err(de)?,
+                    keys: rkyv::deserialize::<Vec<(u128, $entry)>, rkyv::rancor::Error>(
+                        &$arch.keys,
+                    )
+                    .map_err(de)?
+                    .into_iter()
+                    .map(|(k, e)| (k, KeyEntry::from(e)))
+                    .collect(),
+                    side: rkyv::deserialize::<Vec<(u128, Outcome)>, rkyv::rancor::Error>(
+                        &$arch.side,
+                    )
+                    .map_err(de)?,
+                }
+            };
         }
-        let cards = arch
-            .cards
+        let current = rkyv::access::<ArchivedSnap<Vec<Card>>, rkyv::rancor::Error>(buf);
+        let (snap, arch_cards) = match current {
+            Ok(arch) if arch.version.to_native() == SNAPSHOT_VERSION => {
+                (head!(arch, KeyEntry), &arch.cards)
+            }
+            other => match rkyv::access::<ArchivedSnapV1<Vec<Card>>, rkyv::rancor::Error>(buf) {
+                Ok(arch) if arch.version.to_native() == 1 => (head!(arch, KeyEntryV1), &arch.cards),
+                _ => {
+                    return Err(match other {
+                        Ok(arch) => bad(format!(
+                            "version {} (expected {SNAPSHOT_VERSION} or 1)",
+                            arch.version.to_native()
+                        )),
+                        Err(e) => bad(e.to_string()),
+                    })
+                }
+            },
+        };
+        debug_assert!(snap.version == SNAPSHOT_VERSION || snap.version == 1);
+        let cards = arch_cards
             .iter()
             .map(|c| rkyv::deserialize::<Card, rkyv::rancor::Error>(c).map_err(de));
         let mut st = State::new(config);
@@ -300,8 +341,8 @@ impl State {
             st.programs.push(ProgramSlot::new(p));
         }
         // Size the tables once: growing a multi-million-entry hash table rehashes it each time.
-        st.chunks.reserve((arch.cards.len()).div_ceil(CHUNK));
-        st.card_index.reserve(arch.cards.len());
+        st.chunks.reserve((arch_cards.len()).div_ceil(CHUNK));
+        st.card_index.reserve(arch_cards.len());
         for c in cards {
             let c = c?;
             if usize::from(c.program) >= st.programs.len() {
@@ -374,6 +415,83 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CallerId, CardId, Channel, Command, Millis, Request};
+    use crate::state::idempotency::K_REVERSED;
+
+    #[test]
+    fn a_version_1_snapshot_restores_and_its_keys_still_replay() {
+        // A state as the previous release built it: keys hashed alone (version-2 requests).
+        let mut st = State::new(StateConfig::default());
+        let mut ev = Vec::new();
+        let mut run = |st: &mut State, key: Option<&str>, command: Command| {
+            let r = Request {
+                idempotency_key: key.map(str::to_string),
+                command,
+            };
+            st.apply_as(&r, CallerId::UNSCOPED, Millis(1_704_081_600_000), &mut ev)
+        };
+        run(&mut st, None, Command::UpsertProgram(Program::demo()));
+        let open = Command::OpenCard {
+            card_id: CardId(5),
+            program: "demo".into(),
+            registered: true,
+            birthday: None,
+        };
+        run(&mut st, Some("o"), open);
+        let top_up = Command::TopUp {
+            card_id: CardId(5),
+            amount: crate::money::Amount(10_000),
+            channel: Channel::Cash,
+        };
+        let first = run(&mut st, Some("t"), top_up.clone());
+        // Its bytes in the version-1 layout (32-byte key entries).
+        let f = st.freeze();
+        let v1 = SnapV1 {
+            version: 1,
+            clock: f.clock,
+            programs: f.programs.clone(),
+            cards: CardsRef {
+                chunks: &f.chunks,
+                len: f.cards,
+            },
+            holds: Vec::new(),
+            timers: f.timers.sorted(),
+            keys: f
+                .keys
+                .entries()
+                .map(|&(k, e)| {
+                    let old = KeyEntryV1 {
+                        fingerprint: e.fingerprint,
+                        card: e.card,
+                        at: e.at,
+                        seq: e.seq,
+                        stored: e.stored,
+                        code: e.code,
+                        flags: e.flags & K_REVERSED,
+                    };
+                    (k, old)
+                })
+                .collect(),
+            side: Vec::new(),
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&v1).unwrap();
+        let mut restored = State::restore(&bytes, StateConfig::default()).unwrap();
+        assert_eq!(restored.key_count(), 2);
+        let again = run(&mut restored, Some("t"), top_up);
+        assert!(again.replayed);
+        assert_eq!(
+            again.outcome, first.outcome,
+            "the card has not changed since"
+        );
+        // And it is written back as version 2.
+        let v2 = State::restore(&restored.snapshot(), StateConfig::default()).unwrap();
+        assert_eq!(v2.digest(), restored.digest());
+    }
+}
+
 /// The snapshot layout `engine/core/FORMAT.md` documents, pinned: a change to any archived type the
 /// snapshot holds fails here, and is a `SNAPSHOT_VERSION` change.
 #[cfg(test)]
@@ -421,8 +539,13 @@ mod layout {
             (vec![0, 8, 16, 24], 32)
         );
         assert_eq!(
-            layout!(A<KeyEntry>; fingerprint, card, at, seq, stored, code, flags),
-            (vec![0, 8, 16, 24, 28, 29, 30], 32)
+            layout!(A<KeyEntry>; fingerprint, card, at, seq, stored, code, flags, shown),
+            (vec![0, 8, 16, 24, 28, 29, 30, 32], 96)
+        );
+        assert_eq!(
+            layout!(A<crate::state::idempotency::ShownCard>; principal, bonus, held, points, paid_in, bonus_given, consumed,
+                status, tier),
+            (vec![0, 8, 16, 24, 32, 40, 48, 56, 57], 64)
         );
         assert_eq!(layout!(A<Hold>; amount, expires_at), (vec![0, 8], 16));
         assert_eq!((size_of::<A<Lots>>(), size_of::<A<Lot>>()), (32, 16));
@@ -434,7 +557,7 @@ mod layout {
                 size_of::<A<Program>>(),
                 size_of::<A<Outcome>>()
             ),
-            (32, 48, 160, 240, 144)
+            (32, 112, 160, 240, 144)
         );
     }
 
@@ -497,7 +620,7 @@ mod layout {
         let got = (bytes.len(), xxhash_rust::xxh3::xxh3_64(&bytes));
         assert_eq!(
             got,
-            (1552, 0xa3927b74a3176c32),
+            (1872, 0x74c68e8bff1743c6),
             "the snapshot of a fixed state changed: either the layout (a SNAPSHOT_VERSION change: \
              update engine/core/FORMAT.md) or what the operations store; update this pin on purpose"
         );

@@ -336,8 +336,14 @@ fn every_decline_code() {
         points: 1_000_000,
     }));
     assert!(
-        t.keyed("r1", Command::Reversal { key: "k1".into() })
-            .outcome
+        t.keyed(
+            "r1",
+            Command::Reversal {
+                card_id: c,
+                key: "k1".into()
+            }
+        )
+        .outcome
             != Outcome::Rejected(Rejection::IdempotencyKeyReused)
     );
     seen.insert(declined(t.keyed("k1", top(c, y(1))).outcome));
@@ -641,6 +647,7 @@ fn reversal_after_the_original_undoes_it() {
         t.keyed(
             "rev-1",
             Command::Reversal {
+                card_id: c,
                 key: "k-top".into(),
             },
         )
@@ -674,6 +681,7 @@ fn reversal_after_the_original_undoes_it() {
         t.keyed(
             "rev-2",
             Command::Reversal {
+                card_id: c,
                 key: "k-spend".into(),
             },
         )
@@ -689,8 +697,14 @@ fn reversal_before_the_original_declines_it() {
     let mut t = T::new();
     let c = t.open(1);
     let r = approved(
-        t.keyed("rev", Command::Reversal { key: "late".into() })
-            .outcome,
+        t.keyed(
+            "rev",
+            Command::Reversal {
+                card_id: c,
+                key: "late".into(),
+            },
+        )
+        .outcome,
     );
     assert_eq!((r.reversed_txn, r.card), (None, None));
     let o = t.keyed(
@@ -728,7 +742,13 @@ fn reversal_before_the_original_declines_it() {
         },
     );
     approved(t.spend(c, y(100)));
-    let o = t.keyed("rev2", Command::Reversal { key: "t2".into() });
+    let o = t.keyed(
+        "rev2",
+        Command::Reversal {
+            card_id: c,
+            key: "t2".into(),
+        },
+    );
     assert_eq!(declined(o.outcome), DeclineCode::InsufficientFunds);
 }
 
@@ -748,7 +768,10 @@ fn reversal_of_a_hold_voids_it() {
         },
     );
     let h = approved(h.outcome);
-    let r = approved(t.run(Command::Reversal { key: "kh".into() }));
+    let r = approved(t.run(Command::Reversal {
+        card_id: c,
+        key: "kh".into(),
+    }));
     assert_eq!((r.released, r.reversed_txn), (y(30), h.txn_id));
     assert_eq!(t.view(c).held, Amount::ZERO);
 }
@@ -983,7 +1006,13 @@ fn snapshot_restore_keeps_the_digest_and_behaviour() {
         },
     );
     approved(t.hold(c, y(10), 60));
-    t.keyed("rev", Command::Reversal { key: "zzz".into() });
+    t.keyed(
+        "rev",
+        Command::Reversal {
+            card_id: c,
+            key: "zzz".into(),
+        },
+    );
     let bytes = t.st.snapshot();
     // The streamed digest is the hash of the snapshot bytes.
     assert_eq!(t.st.digest(), xxhash_rust::xxh3::xxh3_64(&bytes));

@@ -6,7 +6,7 @@
 use super::error::ApiError;
 use serde::{Deserialize, Deserializer};
 use svault_core::command::{
-    CardId, CashOutReason, Channel, Command, GrantReason, Method, MonthDay, TxnId,
+    CallerId, CardId, CashOutReason, Channel, Command, GrantReason, Method, MonthDay, TxnId,
 };
 use svault_core::money::{Amount, Currency};
 use utoipa::ToSchema;
@@ -67,10 +67,17 @@ pub fn check_program_id(field: &str, id: &str) -> Result<(), ApiError> {
     svault_core::rules::check_program_id(id).map_err(|reason| ApiError::invalid(field, reason))
 }
 
-/// Derives a card id from the open request's idempotency key, so a retry lands on the same
-/// card (and shard): 16 digits from xxh3 of the key, the first digit non-zero.
-pub fn card_id_from_key(key: &str) -> CardId {
-    let h = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+/// Derives a card id from the open request's caller and idempotency key, so a retry lands on
+/// the same card (and shard) and two callers' equal keys open two cards: 16 digits from xxh3
+/// of the key (prefixed by the caller's id unless it is the default caller), the first digit
+/// non-zero.
+pub fn card_id_from_key(caller: CallerId, key: &str) -> CardId {
+    let h = if caller == CallerId::DEFAULT {
+        xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+    } else {
+        let scoped = [&caller.0.to_le_bytes()[..], key.as_bytes()].concat();
+        xxhash_rust::xxh3::xxh3_64(&scoped)
+    };
     const LOW: u64 = 1_000_000_000_000_000; // 10^15: 16 digits
     CardId(LOW + h % (9 * LOW))
 }
@@ -96,12 +103,13 @@ pub struct OpenCardBody {
 }
 
 impl OpenCardBody {
-    pub fn into_command(self, key: &str) -> Result<Command, ApiError> {
+    pub fn into_command(self, caller: CallerId, key: &str) -> Result<Command, ApiError> {
         check_program_id("program", &self.program)?;
         let card_id = match self.card_id {
-            Some(text) => CardId::parse(&text)
-                .ok_or_else(|| ApiError::invalid("card_id", "a card id is 1-19 digits"))?,
-            None => card_id_from_key(key),
+            Some(text) => CardId::parse(&text).ok_or_else(|| {
+                ApiError::invalid("card_id", "a card id is 1-19 digits, no leading zero")
+            })?,
+            None => card_id_from_key(caller, key),
         };
         let birthday = self.birthday.as_deref().map(parse_birthday).transpose()?;
         Ok(Command::OpenCard {
@@ -294,20 +302,21 @@ impl CashOutBody {
     }
 }
 
-/// `POST /v1/reversals`.
+/// `POST /v1/cards/{id}/reversals`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReversalBody {
-    /// The Idempotency-Key of the request to undo.
+    /// The Idempotency-Key of the caller's own request on this card to undo.
     #[schema(example = "spend-42")]
     pub idempotency_key: String,
 }
 
 impl ReversalBody {
-    pub fn into_command(self) -> Result<Command, ApiError> {
+    pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         super::extract::check_idempotency_key(&self.idempotency_key)
             .map_err(|m| ApiError::invalid("idempotency_key", m))?;
         Ok(Command::Reversal {
+            card_id,
             key: self.idempotency_key,
         })
     }
@@ -482,11 +491,11 @@ mod tests {
     #[test]
     fn open_card_derives_a_stable_id_from_the_key() {
         let a = cmd::<OpenCardBody>(r#"{"program":"demo","registered":true}"#, |b| {
-            b.into_command("k-1")
+            b.into_command(CallerId::DEFAULT, "k-1")
         })
         .unwrap();
         let b = cmd::<OpenCardBody>(r#"{"program":"demo","registered":true}"#, |b| {
-            b.into_command("k-1")
+            b.into_command(CallerId::DEFAULT, "k-1")
         })
         .unwrap();
         assert_eq!(a, b);
@@ -494,32 +503,32 @@ mod tests {
             panic!("not an open")
         };
         assert_eq!(card_id.to_string().len(), 16);
-        assert_ne!(card_id, card_id_from_key("k-2"));
+        assert_ne!(card_id, card_id_from_key(CallerId::DEFAULT, "k-2"));
         assert_eq!(
             cmd::<OpenCardBody>(
                 r#"{"program":"demo","registered":true,"card_id":"12345678901234567890"}"#,
-                |b| b.into_command("k")
+                |b| b.into_command(CallerId::DEFAULT, "k")
             ),
             Err(("invalid_request".into(), "card_id".into()))
         );
         assert_eq!(
             cmd::<OpenCardBody>(
                 r#"{"program":"demo","registered":true,"card_id":123}"#,
-                |b| b.into_command("k")
+                |b| b.into_command(CallerId::DEFAULT, "k")
             ),
             Err(("invalid_request".into(), "card_id".into()))
         );
         assert_eq!(
             cmd::<OpenCardBody>(
                 r#"{"program":"demo","registered":true,"birthday":"02-30"}"#,
-                |b| b.into_command("k")
+                |b| b.into_command(CallerId::DEFAULT, "k")
             ),
             Err(("invalid_request".into(), "birthday".into()))
         );
         assert!(matches!(
             cmd::<OpenCardBody>(
                 r#"{"program":"demo","registered":false,"birthday":"1990-07-14","card_id":"7"}"#,
-                |b| b.into_command("k")
+                |b| b.into_command(CallerId::DEFAULT, "k")
             ),
             Ok(Command::OpenCard {
                 card_id: CardId(7),
@@ -555,7 +564,7 @@ mod tests {
             Err(("invalid_request".into(), "points".into()))
         );
         assert_eq!(
-            cmd::<ReversalBody>(r#"{"idempotency_key":""}"#, |b| b.into_command()),
+            cmd::<ReversalBody>(r#"{"idempotency_key":""}"#, |b| b.into_command(C)),
             Err(("invalid_request".into(), "idempotency_key".into()))
         );
     }

@@ -138,8 +138,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 impl PathId {
     /// The path's card id (1–19 digits) or `400 invalid_request` naming `card_id`.
     pub fn card(&self) -> Result<CardId, ApiError> {
-        CardId::parse(&self.0)
-            .ok_or_else(|| ApiError::invalid("card_id", "a card id is 1-19 digits"))
+        CardId::parse(&self.0).ok_or_else(|| {
+            ApiError::invalid("card_id", "a card id is 1-19 digits, no leading zero")
+        })
     }
     /// The path's hold id (`{card}-{seq}`) or `400 invalid_request` naming `hold_id`.
     pub fn hold(&self) -> Result<svault_core::command::TxnId, ApiError> {

@@ -71,7 +71,11 @@ async fn submit(app: &AppState, caller: &Caller, key: String, command: Command) 
         idempotency_key: Some(key),
         command,
     };
-    match app.engine.submit(request, &caller.scope()).await {
+    match app
+        .engine
+        .submit_as(request, &caller.scope(), caller.id)
+        .await
+    {
         Ok(reply) => reply_response(reply, |c| app.metrics.decline(c)),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -103,7 +107,10 @@ pub async fn upsert_program(
         idempotency_key: Some(key),
         command: Command::UpsertProgram(program),
     };
-    let reply = app.engine.submit(request, &caller.scope()).await?;
+    let reply = app
+        .engine
+        .submit_as(request, &caller.scope(), caller.id)
+        .await?;
     Ok(match reply.outcome {
         Outcome::Approved(a) => {
             let mut body = ApprovedBody::from_approval(&a);
@@ -134,7 +141,7 @@ pub async fn open_card(
             "this key may not open cards of this program",
         ));
     }
-    let cmd = body.into_command(&key)?;
+    let cmd = body.into_command(caller.id, &key)?;
     Ok(submit(&app, &caller, key, cmd).await)
 }
 
@@ -264,17 +271,20 @@ pub async fn cash_out(
     Ok(submit(&app, &caller, key, cmd).await)
 }
 
-/// Gateway timeout reversal of the request that carried `idempotency_key`.
-#[utoipa::path(post, path = "/v1/reversals", tag = "cards",
-    params(("Idempotency-Key" = String, Header)),
+/// Gateway timeout reversal of the caller's own request on this card, named by the
+/// `Idempotency-Key` it carried: undone if it was applied, declined `reversed` if it comes later.
+/// Another caller's request with the same key is out of reach (keys are per caller).
+#[utoipa::path(post, path = "/v1/cards/{id}/reversals", tag = "cards",
+    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
     request_body = ReversalBody, responses(MutationResponses))]
 pub async fn reversal(
     State(app): State<AppState>,
     caller: Caller,
     IdemKey(key): IdemKey,
+    id: PathId,
     JsonBody(body): JsonBody<ReversalBody>,
 ) -> Result<Response, ApiError> {
-    let cmd = body.into_command()?;
+    let cmd = body.into_command(id.card()?)?;
     Ok(submit(&app, &caller, key, cmd).await)
 }
 

@@ -51,7 +51,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/holds/{id}/void",
     "/v1/refunds",
     "/v1/cards/{id}/cash-out",
-    "/v1/reversals",
+    "/v1/cards/{id}/reversals",
     "/v1/cards/{id}/points/redeem",
     "/v1/cards/{id}/grants",
     "/v1/cards/{id}/freeze",
@@ -125,7 +125,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/holds/{id}/void", post(h::void))
         .route("/v1/refunds", post(h::refund))
         .route("/v1/cards/{id}/cash-out", post(h::cash_out))
-        .route("/v1/reversals", post(h::reversal))
+        .route("/v1/cards/{id}/reversals", post(h::reversal))
         .route("/v1/cards/{id}/points/redeem", post(h::redeem))
         .route("/v1/cards/{id}/grants", post(h::grant))
         .route("/v1/cards/{id}/freeze", post(h::freeze))

@@ -35,9 +35,15 @@ impl T {
             amount,
         })
     }
-    fn reverse(&mut self, key: &str, of: &str) -> Outcome {
-        self.keyed(key, Command::Reversal { key: of.into() })
-            .outcome
+    fn reverse(&mut self, card_id: CardId, key: &str, of: &str) -> Outcome {
+        self.keyed(
+            key,
+            Command::Reversal {
+                card_id,
+                key: of.into(),
+            },
+        )
+        .outcome
     }
     fn low_balances(&self, c: CardId) -> Vec<Amount> {
         self.ev
@@ -162,7 +168,7 @@ fn low_balance_fires_once_on_every_path_that_crosses_the_threshold() {
         .outcome,
     );
     assert!(t.low_balances(c).is_empty());
-    approved(t.reverse("rev-4", "tu-4"));
+    approved(t.reverse(c, "rev-4", "tu-4"));
     assert_eq!(t.low_balances(c), vec![y(15)]);
     // a refund reversal: spend 25 of 40 (fires), refund it (40), reverse the refund ⇒ 15.
     let c = t.open(5);
@@ -179,7 +185,7 @@ fn low_balance_fires_once_on_every_path_that_crosses_the_threshold() {
         )
         .outcome,
     );
-    approved(t.reverse("rev-5", "rf-5"));
+    approved(t.reverse(c, "rev-5", "rf-5"));
     assert_eq!(t.low_balances(c), vec![y(15)]);
     // a cash-out: 100 + 15 → 0 (the card closes with nothing available).
     let c = t.open(6);
@@ -254,7 +260,7 @@ fn reversing_a_capture_reopens_its_hold_and_a_second_reversal_answers_the_same()
         .outcome,
     );
     assert_eq!(t.view(c).available, y(85));
-    let first = approved(t.reverse("rev-1", "cap"));
+    let first = approved(t.reverse(c, "rev-1", "cap"));
     assert_eq!(first.reversed_txn, cap.txn_id);
     assert_eq!(first.amount, y(30));
     // The hold is open again for what it held, and can be captured or voided.
@@ -264,7 +270,7 @@ fn reversing_a_capture_reopens_its_hold_and_a_second_reversal_answers_the_same()
         (y(50), y(65), y(115))
     );
     // A second reversal (another key) answers exactly what the first did.
-    let second = approved(t.reverse("rev-2", "cap"));
+    let second = approved(t.reverse(c, "rev-2", "cap"));
     assert_eq!(
         Approval {
             card: None,
@@ -297,7 +303,7 @@ fn reversing_a_capture_reopens_its_hold_and_a_second_reversal_answers_the_same()
         .outcome,
     );
     t.now += 120_000;
-    approved(t.reverse("rev-3", "cap2"));
+    approved(t.reverse(d, "rev-3", "cap2"));
     let v = t.view(d);
     assert_eq!((v.held, v.available), (Amount::ZERO, y(115)));
     assert_eq!(declined(t.capture(h, None)), DeclineCode::HoldExpired);
@@ -347,7 +353,7 @@ fn answers_carry_the_signed_change_to_the_card() {
         )
         .outcome,
     );
-    let r = approved(t.reverse("rev-tu", "tu"));
+    let r = approved(t.reverse(c, "rev-tu", "tu"));
     assert_eq!((r.amount, r.principal, r.bonus), (y(-115), y(-100), y(-15)));
     let hist = match t.st.query(
         &Query::Transactions {
@@ -392,13 +398,13 @@ fn answers_carry_the_signed_change_to_the_card() {
         .outcome,
     );
     assert_eq!((rf.points_earned, rf.points_spent), (0, 30));
-    let r = approved(t.reverse("rev-rf", "rf"));
+    let r = approved(t.reverse(c, "rev-rf", "rf"));
     assert_eq!((r.points_earned, r.points_spent), (30, 0));
     assert_eq!(r.amount, y(-30));
     assert_eq!(t.view(c).points, 30);
     // A spend's reversal takes its points back.
     let s = approved(t.keyed("sp", spend_cmd(c, y(10))).outcome);
-    let r = approved(t.reverse("rev-sp", "sp"));
+    let r = approved(t.reverse(c, "rev-sp", "sp"));
     assert_eq!((r.points_earned, r.points_spent), (0, s.points_earned));
     assert_eq!(r.amount, y(10));
     t.check_float();
@@ -465,9 +471,21 @@ fn original_rules_decide_as_before() {
             amount: None,
         },
     ));
-    approved(t.original(Some("or1"), Command::Reversal { key: "oc2".into() }));
+    approved(t.original(
+        Some("or1"),
+        Command::Reversal {
+            card_id: e,
+            key: "oc2".into(),
+        },
+    ));
     assert_eq!(t.view(e).held, Amount::ZERO);
-    let second = approved(t.original(Some("or2"), Command::Reversal { key: "oc2".into() }));
+    let second = approved(t.original(
+        Some("or2"),
+        Command::Reversal {
+            card_id: e,
+            key: "oc2".into(),
+        },
+    ));
     assert_eq!((second.txn_id, second.amount), (None, Amount::ZERO));
     t.check_float();
 }

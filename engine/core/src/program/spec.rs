@@ -1,140 +1,12 @@
-//! Programs: a brand's rules (top-up limits, bonus ladder, points, tiers, discounts, velocity,
-//! locks, reminders).
-//!
-//! Why two types: [`ProgramSpec`] is the JSON of `POST /v1/programs` exactly as SPEC.md spells
-//! it (decimals as strings, words as words); [`Program`] is the validated form the state
-//! machine uses and the WAL stores (minor units, ppm rates, minutes). [`Program::from_spec`]
-//! is the only way from one to the other, and names the field at fault when it refuses.
+//! The JSON form of a program ([`ProgramSpec`], `POST /v1/programs` as SPEC.md spells it) and
+//! the only way between it and the validated [`Program`]: [`Program::from_spec`], one small
+//! function per section that names the field at fault, and [`Program::to_spec`].
 
+use super::{
+    DiscountWindow, LadderReward, LadderStep, PointsRules, Program, Reminders, SpendOrder, Tier,
+    TopUpRules, Velocity,
+};
 use crate::money::{Amount, AmountError, Currency, Rate};
-
-/// A brand's rule set; `id` names it (`"demo"`).
-#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct Program {
-    pub id: String,
-    pub currency: Currency,
-    /// Offset of the brand's local time from UTC, in minutes (`+08:00` ⇒ 480).
-    pub utc_offset_minutes: i16,
-    pub top_up: TopUpRules,
-    /// Sorted by `nth`, strictly increasing; the last step applies to every later top-up.
-    pub bonus_ladder: Vec<LadderStep>,
-    /// Bonus lots expire this many days after the local day they were credited (see
-    /// `state` docs); `None` ⇒ bonus never expires.
-    pub bonus_expiry_days: Option<u32>,
-    pub spend_order: SpendOrder,
-    pub points: PointsRules,
-    /// Sorted by `lifetime_top_up`, strictly increasing.
-    pub tiers: Vec<Tier>,
-    pub discount_windows: Vec<DiscountWindow>,
-    pub velocity: Velocity,
-    pub refund_lock_days: u32,
-    pub reminders: Reminders,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct TopUpRules {
-    pub min: Option<Amount>,
-    pub max_single: Option<Amount>,
-    /// Balance cap for registered cards.
-    pub max_balance: Option<Amount>,
-    /// Balance cap for anonymous cards.
-    pub max_balance_anonymous: Option<Amount>,
-    pub max_daily: Option<Amount>,
-}
-
-/// One step of the ladder: the `nth` top-up of at least `min` earns a fixed `bonus` or a `rate`.
-/// The last step applies to every later top-up.
-#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct LadderStep {
-    pub nth: u32,
-    pub min: Amount,
-    pub reward: LadderReward,
-}
-
-#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub enum LadderReward {
-    Fixed(Amount),
-    Rate(Rate),
-}
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
-)]
-#[repr(u8)]
-pub enum SpendOrder {
-    #[default]
-    Proportional,
-    BonusFirst,
-    PrincipalFirst,
-}
-
-impl SpendOrder {
-    /// The JSON word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SpendOrder::Proportional => "proportional",
-            SpendOrder::BonusFirst => "bonus_first",
-            SpendOrder::PrincipalFirst => "principal_first",
-        }
-    }
-    /// Parses the JSON word.
-    pub fn parse(s: &str) -> Option<SpendOrder> {
-        match s {
-            "proportional" => Some(SpendOrder::Proportional),
-            "bonus_first" => Some(SpendOrder::BonusFirst),
-            "principal_first" => Some(SpendOrder::PrincipalFirst),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct PointsRules {
-    /// Points per major unit spent (before tier multiplier), as a rate (1 point ⇒ Rate::ONE).
-    pub earn_per_unit: Rate,
-    /// Points needed for 1.00 of bonus; 0 ⇒ redemption off.
-    pub redeem_rate: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct Tier {
-    pub name: String,
-    pub lifetime_top_up: Amount,
-    pub points_multiplier: Rate,
-    pub discount: Rate,
-}
-
-/// Local-time window `[from, to)` in minutes after local midnight (`24:00` ⇒ 1440).
-/// `from > to` wraps midnight (`22:00`–`02:00`).
-#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct DiscountWindow {
-    pub from_minute: u16,
-    pub to_minute: u16,
-    pub rate: Rate,
-}
-
-impl DiscountWindow {
-    /// Whether local minute-of-day `m` (0..1440) falls in the window.
-    pub fn contains(&self, m: u16) -> bool {
-        if self.from_minute <= self.to_minute {
-            m >= self.from_minute && m < self.to_minute
-        } else {
-            m >= self.from_minute || m < self.to_minute
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct Velocity {
-    pub max_spends_per_minute: Option<u32>,
-    pub max_daily_spend: Option<Amount>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct Reminders {
-    pub low_balance: Option<Amount>,
-    pub bonus_expiring_days: Option<u32>,
-}
 
 /// The JSON body of `POST /v1/programs`, exactly as SPEC.md spells it (decimals as strings).
 /// Every field but `id` and `currency` is optional. Unknown fields are refused so that a typo
@@ -289,220 +161,36 @@ const RULES_MAX: usize = 64;
 const DAYS_MAX: u32 = 36_500;
 
 impl Program {
-    /// Validates a spec and converts it to minor units and ppm rates.
+    /// Validates a spec and converts it to minor units and ppm rates: each section by its own
+    /// function below, each refusal naming the field at fault.
     pub fn from_spec(spec: &ProgramSpec) -> Result<Program, SpecError> {
         crate::rules::check_program_id(&spec.id).map_err(|reason| err("id", reason))?;
         let currency = Currency::from_code(&spec.currency)
             .ok_or_else(|| err("currency", "unknown currency (CNY)"))?;
-        let amount = |field: &str, s: &str| {
-            currency
-                .parse_amount(s)
-                .map_err(|e| err(field, amount_reason(e)))
-        };
-        let opt_amount =
-            |field: &str, s: &Option<String>| s.as_deref().map(|s| amount(field, s)).transpose();
-        let rate_max = |field: &str, s: &str, max: Rate| {
-            let r = Rate::parse(s).map_err(|e| err(field, amount_reason(e)))?;
-            if r > max {
-                return Err(err(field, format!("at most {}", max.to_decimal_string())));
-            }
-            Ok(r)
-        };
-        let days = |field: &str, d: Option<u32>| match d {
-            Some(d) if d == 0 || d > DAYS_MAX => Err(err(field, format!("1..={DAYS_MAX} days"))),
-            d => Ok(d),
-        };
-
+        let f = Fields { currency };
         let utc_offset_minutes = match &spec.utc_offset {
             None => 0,
             Some(s) => parse_utc_offset(s)
                 .ok_or_else(|| err("utc_offset", "expected ±HH:MM within ±14:00"))?,
         };
-
-        let top_up = match &spec.top_up {
-            None => TopUpRules::default(),
-            Some(t) => TopUpRules {
-                min: opt_amount("top_up.min", &t.min)?,
-                max_single: opt_amount("top_up.max_single", &t.max_single)?,
-                max_balance: opt_amount("top_up.max_balance", &t.max_balance)?,
-                max_balance_anonymous: opt_amount(
-                    "top_up.max_balance_anonymous",
-                    &t.max_balance_anonymous,
-                )?,
-                max_daily: opt_amount("top_up.max_daily", &t.max_daily)?,
-            },
-        };
-        if let (Some(min), Some(max)) = (top_up.min, top_up.max_single) {
-            if min > max {
-                return Err(err("top_up.min", "above top_up.max_single"));
-            }
-        }
-
-        if spec.bonus_ladder.len() > RULES_MAX {
-            return Err(err("bonus_ladder", format!("at most {RULES_MAX} steps")));
-        }
-        let mut bonus_ladder = Vec::with_capacity(spec.bonus_ladder.len());
-        for (i, s) in spec.bonus_ladder.iter().enumerate() {
-            let f = |name: &str| format!("bonus_ladder[{i}].{name}");
-            if s.nth == 0 {
-                return Err(err(f("nth"), "starts at 1"));
-            }
-            if let Some(prev) = bonus_ladder.last().map(|p: &LadderStep| p.nth) {
-                if s.nth <= prev {
-                    return Err(err(f("nth"), "must increase from step to step"));
-                }
-            }
-            let min = match &s.min {
-                None => Amount::ZERO,
-                Some(m) => amount(&f("min"), m)?,
-            };
-            let reward = match (&s.bonus, &s.rate) {
-                (Some(b), None) => LadderReward::Fixed(amount(&f("bonus"), b)?),
-                (None, Some(r)) => LadderReward::Rate(rate_max(&f("rate"), r, RATE_MAX)?),
-                _ => return Err(err(f("bonus"), "exactly one of bonus or rate")),
-            };
-            bonus_ladder.push(LadderStep {
-                nth: s.nth,
-                min,
-                reward,
-            });
-        }
-
-        let bonus_expiry_days = days("bonus_expiry_days", spec.bonus_expiry_days)?;
-        let spend_order = match &spec.spend_order {
-            None => SpendOrder::default(),
-            Some(s) => SpendOrder::parse(s).ok_or_else(|| {
-                err(
-                    "spend_order",
-                    "proportional | bonus_first | principal_first",
-                )
-            })?,
-        };
-
-        let points = match &spec.points {
-            None => PointsRules::default(),
-            Some(p) => PointsRules {
-                earn_per_unit: match &p.earn_per_unit {
-                    None => Rate::ZERO,
-                    Some(s) => rate_max("points.earn_per_unit", s, Rate(1_000_000_000))?,
-                },
-                redeem_rate: match &p.redeem_rate {
-                    None => 0,
-                    Some(IntOrString::Int(n)) => *n,
-                    Some(IntOrString::Str(s)) => s
-                        .parse::<u64>()
-                        .map_err(|_| err("points.redeem_rate", "an integer number of points"))?,
-                },
-            },
-        };
-        if points.redeem_rate > 1_000_000_000 {
-            return Err(err("points.redeem_rate", "at most 10^9"));
-        }
-
-        if spec.tiers.len() > RULES_MAX {
-            return Err(err("tiers", format!("at most {RULES_MAX} tiers")));
-        }
-        let mut tiers: Vec<Tier> = Vec::with_capacity(spec.tiers.len());
-        for (i, t) in spec.tiers.iter().enumerate() {
-            let f = |name: &str| format!("tiers[{i}].{name}");
-            if t.name.is_empty() || t.name.len() > 32 {
-                return Err(err(f("name"), "1–32 characters"));
-            }
-            if tiers.iter().any(|o| o.name == t.name) {
-                return Err(err(f("name"), "duplicate tier name"));
-            }
-            // Zero is a valid threshold here (a base tier), unlike a request amount.
-            let lifetime_top_up = match currency.parse_amount(&t.lifetime_top_up) {
-                Err(AmountError::NotPositive) if !t.lifetime_top_up.starts_with('-') => {
-                    Amount::ZERO
-                }
-                r => r.map_err(|e| err(f("lifetime_top_up"), amount_reason(e)))?,
-            };
-            if let Some(prev) = tiers.last() {
-                if lifetime_top_up <= prev.lifetime_top_up {
-                    return Err(err(f("lifetime_top_up"), "must increase from tier to tier"));
-                }
-            }
-            let points_multiplier = match &t.points_multiplier {
-                None => Rate::ONE,
-                Some(s) => rate_max(&f("points_multiplier"), s, RATE_MAX)?,
-            };
-            let discount = match &t.discount {
-                None => Rate::ZERO,
-                Some(s) => rate_max(&f("discount"), s, Rate::ONE)?,
-            };
-            tiers.push(Tier {
-                name: t.name.clone(),
-                lifetime_top_up,
-                points_multiplier,
-                discount,
-            });
-        }
-
-        if spec.discount_windows.len() > RULES_MAX {
-            return Err(err(
-                "discount_windows",
-                format!("at most {RULES_MAX} windows"),
-            ));
-        }
-        let mut discount_windows = Vec::with_capacity(spec.discount_windows.len());
-        for (i, w) in spec.discount_windows.iter().enumerate() {
-            let f = |name: &str| format!("discount_windows[{i}].{name}");
-            let from_minute = parse_hh_mm(&w.from)
-                .ok_or_else(|| err(f("from"), "expected HH:MM, 00:00–24:00"))?;
-            let to_minute =
-                parse_hh_mm(&w.to).ok_or_else(|| err(f("to"), "expected HH:MM, 00:00–24:00"))?;
-            if from_minute == to_minute || from_minute == 1440 {
-                return Err(err(f("to"), "empty window"));
-            }
-            let rate = rate_max(&f("rate"), &w.rate, Rate::ONE)?;
-            discount_windows.push(DiscountWindow {
-                from_minute,
-                to_minute,
-                rate,
-            });
-        }
-
-        let velocity = match &spec.velocity {
-            None => Velocity::default(),
-            Some(v) => {
-                if v.max_spends_per_minute == Some(0) {
-                    return Err(err("velocity.max_spends_per_minute", "at least 1"));
-                }
-                Velocity {
-                    max_spends_per_minute: v.max_spends_per_minute,
-                    max_daily_spend: opt_amount("velocity.max_daily_spend", &v.max_daily_spend)?,
-                }
-            }
-        };
-
-        let refund_lock_days = match spec.refund_lock_days {
-            None | Some(0) => 0,
-            d => days("refund_lock_days", d)?.unwrap_or(0),
-        };
-
-        let reminders = match &spec.reminders {
-            None => Reminders::default(),
-            Some(r) => Reminders {
-                low_balance: opt_amount("reminders.low_balance", &r.low_balance)?,
-                bonus_expiring_days: days("reminders.bonus_expiring_days", r.bonus_expiring_days)?,
-            },
-        };
-
+        // Fields in the order a refusal names the first bad one.
         Ok(Program {
             id: spec.id.clone(),
             currency,
             utc_offset_minutes,
-            top_up,
-            bonus_ladder,
-            bonus_expiry_days,
-            spend_order,
-            points,
-            tiers,
-            discount_windows,
-            velocity,
-            refund_lock_days,
-            reminders,
+            top_up: top_up_rules(&f, spec.top_up.as_ref())?,
+            bonus_ladder: bonus_ladder(&f, &spec.bonus_ladder)?,
+            bonus_expiry_days: f.days("bonus_expiry_days", spec.bonus_expiry_days)?,
+            spend_order: spend_order(spec.spend_order.as_deref())?,
+            points: points_rules(&f, spec.points.as_ref())?,
+            tiers: tiers(&f, &spec.tiers)?,
+            discount_windows: discount_windows(&f, &spec.discount_windows)?,
+            velocity: velocity(&f, spec.velocity.as_ref())?,
+            refund_lock_days: match spec.refund_lock_days {
+                None | Some(0) => 0,
+                d => f.days("refund_lock_days", d)?.unwrap_or(0),
+            },
+            reminders: reminders(&f, spec.reminders.as_ref())?,
         })
     }
 
@@ -575,84 +263,224 @@ impl Program {
             }),
         }
     }
+}
 
-    /// The `demo` program of SPEC.md, created on first start.
-    pub fn demo() -> Program {
-        let yuan = |n: i64| Amount(n * 100);
-        Program {
-            id: "demo".to_string(),
-            currency: Currency::Cny,
-            utc_offset_minutes: 8 * 60,
-            top_up: TopUpRules {
-                min: Some(yuan(1)),
-                max_single: Some(yuan(5000)),
-                max_balance: Some(yuan(5000)),
-                max_balance_anonymous: Some(yuan(1000)),
-                max_daily: None,
-            },
-            bonus_ladder: vec![
-                LadderStep {
-                    nth: 1,
-                    min: yuan(100),
-                    reward: LadderReward::Fixed(yuan(15)),
-                },
-                LadderStep {
-                    nth: 2,
-                    min: yuan(100),
-                    reward: LadderReward::Rate(Rate(100_000)),
-                },
-                LadderStep {
-                    nth: 3,
-                    min: yuan(100),
-                    reward: LadderReward::Rate(Rate(50_000)),
-                },
-            ],
-            bonus_expiry_days: Some(365),
-            spend_order: SpendOrder::Proportional,
-            points: PointsRules {
-                earn_per_unit: Rate::ONE,
-                redeem_rate: 100,
-            },
-            tiers: vec![
-                Tier {
-                    name: "silver".to_string(),
-                    lifetime_top_up: yuan(1000),
-                    points_multiplier: Rate(1_500_000),
-                    discount: Rate::ZERO,
-                },
-                Tier {
-                    name: "gold".to_string(),
-                    lifetime_top_up: yuan(5000),
-                    points_multiplier: Rate(2_000_000),
-                    discount: Rate(50_000),
-                },
-            ],
-            discount_windows: vec![DiscountWindow {
-                from_minute: 20 * 60,
-                to_minute: 24 * 60,
-                rate: Rate(100_000),
-            }],
-            velocity: Velocity::default(),
-            refund_lock_days: 7,
-            reminders: Reminders {
-                low_balance: Some(yuan(20)),
-                bonus_expiring_days: Some(30),
-            },
+/// How a spec's fields are read: amounts in the program's currency, rates with a ceiling,
+/// day counts within bounds; every refusal names the field.
+struct Fields {
+    currency: Currency,
+}
+
+impl Fields {
+    fn amount(&self, field: &str, s: &str) -> Result<Amount, SpecError> {
+        self.currency
+            .parse_amount(s)
+            .map_err(|e| err(field, amount_reason(e)))
+    }
+
+    fn opt_amount(&self, field: &str, s: &Option<String>) -> Result<Option<Amount>, SpecError> {
+        s.as_deref().map(|s| self.amount(field, s)).transpose()
+    }
+
+    fn rate_max(&self, field: &str, s: &str, max: Rate) -> Result<Rate, SpecError> {
+        let r = Rate::parse(s).map_err(|e| err(field, amount_reason(e)))?;
+        if r > max {
+            return Err(err(field, format!("at most {}", max.to_decimal_string())));
+        }
+        Ok(r)
+    }
+
+    fn days(&self, field: &str, d: Option<u32>) -> Result<Option<u32>, SpecError> {
+        match d {
+            Some(d) if d == 0 || d > DAYS_MAX => Err(err(field, format!("1..={DAYS_MAX} days"))),
+            d => Ok(d),
         }
     }
+}
 
-    /// The tier a card with this lifetime top-up is in (`None` below the first).
-    pub fn tier_for(&self, lifetime_top_up: Amount) -> Option<&Tier> {
-        self.tiers
-            .iter()
-            .rev()
-            .find(|t| lifetime_top_up >= t.lifetime_top_up)
+fn top_up_rules(f: &Fields, spec: Option<&TopUpSpec>) -> Result<TopUpRules, SpecError> {
+    let Some(t) = spec else {
+        return Ok(TopUpRules::default());
+    };
+    let top_up = TopUpRules {
+        min: f.opt_amount("top_up.min", &t.min)?,
+        max_single: f.opt_amount("top_up.max_single", &t.max_single)?,
+        max_balance: f.opt_amount("top_up.max_balance", &t.max_balance)?,
+        max_balance_anonymous: f
+            .opt_amount("top_up.max_balance_anonymous", &t.max_balance_anonymous)?,
+        max_daily: f.opt_amount("top_up.max_daily", &t.max_daily)?,
+    };
+    if let (Some(min), Some(max)) = (top_up.min, top_up.max_single) {
+        if min > max {
+            return Err(err("top_up.min", "above top_up.max_single"));
+        }
     }
+    Ok(top_up)
+}
 
-    /// The ladder step for the `nth` top-up: the step with the largest `nth` not above it.
-    pub fn ladder_step(&self, nth: u32) -> Option<&LadderStep> {
-        self.bonus_ladder.iter().rev().find(|s| s.nth <= nth)
+fn bonus_ladder(f: &Fields, spec: &[LadderStepSpec]) -> Result<Vec<LadderStep>, SpecError> {
+    if spec.len() > RULES_MAX {
+        return Err(err("bonus_ladder", format!("at most {RULES_MAX} steps")));
     }
+    let mut ladder: Vec<LadderStep> = Vec::with_capacity(spec.len());
+    for (i, s) in spec.iter().enumerate() {
+        let name = |field: &str| format!("bonus_ladder[{i}].{field}");
+        if s.nth == 0 {
+            return Err(err(name("nth"), "starts at 1"));
+        }
+        if let Some(prev) = ladder.last().map(|p| p.nth) {
+            if s.nth <= prev {
+                return Err(err(name("nth"), "must increase from step to step"));
+            }
+        }
+        let min = match &s.min {
+            None => Amount::ZERO,
+            Some(m) => f.amount(&name("min"), m)?,
+        };
+        let reward = match (&s.bonus, &s.rate) {
+            (Some(b), None) => LadderReward::Fixed(f.amount(&name("bonus"), b)?),
+            (None, Some(r)) => LadderReward::Rate(f.rate_max(&name("rate"), r, RATE_MAX)?),
+            _ => return Err(err(name("bonus"), "exactly one of bonus or rate")),
+        };
+        ladder.push(LadderStep {
+            nth: s.nth,
+            min,
+            reward,
+        });
+    }
+    Ok(ladder)
+}
+
+fn spend_order(spec: Option<&str>) -> Result<SpendOrder, SpecError> {
+    match spec {
+        None => Ok(SpendOrder::default()),
+        Some(s) => SpendOrder::parse(s).ok_or_else(|| {
+            err(
+                "spend_order",
+                "proportional | bonus_first | principal_first",
+            )
+        }),
+    }
+}
+
+fn points_rules(f: &Fields, spec: Option<&PointsSpec>) -> Result<PointsRules, SpecError> {
+    let Some(p) = spec else {
+        return Ok(PointsRules::default());
+    };
+    let points = PointsRules {
+        earn_per_unit: match &p.earn_per_unit {
+            None => Rate::ZERO,
+            Some(s) => f.rate_max("points.earn_per_unit", s, Rate(1_000_000_000))?,
+        },
+        redeem_rate: match &p.redeem_rate {
+            None => 0,
+            Some(IntOrString::Int(n)) => *n,
+            Some(IntOrString::Str(s)) => s
+                .parse::<u64>()
+                .map_err(|_| err("points.redeem_rate", "an integer number of points"))?,
+        },
+    };
+    if points.redeem_rate > 1_000_000_000 {
+        return Err(err("points.redeem_rate", "at most 10^9"));
+    }
+    Ok(points)
+}
+
+fn tiers(f: &Fields, spec: &[TierSpec]) -> Result<Vec<Tier>, SpecError> {
+    if spec.len() > RULES_MAX {
+        return Err(err("tiers", format!("at most {RULES_MAX} tiers")));
+    }
+    let mut tiers: Vec<Tier> = Vec::with_capacity(spec.len());
+    for (i, t) in spec.iter().enumerate() {
+        let name = |field: &str| format!("tiers[{i}].{field}");
+        if t.name.is_empty() || t.name.len() > 32 {
+            return Err(err(name("name"), "1–32 characters"));
+        }
+        if tiers.iter().any(|o| o.name == t.name) {
+            return Err(err(name("name"), "duplicate tier name"));
+        }
+        // Zero is a valid threshold here (a base tier), unlike a request amount.
+        let lifetime_top_up = match f.currency.parse_amount(&t.lifetime_top_up) {
+            Err(AmountError::NotPositive) if !t.lifetime_top_up.starts_with('-') => Amount::ZERO,
+            r => r.map_err(|e| err(name("lifetime_top_up"), amount_reason(e)))?,
+        };
+        if let Some(prev) = tiers.last() {
+            if lifetime_top_up <= prev.lifetime_top_up {
+                return Err(err(
+                    name("lifetime_top_up"),
+                    "must increase from tier to tier",
+                ));
+            }
+        }
+        let points_multiplier = match &t.points_multiplier {
+            None => Rate::ONE,
+            Some(s) => f.rate_max(&name("points_multiplier"), s, RATE_MAX)?,
+        };
+        let discount = match &t.discount {
+            None => Rate::ZERO,
+            Some(s) => f.rate_max(&name("discount"), s, Rate::ONE)?,
+        };
+        tiers.push(Tier {
+            name: t.name.clone(),
+            lifetime_top_up,
+            points_multiplier,
+            discount,
+        });
+    }
+    Ok(tiers)
+}
+
+fn discount_windows(
+    f: &Fields,
+    spec: &[DiscountWindowSpec],
+) -> Result<Vec<DiscountWindow>, SpecError> {
+    if spec.len() > RULES_MAX {
+        return Err(err(
+            "discount_windows",
+            format!("at most {RULES_MAX} windows"),
+        ));
+    }
+    let mut windows = Vec::with_capacity(spec.len());
+    for (i, w) in spec.iter().enumerate() {
+        let name = |field: &str| format!("discount_windows[{i}].{field}");
+        let from_minute =
+            parse_hh_mm(&w.from).ok_or_else(|| err(name("from"), "expected HH:MM, 00:00–24:00"))?;
+        let to_minute =
+            parse_hh_mm(&w.to).ok_or_else(|| err(name("to"), "expected HH:MM, 00:00–24:00"))?;
+        if from_minute == to_minute || from_minute == 1440 {
+            return Err(err(name("to"), "empty window"));
+        }
+        let rate = f.rate_max(&name("rate"), &w.rate, Rate::ONE)?;
+        windows.push(DiscountWindow {
+            from_minute,
+            to_minute,
+            rate,
+        });
+    }
+    Ok(windows)
+}
+
+fn velocity(f: &Fields, spec: Option<&VelocitySpec>) -> Result<Velocity, SpecError> {
+    let Some(v) = spec else {
+        return Ok(Velocity::default());
+    };
+    if v.max_spends_per_minute == Some(0) {
+        return Err(err("velocity.max_spends_per_minute", "at least 1"));
+    }
+    Ok(Velocity {
+        max_spends_per_minute: v.max_spends_per_minute,
+        max_daily_spend: f.opt_amount("velocity.max_daily_spend", &v.max_daily_spend)?,
+    })
+}
+
+fn reminders(f: &Fields, spec: Option<&RemindersSpec>) -> Result<Reminders, SpecError> {
+    let Some(r) = spec else {
+        return Ok(Reminders::default());
+    };
+    Ok(Reminders {
+        low_balance: f.opt_amount("reminders.low_balance", &r.low_balance)?,
+        bonus_expiring_days: f.days("reminders.bonus_expiring_days", r.bonus_expiring_days)?,
+    })
 }
 
 /// `"+08:00"` ⇒ 480; `"-05:30"` ⇒ -330; `"Z"` ⇒ 0.

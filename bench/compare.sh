@@ -46,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building (release)" >&2
-cargo build --release -p svault-engine -p svault-loadgen >&2
+cargo build --release -p svault-server -p svault-loadgen >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SVAULT=$TARGET/release/svault
 LOADGEN=$TARGET/release/svault-loadgen

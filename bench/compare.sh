@@ -32,6 +32,8 @@ FIXED_RATE=${FIXED_RATE:-}
 OUT=${OUT:-$ROOT/bench/results}
 
 WORK=$(mktemp -d /tmp/svault-compare.XXXXXX)
+# Postgres runs as its own user (it refuses root), which must reach its directory inside.
+chmod 755 "$WORK"
 export SERVICES_DIR=$WORK/services
 SVAULT_PID=""
 
@@ -53,6 +55,7 @@ LOADGEN=$TARGET/release/svault-loadgen
 
 echo "== starting Postgres and Redis" >&2
 eval "$("$ROOT/bench/services.sh" start)"
+: "${LOADGEN_POSTGRES_URL:?Postgres and Redis did not start (bench/services.sh start)}"
 
 echo "== starting svault (group durability)" >&2
 mkdir -p "$WORK/svault"

@@ -186,3 +186,24 @@ fn the_hooked_copies_depend_on_what_the_product_crates_do() {
         );
     }
 }
+
+/// Module cycles inside a crate, once broken, stay broken: each file below may not name the
+/// module that depends on it (`cli` runs `serve`, `openapi` documents `handlers`, opening a
+/// `wal` is `recovery`'s job).
+#[test]
+fn broken_module_cycles_stay_broken() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (file, dependant) in [
+        ("engine/server/src/serve.rs", "cli::"),
+        ("engine/server/src/http/handlers.rs", "openapi::"),
+        ("wal/src/writer.rs", "recovery::"),
+    ] {
+        let path = root.join(file);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            !text.contains(dependant),
+            "{file} names `{dependant}`, which depends on it: a module cycle"
+        );
+    }
+}

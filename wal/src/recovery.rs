@@ -33,7 +33,7 @@ use crate::error::{corruption, from_io};
 use crate::format::{valid_segment_size, SegmentHeader, PAGE_BYTES, SEGMENT_HEADER_BYTES};
 use crate::poison::Poison;
 use crate::scan::{scan_segment, SegmentScan, Stop};
-use crate::storage::{Storage, StorageFile, StorageMap};
+use crate::storage::{FileStorage, Storage, StorageFile, StorageMap};
 use crate::writer::{activate, Segment, Wal, PREALLOC_NAME};
 use crate::{Lsn, Recovery, TornTail, WalError, WalOptions};
 
@@ -115,6 +115,22 @@ pub(crate) fn random_log_id() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ (u64::from(std::process::id()) << 32)
+}
+
+// Opening a log is recovering it: the writer's constructors live here, so the writer never
+// calls back into recovery (recovery → writer, one way).
+impl Wal {
+    /// Opens (or creates) the log in `dir`, scanning and validating every segment, cutting a torn tail.
+    pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), WalError> {
+        open(FileStorage::new(dir), options)
+    }
+}
+
+impl<S: Storage> Wal<S> {
+    /// [`Wal::open`] on any storage (a simulated disk in tests).
+    pub fn open_on(storage: S, options: WalOptions) -> Result<(Wal<S>, Recovery), WalError> {
+        open(storage, options)
+    }
 }
 
 pub(crate) fn open<S: Storage>(

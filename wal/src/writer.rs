@@ -20,7 +20,7 @@ use crate::format::{
 };
 use crate::poison::Poison;
 use crate::storage::{FileStorage, Storage, StorageFile, StorageMap};
-use crate::{Committed, Lsn, Recovery, SyncMethod, WalError, WalOptions};
+use crate::{Committed, Lsn, SyncMethod, WalError, WalOptions};
 
 /// The next segment's preallocation starts once the active one is 1/8 full: early enough
 /// that zero-filling 64 MiB finishes before a 1 GB/s writer needs it, late enough that a
@@ -101,11 +101,6 @@ enum Prealloc<F> {
 }
 
 impl Wal {
-    /// Opens (or creates) the log in `dir`, scanning and validating every segment, cutting a torn tail.
-    pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovery), WalError> {
-        crate::recovery::open(FileStorage::new(dir), options)
-    }
-
     /// Moves segments whose records are all below `lsn` (after a snapshot covers them) into
     /// `archive_dir`, keeping the whole history for point-in-time replay, reports and audits.
     /// The file keeps its name; both directories are fsynced. Returns the segments moved.
@@ -146,11 +141,6 @@ impl Wal {
 }
 
 impl<S: Storage> Wal<S> {
-    /// [`Wal::open`] on any storage (a simulated disk in tests).
-    pub fn open_on(storage: S, options: WalOptions) -> Result<(Wal<S>, Recovery), WalError> {
-        crate::recovery::open(storage, options)
-    }
-
     pub(crate) fn from_recovered(
         storage: S,
         options: WalOptions,

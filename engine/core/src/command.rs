@@ -237,6 +237,30 @@ pub enum Command {
     Tick,
 }
 
+impl Command {
+    /// The one card this command touches: the card id it names, or the card inside the
+    /// `TxnId` of a capture, void or refund. `None` for program changes and ticks, which are
+    /// no card's. The router, the gateway scope check and the idempotency table all ask here.
+    pub fn card(&self) -> Option<CardId> {
+        match self {
+            Command::OpenCard { card_id, .. }
+            | Command::TopUp { card_id, .. }
+            | Command::Spend { card_id, .. }
+            | Command::Hold { card_id, .. }
+            | Command::CashOut { card_id, .. }
+            | Command::RedeemPoints { card_id, .. }
+            | Command::Grant { card_id, .. }
+            | Command::Freeze { card_id }
+            | Command::Unfreeze { card_id }
+            | Command::Close { card_id }
+            | Command::Reversal { card_id, .. } => Some(*card_id),
+            Command::Capture { hold_id, .. } | Command::Void { hold_id } => Some(hold_id.card),
+            Command::Refund { txn_id, .. } => Some(txn_id.card),
+            Command::UpsertProgram(_) | Command::Tick => None,
+        }
+    }
+}
+
 /// Who sent a request: idempotency keys are namespaced by caller (and card), so two gateways
 /// that both use `spend-1` never collide and one never sees or reverses the other's requests.
 ///
@@ -292,4 +316,13 @@ pub struct Request {
 pub enum Query {
     Card { card_id: CardId },
     Transactions { card_id: CardId, limit: u32 },
+}
+
+impl Query {
+    /// The card a query reads.
+    pub fn card(&self) -> CardId {
+        match self {
+            Query::Card { card_id } | Query::Transactions { card_id, .. } => *card_id,
+        }
+    }
 }

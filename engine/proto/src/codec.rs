@@ -84,6 +84,8 @@ pub enum DecodeError {
     BadHello(&'static str),
     #[error("bad result record: {0}")]
     BadResult(&'static str),
+    #[error("bad error frame: {0}")]
+    BadError(&'static str),
 }
 
 /// A bounds-checked cursor over a frame body.
@@ -553,19 +555,33 @@ pub fn encode_welcome(out: &mut Vec<u8>) {
 pub fn encode_error(out: &mut Vec<u8>, code: u16, message: &str) {
     let at = begin_frame(out, kind::ERROR);
     out.extend_from_slice(&code.to_le_bytes());
-    let m = message.as_bytes();
-    let m = m.get(..m.len().min(1024)).unwrap_or_default();
+    // At most ERROR_MESSAGE_MAX_BYTES, cut on a character boundary (the message is UTF-8).
+    let mut n = message.len().min(ERROR_MESSAGE_MAX_BYTES);
+    while !message.is_char_boundary(n) {
+        n -= 1;
+    }
+    let m = message.as_bytes().get(..n).unwrap_or_default();
     out.extend_from_slice(&(m.len() as u16).to_le_bytes());
     out.extend_from_slice(m);
     end_frame(out, at);
 }
 
-/// Decodes an ERROR body into its code and message.
+/// Longest message of an ERROR frame, in bytes.
+pub const ERROR_MESSAGE_MAX_BYTES: usize = 1024;
+
+/// Decodes an ERROR body into its code and message. Refuses what the encoder never sends
+/// (found by fuzzing: a longer or non-UTF-8 message did not survive a round trip).
 pub fn decode_error(body: &[u8]) -> Result<(u16, String), DecodeError> {
     let mut r = Reader::new(body);
     let code = r.u16()?;
     let n = usize::from(r.u16()?);
-    let msg = String::from_utf8_lossy(r.take(n)?).into_owned();
+    if n > ERROR_MESSAGE_MAX_BYTES {
+        return Err(DecodeError::BadError("message longer than 1024 bytes"));
+    }
+    let msg = std::str::from_utf8(r.take(n)?)
+        .map_err(|_| DecodeError::BadError("message is not UTF-8"))?
+        .to_string();
+    r.finish()?;
     Ok((code, msg))
 }
 

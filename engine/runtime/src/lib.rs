@@ -664,7 +664,7 @@ impl Engine {
 
     /// A read, answered by the card's shard from memory.
     pub async fn query(&self, query: Query, scope: &Scope) -> Result<QueryAnswer, SubmitError> {
-        let k = router::shard_of(router::query_card(&query), self.shards());
+        let k = router::shard_of(query.card(), self.shards());
         let (tx, rx) = oneshot::channel();
         self.send(
             k,

@@ -5,7 +5,7 @@
 //! bytes) mod shards` — xxh3 is a fixed, specified function (no per-process seed), and the shard
 //! count is recorded in the directory's `meta` file.
 
-use svault_core::command::{CardId, Command, Query};
+use svault_core::command::{CardId, Command};
 
 /// The shard index of `card` among `shards` shards (`shards` ≥ 1).
 pub fn shard_of(card: CardId, shards: usize) -> usize {
@@ -26,30 +26,11 @@ pub enum Route {
 /// whose key lives in that card's shard); by the card inside a `TxnId` for capture, void and
 /// refund; program upserts go everywhere (every shard replays alone).
 pub fn route(command: &Command, shards: usize) -> Route {
-    let card = match command {
-        Command::UpsertProgram(_) => return Route::Broadcast,
-        Command::Tick => return Route::Shard(0),
-        Command::OpenCard { card_id, .. }
-        | Command::TopUp { card_id, .. }
-        | Command::Spend { card_id, .. }
-        | Command::Hold { card_id, .. }
-        | Command::CashOut { card_id, .. }
-        | Command::RedeemPoints { card_id, .. }
-        | Command::Grant { card_id, .. }
-        | Command::Freeze { card_id }
-        | Command::Unfreeze { card_id }
-        | Command::Close { card_id }
-        | Command::Reversal { card_id, .. } => *card_id,
-        Command::Capture { hold_id, .. } | Command::Void { hold_id } => hold_id.card,
-        Command::Refund { txn_id, .. } => txn_id.card,
-    };
-    Route::Shard(shard_of(card, shards))
-}
-
-/// The card a query reads.
-pub fn query_card(query: &Query) -> CardId {
-    match query {
-        Query::Card { card_id } | Query::Transactions { card_id, .. } => *card_id,
+    match (command.card(), command) {
+        (Some(card), _) => Route::Shard(shard_of(card, shards)),
+        (None, Command::UpsertProgram(_)) => Route::Broadcast,
+        // A tick names no card: shard 0.
+        (None, _) => Route::Shard(0),
     }
 }
 

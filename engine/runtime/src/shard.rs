@@ -630,7 +630,7 @@ impl Shard {
             return Err(SubmitError::Unavailable(reason.clone()));
         }
         if let Some(list) = &scope.programs {
-            let card = super::router::query_card(query);
+            let card = query.card();
             if let Some(p) = self.state.program_of(card) {
                 if !list.iter().any(|x| x == p) {
                     return Err(SubmitError::Forbidden);
@@ -651,7 +651,7 @@ impl Shard {
             Command::OpenCard { program, .. } => Some(program),
             Command::UpsertProgram(p) => Some(&p.id),
             Command::Tick => return false,
-            other => command_card(other).and_then(|c| self.state.program_of(c)),
+            other => other.card().and_then(|c| self.state.program_of(c)),
         };
         match program {
             None => true,
@@ -892,25 +892,5 @@ pub(crate) fn refuse(m: Msg, err: SubmitError) {
         Msg::Call(_) | Msg::Shutdown => {}
         #[cfg(svault_faults)]
         Msg::Inject(_) => {}
-    }
-}
-
-/// The card a card-scoped command touches.
-pub(crate) fn command_card(command: &Command) -> Option<svault_core::command::CardId> {
-    match command {
-        Command::OpenCard { card_id, .. }
-        | Command::TopUp { card_id, .. }
-        | Command::Spend { card_id, .. }
-        | Command::Hold { card_id, .. }
-        | Command::CashOut { card_id, .. }
-        | Command::RedeemPoints { card_id, .. }
-        | Command::Grant { card_id, .. }
-        | Command::Freeze { card_id }
-        | Command::Unfreeze { card_id }
-        | Command::Close { card_id }
-        | Command::Reversal { card_id, .. } => Some(*card_id),
-        Command::Capture { hold_id, .. } | Command::Void { hold_id } => Some(hold_id.card),
-        Command::Refund { txn_id, .. } => Some(txn_id.card),
-        Command::UpsertProgram(_) | Command::Tick => None,
     }
 }

@@ -1,5 +1,7 @@
-//! The `svault` command line: `serve`, `replay`, `inspect`.
+//! The `svault` command line: `serve`, `replay`, `inspect`, `report`. It knows `serve` (whose
+//! flags live with it, [`ServeArgs`]); `serve` knows nothing of the command line around it.
 
+use crate::serve::ServeArgs;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -24,38 +26,6 @@ enum Command {
     Inspect(InspectArgs),
     /// Finance and marketing views from the log (read-only; safe while the server runs).
     Report(ReportArgs),
-}
-
-/// Flags of `svault serve` (SPEC.md).
-#[derive(clap::Args, Debug, Clone)]
-pub struct ServeArgs {
-    #[arg(long, default_value = "./svault-data")]
-    pub data: std::path::PathBuf,
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub http: String,
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub tcp: String,
-    #[arg(long)]
-    pub shards: Option<usize>,
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Group)]
-    pub durability: DurabilityArg,
-    #[arg(long)]
-    pub api_keys: Option<std::path::PathBuf>,
-    /// Size of each WAL segment file in MiB (default 64). Not in SPEC: tests that fill a
-    /// small disk use small segments so that a rotation, and the refusal, come quickly.
-    #[arg(long, hide = true)]
-    pub wal_segment_mib: Option<u64>,
-    /// Delete archived log segments (shard-N/archive/) last written more than N days ago.
-    /// Default: keep the whole history.
-    #[arg(long)]
-    pub log_retention_days: Option<u32>,
-    /// Snapshot every N records (default 10 M); small values exercise snapshots in tests.
-    #[arg(long, hide = true)]
-    pub snapshot_every_records: Option<u64>,
-    /// Added to the wall clock (ms): lets crash drills and tests move days ahead across a
-    /// restart (batch time never goes back, so only forward moves take effect).
-    #[arg(long, hide = true, default_value_t = 0)]
-    pub clock_offset_ms: i64,
 }
 
 /// Flags of `svault replay`.
@@ -83,29 +53,6 @@ pub struct ReplayArgs {
 pub struct InspectArgs {
     #[arg(long)]
     pub data: std::path::PathBuf,
-}
-
-/// `--durability` as the command line spells it; the runtime's [`runtime::Durability`] knows
-/// nothing of clap.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DurabilityArg {
-    /// fsync every batch before replying (batches are small).
-    Sync,
-    /// one fsync shared by every request that arrived together (default).
-    #[default]
-    Group,
-    /// reply before the fsync; a timer flushes. Loses a window on crash.
-    Async,
-}
-
-impl From<DurabilityArg> for runtime::Durability {
-    fn from(d: DurabilityArg) -> runtime::Durability {
-        match d {
-            DurabilityArg::Sync => runtime::Durability::Sync,
-            DurabilityArg::Group => runtime::Durability::Group,
-            DurabilityArg::Async => runtime::Durability::Async,
-        }
-    }
 }
 
 /// Output form of `svault report`.

@@ -319,26 +319,6 @@ pub(crate) fn fingerprint(cmd: &Command) -> u64 {
     h.digest().max(1)
 }
 
-/// The card a command is about, if any (replays rebuild the card view from it).
-pub(crate) fn command_card(cmd: &Command) -> Option<CardId> {
-    match cmd {
-        Command::OpenCard { card_id, .. }
-        | Command::TopUp { card_id, .. }
-        | Command::Spend { card_id, .. }
-        | Command::Hold { card_id, .. }
-        | Command::CashOut { card_id, .. }
-        | Command::RedeemPoints { card_id, .. }
-        | Command::Grant { card_id, .. }
-        | Command::Freeze { card_id }
-        | Command::Unfreeze { card_id }
-        | Command::Close { card_id }
-        | Command::Reversal { card_id, .. } => Some(*card_id),
-        Command::Capture { hold_id, .. } | Command::Void { hold_id } => Some(hold_id.card),
-        Command::Refund { txn_id, .. } => Some(txn_id.card),
-        Command::UpsertProgram(_) | Command::Tick => None,
-    }
-}
-
 /// Identity hasher for keys that are already uniformly random (128-bit xxh3 hashes).
 #[cfg(test)]
 mod tests {
@@ -651,7 +631,7 @@ impl KeyTable {
 
 /// Compacts an outcome of `request` for storage: `(stored, seq, code, side)`.
 pub(crate) fn compact(request: &Request, outcome: &Outcome) -> (Stored, u32, u8, Option<Outcome>) {
-    let card = command_card(&request.command);
+    let card = request.command.card();
     match outcome {
         Outcome::Approved(a) => match (a.txn_id, card) {
             (Some(t), Some(c)) if t.card == c && a.card.is_some() && a.reversed_txn.is_none() => {

@@ -5,10 +5,14 @@
 //! same `digest()`. Nothing here iterates a hash map into an output: ticks run timers in a
 //! total order, floats are listed by program id, snapshots list cards in opening order.
 //!
-//! Modules: [`card`] (one card), [`lots`] (bonus lots), [`history`] (per-card transactions),
+//! This file holds [`State`] and `apply` (keys, then the operation, then the answer). Modules:
+//! [`card`] (one card), [`lots`] (bonus lots), [`history`] (per-card transactions),
 //! [`marketing`] (ladder, discounts, points, split), [`idempotency`] (keys),
 //! [`timers`] (deadlines), `ops` (the operations), `tick` (expiries and reminders),
-//! `reversal`, `snapshot` (snapshot, restore, digest).
+//! `reversal`, `snapshot` (snapshot, restore, digest), `programs` (program slots and lookup),
+//! `float` (each program's float), `views` (card views and approvals in replies), `hasher`
+//! (the card index's hasher), `prefetch` (cache hints ahead of `apply`), `memory` (counts and
+//! heap use).
 //!
 //! Rules that SPEC.md leaves open, decided here:
 //! - **Check order** (SPEC): input → card status → single cap → daily cap → balance cap →
@@ -79,24 +83,28 @@
 //! - tick (`TxnKind::Tick`): `released` = holds released, `forfeited` = bonus expired.
 
 mod card;
+mod float;
+mod hasher;
 mod history;
 mod idempotency;
 mod lots;
 mod marketing;
+mod memory;
 mod ops;
 mod parted;
+mod prefetch;
+mod programs;
 mod reversal;
 mod snapshot;
 mod tick;
 mod timers;
+mod views;
 
-use crate::command::{CallerId, CardId, Command, Millis, Query, Request, TxnId};
+use crate::command::{CallerId, CardId, Command, Millis, Query, Request};
 use crate::money::Amount;
 use crate::outcome::{
-    Approval, CardStatus, CardView, DeclineCode, Event, EventKind, FloatTotals, NotFoundKind,
-    Outcome, Rejection, Reply, TxnKind,
+    CardView, DeclineCode, Event, EventKind, NotFoundKind, Outcome, Rejection, Reply, TxnKind,
 };
-use crate::program::Program;
 use card::Card;
 use history::TxnEntry;
 use idempotency::{KeyEntry, KeyTable, ShownCard, Stored, K_REVERSED, K_SHOWN};
@@ -104,21 +112,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use timers::Timers;
 
+pub(crate) use hasher::IdBuild;
+pub use memory::MemoryUse;
+pub(crate) use programs::ProgramSlot;
 pub use snapshot::{Frozen, SNAPSHOT_VERSION};
-
-/// Hints the CPU to load the cache line at `p` without waiting for it.
-#[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch_line(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` is only a hint: it never faults and reads nothing into the program,
-    // whatever the address; SSE is part of every x86_64 target.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 
 /// The money rules a request is decided by.
 ///
@@ -180,72 +177,11 @@ pub enum QueryAnswer {
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
-/// Mixes a card id into a well-spread hash (murmur3 finaliser); deterministic, no seed.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        x ^ (x >> 33)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, x: u64) {
-        self.0 ^= x;
-    }
-    fn write_u32(&mut self, x: u32) {
-        self.0 = self.0.rotate_left(32) ^ u64::from(x);
-    }
-}
-
-pub(crate) type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
-
 /// An active hold: what it reserves and until when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct Hold {
     pub amount: Amount,
     pub expires_at: i64,
-}
-
-/// One program and the float of its cards.
-pub(crate) struct ProgramSlot {
-    pub program: Program,
-    pub float: FloatTotals,
-    /// The program id and tier names (in `program.tiers` order), shared by every card view.
-    pub names: SlotNames,
-}
-
-/// Names a card view carries, made once per program version instead of once per reply.
-pub(crate) struct SlotNames {
-    pub id: std::sync::Arc<str>,
-    pub tiers: Vec<std::sync::Arc<str>>,
-}
-
-impl SlotNames {
-    pub fn of(p: &Program) -> SlotNames {
-        SlotNames {
-            id: p.id.as_str().into(),
-            tiers: p.tiers.iter().map(|t| t.name.as_str().into()).collect(),
-        }
-    }
-}
-
-impl ProgramSlot {
-    pub fn new(program: Program) -> ProgramSlot {
-        ProgramSlot {
-            names: SlotNames::of(&program),
-            program,
-            float: FloatTotals::default(),
-        }
-    }
 }
 
 /// All cards, programs, holds, idempotency keys and the float of one shard.
@@ -371,7 +307,7 @@ impl State {
             self.config.idempotency_ttl_ms,
             self.config.idempotency_keys_max,
         );
-        let scope = idempotency::command_card(&request.command);
+        let scope = request.command.card();
         let kh = idempotency::key_hash(caller, scope, key);
         let fp = idempotency::fingerprint(&request.command);
         let card = scope.unwrap_or(CardId(0));
@@ -567,7 +503,7 @@ impl State {
             Command::Reversal { card_id, key } => self.reversal(caller, *card_id, key, now, events),
             Command::Tick => self.tick(now, events),
             _ => {
-                let Some(card_id) = idempotency::command_card(cmd) else {
+                let Some(card_id) = cmd.card() else {
                     return Outcome::Rejected(Rejection::NotFound {
                         what: NotFoundKind::Card,
                     });
@@ -646,40 +582,6 @@ impl State {
             .max_amount()
     }
 
-    /// The principal, bonus, held and open-ness of a card, for float bookkeeping.
-    fn float_part(&self, slot: u32) -> (Amount, Amount, Amount, bool) {
-        let c = self.card_at(slot);
-        (c.principal, c.bonus, c.held, c.status != CardStatus::Closed)
-    }
-
-    fn shift_float(
-        &mut self,
-        slot: u32,
-        before: (Amount, Amount, Amount, bool),
-        after: (Amount, Amount, Amount, bool),
-    ) {
-        if before == after {
-            return;
-        }
-        let p = self.card_at(slot).program as usize;
-        if let Some(ps) = self.programs.get_mut(p) {
-            let f = &mut ps.float;
-            f.principal += after.0 - before.0;
-            f.bonus += after.1 - before.1;
-            f.held += after.2 - before.2;
-            f.cards = (f.cards as i64 + i64::from(after.3) - i64::from(before.3)) as u64;
-            // Operations refuse what would pass the bound (`Parts::room_for`); asserted in
-            // release builds like the card invariants.
-            let max = ps.program.currency.max_amount();
-            let within = |a: Amount| a.0 >= 0 && a <= max;
-            assert!(
-                within(f.principal) && within(f.bonus) && within(f.held),
-                "float of program {} out of range: {f:?}",
-                ps.program.id
-            );
-        }
-    }
-
     pub(crate) fn card_at(&self, slot: u32) -> &Card {
         &self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
     }
@@ -720,142 +622,6 @@ impl State {
 
     fn cards(&self) -> impl Iterator<Item = &Card> + '_ {
         self.chunks.iter().flat_map(|c| c.iter())
-    }
-
-    pub(crate) fn program_at(&self, i: u16) -> &Program {
-        &self.programs[i as usize].program
-    }
-
-    fn view_of(&self, id: CardId) -> Option<CardView> {
-        self.card(id).map(|c| self.view(c))
-    }
-
-    /// The card view of SPEC.md.
-    fn view(&self, c: &Card) -> CardView {
-        let slot = &self.programs[c.program as usize];
-        let p = &slot.program;
-        // The highest tier reached, as `Program::tier_for`, by index to share its name.
-        let tier = p
-            .tiers
-            .iter()
-            .rposition(|t| c.paid_in >= t.lifetime_top_up)
-            .and_then(|i| slot.names.tiers.get(i).cloned());
-        CardView {
-            card_id: c.id,
-            program: slot.names.id.clone(),
-            currency: p.currency,
-            principal: c.principal,
-            bonus: c.bonus,
-            held: c.held,
-            available: c.available(),
-            points: c.points,
-            tier,
-            status: c.status,
-            paid_in: c.paid_in,
-            bonus_given: c.bonus_given,
-            consumed: c.consumed,
-        }
-    }
-
-    /// The approval of a history entry (also used to rebuild idempotent replays, so a replay
-    /// and the first answer agree field for field, apart from the card view).
-    fn approval(&self, c: &Card, seq: u32, e: &TxnEntry) -> Approval {
-        let k = e.kind;
-        let refers = (e.refers_to != 0).then_some(TxnId {
-            card: c.id,
-            seq: e.refers_to,
-        });
-        // A reversal moves points back the way the original did not: up for an undone refund
-        // or redeem, down for an undone spend, capture or grant.
-        let points_up = match k {
-            TxnKind::Spend | TxnKind::Capture | TxnKind::Grant => true,
-            TxnKind::Reversal => c
-                .entry(e.refers_to)
-                .is_some_and(|o| matches!(o.kind, TxnKind::Refund | TxnKind::Redeem)),
-            _ => false,
-        };
-        let points_moved = matches!(
-            k,
-            TxnKind::Spend
-                | TxnKind::Capture
-                | TxnKind::Grant
-                | TxnKind::Redeem
-                | TxnKind::Refund
-                | TxnKind::Reversal
-        );
-        // A cash-out pays principal first, then (`merchant_fault` under a non-proportional
-        // spend order) bonus; the principal it does not pay is retained, the bonus it does
-        // not pay is forfeited.
-        let paid_from_bonus = (e.amount - e.principal).max(Amount::ZERO);
-        Approval {
-            kind: k,
-            txn_id: Some(TxnId { card: c.id, seq }),
-            amount: e.signed_amount(),
-            principal: e.principal,
-            bonus: e.bonus,
-            bonus_granted: match k {
-                TxnKind::TopUp | TxnKind::Grant | TxnKind::Redeem => e.extra,
-                _ => Amount::ZERO,
-            },
-            discount: match k {
-                TxnKind::Spend | TxnKind::Hold => e.extra,
-                _ => Amount::ZERO,
-            },
-            discount_source: match k {
-                TxnKind::Spend | TxnKind::Hold => e.discount_source(),
-                _ => None,
-            },
-            points_earned: if points_moved && points_up {
-                e.points
-            } else {
-                0
-            },
-            points_spent: if points_moved && !points_up {
-                e.points
-            } else {
-                0
-            },
-            released: match k {
-                TxnKind::Capture | TxnKind::Void | TxnKind::HoldExpired | TxnKind::Reversal => {
-                    e.extra
-                }
-                _ => Amount::ZERO,
-            },
-            forfeited: match k {
-                TxnKind::CashOut => e.bonus - paid_from_bonus,
-                TxnKind::Close => e.extra,
-                _ => Amount::ZERO,
-            },
-            retained: match k {
-                TxnKind::CashOut => (e.principal - e.amount).max(Amount::ZERO),
-                _ => Amount::ZERO,
-            },
-            reversed_txn: if k == TxnKind::Reversal { refers } else { None },
-            expires_at: (k == TxnKind::Hold).then_some(Millis(e.aux)),
-            card: Some(self.view(c)),
-        }
-    }
-
-    fn upsert_program(&mut self, p: &Program) -> Outcome {
-        match self.program_index.get(&p.id) {
-            Some(&i) => {
-                if let Some(slot) = self.programs.get_mut(i as usize) {
-                    slot.program = p.clone();
-                    slot.names = SlotNames::of(p);
-                }
-            }
-            None => {
-                let Ok(i) = u16::try_from(self.programs.len()) else {
-                    return Outcome::Rejected(Rejection::Invalid {
-                        field: "id".to_string(),
-                        reason: "too many programs".to_string(),
-                    });
-                };
-                self.programs.push(ProgramSlot::new(p.clone()));
-                self.program_index.insert(p.id.clone(), i);
-            }
-        }
-        Outcome::Approved(Box::new(Approval::nothing(TxnKind::Program)))
     }
 
     fn open_card(
@@ -918,140 +684,6 @@ impl State {
             }
         }
     }
-
-    /// The program a card belongs to (for gateway-key scoping).
-    pub fn program_of(&self, card_id: CardId) -> Option<&str> {
-        self.card(card_id)
-            .map(|c| self.program_at(c.program).id.as_str())
-    }
-
-    /// A program by id.
-    pub fn program(&self, id: &str) -> Option<&Program> {
-        self.program_index.get(id).map(|&i| self.program_at(i))
-    }
-
-    /// All programs, in the order they were first created.
-    pub fn programs(&self) -> impl Iterator<Item = &Program> + '_ {
-        self.programs.iter().map(|p| &p.program)
-    }
-
-    /// Outstanding principal, bonus, held per program id, sorted by id; O(programs).
-    pub fn float(&self) -> Vec<(String, FloatTotals)> {
-        let mut v: Vec<(String, FloatTotals)> = self
-            .programs
-            .iter()
-            .map(|p| (p.program.id.clone(), p.float))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
-
-    /// The float summed over all programs.
-    pub fn float_total(&self) -> FloatTotals {
-        self.programs
-            .iter()
-            .fold(FloatTotals::default(), |mut t, p| {
-                t.principal += p.float.principal;
-                t.bonus += p.float.bonus;
-                t.held += p.float.held;
-                t.cards += p.float.cards;
-                t
-            })
-    }
-
-    /// The float recomputed card by card (O(cards)); equals [`State::float`] — a check for tests.
-    pub fn float_recomputed(&self) -> Vec<(String, FloatTotals)> {
-        let mut per: Vec<FloatTotals> = vec![FloatTotals::default(); self.programs.len()];
-        for c in self.cards() {
-            if let Some(f) = per.get_mut(c.program as usize) {
-                f.principal += c.principal;
-                f.bonus += c.bonus;
-                f.held += c.held;
-                f.cards += u64::from(c.status != CardStatus::Closed);
-            }
-        }
-        let mut v: Vec<(String, FloatTotals)> = self
-            .programs
-            .iter()
-            .zip(per)
-            .map(|(p, f)| (p.program.id.clone(), f))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
-
-    /// Number of cards in this shard.
-    pub fn card_count(&self) -> usize {
-        self.card_index.len()
-    }
-
-    /// Starts loading what `apply(request)` touches first: the card's index bucket, the card,
-    /// and the key's index bucket. Called a few requests ahead of `apply` over a batch, so the
-    /// cache misses of several requests overlap instead of stalling one after another. A hint
-    /// only: it changes nothing.
-    pub fn prefetch(&self, request: &Request, caller: CallerId) {
-        if let Some(key) = request.idempotency_key.as_deref() {
-            let card = idempotency::command_card(&request.command);
-            self.keys.touch(&idempotency::key_hash(caller, card, key));
-        }
-        let Some(id) = idempotency::command_card(&request.command) else {
-            return;
-        };
-        if let Some(&slot) = self.card_index.get(&id.0) {
-            let card = std::ptr::from_ref(self.card_at(slot)).cast::<u8>();
-            for line in (0..std::mem::size_of::<Card>()).step_by(64) {
-                prefetch_line(card.wrapping_add(line));
-            }
-        }
-    }
-
-    /// Number of idempotency keys remembered.
-    pub fn key_count(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Approximate heap use by part, from capacities (for metrics and the memory benchmark).
-    pub fn memory(&self) -> MemoryUse {
-        let card = std::mem::size_of::<Card>();
-        let lots_extra: usize = self.cards().map(|c| c.lots.heap_bytes()).sum();
-        let history: usize = self
-            .cards()
-            .map(|c| c.history.capacity() * std::mem::size_of::<TxnEntry>())
-            .sum();
-        // hashbrown: one control byte per bucket plus the bucket; buckets ≈ capacity × 8/7.
-        let table = |cap: usize, entry: usize| cap * 8 / 7 * (entry + 1);
-        MemoryUse {
-            cards: self
-                .chunks
-                .iter()
-                .map(|c| c.capacity() * card)
-                .sum::<usize>()
-                + lots_extra,
-            card_index: table(self.card_index.capacity(), 16),
-            history,
-            keys: self.keys.bytes(),
-            holds: table(self.holds.capacity(), 32),
-            timers: self.timers.bytes(),
-        }
-    }
-
-    /// Number of pending deadlines (holds, lots, reminders), stale ones included.
-    pub fn timer_count(&self) -> usize {
-        self.timers.len()
-    }
-}
-
-/// Approximate bytes held by each part of a shard's state (see [`State::memory`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemoryUse {
-    /// Card structs (with inline first lot) and extra lots.
-    pub cards: usize,
-    pub card_index: usize,
-    /// Per-card transaction history.
-    pub history: usize,
-    pub keys: usize,
-    pub holds: usize,
-    pub timers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,8 @@
 //! version-2 requests keep the unscoped keys they were written with.
 
 use super::*;
-use crate::command::{Channel, Method};
+use crate::command::{Channel, Method, TxnId};
+use crate::program::Program;
 
 const T0: i64 = 1_704_081_600_000;
 const A: CallerId = CallerId(11);

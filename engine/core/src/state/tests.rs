@@ -1,10 +1,12 @@
 //! Rule-by-rule tests with the seed numbers of the brief and SPEC.md.
 
 use super::*;
+use crate::command::TxnId;
 use crate::command::{CashOutReason, Channel, GrantReason, Method};
 use crate::money::Rate;
 use crate::outcome::TxnRecord;
-use crate::program::ProgramSpec;
+use crate::outcome::{Approval, CardStatus};
+use crate::program::{Program, ProgramSpec};
 
 /// 2024-01-01 04:00 UTC = 12:00 at +08:00 (outside the demo's evening window).
 const T0: i64 = 1_704_081_600_000;

@@ -378,6 +378,44 @@ impl GrantBody {
     }
 }
 
+/// The body of `POST /v1/programs` as SPEC.md spells it (documentation of `ProgramSpec`).
+/// Decimals are strings; every field but `id` and `currency` is optional.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ProgramSpecDoc {
+    #[schema(example = "coffee")]
+    pub id: String,
+    #[schema(example = "CNY")]
+    pub currency: String,
+    #[schema(example = "+08:00")]
+    pub utc_offset: Option<String>,
+    /// `{min, max_single, max_balance, max_balance_anonymous, max_daily}` as decimal strings.
+    #[schema(value_type = Option<Object>)]
+    pub top_up: Option<serde_json::Value>,
+    /// `[{"nth":1,"min":"100","bonus":"15"},{"nth":2,"min":"100","rate":"0.10"}]`
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub bonus_ladder: Option<serde_json::Value>,
+    pub bonus_expiry_days: Option<u32>,
+    /// `proportional` | `bonus_first` | `principal_first`
+    pub spend_order: Option<String>,
+    /// `{earn_per_unit, redeem_rate}`
+    #[schema(value_type = Option<Object>)]
+    pub points: Option<serde_json::Value>,
+    /// `[{"name":"silver","lifetime_top_up":"1000","points_multiplier":"1.5","discount":"0.02"}]`
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tiers: Option<serde_json::Value>,
+    /// `[{"from":"20:00","to":"24:00","rate":"0.10"}]`
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub discount_windows: Option<serde_json::Value>,
+    /// `{max_spends_per_minute, max_daily_spend}`
+    #[schema(value_type = Option<Object>)]
+    pub velocity: Option<serde_json::Value>,
+    pub refund_lock_days: Option<u32>,
+    /// `{low_balance, bonus_expiring_days}`
+    #[schema(value_type = Option<Object>)]
+    pub reminders: Option<serde_json::Value>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::extract::parse_json;

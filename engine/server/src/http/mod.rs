@@ -136,7 +136,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/events", get(h::events))
         .route("/metrics", get(h::metrics))
         .route("/healthz", get(h::healthz))
-        .route("/openapi.json", get(h::openapi))
+        .route("/openapi.json", get(openapi::openapi))
         .fallback(h::no_route)
         .method_not_allowed_fallback(h::wrong_method)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))

@@ -1,51 +1,15 @@
-//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` blocks.
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` blocks, and the
+//! handler that serves it. Only this module knows both: the handlers don't know the document.
 
 use super::body::*;
 use super::error::ErrorBody;
 use super::handlers;
 use super::render::*;
-use serde::Serialize;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
-
-/// The body of `POST /v1/programs` as SPEC.md spells it (documentation of `ProgramSpec`).
-/// Decimals are strings; every field but `id` and `currency` is optional.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ProgramSpecDoc {
-    #[schema(example = "coffee")]
-    pub id: String,
-    #[schema(example = "CNY")]
-    pub currency: String,
-    #[schema(example = "+08:00")]
-    pub utc_offset: Option<String>,
-    /// `{min, max_single, max_balance, max_balance_anonymous, max_daily}` as decimal strings.
-    #[schema(value_type = Option<Object>)]
-    pub top_up: Option<serde_json::Value>,
-    /// `[{"nth":1,"min":"100","bonus":"15"},{"nth":2,"min":"100","rate":"0.10"}]`
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub bonus_ladder: Option<serde_json::Value>,
-    pub bonus_expiry_days: Option<u32>,
-    /// `proportional` | `bonus_first` | `principal_first`
-    pub spend_order: Option<String>,
-    /// `{earn_per_unit, redeem_rate}`
-    #[schema(value_type = Option<Object>)]
-    pub points: Option<serde_json::Value>,
-    /// `[{"name":"silver","lifetime_top_up":"1000","points_multiplier":"1.5","discount":"0.02"}]`
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub tiers: Option<serde_json::Value>,
-    /// `[{"from":"20:00","to":"24:00","rate":"0.10"}]`
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub discount_windows: Option<serde_json::Value>,
-    /// `{max_spends_per_minute, max_daily_spend}`
-    #[schema(value_type = Option<Object>)]
-    pub velocity: Option<serde_json::Value>,
-    pub refund_lock_days: Option<u32>,
-    /// `{low_balance, bonus_expiring_days}`
-    #[schema(value_type = Option<Object>)]
-    pub reminders: Option<serde_json::Value>,
-}
+use utoipa::{Modify, OpenApi};
 
 struct BearerAuth;
 
@@ -69,7 +33,7 @@ impl Modify for BearerAuth {
         handlers::spend, handlers::hold, handlers::capture, handlers::void, handlers::refund,
         handlers::cash_out, handlers::reversal, handlers::redeem, handlers::grant,
         handlers::freeze, handlers::unfreeze, handlers::close, handlers::transactions,
-        handlers::float, handlers::events, handlers::metrics, handlers::healthz, handlers::openapi,
+        handlers::float, handlers::events, handlers::metrics, handlers::healthz, openapi,
     ),
     components(schemas(
         ErrorBody, CardBody, ApprovedBody, DeclinedBody, TxnBody, TxnListBody, FloatLine, FloatBody,
@@ -80,6 +44,18 @@ impl Modify for BearerAuth {
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
+pub async fn openapi() -> Response {
+    let mut resp = document_json().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
 
 /// The document as JSON, built once.
 pub fn document_json() -> String {

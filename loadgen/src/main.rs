@@ -1,5 +1,4 @@
-//! `svault-loadgen`: not built yet (no open issue asks for it so far).
-fn main() {
-    eprintln!("svault-loadgen: not built yet");
-    std::process::exit(2);
+//! `svault-loadgen`: see `loadgen::cli`.
+fn main() -> std::process::ExitCode {
+    loadgen::cli::main()
 }

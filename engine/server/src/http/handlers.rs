@@ -90,7 +90,7 @@ fn admin_only(caller: &Caller) -> Result<(), ApiError> {
 
 /// Create or replace a program (admin).
 #[utoipa::path(post, path = "/v1/programs", tag = "admin",
-    params(("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters")),
+    params(("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body(content = ProgramSpecDoc, description = "The program, as SPEC.md spells it"),
     responses(MutationResponses))]
 pub async fn upsert_program(
@@ -127,7 +127,7 @@ pub async fn upsert_program(
 
 /// Open a card.
 #[utoipa::path(post, path = "/v1/cards", tag = "cards",
-    params(("Idempotency-Key" = String, Header, description = "also derives the card id when none is given")),
+    params(("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters; also derives the card id when none is given", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = OpenCardBody, responses(MutationResponses))]
 pub async fn open_card(
     State(app): State<AppState>,
@@ -146,7 +146,7 @@ pub async fn open_card(
 
 /// Balances of a card.
 #[utoipa::path(get, path = "/v1/cards/{id}", tag = "cards",
-    params(("id" = String, Path, description = "card id, 1-19 digits")),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$")),
     responses((status = 200, body = CardBody), ReadErrors))]
 pub async fn get_card(
     State(app): State<AppState>,
@@ -166,7 +166,7 @@ pub async fn get_card(
 
 /// Top up: principal plus the ladder bonus.
 #[utoipa::path(post, path = "/v1/cards/{id}/top-ups", tag = "cards",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = TopUpBody, responses(MutationResponses))]
 pub async fn top_up(
     State(app): State<AppState>,
@@ -181,7 +181,7 @@ pub async fn top_up(
 
 /// Spend: authorize and capture at once.
 #[utoipa::path(post, path = "/v1/cards/{id}/spends", tag = "cards",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = SpendBody, responses(MutationResponses))]
 pub async fn spend(
     State(app): State<AppState>,
@@ -196,7 +196,7 @@ pub async fn spend(
 
 /// Hold funds (authorize); answers with `hold_id`.
 #[utoipa::path(post, path = "/v1/cards/{id}/holds", tag = "cards",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = HoldBody, responses(MutationResponses))]
 pub async fn hold(
     State(app): State<AppState>,
@@ -211,7 +211,7 @@ pub async fn hold(
 
 /// Capture all or part of a hold; the rest is released.
 #[utoipa::path(post, path = "/v1/holds/{id}/capture", tag = "holds",
-    params(("id" = String, Path, description = "hold id, CARD-SEQ"), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "hold id, CARD-SEQ"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = CaptureBody, responses(MutationResponses))]
 pub async fn capture(
     State(app): State<AppState>,
@@ -226,7 +226,7 @@ pub async fn capture(
 
 /// Release a hold.
 #[utoipa::path(post, path = "/v1/holds/{id}/void", tag = "holds",
-    params(("id" = String, Path, description = "hold id, CARD-SEQ"), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "hold id, CARD-SEQ"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body(content = Option<EmptyBody>), responses(MutationResponses))]
 pub async fn void(
     State(app): State<AppState>,
@@ -243,7 +243,7 @@ pub async fn void(
 
 /// Refund a spend or capture, in the proportions it took.
 #[utoipa::path(post, path = "/v1/refunds", tag = "cards",
-    params(("Idempotency-Key" = String, Header)),
+    params(("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = RefundBody, responses(MutationResponses))]
 pub async fn refund(
     State(app): State<AppState>,
@@ -257,7 +257,7 @@ pub async fn refund(
 
 /// Pay out principal; the bonus is forfeited.
 #[utoipa::path(post, path = "/v1/cards/{id}/cash-out", tag = "cards",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = CashOutBody, responses(MutationResponses))]
 pub async fn cash_out(
     State(app): State<AppState>,
@@ -274,7 +274,7 @@ pub async fn cash_out(
 /// `Idempotency-Key` it carried: undone if it was applied, declined `reversed` if it comes later.
 /// Another caller's request with the same key is out of reach (keys are per caller).
 #[utoipa::path(post, path = "/v1/cards/{id}/reversals", tag = "cards",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = ReversalBody, responses(MutationResponses))]
 pub async fn reversal(
     State(app): State<AppState>,
@@ -289,7 +289,7 @@ pub async fn reversal(
 
 /// Turn points into bonus.
 #[utoipa::path(post, path = "/v1/cards/{id}/points/redeem", tag = "cards",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = RedeemBody, responses(MutationResponses))]
 pub async fn redeem(
     State(app): State<AppState>,
@@ -304,7 +304,7 @@ pub async fn redeem(
 
 /// Grant bonus and/or points (admin).
 #[utoipa::path(post, path = "/v1/cards/{id}/grants", tag = "admin",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = GrantBody, responses(MutationResponses))]
 pub async fn grant(
     State(app): State<AppState>,
@@ -320,7 +320,7 @@ pub async fn grant(
 
 /// Freeze a card: spends, holds and top-ups are declined `card_frozen`.
 #[utoipa::path(post, path = "/v1/cards/{id}/freeze", tag = "lifecycle",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body(content = Option<EmptyBody>), responses(MutationResponses))]
 pub async fn freeze(
     State(app): State<AppState>,
@@ -337,7 +337,7 @@ pub async fn freeze(
 
 /// Unfreeze a card.
 #[utoipa::path(post, path = "/v1/cards/{id}/unfreeze", tag = "lifecycle",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body(content = Option<EmptyBody>), responses(MutationResponses))]
 pub async fn unfreeze(
     State(app): State<AppState>,
@@ -354,7 +354,7 @@ pub async fn unfreeze(
 
 /// Close a card for good.
 #[utoipa::path(post, path = "/v1/cards/{id}/close", tag = "lifecycle",
-    params(("id" = String, Path), ("Idempotency-Key" = String, Header)),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body(content = Option<EmptyBody>), responses(MutationResponses))]
 pub async fn close(
     State(app): State<AppState>,
@@ -394,7 +394,7 @@ fn parse_limit(v: &str) -> Result<u32, ApiError> {
 
 /// A card's history, newest first.
 #[utoipa::path(get, path = "/v1/cards/{id}/transactions", tag = "cards",
-    params(("id" = String, Path), ("limit" = Option<u32>, Query, description = "1-1000, default 50")),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("limit" = Option<u64>, Query, minimum = 1, description = "at least 1; default 50, more than 1000 counts as 1000")),
     responses((status = 200, body = TxnListBody), ReadErrors))]
 pub async fn transactions(
     State(app): State<AppState>,
@@ -453,7 +453,7 @@ pub async fn float(State(app): State<AppState>, caller: Caller) -> Json<FloatBod
 /// Reminders, expiries and anomalies, as a log read from `after`.
 #[utoipa::path(get, path = "/v1/events", tag = "finance",
     params(("after" = Option<u64>, Query, description = "last seq seen, default 0"),
-           ("limit" = Option<u32>, Query, description = "1-1000, default 50")),
+           ("limit" = Option<u64>, Query, minimum = 1, description = "at least 1; default 50, more than 1000 counts as 1000")),
     responses((status = 200, body = EventsBody), ReadErrors))]
 pub async fn events(
     State(app): State<AppState>,

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# svault side by side with Postgres and Redis doing the same work, on this machine, in one run.
+#
+#   bench/compare.sh                      # 1 M cards, steady profile
+#   CARDS=100000 DURATION=10s bench/compare.sh
+#   MIX=spend=100 bench/compare.sh        # spends only
+#
+# Installs Postgres and Redis from Debian's packages when missing, starts them on loopback in a
+# temporary directory (Postgres: synchronous_commit=on; Redis: appendonly, appendfsync always),
+# starts svault (release build, --durability group) on a temporary data directory, runs the same
+# profile against every system — first as fast as each answers (closed loop), then at one fixed
+# open-loop rate that all of them can hold, then svault's doors at half their own maximum — stops
+# everything it started by PID, and writes:
+#   bench/results/compare-*.json    one report per run
+#   bench/results/compare.html      every run on one page
+#   bench/RESULTS.md                the side-by-side table with date, commit and machine
+#                                   (between the compare.sh markers)
+# Every system shares the machine's cores with the load generator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+CARDS=${CARDS:-1000000}
+PROFILE=${PROFILE:-steady}
+DURATION=${DURATION:-20s}
+WARMUP=${WARMUP:-5s}
+SEED=${SEED:-1}
+# Your own mix instead of the profile's (e.g. spend=100); empty = the profile's.
+MIX=${MIX:-}
+# The fixed open-loop rate; empty = half the slowest system's maximum, rounded down to 100.
+FIXED_RATE=${FIXED_RATE:-}
+OUT=${OUT:-$ROOT/bench/results}
+
+WORK=$(mktemp -d /tmp/svault-compare.XXXXXX)
+# Postgres runs as its own user (it refuses root), which must reach its directory inside.
+chmod 755 "$WORK"
+export SERVICES_DIR=$WORK/services
+SVAULT_PID=""
+
+cleanup() {
+  if [ -n "$SVAULT_PID" ] && kill -0 "$SVAULT_PID" 2>/dev/null; then
+    kill -TERM "$SVAULT_PID" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$SVAULT_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
+  "$ROOT/bench/services.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== building (release)" >&2
+cargo build --release -p svault-server -p svault-loadgen >&2
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+SVAULT=$TARGET/release/svault
+LOADGEN=$TARGET/release/svault-loadgen
+
+echo "== starting Postgres and Redis" >&2
+eval "$("$ROOT/bench/services.sh" start)"
+: "${LOADGEN_POSTGRES_URL:?Postgres and Redis did not start (bench/services.sh start)}"
+
+echo "== starting svault (group durability)" >&2
+mkdir -p "$WORK/svault"
+"$SVAULT" serve --data "$WORK/svault/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
+  >"$WORK/svault/out.log" 2>"$WORK/svault/err.log" &
+SVAULT_PID=$!
+for _ in $(seq 600); do
+  grep -q '^svault listening' "$WORK/svault/out.log" 2>/dev/null && break
+  kill -0 "$SVAULT_PID" 2>/dev/null || { cat "$WORK/svault/err.log" >&2; exit 1; }
+  sleep 0.1
+done
+LINE=$(grep '^svault listening' "$WORK/svault/out.log")
+HTTP=$(echo "$LINE" | sed -n 's/.*http=\([^ ]*\).*/\1/p')
+TCP=$(echo "$LINE" | sed -n 's/.*tcp=\([^ ]*\).*/\1/p')
+echo "svault pid $SVAULT_PID http=$HTTP tcp=$TCP" >&2
+
+mkdir -p "$OUT"
+rm -f "$OUT"/compare-*.json
+RUN=$(date +%s)
+N=0
+COMMON=(--cards "$CARDS" --profile "$PROFILE" --duration "$DURATION" --warmup "$WARMUP" --seed "$SEED" --quiet)
+[ -z "$MIX" ] || COMMON+=(--mix "$MIX")
+SV=(--durability-note "group: fsync before every reply, shared by the requests that arrive together")
+
+# run NAME RATE ARGS...: one load test, report in $OUT/compare-NN-NAME.json
+run() {
+  local name=$1 rate=$2
+  shift 2
+  N=$((N + 1))
+  local file
+  file=$(printf '%s/compare-%02d-%s.json' "$OUT" "$N" "$name")
+  echo "== $name, rate $rate (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  cut -d' ' -f1 /proc/loadavg >>"$WORK/load.txt"
+  local rc=0
+  "$LOADGEN" "${COMMON[@]}" --rate "$rate" --run-id $((RUN * 100 + N)) --label "$name" --out "$file" "$@" >&2 || rc=$?
+  cut -d' ' -f1 /proc/loadavg >>"$WORK/load.txt"
+  case $rc in
+    0) ;;
+    3) echo "!! $name: MONEY CHECK FAILED (report kept, the table says MISMATCH)" >&2; MISMATCH=1 ;;
+    *) echo "!! $name failed (exit $rc)" >&2; exit "$rc" ;;
+  esac
+}
+MISMATCH=0
+
+# The shapes of each system: svault's binary protocol batched (1024 requests per frame), one
+# request per frame on 50 connections and with 16 frames in flight on each of 4 connections;
+# HTTP keep-alive on 64 connections; Redis unpipelined on 50 connections and 16 in flight on 4;
+# Postgres on 16 connections.
+svault_tcp_batched() { run "svault-tcp-batch$3$2" "$1" --target "tcp://$TCP" --admin "$HTTP" --batch "$3" --connections 2 --pipeline 4 "${SV[@]}"; }
+svault_tcp_1() { run "svault-tcp-batch1$2" "$1" --target "tcp://$TCP" --admin "$HTTP" --batch 1 --connections 50 "${SV[@]}"; }
+svault_tcp_1p16() { run "svault-tcp-batch1-pipelined16$2" "$1" --target "tcp://$TCP" --admin "$HTTP" --batch 1 --connections 4 --pipeline 16 "${SV[@]}"; }
+svault_http() { run "svault-http$2" "$1" --target "http://$HTTP" --setup-via "tcp://$TCP" --connections 64 "${SV[@]}"; }
+
+all_systems() {
+  local rate=$1 tag=$2 batch=$3
+  svault_tcp_batched "$rate" "$tag" "$batch"
+  svault_tcp_1 "$rate" "$tag"
+  svault_tcp_1p16 "$rate" "$tag"
+  svault_http "$rate" "$tag"
+  run "redis$tag" "$rate" --target "$LOADGEN_REDIS_URL" --connections 50
+  run "redis-pipelined16$tag" "$rate" --target "$LOADGEN_REDIS_URL" --connections 4 --pipeline 16
+  run "postgres$tag" "$rate" --target "$LOADGEN_POSTGRES_URL" --connections 16
+}
+
+# throughput LABEL: the measured throughput of the closed-loop run LABEL, per second.
+throughput() {
+  python3 - "$OUT" "$1" <<'PY'
+import json, glob, sys
+for f in glob.glob(sys.argv[1] + "/compare-*.json"):
+    r = json.load(open(f))
+    if r["label"] == sys.argv[2]:
+        print(int(r["throughput_per_s"]))
+PY
+}
+# half RATE: half of RATE rounded down to a hundred (at least 100).
+half() { echo $(( $1 / 200 * 100 > 100 ? $1 / 200 * 100 : 100 )); }
+
+all_systems 0 "" 1024
+
+if [ -z "$FIXED_RATE" ]; then
+  FIXED_RATE=$(python3 - "$OUT" <<'PY'
+import json, glob, sys
+t = [json.load(open(f))["throughput_per_s"] for f in glob.glob(sys.argv[1] + "/compare-*.json")]
+print(max(100, int(min(t) * 0.5) // 100 * 100))
+PY
+)
+fi
+echo "== fixed open-loop rate: $FIXED_RATE/s" >&2
+# At a fixed rate a frame of 1024 would wait for its last request for 1024/rate seconds: the
+# batched client sends about one frame per millisecond instead.
+all_systems "$FIXED_RATE" "@$FIXED_RATE" $(( FIXED_RATE / 1000 > 1 ? FIXED_RATE / 1000 : 1 ))
+
+# svault's doors at half their own maximum (the latency targets are set there).
+R=$(half "$(throughput svault-http)"); svault_http "$R" "@$R"
+R=$(half "$(throughput svault-tcp-batch1)"); svault_tcp_1 "$R" "@$R"
+R=$(half "$(throughput svault-tcp-batch1024)"); svault_tcp_batched "$R" "@$R" $(( R / 1000 > 1 ? R / 1000 : 1 ))
+
+"$LOADGEN" compare "$OUT"/compare-*.json --html "$OUT/compare.html" --markdown "$WORK/table.md" >&2
+
+COMMIT=$(git rev-parse --short HEAD)
+DIRTY=$(git diff --quiet HEAD -- . 2>/dev/null && echo "" || echo " (with local changes)")
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+MEM=$(free -g | awk '/Mem:/ {print $2}')
+SECTION=$WORK/section.md
+{
+  echo "<!-- compare.sh:begin -->"
+  echo "## Side by side: svault, Postgres, Redis (bench/compare.sh)"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), commit \`$COMMIT\`$DIRTY, $(nproc) cores ($CPU), ${MEM} GiB, $(uname -r);"
+  echo "1-minute load average before and after each run: $(sort -n "$WORK/load.txt" | head -1)–$(sort -n "$WORK/load.txt" | tail -1)"
+  echo "(2 cores: above 2 means something else was running too); at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Command: \`CARDS=$CARDS PROFILE=$PROFILE${MIX:+ MIX=$MIX} DURATION=$DURATION WARMUP=$WARMUP bench/compare.sh\`."
+  echo "Profile \`$PROFILE\`${MIX:+ with mix \`$MIX\`} on $CARDS cards for every system; the load generator shares the cores with"
+  echo "the system under test. First as fast as each answers (closed loop), then open loop at $FIXED_RATE/s"
+  echo "(half the slowest system's maximum), then svault's doors open loop at half their own maximum;"
+  echo "open-loop latency from each request's intended send time. Page with every curve:"
+  echo "\`bench/results/compare.html\`."
+  echo
+  cat "$WORK/table.md"
+  echo
+  echo "Durability: svault \`--durability group\` (fsync before each reply, shared by the requests of one"
+  echo "batch); Postgres \`synchronous_commit=on\`, \`fsync=on\`; Redis \`appendonly yes\`, \`appendfsync always\`."
+  echo "Not expressed on Postgres/Redis (listed in each report): svault's idempotency keys, ladder bonus,"
+  echo "discounts and reversals; the binary protocol has no reversal either."
+  echo "<!-- compare.sh:end -->"
+} >"$SECTION"
+python3 - "$ROOT/bench/RESULTS.md" "$SECTION" <<'PY'
+import sys, re
+path, section = sys.argv[1], open(sys.argv[2]).read().strip() + "\n"
+text = open(path).read()
+pat = re.compile(r"<!-- compare.sh:begin -->.*?<!-- compare.sh:end -->\n?", re.S)
+if pat.search(text):
+    text = pat.sub(lambda m: section, text, count=1)
+else:
+    # After the title and the "current figures" table (the first blank line after it), else at the top.
+    m = re.search(r"<!-- targets:end -->\n", text)
+    at = m.end() if m else text.find("\n## ") + 1
+    text = text[:at] + "\n" + section + "\n" + text[at:]
+open(path, "w").write(text)
+PY
+cat "$SECTION"
+if [ "$MISMATCH" != 0 ]; then
+  echo "compare.sh: a money check failed (see the table)" >&2
+  exit 3
+fi

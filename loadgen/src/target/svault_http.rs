@@ -1,0 +1,585 @@
+//! svault over its HTTP/JSON API: keep-alive HTTP/1.1 connections (hyper), one request in
+//! flight per connection, as a gateway's connection pool does.
+//!
+//! Also the admin side every svault run needs, whichever door carries the load: the run's
+//! program (`POST /v1/programs`), the float read back at the end (`GET /v1/float`).
+
+use super::{
+    at_stake, format_minor, parse_minor, Backend, Conn, Done, Loaded, TargetInfo, Unsupported,
+};
+use crate::stats::Outcome;
+use crate::workload::{
+    Action, Item, Minor, OpKind, Profile, Workload, FUNDING_MINOR, SETUP_SPEND_MINOR,
+};
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// How long one request may take before it counts as an error (`timeout`).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests in flight during setup.
+const SETUP_CONCURRENCY: usize = 64;
+/// First card id of a run: runs get disjoint id ranges of 10^10 cards.
+const CARD_ID_BASE: u64 = 6_300_000_000_000_000;
+/// Hold lifetime: long enough that no hold of a run expires before its capture.
+const HOLD_TTL_SECONDS: u32 = 600;
+
+/// What every svault connection of a run shares: names and setup results.
+#[derive(Debug)]
+pub struct SvaultRun {
+    /// Prefix of every idempotency key and of the program id.
+    pub run: String,
+    pub program: String,
+    pub card_base: u64,
+    /// For refunds: the transaction seq of each card's setup spend (0 = none).
+    pub setup_spends: parking_lot::RwLock<Vec<u32>>,
+}
+
+impl SvaultRun {
+    /// Names for run `run_id` (any number; a timestamp by default).
+    pub fn new(run_id: u64) -> SvaultRun {
+        SvaultRun {
+            run: format!("lg{run_id}"),
+            program: format!("loadgen-{run_id}"),
+            card_base: CARD_ID_BASE + (run_id % 100_000) * 10_000_000_000,
+            setup_spends: parking_lot::RwLock::new(Vec::new()),
+        }
+    }
+    pub fn card_id(&self, ix: u64) -> u64 {
+        self.card_base + ix
+    }
+    /// The idempotency key of request `step` of item `seq`.
+    pub fn key(&self, seq: u64, step: u8) -> String {
+        format!("{}-{seq}-{step}", self.run)
+    }
+    /// The transaction id (`CARD-SEQ`) of card `ix`'s setup spend, when it has one.
+    pub fn setup_spend(&self, ix: u64) -> Option<(u64, u32)> {
+        let seq = *self.setup_spends.read().get(ix as usize)?;
+        (seq != 0).then(|| (self.card_id(ix), seq))
+    }
+}
+
+/// The program a run creates: rules chosen by the profile, caps far above what a run reaches,
+/// so results never depend on `demo`'s caps.
+pub fn program_spec(profile: Profile, id: &str, now_utc_minutes: i64) -> Value {
+    let mut p = json!({
+        "id": id,
+        "currency": "CNY",
+        "utc_offset": "+08:00",
+        "top_up": {"min": "0.01", "max_single": "100000", "max_balance": "10000000",
+                   "max_balance_anonymous": "10000000"},
+        "refund_lock_days": 0,
+    });
+    if profile == Profile::Campaign {
+        // Put the run at 20:30 local time, inside the evening discount window.
+        let mut off = 20 * 60 + 30 - now_utc_minutes.rem_euclid(24 * 60);
+        if off > 14 * 60 {
+            off -= 24 * 60;
+        }
+        if off < -14 * 60 {
+            off += 24 * 60;
+        }
+        let sign = if off < 0 { '-' } else { '+' };
+        p["utc_offset"] = json!(format!("{sign}{:02}:{:02}", off.abs() / 60, off.abs() % 60));
+        p["bonus_ladder"] = json!([
+            {"nth": 1, "min": "100", "bonus": "15"},
+            {"nth": 2, "min": "100", "rate": "0.10"},
+            {"nth": 3, "min": "100", "rate": "0.05"}
+        ]);
+        p["bonus_expiry_days"] = json!(365);
+        p["points"] = json!({"earn_per_unit": "1", "redeem_rate": 100});
+        p["tiers"] = json!([
+            {"name": "silver", "lifetime_top_up": "1000", "points_multiplier": "1.5"},
+            {"name": "gold", "lifetime_top_up": "5000", "points_multiplier": "2", "discount": "0.05"}
+        ]);
+        p["discount_windows"] = json!([{"from": "20:00", "to": "24:00", "rate": "0.10"}]);
+    }
+    p
+}
+
+/// Minutes since midnight UTC, now.
+pub fn utc_minutes_now() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    ((secs / 60) % (24 * 60)) as i64
+}
+
+/// The durability note of a svault target when the user gave none (`--durability-note`).
+pub const DURABILITY_UNKNOWN: &str =
+    "as the server was started (--durability; default group: fsync before every reply)";
+
+/// One keep-alive HTTP/1.1 connection; reconnects after a failure.
+pub struct Http {
+    addr: String,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Http {
+    pub fn new(addr: &str) -> Http {
+        Http {
+            addr: addr.to_string(),
+            sender: None,
+        }
+    }
+
+    async fn sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|_| "connect".to_string())?;
+            let _ = stream.set_nodelay(true);
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|_| "handshake".to_string())?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            self.sender = Some(sender);
+        }
+        self.sender.as_mut().ok_or_else(|| "connect".to_string())
+    }
+
+    /// Sends one request; `Err(kind)` when no HTTP answer came (`connect`, `io`, `timeout`).
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let addr = self.addr.clone();
+        let fut = async {
+            let sender = self.sender().await?;
+            sender.ready().await.map_err(|_| "io".to_string())?;
+            let mut req = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", addr);
+            if let Some(k) = key {
+                req = req.header("idempotency-key", k);
+            }
+            let payload = match body {
+                Some(b) => {
+                    req = req.header("content-type", "application/json");
+                    Bytes::from(b.to_string())
+                }
+                None => Bytes::new(),
+            };
+            let req = req
+                .body(Full::new(payload))
+                .map_err(|_| "request".to_string())?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|_| "io".to_string())?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|_| "io".to_string())?
+                .to_bytes();
+            let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            Ok::<_, String>((status, v))
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                self.sender = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.sender = None;
+                Err("timeout".into())
+            }
+        }
+    }
+}
+
+fn field_minor(v: &Value, f: &str) -> Minor {
+    v.get(f)
+        .and_then(Value::as_str)
+        .and_then(parse_minor)
+        .unwrap_or(0)
+}
+
+/// Turns an HTTP answer into an outcome; `approved` computes the delta of an approval.
+fn outcome(
+    r: Result<(u16, Value), String>,
+    op: OpKind,
+    amount: Minor,
+    approved: impl FnOnce(&Value) -> Minor,
+) -> (Outcome, Option<Value>) {
+    match r {
+        Ok((200, v)) => {
+            let delta = approved(&v);
+            (Outcome::Approved { delta }, Some(v))
+        }
+        Ok((402, v)) => {
+            let code = v.get("code").and_then(Value::as_str).unwrap_or("unknown");
+            (Outcome::Declined(code.to_string()), Some(v))
+        }
+        Ok((s, v)) => (
+            Outcome::Error {
+                kind: format!("http_{s}"),
+                // 4xx never applied anything; a 5xx or no answer may have.
+                at_stake: if (400..500).contains(&s) {
+                    0
+                } else {
+                    at_stake(op, amount)
+                },
+            },
+            Some(v),
+        ),
+        Err(kind) => (
+            Outcome::Error {
+                kind,
+                at_stake: at_stake(op, amount),
+            },
+            None,
+        ),
+    }
+}
+
+/// One HTTP connection of a run.
+pub struct HttpConn {
+    http: Http,
+    run: Arc<SvaultRun>,
+}
+
+impl HttpConn {
+    async fn spend(&mut self, card: u64, amount: Minor, key: &str) -> (Outcome, Option<Value>) {
+        let path = format!("/v1/cards/{card}/spends");
+        let body = json!({"amount": format_minor(amount.into()), "method": "qr"});
+        let r = self.http.send("POST", &path, Some(key), Some(&body)).await;
+        outcome(r, OpKind::Spend, amount, |v| -field_minor(v, "amount"))
+    }
+}
+
+impl Conn for HttpConn {
+    async fn run(&mut self, items: &[Item]) -> Vec<Done> {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let run = self.run.clone();
+            let card = |ix| run.card_id(ix);
+            let k0 = run.key(item.seq, 0);
+            match item.action {
+                Action::Spend { card: c, amount } => {
+                    let (o, _) = self.spend(card(c), amount, &k0).await;
+                    out.push(done(i, OpKind::Spend, o, None));
+                }
+                Action::TopUp { card: c, amount } => {
+                    let path = format!("/v1/cards/{}/top-ups", card(c));
+                    let body = json!({"amount": format_minor(amount.into()), "channel": "wechat"});
+                    let r = self.http.send("POST", &path, Some(&k0), Some(&body)).await;
+                    let (o, _) = outcome(r, OpKind::TopUp, amount, |v| {
+                        field_minor(v, "amount") + field_minor(v, "bonus_granted")
+                    });
+                    out.push(done(i, OpKind::TopUp, o, None));
+                }
+                Action::HoldCapture {
+                    card: c,
+                    amount,
+                    capture,
+                } => {
+                    let path = format!("/v1/cards/{}/holds", card(c));
+                    let body = json!({"amount": format_minor(amount.into()),
+                                      "ttl_seconds": HOLD_TTL_SECONDS, "method": "card"});
+                    let r = self.http.send("POST", &path, Some(&k0), Some(&body)).await;
+                    let (o, v) = outcome(r, OpKind::Hold, 0, |_| 0);
+                    let hold_id = v
+                        .as_ref()
+                        .and_then(|v| v.get("hold_id"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    let approved = matches!(o, Outcome::Approved { .. });
+                    out.push(done(i, OpKind::Hold, o, None));
+                    if let (true, Some(h)) = (approved, hold_id) {
+                        let sent = Instant::now();
+                        let path = format!("/v1/holds/{h}/capture");
+                        let body = json!({"amount": format_minor(capture.into())});
+                        let k1 = run.key(item.seq, 1);
+                        let r = self.http.send("POST", &path, Some(&k1), Some(&body)).await;
+                        let (o, _) =
+                            outcome(r, OpKind::Capture, capture, |v| -field_minor(v, "amount"));
+                        out.push(done(i, OpKind::Capture, o, Some(sent)));
+                    }
+                }
+                Action::Refund { card: c, amount } => {
+                    let o = match run.setup_spend(c) {
+                        None => Outcome::Unsupported,
+                        Some((tc, ts)) => {
+                            let body = json!({"txn_id": format!("{tc}-{ts}"),
+                                              "amount": format_minor(amount.into())});
+                            let r = self
+                                .http
+                                .send("POST", "/v1/refunds", Some(&k0), Some(&body))
+                                .await;
+                            outcome(r, OpKind::Refund, amount, |v| field_minor(v, "amount")).0
+                        }
+                    };
+                    out.push(done(i, OpKind::Refund, o, None));
+                }
+                Action::SpendReversal { card: c, amount } => {
+                    let id = card(c);
+                    let (o, _) = self.spend(id, amount, &k0).await;
+                    let charged = match o {
+                        Outcome::Approved { delta } => -delta,
+                        _ => 0,
+                    };
+                    out.push(done(i, OpKind::Spend, o, None));
+                    let sent = Instant::now();
+                    let path = format!("/v1/cards/{id}/reversals");
+                    let body = json!({"idempotency_key": k0});
+                    let k1 = run.key(item.seq, 1);
+                    let r = self.http.send("POST", &path, Some(&k1), Some(&body)).await;
+                    let (o, _) = outcome(r, OpKind::Reversal, charged, |v| {
+                        // Something was undone only when the answer names the transaction;
+                        // its `amount` is then the signed change to the card.
+                        if v.get("reversed_txn").is_some_and(|t| !t.is_null()) {
+                            field_minor(v, "amount")
+                        } else {
+                            0
+                        }
+                    });
+                    out.push(done(i, OpKind::Reversal, o, Some(sent)));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn done(item: usize, op: OpKind, outcome: Outcome, sent: Option<Instant>) -> Done {
+    Done {
+        item,
+        op,
+        outcome,
+        sent,
+        at: Instant::now(),
+    }
+}
+
+/// Host and port of an `http://HOST:PORT[/]` URL.
+pub fn host_port(url: &str, scheme: &str) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .ok_or_else(|| anyhow!("expected {scheme}://HOST:PORT, got {url}"))?;
+    let hp = rest.trim_end_matches('/');
+    if hp.is_empty() || hp.contains('/') {
+        bail!("expected {scheme}://HOST:PORT, got {url}");
+    }
+    Ok(hp.to_string())
+}
+
+/// Creates the run's program through `admin` (an `HTTP` address).
+pub async fn create_program(admin: &str, run: &SvaultRun, profile: Profile) -> anyhow::Result<()> {
+    let mut http = Http::new(admin);
+    let spec = program_spec(profile, &run.program, utc_minutes_now());
+    let key = format!("{}-program", run.run);
+    let (status, v) = http
+        .send("POST", "/v1/programs", Some(&key), Some(&spec))
+        .await
+        .map_err(|e| anyhow!("creating program {} at {admin}: {e}", run.program))?;
+    if status != 200 {
+        bail!(
+            "creating program {} at {admin}: HTTP {status} {v}",
+            run.program
+        );
+    }
+    Ok(())
+}
+
+/// The run's float (principal + bonus of its program's cards) from `GET /v1/float`.
+pub async fn float_money(admin: &str, run: &SvaultRun) -> anyhow::Result<i128> {
+    let mut http = Http::new(admin);
+    let (status, v) = http
+        .send("GET", "/v1/float", None, None)
+        .await
+        .map_err(|e| anyhow!("GET /v1/float at {admin}: {e}"))?;
+    if status != 200 {
+        bail!("GET /v1/float at {admin}: HTTP {status} {v}");
+    }
+    let line = v.get("programs").and_then(Value::as_array).and_then(|ps| {
+        ps.iter()
+            .find(|p| p.get("program").and_then(Value::as_str) == Some(&run.program))
+    });
+    let Some(line) = line else {
+        return Ok(0);
+    };
+    Ok(i128::from(field_minor(line, "principal")) + i128::from(field_minor(line, "bonus")))
+}
+
+/// svault over HTTP.
+pub struct SvaultHttp {
+    url: String,
+    addr: String,
+    pub run: Arc<SvaultRun>,
+    /// What the report says about durability (the server does not tell).
+    pub durability: String,
+    /// Open and fund the cards over this `tcp://` door instead of HTTP (much faster).
+    pub setup_via: Option<String>,
+}
+
+impl SvaultHttp {
+    pub fn new(url: &str, run_id: u64) -> anyhow::Result<SvaultHttp> {
+        Ok(SvaultHttp {
+            url: url.to_string(),
+            addr: host_port(url, "http")?,
+            run: Arc::new(SvaultRun::new(run_id)),
+            durability: DURABILITY_UNKNOWN.into(),
+            setup_via: None,
+        })
+    }
+}
+
+/// Unsupported notes common to svault doors.
+pub fn svault_unsupported(w: &Workload, tcp: bool) -> Vec<Unsupported> {
+    let mut v = Vec::new();
+    if tcp && w.mix.has(crate::workload::ActionKind::Reversal) {
+        v.push(Unsupported {
+            what: "reversal (POST /v1/cards/{id}/reversals) over the binary protocol".into(),
+            instead: "the spend is sent; its reversal is counted as unsupported, not sent (the binary protocol has no reversal)".into(),
+        });
+    }
+    v
+}
+
+impl Backend for SvaultHttp {
+    type Conn = HttpConn;
+
+    fn info(&self) -> TargetInfo {
+        TargetInfo {
+            kind: "svault-http".into(),
+            url: self.url.clone(),
+            version: None,
+            durability: self.durability.clone(),
+            unsupported: Vec::new(),
+        }
+    }
+
+    async fn setup(&mut self, w: &Workload) -> anyhow::Result<Loaded> {
+        if let Some(tcp) = &self.setup_via {
+            let mut t =
+                super::svault_tcp::SvaultTcp::with_run(tcp, &self.addr, self.run.clone(), 1)?;
+            return t.setup(w).await;
+        }
+        create_program(&self.addr, &self.run, w.profile).await?;
+        let spend = w.needs_setup_spend();
+        *self.run.setup_spends.write() = vec![0; w.cards as usize];
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..SETUP_CONCURRENCY {
+            let (run, addr, next, cards) =
+                (self.run.clone(), self.addr.clone(), next.clone(), w.cards);
+            tasks.push(tokio::spawn(async move {
+                let mut http = Http::new(&addr);
+                let mut got = Vec::new();
+                loop {
+                    let ix = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if ix >= cards {
+                        return Ok::<_, anyhow::Error>(got);
+                    }
+                    got.push(setup_card_http(&mut http, &run, ix, spend).await?);
+                }
+            }));
+        }
+        let mut loaded = Loaded {
+            cards: w.cards,
+            money_minor: 0,
+        };
+        for t in tasks {
+            let got = t.await.context("setup task")??;
+            let mut spends = self.run.setup_spends.write();
+            for (ix, money, seq) in got {
+                loaded.money_minor += i128::from(money);
+                if let Some(s) = spends.get_mut(ix as usize) {
+                    *s = seq;
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    async fn connect(&self) -> anyhow::Result<HttpConn> {
+        Ok(HttpConn {
+            http: Http::new(&self.addr),
+            run: self.run.clone(),
+        })
+    }
+
+    async fn money(&self) -> anyhow::Result<i128> {
+        float_money(&self.addr, &self.run).await
+    }
+
+    async fn cleanup(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Opens, funds and (when refunds need it) spends on card `ix`; returns its money and the
+/// setup spend's transaction seq.
+async fn setup_card_http(
+    http: &mut Http,
+    run: &SvaultRun,
+    ix: u64,
+    spend: bool,
+) -> anyhow::Result<(u64, Minor, u32)> {
+    let id = run.card_id(ix);
+    setup_post(
+        http,
+        "/v1/cards".into(),
+        format!("{}-open-{ix}", run.run),
+        json!({"program": run.program, "card_id": id.to_string(), "registered": true}),
+    )
+    .await
+    .context("opening a card")?;
+    let v = setup_post(
+        http,
+        format!("/v1/cards/{id}/top-ups"),
+        format!("{}-fund-{ix}", run.run),
+        json!({"amount": format_minor(FUNDING_MINOR.into()), "channel": "cash"}),
+    )
+    .await?;
+    let mut money = field_minor(&v, "amount") + field_minor(&v, "bonus_granted");
+    let mut seq = 0;
+    if spend {
+        let v = setup_post(
+            http,
+            format!("/v1/cards/{id}/spends"),
+            format!("{}-setup-spend-{ix}", run.run),
+            json!({"amount": format_minor(SETUP_SPEND_MINOR.into()), "method": "qr"}),
+        )
+        .await?;
+        money -= field_minor(&v, "amount");
+        seq = v
+            .get("txn_id")
+            .and_then(Value::as_str)
+            .and_then(|t| t.rsplit_once('-'))
+            .and_then(|(_, s)| s.parse().ok())
+            .ok_or_else(|| anyhow!("setup spend answer without txn_id: {v}"))?;
+    }
+    Ok((ix, money, seq))
+}
+
+/// A setup request that must be approved.
+async fn setup_post(
+    http: &mut Http,
+    path: String,
+    key: String,
+    body: Value,
+) -> anyhow::Result<Value> {
+    match http.send("POST", &path, Some(&key), Some(&body)).await {
+        Ok((200, v)) => Ok(v),
+        Ok((s, v)) => Err(anyhow!("setup {path}: HTTP {s} {v}")),
+        Err(e) => Err(anyhow!("setup {path}: {e}")),
+    }
+}

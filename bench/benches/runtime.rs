@@ -259,6 +259,7 @@ fn spend(key: u64, card: u64) -> Request {
             amount: Amount(100),
             method: Method::Qr,
             store: None,
+            allow_partial: false,
         },
     }
 }

@@ -172,6 +172,7 @@ fn bench_state(c: &mut Criterion) {
                 amount: Amount(100),
                 method: Method::Qr,
                 store: None,
+                allow_partial: false,
             },
         };
         g.bench_function(format!("spend/{name}"), |b| {
@@ -195,6 +196,7 @@ fn bench_state(c: &mut Criterion) {
                 amount: Amount(100),
                 method: Method::Qr,
                 store: None,
+                allow_partial: false,
             },
         };
         let keys0 = st.key_count();
@@ -253,6 +255,7 @@ fn bench_state(c: &mut Criterion) {
                 ttl_seconds: 600,
                 method: Method::Card,
                 store: None,
+                allow_partial: false,
             },
         };
         g.throughput(Throughput::Elements(2));
@@ -281,6 +284,108 @@ fn bench_state(c: &mut Criterion) {
         });
         g.throughput(Throughput::Elements(1));
     }
+    {
+        // Incremental authorization: the hold + capture pair with an increment between, so
+        // the increment's cost is this per-op figure against hold+capture's.
+        let mut i = 0usize;
+        let mut clock = Clock { n: 40_000_000_000 };
+        let req = |command| Request {
+            idempotency_key: None,
+            command,
+        };
+        g.throughput(Throughput::Elements(3));
+        g.bench_function("hold+increment+capture/uniform", |b| {
+            b.iter(|| {
+                i = (i + 1) & (uniform.len() - 1);
+                ev.clear();
+                let now = clock.tick();
+                let r = st.apply(
+                    &req(Command::Hold {
+                        card_id: card(uniform[i]),
+                        amount: Amount(500),
+                        ttl_seconds: 600,
+                        method: Method::Card,
+                        store: None,
+                        allow_partial: false,
+                    }),
+                    now,
+                    &mut ev,
+                );
+                let hold_id = match r.outcome {
+                    svault_core::outcome::Outcome::Approved(a) => a.txn_id,
+                    _ => None,
+                }
+                .unwrap_or(TxnId {
+                    card: card(0),
+                    seq: 1,
+                });
+                st.apply(
+                    &req(Command::IncrementHold {
+                        hold_id,
+                        amount: Amount(100),
+                        ttl_seconds: None,
+                    }),
+                    now,
+                    &mut ev,
+                );
+                st.apply(
+                    &req(Command::Capture {
+                        hold_id,
+                        amount: Some(Amount(400)),
+                    }),
+                    now,
+                    &mut ev,
+                )
+            })
+        });
+        g.throughput(Throughput::Elements(1));
+    }
+    {
+        // Partial approval: a 1.00 top-up then a spend. The baseline spends the 1.00; the
+        // partial case asks 100 000.00 with allow_partial and is approved for what the card
+        // has (its whole balance the first time, the 1.00 just topped up after).
+        let mut clock = Clock { n: 50_000_000_000 };
+        let req = |command| Request {
+            idempotency_key: None,
+            command,
+        };
+        for (name, asked, allow_partial) in [
+            ("top_up+spend/uniform", 100, false),
+            ("top_up+spend_partial/uniform", 10_000_000, true),
+        ] {
+            let mut i = 0usize;
+            g.throughput(Throughput::Elements(2));
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    i = (i + 1) & (uniform.len() - 1);
+                    ev.clear();
+                    let now = clock.tick();
+                    let c = card(uniform[i]);
+                    st.apply(
+                        &req(Command::TopUp {
+                            card_id: c,
+                            amount: Amount(100),
+                            channel: Channel::Alipay,
+                        }),
+                        now,
+                        &mut ev,
+                    );
+                    st.apply(
+                        &req(Command::Spend {
+                            card_id: c,
+                            amount: Amount(asked),
+                            method: Method::Qr,
+                            store: None,
+                            allow_partial,
+                        }),
+                        now,
+                        &mut ev,
+                    )
+                })
+            });
+        }
+        g.throughput(Throughput::Elements(1));
+    }
     drop(st);
 
     // Refunds: every card gets one 2000.00 spend first; each iteration refunds 0.01 of it.
@@ -298,6 +403,7 @@ fn bench_state(c: &mut Criterion) {
                     amount: Amount(200_000),
                     method: Method::Qr,
                     store: None,
+                    allow_partial: false,
                 },
             },
             Millis(T0),

@@ -114,12 +114,14 @@ async fn traffic(engine: &Engine, cards: u64, records: u64) {
                                 ttl_seconds: 60,
                                 method: Method::Card,
                                 store: None,
+                                allow_partial: false,
                             },
                             _ => Command::Spend {
                                 card_id,
                                 amount: Amount(100),
                                 method: Method::Qr,
                                 store: None,
+                                allow_partial: false,
                             },
                         };
                         Request {

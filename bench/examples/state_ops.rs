@@ -79,6 +79,7 @@ fn main() {
                     amount: Amount(1),
                     method: Method::Qr,
                     store: None,
+                    allow_partial: false,
                 },
             }
         })

@@ -78,6 +78,7 @@ fn spend(n: usize) -> Request {
             amount: Amount(100),
             method: Method::Qr,
             store: None,
+            allow_partial: false,
         },
     )
 }

@@ -83,6 +83,7 @@ fn two_events_of_one_shard_in_one_millisecond_are_both_visible_at_once() {
             amount: Amount(1_500),
             method: Method::Qr,
             store: None,
+            allow_partial: false,
         };
         assert!(matches!(
             submit(&engine, &rt, &format!("s{}", c.0), spend),

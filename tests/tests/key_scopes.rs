@@ -321,6 +321,7 @@ fn binary_protocol_scopes_keys_by_caller_and_replays_the_first_card_view() {
                 amount: Amount(500),
                 method: Method::Qr,
                 store: None,
+                allow_partial: false,
             },
         );
         assert_eq!(a.call(spend).await.unwrap().status, Status::Approved);

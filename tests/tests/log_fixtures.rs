@@ -35,9 +35,9 @@ use svault_core::state::QueryAnswer;
 /// The state digest each fixture replays to under today's snapshot layout
 /// (`svault_core::state::SNAPSHOT_VERSION` 2). One place to update on a deliberate layout change.
 const DIGESTS: [(&str, u64); 3] = [
-    ("log-v1", 0xebd0_da8b_c1cc_2af4),
-    ("log-v2", 0xebd0_da8b_c1cc_2af4),
-    ("log-v4", 0xa454_e121_b1c6_1b6e),
+    ("log-v1", 0x2ec5_ef3d_2ce3_d488),
+    ("log-v2", 0x2ec5_ef3d_2ce3_d488),
+    ("log-v4", 0x783a_9a7e_bb1b_a0f3),
 ];
 
 /// 2026-01-05T02:00:00Z, 10:00 at +08:00.
@@ -108,6 +108,7 @@ fn spend(c: u64, fen: i64) -> Command {
         amount: Amount(fen),
         method: Method::Qr,
         store: Some("store-9".into()),
+        allow_partial: false,
     }
 }
 
@@ -118,6 +119,7 @@ fn hold(c: u64, fen: i64, ttl_seconds: u32) -> Command {
         ttl_seconds,
         method: Method::Card,
         store: None,
+        allow_partial: false,
     }
 }
 

@@ -213,6 +213,7 @@ impl Driver {
                 amount: Amount(a),
                 method: Method::Qr,
                 store: None,
+                allow_partial: false,
             },
             Op::Hold(c, a) => Command::Hold {
                 card_id: card_id(c),
@@ -220,6 +221,7 @@ impl Driver {
                 ttl_seconds: 3_600,
                 method: Method::Card,
                 store: None,
+                allow_partial: false,
             },
             Op::Capture(h) => Command::Capture {
                 hold_id: pick(&self.holds, h),

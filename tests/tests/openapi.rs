@@ -10,6 +10,7 @@ const SPEC_PATHS: &[(&str, &str)] = &[
     ("post", "/v1/cards/{id}/top-ups"),
     ("post", "/v1/cards/{id}/spends"),
     ("post", "/v1/cards/{id}/holds"),
+    ("post", "/v1/holds/{id}/increment"),
     ("post", "/v1/holds/{id}/capture"),
     ("post", "/v1/holds/{id}/void"),
     ("post", "/v1/refunds"),

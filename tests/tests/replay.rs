@@ -76,6 +76,7 @@ fn workload(cards: u64, rounds: u64) -> Vec<Request> {
                     amount: Amount(amount.0 / 3 + 1),
                     method: Method::Qr,
                     store: None,
+                    allow_partial: false,
                 },
                 _ => Command::Hold {
                     card_id,
@@ -83,6 +84,7 @@ fn workload(cards: u64, rounds: u64) -> Vec<Request> {
                     ttl_seconds: 3_600,
                     method: Method::Card,
                     store: None,
+                    allow_partial: false,
                 },
             };
             v.push(req(format!("w-{r}-{c}"), command));

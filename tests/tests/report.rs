@@ -161,6 +161,7 @@ fn spend(card_id: CardId, y: i64, method: Method, store: Option<&str>) -> Comman
         amount: yuan(y),
         method,
         store: store.map(String::from),
+        allow_partial: false,
     }
 }
 
@@ -226,6 +227,7 @@ fn script(dir: &Path, tuning: Tuning, restart_every: Option<usize>) -> Live {
             ttl_seconds: 3_600,
             method: Method::Card,
             store: Some("s1".into()),
+            allow_partial: false,
         },
     );
     d.ok(
@@ -272,6 +274,7 @@ fn script(dir: &Path, tuning: Tuning, restart_every: Option<usize>) -> Live {
             ttl_seconds: 60,
             method: Method::Qr,
             store: None,
+            allow_partial: false,
         },
     );
     assert!(short.txn_id.is_some());

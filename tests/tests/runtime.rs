@@ -495,6 +495,7 @@ fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
             ttl_seconds: 1,
             method: Method::Card,
             store: None,
+            allow_partial: false,
         };
         let r = engine.submit(req("h", hold), &Scope::All).await.unwrap();
         let Outcome::Approved(a) = r.outcome else {
@@ -572,6 +573,7 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
         amount: Amount(1_000),
         method: svault_core::command::Method::Qr,
         store: None,
+        allow_partial: false,
     };
     rt.block_on(async {
         let mut setup = vec![req("p", Command::UpsertProgram(Program::demo()))];

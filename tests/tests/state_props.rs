@@ -13,14 +13,18 @@ use svault_core::program::{Program, ProgramSpec};
 use svault_core::state::{QueryAnswer, State, StateConfig};
 
 const CARDS: u64 = 12;
+/// Stores spends name; `fast` denies `s9`.
+const STORES: [Option<&str>; 3] = [None, Some("s1"), Some("s9")];
 const T0: i64 = 1_704_081_600_000;
 
 #[derive(Debug, Clone)]
 enum Op {
     Open(u64, bool, bool),
     TopUp(u64, i64),
-    Spend(u64, i64),
-    Hold(u64, i64, u32),
+    /// card, amount, allow_partial, store (index into `STORES`).
+    Spend(u64, i64, bool, usize),
+    Hold(u64, i64, u32, bool),
+    Increment(usize, i64, Option<u32>),
     Capture(usize, Option<i64>),
     Void(usize),
     Refund(usize, i64),
@@ -43,8 +47,11 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => (card.clone(), any::<bool>(), any::<bool>()).prop_map(|(c, r, p)| Op::Open(c, r, p)),
         24 => (card.clone(), amt.clone()).prop_map(|(c, a)| Op::TopUp(c, a)),
-        32 => (card.clone(), prop_oneof![3 => 1i64..2_000, 1 => amt.clone()]).prop_map(|(c, a)| Op::Spend(c, a)),
-        12 => (card.clone(), amt.clone(), 0u32..400).prop_map(|(c, a, t)| Op::Hold(c, a, t)),
+        32 => (card.clone(), prop_oneof![3 => 1i64..2_000, 1 => amt.clone()], any::<bool>(), 0..STORES.len())
+            .prop_map(|(c, a, p, s)| Op::Spend(c, a, p, s)),
+        12 => (card.clone(), amt.clone(), 0u32..400, any::<bool>()).prop_map(|(c, a, t, p)| Op::Hold(c, a, t, p)),
+        8 => (any::<usize>(), 1i64..20_000, proptest::option::of(1u32..400))
+            .prop_map(|(h, a, t)| Op::Increment(h, a, t)),
         12 => (any::<usize>(), proptest::option::of(1i64..30_000)).prop_map(|(h, a)| Op::Capture(h, a)),
         4 => any::<usize>().prop_map(Op::Void),
         12 => (any::<usize>(), 1i64..30_000).prop_map(|(t, a)| Op::Refund(t, a)),
@@ -72,7 +79,8 @@ fn second_program() -> Program {
         "tiers":[{"name":"t1","lifetime_top_up":"50","points_multiplier":"1.5","discount":"0.03"}],
         "discount_windows":[{"from":"22:00","to":"02:00","rate":"0.07"}],
         "velocity":{"max_spends_per_minute":3,"max_daily_spend":"700"},
-        "refund_lock_days":1,"reminders":{"low_balance":"5","bonus_expiring_days":1}}"#,
+        "refund_lock_days":1,"reminders":{"low_balance":"5","bonus_expiring_days":1},
+        "spend":{"max_single":"350","max_daily_count":6,"stores_deny":["s9"]}}"#,
     )
     .unwrap();
     Program::from_spec(&spec).unwrap()
@@ -206,18 +214,25 @@ impl Driver {
                 amount: Amount(*a),
                 channel: Channel::Unionpay,
             },
-            Op::Spend(c, a) => Command::Spend {
+            Op::Spend(c, a, p, s) => Command::Spend {
                 card_id: id(*c),
                 amount: Amount(*a),
                 method: Method::Qr,
-                store: None,
+                store: STORES[*s].map(str::to_string),
+                allow_partial: *p,
             },
-            Op::Hold(c, a, t) => Command::Hold {
+            Op::Hold(c, a, t, p) => Command::Hold {
                 card_id: id(*c),
                 amount: Amount(*a),
                 ttl_seconds: *t,
                 method: Method::Card,
                 store: None,
+                allow_partial: *p,
+            },
+            Op::Increment(h, a, t) => Command::IncrementHold {
+                hold_id: pick(&self.holds, *h),
+                amount: Amount(*a),
+                ttl_seconds: *t,
             },
             Op::Capture(h, a) => Command::Capture {
                 hold_id: pick(&self.holds, *h),
@@ -386,10 +401,17 @@ fn thousands_of_ops_over_many_cards() {
     };
     for _ in 0..20_000 {
         let c = next(CARDS);
-        let op = match next(12) {
+        let op = match next(13) {
             0 | 1 => Op::TopUp(c, 1 + next(40_000) as i64),
-            2..=4 => Op::Spend(c, 1 + next(8_000) as i64),
-            5 => Op::Hold(c, 1 + next(5_000) as i64, next(300) as u32),
+            2..=4 => Op::Spend(
+                c,
+                1 + next(8_000) as i64,
+                next(2) == 0,
+                next(STORES.len() as u64) as usize,
+            ),
+            5 => Op::Hold(c, 1 + next(5_000) as i64, next(300) as u32, next(2) == 0),
+            // An increment of the newest hold (most older ones are closed by now).
+            12 => Op::Increment(d.holds.len().wrapping_sub(1), 1 + next(3_000) as i64, None),
             6 => Op::Capture(next(1 << 20) as usize, None),
             7 => Op::Refund(next(1 << 20) as usize, 1 + next(3_000) as i64),
             8 => Op::Reverse(next(1 << 20) as usize),
@@ -410,6 +432,18 @@ fn thousands_of_ops_over_many_cards() {
     assert!(
         approvals > 5_000,
         "the run exercises approvals ({approvals})"
+    );
+    let approved = |k: TxnKind, partial: bool| {
+        d.replies
+            .iter()
+            .filter(|r| matches!(&r.outcome, Outcome::Approved(a) if a.kind == k && a.partial == partial))
+            .count()
+    };
+    assert!(
+        approved(TxnKind::Spend, true) > 10 && approved(TxnKind::Increment, false) > 100,
+        "the run exercises partial approvals ({}) and increments ({})",
+        approved(TxnKind::Spend, true),
+        approved(TxnKind::Increment, false)
     );
 }
 
@@ -469,6 +503,7 @@ fn spend_cmd(c: u64, amount: i64) -> Command {
         amount: Amount(amount),
         method: Method::Qr,
         store: None,
+        allow_partial: false,
     }
 }
 
@@ -486,7 +521,9 @@ fn card_of(command: &Command) -> CardId {
         | Command::Unfreeze { card_id }
         | Command::Close { card_id }
         | Command::Reversal { card_id, .. } => *card_id,
-        Command::Capture { hold_id, .. } | Command::Void { hold_id } => hold_id.card,
+        Command::Capture { hold_id, .. }
+        | Command::Void { hold_id }
+        | Command::IncrementHold { hold_id, .. } => hold_id.card,
         Command::Refund { txn_id, .. } => txn_id.card,
         Command::UpsertProgram(_) | Command::Tick => CardId(0),
     }

@@ -106,6 +106,7 @@ fn batch_round_trip_through_the_client() {
                         amount: Amount(1000),
                         method: Method::Qr,
                         store: None,
+                        allow_partial: false,
                     },
                 )
             })
@@ -149,6 +150,7 @@ fn batch_round_trip_through_the_client() {
                     ttl_seconds: 60,
                     method: Method::Card,
                     store: None,
+                    allow_partial: false,
                 },
             ))
             .await
@@ -174,6 +176,7 @@ fn batch_round_trip_through_the_client() {
                     ttl_seconds: 60,
                     method: Method::Card,
                     store: None,
+                    allow_partial: false,
                 },
             ))
             .await

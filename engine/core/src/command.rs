@@ -177,10 +177,15 @@ pub enum Command {
         amount: Amount,
         channel: Channel,
     },
+    /// `allow_partial`: approve what is available when the funds are short but not zero
+    /// (partial approval, as card networks do).
+    /// (`allow_partial` sits after `method`, in what was padding: a spend's archive is no
+    /// larger for it.)
     Spend {
         card_id: CardId,
         amount: Amount,
         method: Method,
+        allow_partial: bool,
         store: Option<String>,
     },
     Hold {
@@ -188,6 +193,7 @@ pub enum Command {
         amount: Amount,
         ttl_seconds: u32,
         method: Method,
+        allow_partial: bool,
         store: Option<String>,
     },
     Capture {
@@ -235,6 +241,14 @@ pub enum Command {
     /// Time passes: expire holds and bonus lots due by the batch time, emit reminders.
     /// Logged by the shard when something is due, so replay expires at the same instant.
     Tick,
+    /// Incremental authorization: raise an open hold by `amount` (a merchant amount before
+    /// discount, at the hold's rate), checked like a spend of that amount; `ttl_seconds`, when
+    /// given, extends the hold to that many seconds from now.
+    IncrementHold {
+        hold_id: TxnId,
+        amount: Amount,
+        ttl_seconds: Option<u32>,
+    },
 }
 
 impl Command {
@@ -254,7 +268,9 @@ impl Command {
             | Command::Unfreeze { card_id }
             | Command::Close { card_id }
             | Command::Reversal { card_id, .. } => Some(*card_id),
-            Command::Capture { hold_id, .. } | Command::Void { hold_id } => Some(hold_id.card),
+            Command::Capture { hold_id, .. }
+            | Command::Void { hold_id }
+            | Command::IncrementHold { hold_id, .. } => Some(hold_id.card),
             Command::Refund { txn_id, .. } => Some(txn_id.card),
             Command::UpsertProgram(_) | Command::Tick => None,
         }
@@ -314,8 +330,16 @@ pub struct Request {
 /// A read: answered by the shard from memory, never logged.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
-    Card { card_id: CardId },
-    Transactions { card_id: CardId, limit: u32 },
+    Card {
+        card_id: CardId,
+    },
+    /// Newest first, at most `limit` entries, only those older than `before` when given (a
+    /// cursor: the `txn_id` of the last entry of the previous page).
+    Transactions {
+        card_id: CardId,
+        limit: u32,
+        before: Option<u32>,
+    },
 }
 
 impl Query {

@@ -1,6 +1,6 @@
 //! What the state machine answers. A decline is a value, not an error.
 
-use crate::command::{CardId, Millis, TxnId};
+use crate::command::{CardId, CashOutReason, Channel, GrantReason, Method, Millis, TxnId};
 use crate::money::{Amount, Currency};
 use std::sync::Arc;
 
@@ -27,6 +27,13 @@ pub enum DeclineCode {
     /// The request would take a balance, a lifetime total, the points or the program's float
     /// past 10^12 (SPEC "Money": checked arithmetic); nothing changed.
     OverAmountLimit,
+    /// A spend, hold or increment at a store outside the program's allow list (or with no
+    /// store when there is one), or on its deny list.
+    StoreNotAllowed,
+    /// Above the program's `spend.max_single`.
+    OverSingleSpend,
+    /// The card made the program's `spend.max_daily_count` spends today (local day).
+    OverDailyCount,
 }
 
 impl DeclineCode {
@@ -45,6 +52,9 @@ impl DeclineCode {
         DeclineCode::Reversed,
         DeclineCode::InsufficientPoints,
         DeclineCode::OverAmountLimit,
+        DeclineCode::StoreNotAllowed,
+        DeclineCode::OverSingleSpend,
+        DeclineCode::OverDailyCount,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +72,9 @@ impl DeclineCode {
             DeclineCode::Reversed => "reversed",
             DeclineCode::InsufficientPoints => "insufficient_points",
             DeclineCode::OverAmountLimit => "over_amount_limit",
+            DeclineCode::StoreNotAllowed => "store_not_allowed",
+            DeclineCode::OverSingleSpend => "over_single_spend",
+            DeclineCode::OverDailyCount => "over_daily_count",
         }
     }
 }
@@ -88,6 +101,9 @@ pub enum NotFoundKind {
     Txn,
     Program,
     IdempotencyKey,
+    /// A transaction of the card that is no longer in its in-memory history (trimmed: older
+    /// than the key TTL and beyond `history_per_card_max` entries); it is in the log.
+    TrimmedTxn,
 }
 
 /// Lifecycle status of a card.
@@ -200,6 +216,8 @@ pub enum TxnKind {
     Program,
     /// A `Command::Tick`: expiries and reminders due at the batch time.
     Tick,
+    /// An incremental authorization: an open hold raised.
+    Increment,
 }
 
 impl TxnKind {
@@ -223,6 +241,7 @@ impl TxnKind {
             TxnKind::BonusExpired => "bonus_expired",
             TxnKind::Program => "program",
             TxnKind::Tick => "tick",
+            TxnKind::Increment => "increment",
         }
     }
 }
@@ -285,10 +304,20 @@ pub struct Approval {
     pub retained: Amount,
     /// For a reversal: the transaction undone, if the original had been applied.
     pub reversed_txn: Option<TxnId>,
-    /// Hold expiry time, for holds.
+    /// Hold expiry time, for holds (for increments: the raised hold's, after the increment).
     pub expires_at: Option<Millis>,
     /// The card after the operation (`None` for program changes and reversals of nothing).
     pub card: Option<CardView>,
+    /// A partial approval: a spend or hold approved for what was available (`amount`), less
+    /// than `requested`.
+    #[rkyv(with = rkyv::with::Skip)]
+    pub partial: bool,
+    /// For partial approvals: the amount the request asked for (the merchant amount).
+    #[rkyv(with = rkyv::with::Skip)]
+    pub requested: Option<Amount>,
+    /// For increments: the hold raised.
+    #[rkyv(with = rkyv::with::Skip)]
+    pub hold: Option<TxnId>,
 }
 
 impl Approval {
@@ -312,6 +341,9 @@ impl Approval {
             reversed_txn: None,
             expires_at: None,
             card: None,
+            partial: false,
+            requested: None,
+            hold: None,
         }
     }
 }
@@ -335,17 +367,50 @@ pub struct Reply {
     pub replayed: bool,
 }
 
-/// One line of a card's history (newest first in `GET /v1/cards/{id}/transactions`).
-#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// One line of a card's history (newest first in `GET /v1/cards/{id}/transactions`): what
+/// finance needs to reconcile it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnRecord {
     pub txn_id: TxnId,
     pub kind: TxnKind,
     pub at: Millis,
+    /// As in the approval: signed for reversals that take money back.
     pub amount: Amount,
     pub principal: Amount,
     pub bonus: Amount,
-    /// For refunds/captures: the transaction they refer to.
+    /// How a top-up was paid.
+    pub channel: Option<Channel>,
+    /// How a spend or hold was presented (captures, increments and voids: their hold's).
+    pub method: Option<Method>,
+    /// Where (spends and holds; captures, increments, voids and refunds: their original's).
+    pub store: Option<Arc<str>>,
+    /// Discount given (spends, holds, increments).
+    pub discount: Amount,
+    /// Points moved, signed: earned or granted (+), redeemed or taken back (−).
+    pub points: i64,
+    /// For captures, voids, increments, expiries, refunds and reversals: the transaction they
+    /// refer to.
     pub refers_to: Option<TxnId>,
+    /// Why: a grant's or a cash-out's reason.
+    pub reason: Option<TxnReason>,
+    /// A partial approval (approved for less than requested).
+    pub partial: bool,
+}
+
+/// The reason a history line carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnReason {
+    Grant(GrantReason),
+    CashOut(CashOutReason),
+}
+
+impl TxnReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxnReason::Grant(r) => r.as_str(),
+            TxnReason::CashOut(r) => r.as_str(),
+        }
+    }
 }
 
 /// Outstanding money of one program (or all): the fund pool.

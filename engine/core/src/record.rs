@@ -15,6 +15,7 @@
 
 mod v1;
 pub mod v2;
+pub mod v4;
 
 use crate::command::{CallerId, Millis, Request};
 use crate::state::Rules;
@@ -30,11 +31,13 @@ use rkyv::util::AlignedVec;
 ///    merchant amounts, reversed captures reopen their hold).
 /// 4: the caller is logged (keys are namespaced by caller and card) and `Command::Reversal`
 ///    names its card; decided by [`Rules::Current`]. Versions 2 and 3 still decode ([`v2`]).
-pub const LOG_RECORD_VERSION: u8 = 4;
+/// 5: `Spend` and `Hold` carry `allow_partial`, `Command::IncrementHold` is new, programs have
+///    a `spend` block; decided by [`Rules::Current`]. Version 4 still decodes ([`v4`]).
+pub const LOG_RECORD_VERSION: u8 = 5;
 
 /// The oldest version with today's layout: records of versions `LAYOUT_SINCE..=LOG_RECORD_VERSION`
 /// decode alike and differ only in the rules that decide them.
-const LAYOUT_SINCE: u8 = 4;
+const LAYOUT_SINCE: u8 = 5;
 
 /// The money rules a record of `version` is decided by.
 pub fn rules_of(version: u8) -> Rules {
@@ -102,6 +105,9 @@ fn decode_aligned(bytes: &[u8]) -> Result<LogRecord, RecordError> {
             return rkyv::deserialize::<LogRecord, rancor::Error>(*archived).map_err(invalid);
         }
     }
+    if let Some(old) = v4::decode(bytes) {
+        return old;
+    }
     if let Some(old) = v2::decode(bytes) {
         return old;
     }
@@ -162,6 +168,7 @@ mod tests {
                     amount: Amount(1_250),
                     method: crate::command::Method::Qr,
                     store: None,
+                    allow_partial: false,
                 },
             },
         };
@@ -224,6 +231,7 @@ mod tests {
                         amount: Amount(1_250),
                         method: crate::command::Method::Card,
                         store: Some("store-0042".into()),
+                        allow_partial: false,
                     },
                 },
             },
@@ -313,6 +321,23 @@ mod tests {
                 ),
             ],
         ),
+        (
+            5,
+            [
+                concat!(
+                    "05000000000000007b68e5cf8b01000007000000000000000100000000000000",
+                    "6b2d31ffffffffffffffffffffffffff02000000000000002a00000000000000",
+                    "1027000000000000000000000000000000000000000000000000000000000000",
+                    "0000000000000000",
+                ),
+                concat!(
+                    "706f732d3766336139632d303030313233343536000000000500000000000000",
+                    "00f5e18b9b010000070000000000000001000000000000009400000000000000",
+                    "c8ffffffffffffff030000000000000001006ca726d30a56e204000000000000",
+                    "0100000000000000010000000000000073746f72652d30303432ffffffffffff",
+                ),
+            ],
+        ),
     ];
 
     fn hex(b: &[u8]) -> String {
@@ -378,6 +403,72 @@ mod tests {
         }
     }
 
+    #[test]
+    fn version_4_bytes_are_what_the_version_4_layout_writes() {
+        // The v4 golden bytes are checked against the v4 types (the layout before
+        // `allow_partial`, `IncrementHold` and the programs' `spend` block).
+        let (_, want) = GOLDEN.iter().find(|(v, _)| *v == 4).unwrap();
+        for (record, want) in golden().iter().zip(want) {
+            let command = match &record.request.command {
+                Command::TopUp {
+                    card_id,
+                    amount,
+                    channel,
+                } => v4::CommandV4::TopUp {
+                    card_id: *card_id,
+                    amount: *amount,
+                    channel: *channel,
+                },
+                Command::Spend {
+                    card_id,
+                    amount,
+                    method,
+                    store,
+                    ..
+                } => v4::CommandV4::Spend {
+                    card_id: *card_id,
+                    amount: *amount,
+                    method: *method,
+                    store: store.clone(),
+                },
+                other => panic!("not a golden command: {other:?}"),
+            };
+            let v4 = v4::LogRecordV4 {
+                version: 4,
+                now: record.now,
+                caller: record.caller,
+                request: v4::RequestV4 {
+                    idempotency_key: record.request.idempotency_key.clone(),
+                    command,
+                },
+            };
+            let bytes = rkyv::to_bytes::<rancor::Error>(&v4).unwrap();
+            assert_eq!(hex(&bytes), *want);
+        }
+    }
+
+    #[test]
+    fn a_version_4_program_record_decodes_without_spend_rules() {
+        let old = v4::LogRecordV4 {
+            version: 4,
+            now: Millis(5),
+            caller: CallerId::DEFAULT,
+            request: v4::RequestV4 {
+                idempotency_key: None,
+                command: v4::CommandV4::UpsertProgram(crate::program::v1::ProgramV1::from_current(
+                    &crate::program::Program::demo(),
+                )),
+            },
+        };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&old).unwrap();
+        let got = decode(&bytes).unwrap();
+        assert_eq!(got.version, 4);
+        assert_eq!(
+            got.request.command,
+            Command::UpsertProgram(crate::program::Program::demo())
+        );
+    }
+
     fn to_v1(r: &LogRecord) -> v1::LogRecordV1 {
         let command = match &r.request.command {
             Command::TopUp {
@@ -394,6 +485,7 @@ mod tests {
                 amount,
                 method,
                 store,
+                ..
             } => v1::CommandV1::Spend {
                 card_id: *card_id,
                 amount: *amount,
@@ -419,7 +511,9 @@ mod tests {
             now: Millis(5),
             request: v1::RequestV1 {
                 idempotency_key: None,
-                command: v1::CommandV1::UpsertProgram(crate::program::Program::demo()),
+                command: v1::CommandV1::UpsertProgram(crate::program::v1::ProgramV1::from_current(
+                    &crate::program::Program::demo(),
+                )),
             },
         };
         let bytes = rkyv::to_bytes::<rancor::Error>(&v1).unwrap();

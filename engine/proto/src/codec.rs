@@ -57,7 +57,12 @@ pub mod op {
     pub const VOID: u8 = 0x06;
     pub const REFUND: u8 = 0x07;
     pub const GET_CARD: u8 = 0x08;
+    pub const INCREMENT: u8 = 0x09;
 }
+
+/// Bit of the method byte of SPEND and HOLD: `allow_partial` (partial approval). The low bits
+/// are the method; a client that never sets it speaks the protocol as before.
+pub const ALLOW_PARTIAL: u8 = 0x80;
 
 /// Codes of an ERROR frame (the connection closes after it).
 pub mod error_code {
@@ -161,6 +166,8 @@ pub enum Op {
         amount: Amount,
         method: Method,
         store: Option<String>,
+        /// Approve what is available when the funds are short (the answer's `partial`).
+        allow_partial: bool,
     },
     Hold {
         card_id: CardId,
@@ -168,6 +175,13 @@ pub enum Op {
         ttl_seconds: u32,
         method: Method,
         store: Option<String>,
+        allow_partial: bool,
+    },
+    /// Incremental authorization: raise an open hold; `ttl_seconds: None` keeps its expiry.
+    Increment {
+        hold_id: TxnId,
+        amount: Amount,
+        ttl_seconds: Option<u32>,
     },
     /// `amount: None` captures the whole hold.
     Capture {
@@ -331,8 +345,9 @@ fn decode_request(r: &mut Reader<'_>) -> Result<DecodedRequest, DecodeError> {
                 Ok(Op::Spend {
                     card_id: card(c)?,
                     amount: amount(a)?,
-                    method: enum_byte(Method::ALL, m, InvalidField::Method)?,
+                    method: enum_byte(Method::ALL, m & !ALLOW_PARTIAL, InvalidField::Method)?,
                     store: store(s)?,
+                    allow_partial: m & ALLOW_PARTIAL != 0,
                 })
             })()
         }
@@ -344,8 +359,23 @@ fn decode_request(r: &mut Reader<'_>) -> Result<DecodedRequest, DecodeError> {
                     card_id: card(c)?,
                     amount: amount(a)?,
                     ttl_seconds: ttl,
-                    method: enum_byte(Method::ALL, m, InvalidField::Method)?,
+                    method: enum_byte(Method::ALL, m & !ALLOW_PARTIAL, InvalidField::Method)?,
                     store: store(s)?,
+                    allow_partial: m & ALLOW_PARTIAL != 0,
+                })
+            })()
+        }
+        op::INCREMENT => {
+            let (c, seq, a, ttl) = (r.u64()?, r.u32()?, r.i64()?, r.u32()?);
+            (|| {
+                if ttl != 0 {
+                    svault_core::rules::check_hold_ttl(ttl)
+                        .map_err(|_| InvalidField::TtlSeconds)?;
+                }
+                Ok(Op::Increment {
+                    hold_id: txn(c, seq)?,
+                    amount: amount(a)?,
+                    ttl_seconds: (ttl > 0).then_some(ttl),
                 })
             })()
         }
@@ -397,6 +427,16 @@ fn enum_index<T: PartialEq>(all: &[T], v: &T) -> u8 {
     all.iter().position(|x| x == v).unwrap_or(0xFF) as u8
 }
 
+/// The method byte of SPEND and HOLD: the method's index, [`ALLOW_PARTIAL`] when set.
+fn method_byte(method: &Method, allow_partial: bool) -> u8 {
+    let m = enum_index(Method::ALL, method);
+    if allow_partial {
+        m | ALLOW_PARTIAL
+    } else {
+        m
+    }
+}
+
 /// Appends one request to a BATCH body.
 pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) {
     out.extend_from_slice(&req_id.to_le_bytes());
@@ -405,6 +445,7 @@ pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) {
         Op::TopUp { .. } => op::TOP_UP,
         Op::Spend { .. } => op::SPEND,
         Op::Hold { .. } => op::HOLD,
+        Op::Increment { .. } => op::INCREMENT,
         Op::Capture { .. } => op::CAPTURE,
         Op::Void { .. } => op::VOID,
         Op::Refund { .. } => op::REFUND,
@@ -440,10 +481,11 @@ pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) {
             amount,
             method,
             store,
+            allow_partial,
         } => {
             out.extend_from_slice(&card_id.0.to_le_bytes());
             out.extend_from_slice(&amount.0.to_le_bytes());
-            out.push(enum_index(Method::ALL, method));
+            out.push(method_byte(method, *allow_partial));
             put_bytes_u8(out, &store_bytes(store));
         }
         Op::Hold {
@@ -452,12 +494,23 @@ pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) {
             ttl_seconds,
             method,
             store,
+            allow_partial,
         } => {
             out.extend_from_slice(&card_id.0.to_le_bytes());
             out.extend_from_slice(&amount.0.to_le_bytes());
             out.extend_from_slice(&ttl_seconds.to_le_bytes());
-            out.push(enum_index(Method::ALL, method));
+            out.push(method_byte(method, *allow_partial));
             put_bytes_u8(out, &store_bytes(store));
+        }
+        Op::Increment {
+            hold_id,
+            amount,
+            ttl_seconds,
+        } => {
+            out.extend_from_slice(&hold_id.card.0.to_le_bytes());
+            out.extend_from_slice(&hold_id.seq.to_le_bytes());
+            out.extend_from_slice(&amount.0.to_le_bytes());
+            out.extend_from_slice(&ttl_seconds.unwrap_or(0).to_le_bytes());
         }
         Op::Capture { hold_id, amount } => {
             out.extend_from_slice(&hold_id.card.0.to_le_bytes());
@@ -626,7 +679,7 @@ impl Status {
 }
 
 /// Every transaction kind, in wire order (`kind` byte of a result).
-pub const TXN_KINDS: [TxnKind; 17] = [
+pub const TXN_KINDS: [TxnKind; 18] = [
     TxnKind::Open,
     TxnKind::TopUp,
     TxnKind::Spend,
@@ -644,6 +697,7 @@ pub const TXN_KINDS: [TxnKind; 17] = [
     TxnKind::Close,
     TxnKind::BonusExpired,
     TxnKind::Program,
+    TxnKind::Increment,
 ];
 const CARD_STATUSES: [CardStatus; 3] = [CardStatus::Active, CardStatus::Frozen, CardStatus::Closed];
 
@@ -675,6 +729,9 @@ pub struct Answer {
     pub bonus_granted: Amount,
     /// The card after the operation.
     pub card: Option<Balances>,
+    /// A spend or hold approved for less than requested (`allow_partial`): `amount` is what
+    /// was approved; the request's own amount is what was requested.
+    pub partial: bool,
 }
 
 impl Answer {
@@ -690,6 +747,7 @@ impl Answer {
             amount: Amount::ZERO,
             bonus_granted: Amount::ZERO,
             card: None,
+            partial: false,
         }
     }
     /// The decline code of a declined request.
@@ -704,6 +762,7 @@ impl Answer {
 const FLAG_REPLAYED: u8 = 1;
 const FLAG_CARD: u8 = 2;
 const FLAG_TXN: u8 = 16;
+const FLAG_PARTIAL: u8 = 32;
 const NO_KIND: u8 = 0xFF;
 
 /// Appends one result record.
@@ -721,6 +780,9 @@ pub fn encode_answer(out: &mut Vec<u8>, a: &Answer) {
     }
     if a.txn_id.is_some() {
         flags |= FLAG_TXN;
+    }
+    if a.partial {
+        flags |= FLAG_PARTIAL;
     }
     out.push(flags);
     out.push(a.kind.map_or(NO_KIND, |k| enum_index(&TXN_KINDS, &k)));
@@ -807,6 +869,7 @@ pub fn decode_results(body: &[u8]) -> Result<Vec<Answer>, DecodeError> {
             status,
             detail,
             replayed: flags & FLAG_REPLAYED != 0,
+            partial: flags & FLAG_PARTIAL != 0,
             kind,
             txn_id,
             amount,
@@ -887,6 +950,7 @@ mod tests {
                     amount: Amount(1),
                     method: Method::Voice,
                     store: Some("s9".into()),
+                    allow_partial: false,
                 },
             ),
             Call::new(
@@ -897,6 +961,44 @@ mod tests {
                     ttl_seconds: 60,
                     method: Method::Card,
                     store: None,
+                    allow_partial: false,
+                },
+            ),
+            Call::new(
+                Some("sp".into()),
+                Op::Spend {
+                    card_id: c,
+                    amount: Amount(9_999),
+                    method: Method::Voice,
+                    store: None,
+                    allow_partial: true,
+                },
+            ),
+            Call::new(
+                Some("hp".into()),
+                Op::Hold {
+                    card_id: c,
+                    amount: Amount(700),
+                    ttl_seconds: 60,
+                    method: Method::Qr,
+                    store: Some("s1".into()),
+                    allow_partial: true,
+                },
+            ),
+            Call::new(
+                Some("i".into()),
+                Op::Increment {
+                    hold_id: t,
+                    amount: Amount(250),
+                    ttl_seconds: Some(900),
+                },
+            ),
+            Call::new(
+                Some("i2".into()),
+                Op::Increment {
+                    hold_id: t,
+                    amount: Amount(1),
+                    ttl_seconds: None,
                 },
             ),
             Call::new(
@@ -1080,14 +1182,22 @@ mod tests {
                 points: 4,
                 status: CardStatus::Frozen,
             }),
+            partial: true,
         };
         let b = Answer::bare(10, Status::Declined, 3);
+        let c = Answer {
+            kind: Some(TxnKind::Increment),
+            partial: false,
+            ..a
+        };
+        let d = Answer::bare(11, Status::Declined, 16);
         let mut f = Vec::new();
-        encode_results_frame(&mut f, &[a, b]);
-        assert_eq!(f.len(), 4 + 1 + 4 + 2 * RESULT_BYTES);
+        encode_results_frame(&mut f, &[a, b, c, d]);
+        assert_eq!(f.len(), 4 + 1 + 4 + 4 * RESULT_BYTES);
         let got = decode_results(body_of(&f)).unwrap();
-        assert_eq!(got, vec![a, b]);
+        assert_eq!(got, vec![a, b, c, d]);
         assert_eq!(got[1].decline_code(), Some(DeclineCode::OverSingleTopUp));
+        assert_eq!(got[3].decline_code(), Some(DeclineCode::OverDailyCount));
         let mut h = Vec::new();
         encode_hello(&mut h, Some("key-1"));
         assert_eq!(decode_hello(body_of(&h)).unwrap().as_deref(), Some("key-1"));

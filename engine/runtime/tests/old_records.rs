@@ -4,6 +4,7 @@
 use runtime::recovery::{replay_wal, Until};
 use svault_core::command::{CallerId, CardId, Channel, Command, Millis, Query, Request};
 use svault_core::money::Amount;
+use svault_core::program::v1::ProgramV1;
 use svault_core::program::Program;
 use svault_core::record::v2::{CommandV2, LogRecordV2, RequestV2};
 use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
@@ -30,7 +31,7 @@ fn each_record_replays_under_the_rules_of_its_version() {
     let (mut wal, _) = Wal::open(dir.path(), options).unwrap();
     // Version-2 records, in the layout of their time (before callers were logged).
     let old = [
-        CommandV2::UpsertProgram(Program::demo()),
+        CommandV2::UpsertProgram(ProgramV1::from_current(&Program::demo())),
         CommandV2::OpenCard {
             card_id: CardId(1),
             program: "demo".into(),

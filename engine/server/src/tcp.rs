@@ -367,11 +367,13 @@ fn command_of(op: Op) -> Option<Command> {
             amount,
             method,
             store,
+            allow_partial,
         } => Command::Spend {
             card_id,
             amount,
             method,
             store,
+            allow_partial,
         },
         Op::Hold {
             card_id,
@@ -379,12 +381,23 @@ fn command_of(op: Op) -> Option<Command> {
             ttl_seconds,
             method,
             store,
+            allow_partial,
         } => Command::Hold {
             card_id,
             amount,
             ttl_seconds,
             method,
             store,
+            allow_partial,
+        },
+        Op::Increment {
+            hold_id,
+            amount,
+            ttl_seconds,
+        } => Command::IncrementHold {
+            hold_id,
+            amount,
+            ttl_seconds,
         },
         Op::Capture { hold_id, amount } => Command::Capture { hold_id, amount },
         Op::Void { hold_id } => Command::Void { hold_id },
@@ -411,6 +424,7 @@ fn not_found_detail(k: NotFoundKind) -> u8 {
         NotFoundKind::Txn => 2,
         NotFoundKind::Program => 3,
         NotFoundKind::IdempotencyKey => 4,
+        NotFoundKind::TrimmedTxn => 5,
     }
 }
 
@@ -434,6 +448,7 @@ fn approved(req_id: u64, a: &Approval) -> Answer {
         a.bonus_granted
     };
     ans.card = a.card.as_ref().map(balances);
+    ans.partial = a.partial;
     ans
 }
 

@@ -109,6 +109,7 @@ impl Conn for TcpConn {
                         amount: Amount(amount),
                         method: Method::Qr,
                         store: None,
+                        allow_partial: false,
                     },
                 ),
                 Action::TopUp { card, amount } => (
@@ -129,6 +130,7 @@ impl Conn for TcpConn {
                         ttl_seconds: HOLD_TTL_SECONDS,
                         method: Method::Card,
                         store: None,
+                        allow_partial: false,
                     },
                 ),
                 Action::Refund { card, amount } => match run.setup_spend(card) {
@@ -352,6 +354,7 @@ impl Backend for SvaultTcp {
                             amount: Amount(SETUP_SPEND_MINOR),
                             method: Method::Qr,
                             store: None,
+                            allow_partial: false,
                         },
                     ));
                 }

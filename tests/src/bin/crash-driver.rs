@@ -134,6 +134,7 @@ async fn drive(engine: Engine, round: u64, task: u64, per_task: u64) {
                     amount: Amount(rng.gen_range(1..=20_000)),
                     method: Method::Qr,
                     store: None,
+                    allow_partial: false,
                 },
                 60..=74 => Command::Hold {
                     card_id: card,
@@ -141,6 +142,7 @@ async fn drive(engine: Engine, round: u64, task: u64, per_task: u64) {
                     ttl_seconds: 600,
                     method: Method::Card,
                     store: None,
+                    allow_partial: false,
                 },
                 75..=84 if !holds.is_empty() => {
                     let h = holds.swap_remove(rng.gen_range(0..holds.len()));

@@ -1,5 +1,5 @@
 //! Programs: a brand's rules (top-up limits, bonus ladder, points, tiers, discounts, velocity,
-//! locks, reminders).
+//! spend limits and store lists, locks, reminders).
 //!
 //! Why two types: [`ProgramSpec`] is the JSON of `POST /v1/programs` exactly as SPEC.md spells
 //! it (decimals as strings, words as words); [`Program`] is the validated form the state
@@ -7,10 +7,11 @@
 //! is the only way from one to the other, and names the field at fault when it refuses.
 
 mod spec;
+pub mod v1;
 
 pub use spec::{
     DiscountWindowSpec, IntOrString, LadderStepSpec, PointsSpec, ProgramSpec, RemindersSpec,
-    SpecError, TierSpec, TopUpSpec, VelocitySpec,
+    SpecError, SpendSpec, TierSpec, TopUpSpec, VelocitySpec, STORES_MAX,
 };
 
 use crate::money::{Amount, Currency, Rate};
@@ -36,6 +37,44 @@ pub struct Program {
     pub velocity: Velocity,
     pub refund_lock_days: u32,
     pub reminders: Reminders,
+    /// Per-spend and per-day limits and where the card may be used (since log record
+    /// version 5; programs of older records have none).
+    pub spend: SpendRules,
+}
+
+/// The program's `spend` block: caps on a single spend and on spends per local day, and the
+/// stores a card may be used at. Checked for spends, holds and increments (SPEC's order: store
+/// rule, single cap, daily amount, daily count).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub struct SpendRules {
+    /// Largest amount one spend, hold or increment may charge (after discount): 单笔消费上限.
+    pub max_single: Option<Amount>,
+    /// Spends, holds and increments a card may make per local day.
+    pub max_daily_count: Option<u32>,
+    /// Sorted and deduplicated. `Some` ⇒ only these stores, and a store must be given.
+    pub stores_allow: Option<Vec<String>>,
+    /// Sorted and deduplicated; these stores are refused.
+    pub stores_deny: Vec<String>,
+}
+
+impl SpendRules {
+    /// Whether a spend or hold at `store` (`None`: no store given) passes the store rule.
+    pub fn store_allowed(&self, store: Option<&str>) -> bool {
+        let listed =
+            |list: &[String], s: &str| list.binary_search_by(|x| x.as_str().cmp(s)).is_ok();
+        if let Some(s) = store {
+            if listed(&self.stores_deny, s) {
+                return false;
+            }
+        }
+        match (&self.stores_allow, store) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(allow), Some(s)) => listed(allow, s),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -206,6 +245,7 @@ impl Program {
                 low_balance: Some(yuan(20)),
                 bonus_expiring_days: Some(30),
             },
+            spend: SpendRules::default(),
         }
     }
 

@@ -3,8 +3,8 @@
 //! function per section that names the field at fault, and [`Program::to_spec`].
 
 use super::{
-    DiscountWindow, LadderReward, LadderStep, PointsRules, Program, Reminders, SpendOrder, Tier,
-    TopUpRules, Velocity,
+    DiscountWindow, LadderReward, LadderStep, PointsRules, Program, Reminders, SpendOrder,
+    SpendRules, Tier, TopUpRules, Velocity,
 };
 use crate::money::{Amount, AmountError, Currency, Rate};
 
@@ -43,6 +43,23 @@ pub struct ProgramSpec {
     pub refund_lock_days: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reminders: Option<RemindersSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<SpendSpec>,
+}
+
+/// `spend` of a [`ProgramSpec`]: `max_single` (a decimal string), `max_daily_count` (spends per
+/// local day), `stores_allow` / `stores_deny` (store ids).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_single: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_daily_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stores_allow: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stores_deny: Vec<String>,
 }
 
 /// `top_up` of a [`ProgramSpec`]: amounts as decimal strings. SPEC's two balance caps are
@@ -159,6 +176,8 @@ const RATE_MAX: Rate = Rate(10_000_000);
 const RULES_MAX: usize = 64;
 /// Largest day count accepted (100 years).
 const DAYS_MAX: u32 = 36_500;
+/// Most stores in one allow or deny list.
+pub const STORES_MAX: usize = 4096;
 
 impl Program {
     /// Validates a spec and converts it to minor units and ppm rates: each section by its own
@@ -191,6 +210,7 @@ impl Program {
                 d => f.days("refund_lock_days", d)?.unwrap_or(0),
             },
             reminders: reminders(&f, spec.reminders.as_ref())?,
+            spend: spend_rules(&f, spec.spend.as_ref())?,
         })
     }
 
@@ -260,6 +280,12 @@ impl Program {
             reminders: Some(RemindersSpec {
                 low_balance: opt(self.reminders.low_balance),
                 bonus_expiring_days: self.reminders.bonus_expiring_days,
+            }),
+            spend: Some(SpendSpec {
+                max_single: opt(self.spend.max_single),
+                max_daily_count: self.spend.max_daily_count,
+                stores_allow: self.spend.stores_allow.clone(),
+                stores_deny: self.spend.stores_deny.clone(),
             }),
         }
     }
@@ -483,6 +509,40 @@ fn reminders(f: &Fields, spec: Option<&RemindersSpec>) -> Result<Reminders, Spec
     })
 }
 
+fn spend_rules(f: &Fields, spec: Option<&SpendSpec>) -> Result<SpendRules, SpecError> {
+    let Some(s) = spec else {
+        return Ok(SpendRules::default());
+    };
+    if s.max_daily_count == Some(0) {
+        return Err(err("spend.max_daily_count", "at least 1"));
+    }
+    Ok(SpendRules {
+        max_single: f.opt_amount("spend.max_single", &s.max_single)?,
+        max_daily_count: s.max_daily_count,
+        stores_allow: s
+            .stores_allow
+            .as_deref()
+            .map(|l| store_list("spend.stores_allow", l))
+            .transpose()?,
+        stores_deny: store_list("spend.stores_deny", &s.stores_deny)?,
+    })
+}
+
+/// A store list: each store as requests may name it (`rules::check_store`), at most
+/// [`STORES_MAX`]; sorted and deduplicated.
+fn store_list(field: &str, list: &[String]) -> Result<Vec<String>, SpecError> {
+    if list.len() > STORES_MAX {
+        return Err(err(field, format!("at most {STORES_MAX} stores")));
+    }
+    for (i, s) in list.iter().enumerate() {
+        crate::rules::check_store(s).map_err(|reason| err(format!("{field}[{i}]"), reason))?;
+    }
+    let mut v = list.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
 /// `"+08:00"` ⇒ 480; `"-05:30"` ⇒ -330; `"Z"` ⇒ 0.
 fn parse_utc_offset(s: &str) -> Option<i16> {
     if s == "Z" {
@@ -540,9 +600,18 @@ mod tests {
             "tiers":[{"name":"silver","lifetime_top_up":"1000","points_multiplier":"1.5","discount":"0.02"},{"name":"gold","lifetime_top_up":"5000","points_multiplier":"2","discount":"0.05"}],
             "discount_windows":[{"from":"20:00","to":"24:00","rate":"0.10"}],
             "velocity":{"max_spends_per_minute":5,"max_daily_spend":"2000"},
-            "refund_lock_days":7,"reminders":{"low_balance":"20","bonus_expiring_days":30}}"#,
+            "refund_lock_days":7,"reminders":{"low_balance":"20","bonus_expiring_days":30},
+            "spend":{"max_single":"300","max_daily_count":20,"stores_allow":["s2","s1","s2"],"stores_deny":["s9"]}}"#,
         )
         .unwrap();
+        assert_eq!(p.spend.max_single, Some(Amount(30_000)));
+        assert_eq!(p.spend.max_daily_count, Some(20));
+        assert_eq!(
+            p.spend.stores_allow,
+            Some(vec!["s1".to_string(), "s2".to_string()])
+        );
+        assert!(p.spend.store_allowed(Some("s1")) && !p.spend.store_allowed(Some("s3")));
+        assert!(!p.spend.store_allowed(None), "an allow list needs a store");
         assert_eq!(p.utc_offset_minutes, 480);
         assert_eq!(p.top_up.max_balance_anonymous, Some(Amount(100_000)));
         assert_eq!(p.bonus_ladder[1].reward, LadderReward::Rate(Rate(100_000)));
@@ -627,6 +696,22 @@ mod tests {
         assert_eq!(
             field(r#"{"id":"p","currency":"CNY","spend_order":"lifo"}"#),
             "spend_order"
+        );
+        assert_eq!(
+            field(r#"{"id":"p","currency":"CNY","spend":{"max_single":"0"}}"#),
+            "spend.max_single"
+        );
+        assert_eq!(
+            field(r#"{"id":"p","currency":"CNY","spend":{"max_daily_count":0}}"#),
+            "spend.max_daily_count"
+        );
+        assert_eq!(
+            field(r#"{"id":"p","currency":"CNY","spend":{"stores_deny":["a",""]}}"#),
+            "spend.stores_deny[1]"
+        );
+        assert_eq!(
+            field(r#"{"id":"p","currency":"CNY","spend":{"max_count":1}}"#),
+            "json"
         );
         assert_eq!(
             field(

@@ -10,7 +10,7 @@ use crate::command::{
     Request, TxnId,
 };
 use crate::money::Amount;
-use crate::program::Program;
+use crate::program::v1::ProgramV1;
 
 use super::LogRecord;
 
@@ -33,7 +33,7 @@ pub(super) struct RequestV1 {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(super) enum CommandV1 {
-    UpsertProgram(Program),
+    UpsertProgram(ProgramV1),
     OpenCard {
         card_id: CardId,
         program: String,
@@ -102,7 +102,7 @@ impl From<LogRecordV1> for LogRecord {
     fn from(r: LogRecordV1) -> LogRecord {
         use CommandV1 as V;
         let command = match r.request.command {
-            V::UpsertProgram(p) => Command::UpsertProgram(p),
+            V::UpsertProgram(p) => Command::UpsertProgram(p.into()),
             V::OpenCard {
                 card_id,
                 program,
@@ -133,6 +133,7 @@ impl From<LogRecordV1> for LogRecord {
                 amount,
                 method,
                 store,
+                allow_partial: false,
             },
             V::Hold {
                 card_id,
@@ -146,6 +147,7 @@ impl From<LogRecordV1> for LogRecord {
                 ttl_seconds,
                 method,
                 store,
+                allow_partial: false,
             },
             V::Capture { hold_id, amount } => Command::Capture { hold_id, amount },
             V::Void { hold_id } => Command::Void { hold_id },

@@ -13,7 +13,7 @@ use crate::command::{
     Request, TxnId,
 };
 use crate::money::Amount;
-use crate::program::Program;
+use crate::program::v1::ProgramV1;
 use rkyv::rancor;
 
 /// The first version byte of this layout.
@@ -41,7 +41,7 @@ pub struct RequestV2 {
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[allow(missing_docs, clippy::large_enum_variant)] // as `Command`: the layout it mirrors
 pub enum CommandV2 {
-    UpsertProgram(#[rkyv(with = rkyv::with::AsBox)] Program),
+    UpsertProgram(#[rkyv(with = rkyv::with::AsBox)] ProgramV1),
     OpenCard {
         card_id: CardId,
         program: String,
@@ -109,7 +109,7 @@ pub enum CommandV2 {
 impl From<CommandV2> for Command {
     fn from(c: CommandV2) -> Command {
         match c {
-            CommandV2::UpsertProgram(p) => Command::UpsertProgram(p),
+            CommandV2::UpsertProgram(p) => Command::UpsertProgram(p.into()),
             CommandV2::OpenCard {
                 card_id,
                 program,
@@ -140,6 +140,7 @@ impl From<CommandV2> for Command {
                 amount,
                 method,
                 store,
+                allow_partial: false,
             },
             CommandV2::Hold {
                 card_id,
@@ -153,6 +154,7 @@ impl From<CommandV2> for Command {
                 ttl_seconds,
                 method,
                 store,
+                allow_partial: false,
             },
             CommandV2::Capture { hold_id, amount } => Command::Capture { hold_id, amount },
             CommandV2::Void { hold_id } => Command::Void { hold_id },

@@ -50,6 +50,9 @@ pub(crate) struct Card {
     pub birth_day: u8,
     /// Declines in a row (for the repeated-declines anomaly); saturates.
     pub decline_streak: u8,
+    /// Spends, holds and increments approved on local day `day` (`spend.max_daily_count`).
+    /// Last, in what was the archived card's padding: snapshots from before it restore it as 0.
+    pub spend_count_today: u32,
 }
 
 impl Card {
@@ -79,6 +82,7 @@ impl Card {
             birth_month: birthday.map_or(0, |b| b.month),
             birth_day: birthday.map_or(0, |b| b.day),
             decline_streak: 0,
+            spend_count_today: 0,
         }
     }
 

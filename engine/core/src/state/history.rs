@@ -6,12 +6,14 @@
 //! recent history; entries older than the idempotency TTL are trimmed once a card holds more
 //! than `StateConfig::history_per_card_max` (a refund of a trimmed transaction is `404`).
 
-use crate::command::{CardId, Millis, TxnId};
+use crate::command::{Channel, GrantReason, Method, Millis};
 use crate::money::Amount;
-use crate::outcome::{DiscountSource, TxnKind, TxnRecord};
+use crate::outcome::{DiscountSource, TxnKind};
 
-/// Flag: a top-up, refund, redeem or grant that a reversal undid.
+/// Flag: a top-up, refund, redeem, grant or increment that a reversal undid.
 pub(crate) const F_REVERSED: u8 = 1;
+/// Flag of a spend or hold approved for less than requested (partial approval).
+pub(crate) const F_PARTIAL: u8 = 128;
 /// Hold states live in `flags` of a `Hold` entry.
 pub(crate) const HOLD_ACTIVE: u8 = 0;
 pub(crate) const HOLD_CAPTURED: u8 = 2;
@@ -32,6 +34,7 @@ pub(crate) const HOLD_GROSS: u8 = 64;
 /// | top_up | principal credited | credited | ladder bonus | bonus lot expiry | 0 |
 /// | spend | charged (after discount) | taken | discount | expiry of the latest lot drawn | earned |
 /// | hold | held | 0 | discount | hold expiry | 0, or the discount rate (`HOLD_GROSS`) |
+/// | increment | added to the hold | 0 | discount | hold expiry after it | 0 |
 /// | capture | captured | taken | released | expiry of the latest lot drawn | earned |
 /// | void, hold_expired | released | 0 | released | 0 | 0 |
 /// | refund | refunded | returned | 0 | lot expiry | taken back |
@@ -39,6 +42,13 @@ pub(crate) const HOLD_GROSS: u8 = 64;
 /// | reversal | undone amount | signed change to the card | 0 | lot expiry | points moved |
 /// | redeem, grant | bonus credited | 0 / bonus | bonus | lot expiry | spent / granted |
 /// | bonus_expired | expired | 0 / expired | 0 | lot expiry | 0 |
+///
+/// `refers_to` names the transaction a capture, void, increment, expiry, refund or reversal is
+/// about; a spend or hold refers to nothing, and there it holds its store instead: one more
+/// than the store's index in the shard's store table, 0 for none. `detail` is how the money
+/// moved: a top-up's channel, a spend's or hold's method, a grant's reason, as one more than
+/// its index in the word list, 0 for none. It was padding before, written as zero, so entries
+/// restored from older snapshots say none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) struct TxnEntry {
     pub at: i64,
@@ -52,9 +62,25 @@ pub(crate) struct TxnEntry {
     pub refers_to: u32,
     pub kind: TxnKind,
     pub flags: u8,
+    pub detail: u8,
 }
 
 const _: () = assert!(std::mem::size_of::<TxnEntry>() == 64);
+
+/// The `detail` byte of a value of a word list: its index + 1.
+pub(crate) fn detail_of<T: PartialEq>(all: &[T], v: &T) -> u8 {
+    all.iter()
+        .position(|x| x == v)
+        .and_then(|i| u8::try_from(i + 1).ok())
+        .unwrap_or(0)
+}
+
+/// The value of a word list a `detail` byte names.
+pub(crate) fn from_detail<T: Copy>(all: &[T], d: u8) -> Option<T> {
+    usize::from(d)
+        .checked_sub(1)
+        .and_then(|i| all.get(i).copied())
+}
 
 impl TxnEntry {
     pub fn new(kind: TxnKind, at: Millis) -> TxnEntry {
@@ -69,6 +95,7 @@ impl TxnEntry {
             refers_to: 0,
             kind,
             flags: 0,
+            detail: 0,
         }
     }
 
@@ -93,18 +120,39 @@ impl TxnEntry {
         }
     }
 
-    pub fn record(&self, card: CardId, seq: u32) -> TxnRecord {
-        TxnRecord {
-            txn_id: TxnId { card, seq },
-            kind: self.kind,
-            at: Millis(self.at),
-            amount: self.signed_amount(),
-            principal: self.principal,
-            bonus: self.bonus,
-            refers_to: (self.refers_to != 0).then_some(TxnId {
-                card,
-                seq: self.refers_to,
-            }),
-        }
+    /// The transaction this one is about (`None` for spends and holds, whose `refers_to` is
+    /// their store).
+    pub fn refers(&self) -> Option<u32> {
+        let about = !matches!(self.kind, TxnKind::Spend | TxnKind::Hold);
+        (about && self.refers_to != 0).then_some(self.refers_to)
+    }
+
+    /// A spend's or hold's store: its index in the shard's store table.
+    pub fn store_slot(&self) -> Option<u32> {
+        let own = matches!(self.kind, TxnKind::Spend | TxnKind::Hold);
+        (own && self.refers_to != 0).then(|| self.refers_to - 1)
+    }
+
+    /// Whether a spend or hold was approved for less than requested.
+    pub fn partial(&self) -> bool {
+        matches!(self.kind, TxnKind::Spend | TxnKind::Hold) && self.flags & F_PARTIAL != 0
+    }
+
+    pub fn channel(&self) -> Option<Channel> {
+        (self.kind == TxnKind::TopUp)
+            .then(|| from_detail(Channel::ALL, self.detail))
+            .flatten()
+    }
+
+    pub fn method(&self) -> Option<Method> {
+        matches!(self.kind, TxnKind::Spend | TxnKind::Hold)
+            .then(|| from_detail(Method::ALL, self.detail))
+            .flatten()
+    }
+
+    pub fn grant_reason(&self) -> Option<GrantReason> {
+        (self.kind == TxnKind::Grant)
+            .then(|| from_detail(GrantReason::ALL, self.detail))
+            .flatten()
     }
 }

@@ -227,15 +227,21 @@ pub(crate) fn fingerprint(cmd: &Command) -> u64 {
             h.update(&[2, *channel as u8]);
             u64s(&mut h, &[card_id.0, amount.0 as u64]);
         }
+        // `allow_partial` is written only when set, so a request without it keeps the
+        // fingerprint it had before the field existed (keys remembered across an upgrade).
         Command::Spend {
             card_id,
             amount,
             method,
             store,
+            allow_partial,
         } => {
             h.update(&[3, *method as u8]);
             u64s(&mut h, &[card_id.0, amount.0 as u64]);
             opt_str(&mut h, store);
+            if *allow_partial {
+                h.update(&[1]);
+            }
         }
         Command::Hold {
             card_id,
@@ -243,10 +249,14 @@ pub(crate) fn fingerprint(cmd: &Command) -> u64 {
             ttl_seconds,
             method,
             store,
+            allow_partial,
         } => {
             h.update(&[4, *method as u8]);
             u64s(&mut h, &[card_id.0, amount.0 as u64, *ttl_seconds as u64]);
             opt_str(&mut h, store);
+            if *allow_partial {
+                h.update(&[1]);
+            }
         }
         Command::Capture { hold_id, amount } => {
             h.update(&[5, amount.is_some() as u8]);
@@ -314,6 +324,22 @@ pub(crate) fn fingerprint(cmd: &Command) -> u64 {
             u64s(&mut h, &[card_id.0]);
         }
         Command::Tick => h.update(&[15]),
+        Command::IncrementHold {
+            hold_id,
+            amount,
+            ttl_seconds,
+        } => {
+            h.update(&[16, ttl_seconds.is_some() as u8]);
+            u64s(
+                &mut h,
+                &[
+                    hold_id.card.0,
+                    hold_id.seq as u64,
+                    amount.0 as u64,
+                    ttl_seconds.map_or(0, u64::from),
+                ],
+            );
+        }
     }
     // 0 is reserved for "no request seen yet" (ReversedEarly).
     h.digest().max(1)
@@ -402,6 +428,7 @@ mod tests {
             amount: Amount(amount),
             method: Method::Qr,
             store,
+            allow_partial: false,
         };
         let a = fingerprint(&spend(None, 100));
         assert_eq!(a, fingerprint(&spend(None, 100)));
@@ -663,6 +690,7 @@ pub(crate) fn not_found_from_u8(x: u8) -> NotFoundKind {
         1 => NotFoundKind::Hold,
         2 => NotFoundKind::Txn,
         3 => NotFoundKind::Program,
+        5 => NotFoundKind::TrimmedTxn,
         _ => NotFoundKind::IdempotencyKey,
     }
 }

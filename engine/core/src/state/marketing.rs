@@ -15,6 +15,32 @@ pub(crate) fn rate_of(rate: Rate, amount: Amount) -> Amount {
     Amount(mul_div_half_even(amount.0, i64::from(rate.0), 1_000_000))
 }
 
+/// Partial approval: the largest merchant amount `g ≤ amount` whose price after discount at
+/// `rate` (`g − rate_of(rate, g)`) is at most `available`. The price rises by 0 or 1 minor unit
+/// per unit of `g` (a rate of at most 1, rounded half-even), so when `amount`'s price is above
+/// `available` the price of `g` is exactly `available`.
+pub(crate) fn gross_within(rate: Rate, amount: Amount, available: Amount) -> Amount {
+    let price = |g: i64| g - rate_of(rate, Amount(g)).0;
+    if available.0 <= 0 {
+        return Amount::ZERO;
+    }
+    if price(amount.0) <= available.0 {
+        return amount;
+    }
+    // Binary search on the monotone price: price(lo) ≤ available < price(hi).
+    let (mut lo, mut hi) = (0i64, amount.0);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if price(mid) <= available.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let g = lo;
+    Amount(g)
+}
+
 pub(crate) const DAY_MS: i64 = 86_400_000;
 pub(crate) const MINUTE_MS: i64 = 60_000;
 

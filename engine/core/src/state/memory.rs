@@ -32,7 +32,8 @@ impl State {
                 .iter()
                 .map(|c| c.capacity() * card)
                 .sum::<usize>()
-                + lots_extra,
+                + lots_extra
+                + self.stores.bytes(),
             card_index: table(self.card_index.capacity(), 16),
             history,
             keys: self.keys.bytes(),

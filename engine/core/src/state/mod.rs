@@ -15,8 +15,16 @@
 //! heap use).
 //!
 //! Rules that SPEC.md leaves open, decided here:
-//! - **Check order** (SPEC): input → card status → single cap → daily cap → balance cap →
-//!   velocity → funds. A frozen card declines top-ups, spends, holds, redeems and cash-outs
+//! - **Check order** (SPEC): input → card status → store rule → single cap → daily cap
+//!   (amount, then count) → balance cap → velocity → funds. For spends, holds and increments
+//!   the single cap is `spend.max_single` and the daily caps `velocity.max_daily_spend`
+//!   (`velocity_limit`) and `spend.max_daily_count`, all on what is charged (after discount);
+//!   an increment is checked and counted like a spend of its amount at its hold's store.
+//! - **Partial approval** (`allow_partial` on spends and holds): funds short but not zero ⇒
+//!   approved for the available balance (the largest merchant amount whose discounted price
+//!   fits); discount, points and the principal/bonus split follow the approved amount. The
+//!   answer says `partial` and the `requested` (merchant) amount; every other check declines as
+//!   without it. A frozen card declines top-ups, spends, holds, redeems and cash-outs
 //!   (`card_frozen`) but still settles what it authorized earlier: captures, voids and refunds
 //!   go through. A closed card declines everything (`card_closed`).
 //! - **Balance cap** (SPEC) applies to top-ups only and limits principal: principal + the
@@ -96,6 +104,7 @@ mod prefetch;
 mod programs;
 mod reversal;
 mod snapshot;
+mod stores;
 mod tick;
 mod timers;
 mod views;
@@ -110,6 +119,7 @@ use history::TxnEntry;
 use idempotency::{KeyEntry, KeyTable, ShownCard, Stored, K_REVERSED, K_SHOWN};
 use std::collections::HashMap;
 use std::sync::Arc;
+use stores::Stores;
 use timers::Timers;
 
 pub(crate) use hasher::IdBuild;
@@ -220,6 +230,8 @@ pub struct State {
     holds: HashMap<(u64, u32), Hold, IdBuild>,
     timers: Timers,
     keys: KeyTable,
+    /// The stores approved spends and holds named (their history entries hold an index).
+    stores: Stores,
     /// The rules of the request being applied (set by `apply_under`; not part of the state).
     rules: Rules,
 }
@@ -259,6 +271,18 @@ fn original_form(outcome: &mut Outcome) {
     }
 }
 
+/// A partial approval names the amount its request asked for. It is not kept in the history
+/// entry: a replay carries the same request (same fingerprint), so it is taken from there.
+fn with_requested(outcome: &mut Outcome, cmd: &Command) {
+    if let Outcome::Approved(a) = outcome {
+        if a.partial {
+            if let Command::Spend { amount, .. } | Command::Hold { amount, .. } = cmd {
+                a.requested = Some(*amount);
+            }
+        }
+    }
+}
+
 /// Threshold of the repeated-declines anomaly.
 const REPEATED_DECLINES_AT: u8 = 3;
 
@@ -274,6 +298,7 @@ impl State {
             holds: HashMap::default(),
             timers: Timers::default(),
             keys: KeyTable::default(),
+            stores: Stores::default(),
             rules: Rules::Current,
         }
     }
@@ -321,8 +346,10 @@ impl State {
         self.clock = self.clock.max(now.0);
         let now = Millis(self.clock);
         let Some(key) = request.idempotency_key.as_deref() else {
+            let mut outcome = self.execute(&request.command, caller, now, events);
+            with_requested(&mut outcome, &request.command);
             return Reply {
-                outcome: self.execute(&request.command, caller, now, events),
+                outcome,
                 replayed: false,
             };
         };
@@ -367,8 +394,10 @@ impl State {
                     replayed: false,
                 };
             }
+            let mut outcome = self.stored_outcome(kh, &e);
+            with_requested(&mut outcome, &request.command);
             return Reply {
-                outcome: self.stored_outcome(kh, &e),
+                outcome,
                 replayed: true,
             };
         }
@@ -399,6 +428,7 @@ impl State {
             "a replay must repeat the first answer: {outcome:?}"
         );
         self.keys.insert(kh, entry, side);
+        with_requested(&mut outcome, &request.command);
         Reply {
             outcome,
             replayed: false,
@@ -533,7 +563,9 @@ impl State {
                     });
                 };
                 let missing = match cmd {
-                    Command::Capture { .. } | Command::Void { .. } => NotFoundKind::Hold,
+                    Command::Capture { .. }
+                    | Command::Void { .. }
+                    | Command::IncrementHold { .. } => NotFoundKind::Hold,
                     Command::Refund { .. } => NotFoundKind::Txn,
                     _ => NotFoundKind::Card,
                 };
@@ -694,18 +726,25 @@ impl State {
         let _ = now;
         match query {
             Query::Card { card_id } => QueryAnswer::Card(self.view_of(*card_id)),
-            Query::Transactions { card_id, limit } => {
-                QueryAnswer::Transactions(self.card(*card_id).map(|c| {
-                    let first = c.hist_first_seq;
-                    c.history
-                        .iter()
-                        .enumerate()
-                        .rev()
-                        .take(*limit as usize)
-                        .map(|(i, e)| e.record(c.id, first + i as u32))
-                        .collect()
-                }))
-            }
+            Query::Transactions {
+                card_id,
+                limit,
+                before,
+            } => QueryAnswer::Transactions(self.card(*card_id).map(|c| {
+                let first = c.hist_first_seq;
+                let end = before.map_or(c.history.len(), |b| {
+                    (b.saturating_sub(first) as usize).min(c.history.len())
+                });
+                c.history
+                    .get(..end)
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .take(*limit as usize)
+                    .map(|(i, e)| self.txn_record(c, first + i as u32, e))
+                    .collect()
+            })),
         }
     }
 }

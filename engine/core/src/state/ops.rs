@@ -1,18 +1,26 @@
-//! The card operations: top-up, spend, hold, capture, void, refund, cash-out, redeem, grant,
-//! freeze, unfreeze, close. Each checks in SPEC's order and, when approved, changes the card
-//! and returns the history entry that describes it (`State::card_op` records it).
+//! The card operations: top-up, spend, hold, increment, capture, void, refund, cash-out,
+//! redeem, grant, freeze, unfreeze, close. Each checks in SPEC's order and, when approved,
+//! changes the card and returns the history entry that describes it (`State::card_op` records
+//! it).
+//!
+//! Spends, holds and increments share one authorization ([`Parts::authorize`]), in SPEC's
+//! check order: card status → store rule → single cap → daily amount (`velocity_limit`) →
+//! daily count → per-minute velocity → funds. With `allow_partial`, a shortfall (funds short
+//! but not zero) approves what is available instead of declining: the largest merchant amount
+//! whose price after discount fits, so the card is charged exactly its available balance.
 
 use super::card::Card;
 use super::history::{
-    TxnEntry, DISCOUNT_TIER, DISCOUNT_WINDOW, F_REVERSED, HOLD_ACTIVE, HOLD_CAPTURED, HOLD_EXPIRED,
-    HOLD_GROSS, HOLD_STATE_MASK, HOLD_VOIDED,
+    detail_of, TxnEntry, DISCOUNT_TIER, DISCOUNT_WINDOW, F_PARTIAL, F_REVERSED, HOLD_ACTIVE,
+    HOLD_CAPTURED, HOLD_EXPIRED, HOLD_GROSS, HOLD_STATE_MASK, HOLD_VOIDED,
 };
 use super::marketing::{self, DAY_MS, MINUTE_MS};
+use super::stores::Stores;
 use super::timers::{Timer, Timers, T_HOLD, T_LOT, T_REMIND};
 use super::{
     invalid, not_found, Fail, Hold, IdBuild, Rules, State, StateConfig, CHUNK, CHUNK_BITS,
 };
-use crate::command::{CashOutReason, Command, Millis};
+use crate::command::{CashOutReason, Channel, Command, GrantReason, Method, Millis};
 use crate::money::{Amount, Rate, POINTS_MAX};
 use crate::outcome::{
     CardStatus, DeclineCode, DiscountSource, Event, EventKind, FloatTotals, NotFoundKind, TxnKind,
@@ -34,6 +42,20 @@ struct Priced {
     rate: Rate,
     /// `DISCOUNT_TIER` / `DISCOUNT_WINDOW` for the entry (current rules), else 0.
     source_flags: u8,
+    /// Approved for less than asked (`allow_partial` and funds short).
+    partial: bool,
+}
+
+/// What a spend, hold or increment asks to authorize.
+struct Ask<'s> {
+    /// The merchant amount, before discount.
+    amount: Amount,
+    store: Option<&'s str>,
+    /// The discount rate fixed by a hold (increments); `None` ⇒ the program's now.
+    rate: Option<Rate>,
+    /// Reserves (hold, increment) rather than charges at once.
+    hold: bool,
+    allow_partial: bool,
 }
 
 /// Mutable views of the parts of a `State` one card operation touches.
@@ -44,6 +66,7 @@ pub(crate) struct Parts<'a> {
     pub float: &'a FloatTotals,
     pub timers: &'a mut Timers,
     pub holds: &'a mut HashMap<(u64, u32), Hold, IdBuild>,
+    pub stores: &'a mut Stores,
     pub config: &'a StateConfig,
     /// The rules of the request being applied.
     pub rules: Rules,
@@ -60,6 +83,7 @@ impl State {
             float: &slot.float,
             timers: &mut self.timers,
             holds: &mut self.holds,
+            stores: &mut self.stores,
             config: &self.config,
             rules: self.rules,
         }
@@ -75,19 +99,66 @@ impl State {
         let mut x = self.parts(slot);
         let now = now.0;
         match cmd {
-            Command::TopUp { amount, .. } => x.top_up(*amount, now),
-            Command::Spend { amount, .. } => x.spend(*amount, now, events),
+            Command::TopUp {
+                amount, channel, ..
+            } => {
+                let mut e = x.top_up(*amount, now)?;
+                e.detail = detail_of(Channel::ALL, channel);
+                Ok(e)
+            }
+            Command::Spend {
+                amount,
+                method,
+                store,
+                allow_partial,
+                ..
+            } => {
+                let ask = Ask {
+                    amount: *amount,
+                    store: store.as_deref(),
+                    rate: None,
+                    hold: false,
+                    allow_partial: *allow_partial,
+                };
+                x.spend(ask, *method, now, events)
+            }
             Command::Hold {
                 amount,
                 ttl_seconds,
+                method,
+                store,
+                allow_partial,
                 ..
-            } => x.hold(*amount, *ttl_seconds, now, events),
+            } => {
+                let ask = Ask {
+                    amount: *amount,
+                    store: store.as_deref(),
+                    rate: None,
+                    hold: true,
+                    allow_partial: *allow_partial,
+                };
+                x.hold(ask, *ttl_seconds, *method, now, events)
+            }
+            Command::IncrementHold {
+                hold_id,
+                amount,
+                ttl_seconds,
+            } => x.increment(hold_id.seq, *amount, *ttl_seconds, now, events),
             Command::Capture { hold_id, amount } => x.capture(hold_id.seq, *amount, now, events),
             Command::Void { hold_id } => x.void(hold_id.seq, now, events),
             Command::Refund { txn_id, amount } => x.refund(txn_id.seq, *amount, now),
             Command::CashOut { reason, .. } => x.cash_out(*reason, now, events),
             Command::RedeemPoints { points, .. } => x.redeem(*points, now),
-            Command::Grant { bonus, points, .. } => x.grant(*bonus, *points, now),
+            Command::Grant {
+                bonus,
+                points,
+                reason,
+                ..
+            } => {
+                let mut e = x.grant(*bonus, *points, now)?;
+                e.detail = detail_of(GrantReason::ALL, reason);
+                Ok(e)
+            }
             Command::Freeze { .. } => x.set_status(CardStatus::Frozen, TxnKind::Freeze, now),
             Command::Unfreeze { .. } => x.set_status(CardStatus::Active, TxnKind::Unfreeze, now),
             Command::Close { .. } => x.close(now),
@@ -167,6 +238,7 @@ impl Parts<'_> {
             self.card.day = day;
             self.card.top_up_today = Amount::ZERO;
             self.card.spend_today = Amount::ZERO;
+            self.card.spend_count_today = 0;
         }
     }
 
@@ -284,47 +356,82 @@ impl Parts<'_> {
         Ok(e)
     }
 
-    /// The checks spends and holds share; returns the price of `amount`.
+    /// The checks spends, holds and increments share, in SPEC's order; returns the price.
+    /// Counts the authorization (per minute, per day) when it is approved.
     fn authorize(
         &mut self,
-        amount: Amount,
-        is_hold: bool,
+        ask: Ask<'_>,
         now: i64,
         events: &mut Vec<Event>,
     ) -> Result<Priced, Fail> {
         self.require_active()?;
+        let limits = &self.program.spend;
+        if !limits.store_allowed(ask.store) {
+            return Err(DeclineCode::StoreNotAllowed.into());
+        }
         self.roll_day(now);
         let minute = (now.div_euclid(MINUTE_MS)).clamp(0, i64::from(u32::MAX)) as u32;
         if self.card.minute != minute {
             self.card.minute = minute;
             self.card.spends_in_minute = 0;
         }
-        let (rate, source) = marketing::discount_of(self.program, self.card.paid_in, now);
+        let (rate, source) = match ask.rate {
+            Some(r) => (r, None),
+            None => marketing::discount_of(self.program, self.card.paid_in, now),
+        };
+        let amount = ask.amount;
         let discount = marketing::rate_of(rate, amount);
         let charged = amount - discount;
+        let limits = &self.program.spend;
+        if limits.max_single.is_some_and(|m| charged > m) {
+            return Err(DeclineCode::OverSingleSpend.into());
+        }
         let v = &self.program.velocity;
-        if v.max_spends_per_minute
-            .is_some_and(|m| u32::from(self.card.spends_in_minute) >= m)
-        {
+        let per_minute_exceeded = v
+            .max_spends_per_minute
+            .is_some_and(|m| u32::from(self.card.spends_in_minute) >= m);
+        let breach = |card: &Card, events: &mut Vec<Event>| {
             events.push(Event {
                 at: Millis(now),
-                card_id: self.card.id,
+                card_id: card.id,
                 kind: EventKind::VelocityBreach,
-            });
-            return Err(DeclineCode::VelocityLimit.into());
-        }
+            })
+        };
         if v.max_daily_spend
             .is_some_and(|m| self.card.spend_today + charged > m)
         {
+            // Both velocity rules decline `velocity_limit`; an attempt past the per-minute
+            // count is a breach whichever of them is checked first.
+            if per_minute_exceeded {
+                breach(self.card, events);
+            }
             return Err(DeclineCode::VelocityLimit.into());
         }
-        if charged > self.card.available() {
-            return Err(DeclineCode::InsufficientFunds.into());
+        if limits
+            .max_daily_count
+            .is_some_and(|m| self.card.spend_count_today >= m)
+        {
+            return Err(DeclineCode::OverDailyCount.into());
         }
+        if per_minute_exceeded {
+            breach(self.card, events);
+            return Err(DeclineCode::VelocityLimit.into());
+        }
+        let available = self.card.available();
+        let (charged, discount, partial) = if charged <= available {
+            (charged, discount, false)
+        } else if ask.allow_partial && available.0 > 0 {
+            let gross = marketing::gross_within(rate, amount, available);
+            let c = gross - marketing::rate_of(rate, gross);
+            debug_assert!(c == available, "partial approval charges what is available");
+            (c, gross - c, true)
+        } else {
+            return Err(DeclineCode::InsufficientFunds.into());
+        };
         // A hold consumes (and earns points) when it is captured; it is bounded here as if it
         // were, and again at the capture.
         self.room_for(&Growth {
-            held: if is_hold { charged } else { Amount::ZERO },
+            held: if ask.hold { charged } else { Amount::ZERO },
             consumed: charged,
             spend_today: charged,
             points: marketing::points_earned(self.program, self.card.paid_in, charged),
@@ -332,6 +439,7 @@ impl Parts<'_> {
         })?;
         self.card.spends_in_minute = self.card.spends_in_minute.saturating_add(1);
         self.card.spend_today += charged;
+        self.card.spend_count_today = self.card.spend_count_today.saturating_add(1);
         // Current rules record where the discount came from (flags of the entry).
         let source_flags = match (self.rules, source) {
             (Rules::Current, Some(DiscountSource::Tier)) => DISCOUNT_TIER,
@@ -343,6 +451,7 @@ impl Parts<'_> {
             discount,
             rate,
             source_flags,
+            partial,
         })
     }
 
@@ -379,31 +488,41 @@ impl Parts<'_> {
 
     fn spend(
         &mut self,
-        amount: Amount,
+        ask: Ask<'_>,
+        method: Method,
         now: i64,
         events: &mut Vec<Event>,
     ) -> Result<TxnEntry, Fail> {
         let before = self.card.available();
-        let price = self.authorize(amount, false, now, events)?;
+        let store = ask.store;
+        let price = self.authorize(ask, now, events)?;
         let mut e = self.charge(price.charged, before, now, events);
         e.extra = price.discount;
         e.flags |= price.source_flags;
+        if price.partial {
+            e.flags |= F_PARTIAL;
+        }
+        e.detail = detail_of(Method::ALL, &method);
+        e.refers_to = self.stores.slot_of(store);
         Ok(e)
     }
 
     fn hold(
         &mut self,
-        amount: Amount,
+        ask: Ask<'_>,
         ttl_seconds: u32,
+        method: Method,
         now: i64,
         events: &mut Vec<Event>,
     ) -> Result<TxnEntry, Fail> {
+        let store = ask.store;
         let Priced {
             charged,
             discount,
             rate,
             source_flags,
-        } = self.authorize(amount, true, now, events)?;
+            partial,
+        } = self.authorize(ask, now, events)?;
         let expires_at = now.saturating_add(i64::from(ttl_seconds) * 1000);
         let seq = self.card.next_seq();
         self.card.held += charged;
@@ -430,6 +549,93 @@ impl Parts<'_> {
             e.flags |= HOLD_GROSS | source_flags;
             e.points = u64::from(rate.0);
         }
+        if partial {
+            e.flags |= F_PARTIAL;
+        }
+        e.detail = detail_of(Method::ALL, &method);
+        e.refers_to = self.stores.slot_of(store);
+        Ok(e)
+    }
+
+    /// The hold's terms now: the merchant amount it may capture (the hold's and its
+    /// increments', before discount) and its expiry (as the increments extended it).
+    pub(crate) fn hold_terms(&self, seq: u32) -> Option<(Amount, i64)> {
+        let h = self.card.entry(seq).filter(|h| h.kind == TxnKind::Hold)?;
+        let mut gross = h.amount + h.extra;
+        let mut expires_at = h.aux;
+        for (_, e) in self.card.entries_after(seq) {
+            if e.kind == TxnKind::Increment && e.refers_to == seq && e.flags & F_REVERSED == 0 {
+                gross += e.amount + e.extra;
+                expires_at = expires_at.max(e.aux);
+            }
+        }
+        Some((gross, expires_at))
+    }
+
+    /// Incremental authorization: raises active hold `seq` by the merchant amount `amount`
+    /// (discounted at the hold's rate), checked like a spend of it at the hold's store; a
+    /// decline leaves the hold as it was. `ttl_seconds` extends the hold to that long from now
+    /// (never shortens it).
+    fn increment(
+        &mut self,
+        seq: u32,
+        amount: Amount,
+        ttl_seconds: Option<u32>,
+        now: i64,
+        events: &mut Vec<Event>,
+    ) -> Result<TxnEntry, Fail> {
+        let hold = self.active_hold(seq)?;
+        self.require_active()?;
+        if hold.expires_at <= now {
+            return Err(DeclineCode::HoldExpired.into());
+        }
+        let (rate, store) = match self.card.entry(seq) {
+            Some(h) if h.kind == TxnKind::Hold => {
+                let rate = if h.flags & HOLD_GROSS != 0 {
+                    Rate(u32::try_from(h.points).unwrap_or(0))
+                } else {
+                    Rate::ZERO
+                };
+                (rate, h.store_slot())
+            }
+            _ => (Rate::ZERO, None),
+        };
+        let store = store.and_then(|i| self.stores.get(i)).cloned();
+        let ask = Ask {
+            amount,
+            store: store.as_deref(),
+            rate: Some(rate),
+            hold: true,
+            allow_partial: false,
+        };
+        let price = self.authorize(ask, now, events)?;
+        let expires_at = match ttl_seconds {
+            Some(t) => hold.expires_at.max(now.saturating_add(i64::from(t) * 1000)),
+            None => hold.expires_at,
+        };
+        self.card.held += price.charged;
+        self.holds.insert(
+            (self.card.id.0, seq),
+            Hold {
+                amount: hold.amount + price.charged,
+                expires_at,
+            },
+        );
+        if expires_at != hold.expires_at {
+            // The timer at the old expiry finds the hold moved on and passes.
+            self.timers.push(Timer {
+                at: expires_at,
+                kind: T_HOLD,
+                card: self.card.id.0,
+                seq,
+            });
+        }
+        let mut e = TxnEntry::new(TxnKind::Increment, Millis(now));
+        e.amount = price.charged;
+        e.extra = price.discount;
+        e.aux = expires_at;
+        e.refers_to = seq;
+        e.flags = price.source_flags;
         Ok(e)
     }
 
@@ -473,12 +679,20 @@ impl Parts<'_> {
             (None, _) => hold.amount,
             (Some(gross), Some(h)) if h.flags & HOLD_GROSS != 0 => {
                 // A merchant amount before discount, at the rate fixed by the hold: of a
-                // 100.00 hold at 10 % (90.00 held), 50.00 charges 45.00.
-                if gross > h.amount + h.extra {
+                // 100.00 hold at 10 % (90.00 held), 50.00 charges 45.00. Increments add to
+                // what may be captured; their discounts were rounded one by one, so the price
+                // of the whole is capped at what is held.
+                let limit = self.hold_terms(seq).map_or(h.amount + h.extra, |(g, _)| g);
+                if gross > limit {
                     return Err(DeclineCode::OverCapture.into());
                 }
                 let rate = Rate(u32::try_from(h.points).unwrap_or(0));
-                gross - marketing::rate_of(rate, gross)
+                let price = gross - marketing::rate_of(rate, gross);
+                if limit > h.amount + h.extra {
+                    price.min(hold.amount)
+                } else {
+                    price
+                }
             }
             (Some(a), _) => a,
         };
@@ -574,6 +788,9 @@ impl Parts<'_> {
         let orig = match self.card.entry(seq) {
             Some(e) if matches!(e.kind, TxnKind::Spend | TxnKind::Capture) => *e,
             Some(_) => return Err(invalid("txn_id", "not a spend or a capture")),
+            None if (1..self.card.hist_first_seq).contains(&seq) => {
+                return Err(not_found(NotFoundKind::TrimmedTxn))
+            }
             None => return Err(not_found(NotFoundKind::Txn)),
         };
         self.require_open()?;

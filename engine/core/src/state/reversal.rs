@@ -10,7 +10,8 @@
 //!   `insufficient_funds` if they are no longer all there, as after a spend); a spend or
 //!   capture is refunded in full (what is not refunded yet) and a capture's hold reopens for
 //!   what it held until its own expiry (released if that has passed, or held only up to what
-//!   is available; current rules); an active hold is voided; a refund,
+//!   is available; current rules); an active hold is voided; an increment lowers its hold by
+//!   what it added if the hold is still open (its ttl extension stays); a refund,
 //!   redeem or grant is taken back (`insufficient_funds` / `insufficient_points` if gone);
 //!   freeze and unfreeze flip back. Opens, closes and cash-outs cannot be reversed (`400`).
 //! - it was **declined or refused**, or **never seen** ⇒ nothing to undo:
@@ -150,7 +151,8 @@ impl Parts<'_> {
         if h.kind != TxnKind::Hold || h.flags & HOLD_STATE_MASK != HOLD_CAPTURED {
             return;
         }
-        let expires_at = h.aux;
+        // Its expiry as its increments left it.
+        let expires_at = self.hold_terms(seq).map_or(h.aux, |(_, at)| at);
         // Within what is there, and within the 10^12 bound on held (the card's and the float's).
         let max = self.program.currency.max_amount();
         let amount = amount
@@ -227,6 +229,22 @@ impl Parts<'_> {
                     self.reopen_hold(orig.refers_to, orig.amount + orig.extra, now, events);
                 }
             }
+            TxnKind::Increment if !undone => {
+                let key = (self.card.id.0, orig.refers_to);
+                if let Some(h) = self.holds.get(&key).copied() {
+                    let back = orig.amount.min(h.amount);
+                    self.holds.insert(
+                        key,
+                        Hold {
+                            amount: h.amount - back,
+                            expires_at: h.expires_at,
+                        },
+                    );
+                    self.card.held -= back;
+                    e.amount = back;
+                    e.extra = back;
+                }
+            }
             TxnKind::Hold => {
                 if let Some(h) = self.holds.get(&(self.card.id.0, seq)).copied() {
                     self.release_hold(seq, h, HOLD_VOIDED);
@@ -272,7 +290,11 @@ impl Parts<'_> {
                 }
                 (e.amount, e.bonus, e.points) = (b, Amount::ZERO - b, orig.points);
             }
-            TxnKind::TopUp | TxnKind::Refund | TxnKind::Redeem | TxnKind::Grant => {}
+            TxnKind::TopUp
+            | TxnKind::Refund
+            | TxnKind::Redeem
+            | TxnKind::Grant
+            | TxnKind::Increment => {}
             TxnKind::Freeze => {
                 if self.card.status == CardStatus::Frozen {
                     self.card.status = CardStatus::Active;
@@ -293,7 +315,11 @@ impl Parts<'_> {
         if let Some(o) = self.card.entry_mut(seq) {
             if matches!(
                 o.kind,
-                TxnKind::TopUp | TxnKind::Refund | TxnKind::Redeem | TxnKind::Grant
+                TxnKind::TopUp
+                    | TxnKind::Refund
+                    | TxnKind::Redeem
+                    | TxnKind::Grant
+                    | TxnKind::Increment
             ) {
                 o.flags |= F_REVERSED;
             }

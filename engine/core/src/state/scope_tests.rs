@@ -74,6 +74,7 @@ fn spend(card: u64, yuan: i64) -> Command {
         amount: Amount(yuan * 100),
         method: Method::Qr,
         store: None,
+        allow_partial: false,
     }
 }
 

@@ -18,6 +18,7 @@ use super::timers::{Timer, Timers};
 use super::{Hold, ProgramSlot, State, StateConfig, StateError, CHUNK};
 use crate::money::Amount;
 use crate::outcome::{CardStatus, FloatTotals, Outcome};
+use crate::program::v1::ProgramV1;
 use crate::program::Program;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,20 +26,39 @@ use std::sync::Arc;
 /// Format version of [`State::snapshot`] bytes.
 /// 2: key entries remember the card their answer showed (96 bytes instead of 32). Version-1
 ///    snapshots still restore (their keys replay with the card as it is now).
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// 3: programs carry their `spend` block, and the shard's store table is kept (`stores`).
+///    Cards gained `spend_count_today` and history entries `detail` in what was padding, which
+///    rkyv writes as zero: cards of version-1 and -2 snapshots read them as 0 (no count yet
+///    today, no channel or method), and those snapshots still restore.
+pub const SNAPSHOT_VERSION: u32 = 3;
 
-/// The snapshot form of version 1: the same but for the key entries. Only its archived form is
-/// read (and written by the test that pins it).
+/// The snapshot form of version 1: as version 2 but for the key entries. Only its archived
+/// form is read (and written by the test that pins it).
 #[derive(rkyv::Archive, rkyv::Serialize)]
 #[allow(dead_code)]
 struct SnapV1<C> {
     version: u32,
     clock: i64,
-    programs: Vec<Program>,
+    programs: Vec<ProgramV1>,
     cards: C,
     holds: Vec<(u64, u32, Hold)>,
     timers: Vec<Timer>,
     keys: Vec<(u128, KeyEntryV1)>,
+    side: Vec<(u128, Outcome)>,
+}
+
+/// The snapshot form of version 2: as version 3 without the store table, with programs in
+/// their old layout.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+#[allow(dead_code)]
+struct SnapV2<C> {
+    version: u32,
+    clock: i64,
+    programs: Vec<ProgramV1>,
+    cards: C,
+    holds: Vec<(u64, u32, Hold)>,
+    timers: Vec<Timer>,
+    keys: Vec<(u128, KeyEntry)>,
     side: Vec<(u128, Outcome)>,
 }
 
@@ -54,6 +74,8 @@ struct Snap<C> {
     timers: Vec<Timer>,
     keys: Vec<(u128, KeyEntry)>,
     side: Vec<(u128, Outcome)>,
+    /// The store table, in index order.
+    stores: Vec<String>,
 }
 
 /// The cards of a state, archived exactly as a `Vec<Card>` would be.
@@ -121,6 +143,7 @@ struct SnapHead {
     version: u32,
     clock: i64,
     programs: Vec<Program>,
+    stores: Vec<String>,
     holds: Vec<(u64, u32, Hold)>,
     timers: Vec<Timer>,
     keys: Vec<(u128, KeyEntry)>,
@@ -144,6 +167,7 @@ pub struct Frozen {
     holds: HashMap<(u64, u32), Hold, super::IdBuild>,
     timers: Timers,
     keys: FrozenKeys,
+    stores: super::stores::Stores,
 }
 
 impl Frozen {
@@ -209,6 +233,7 @@ impl Frozen {
             timers: self.timers.sorted(),
             keys: self.keys.entries().copied().collect(),
             side,
+            stores: self.stores.names().map(|n| n.to_string()).collect(),
         }
     }
 }
@@ -247,6 +272,7 @@ impl State {
             holds: self.holds.clone(),
             timers: self.timers.clone(),
             keys: self.keys.freeze(),
+            stores: self.stores.clone(),
         }
     }
 
@@ -276,18 +302,20 @@ impl State {
             &copy
         };
         let de = |e: rkyv::rancor::Error| bad(e.to_string());
-        // The head of either layout, with its key entries in today's form.
+        // The head of any layout, with its programs and key entries in today's form.
         macro_rules! head {
-            ($arch:expr, $entry:ty) => {
+            ($arch:expr, $program:ty, $entry:ty, $stores:expr) => {
                 SnapHead {
                     version: $arch.version.to_native(),
                     clock: $arch.clock.to_native(),
                     programs: $arch
                         .programs
                         .iter()
-                        .map(rkyv::deserialize::<Program, rkyv::rancor::Error>)
+                        .map(rkyv::deserialize::<$program, rkyv::rancor::Error>)
+                        .map(|p| p.map(Program::from))
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(de)?,
+                    stores: $stores,
                     holds: rkyv::deserialize::<Vec<(u64, u32, Hold)>, rkyv::rancor::Error>(
                         &$arch.holds,
                     )
@@ -309,16 +337,25 @@ impl State {
             };
         }
         let current = rkyv::access::<ArchivedSnap<Vec<Card>>, rkyv::rancor::Error>(buf);
+        let v2 = || rkyv::access::<ArchivedSnapV2<Vec<Card>>, rkyv::rancor::Error>(buf);
+        let v1 = || rkyv::access::<ArchivedSnapV1<Vec<Card>>, rkyv::rancor::Error>(buf);
         let (snap, arch_cards) = match current {
             Ok(arch) if arch.version.to_native() == SNAPSHOT_VERSION => {
-                (head!(arch, KeyEntry), &arch.cards)
+                let stores = rkyv::deserialize::<Vec<String>, rkyv::rancor::Error>(&arch.stores)
+                    .map_err(de)?;
+                (head!(arch, Program, KeyEntry, stores), &arch.cards)
             }
-            other => match rkyv::access::<ArchivedSnapV1<Vec<Card>>, rkyv::rancor::Error>(buf) {
-                Ok(arch) if arch.version.to_native() == 1 => (head!(arch, KeyEntryV1), &arch.cards),
+            other => match (v2(), v1()) {
+                (Ok(arch), _) if arch.version.to_native() == 2 => {
+                    (head!(arch, ProgramV1, KeyEntry, Vec::new()), &arch.cards)
+                }
+                (_, Ok(arch)) if arch.version.to_native() == 1 => {
+                    (head!(arch, ProgramV1, KeyEntryV1, Vec::new()), &arch.cards)
+                }
                 _ => {
                     return Err(match other {
                         Ok(arch) => bad(format!(
-                            "version {} (expected {SNAPSHOT_VERSION} or 1)",
+                            "version {} (expected {SNAPSHOT_VERSION}, 2 or 1)",
                             arch.version.to_native()
                         )),
                         Err(e) => bad(e.to_string()),
@@ -326,12 +363,14 @@ impl State {
                 }
             },
         };
-        debug_assert!(snap.version == SNAPSHOT_VERSION || snap.version == 1);
+        debug_assert!((1..=SNAPSHOT_VERSION).contains(&snap.version));
         let cards = arch_cards
             .iter()
             .map(|c| rkyv::deserialize::<Card, rkyv::rancor::Error>(c).map_err(de));
         let mut st = State::new(config);
         st.clock = snap.clock;
+        st.stores = super::stores::Stores::from_names(snap.stores)
+            .ok_or_else(|| bad("store table repeats a store or is too long"))?;
         for p in snap.programs {
             if st.program_index.contains_key(&p.id) {
                 return Err(bad(format!("program {} twice", p.id)));
@@ -418,8 +457,74 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{CallerId, CardId, Channel, Command, Millis, Request};
+    use crate::command::{CallerId, CardId, Channel, Command, Method, Millis, Request};
     use crate::state::idempotency::K_REVERSED;
+
+    #[test]
+    fn a_version_2_snapshot_restores_and_its_keys_still_replay() {
+        // A state as the release before the `spend` block wrote it: programs in their old
+        // layout, no store table.
+        let mut st = State::new(StateConfig::default());
+        let mut ev = Vec::new();
+        let now = Millis(1_704_081_600_000);
+        let mut run = |st: &mut State, key: Option<&str>, command: Command| {
+            let r = Request {
+                idempotency_key: key.map(str::to_string),
+                command,
+            };
+            st.apply(&r, now, &mut ev)
+        };
+        run(&mut st, None, Command::UpsertProgram(Program::demo()));
+        let open = Command::OpenCard {
+            card_id: CardId(5),
+            program: "demo".into(),
+            registered: true,
+            birthday: None,
+        };
+        run(&mut st, Some("o"), open);
+        run(
+            &mut st,
+            Some("t"),
+            Command::TopUp {
+                card_id: CardId(5),
+                amount: Amount(10_000),
+                channel: Channel::Cash,
+            },
+        );
+        let spend = Command::Spend {
+            card_id: CardId(5),
+            amount: Amount(1_000),
+            method: Method::Qr,
+            store: None,
+            allow_partial: false,
+        };
+        let first = run(&mut st, Some("s"), spend.clone());
+        let f = st.freeze();
+        let v2 = SnapV2 {
+            version: 2,
+            clock: f.clock,
+            programs: f.programs.iter().map(ProgramV1::from_current).collect(),
+            cards: CardsRef {
+                chunks: &f.chunks,
+                len: f.cards,
+            },
+            holds: Vec::new(),
+            timers: f.timers.sorted(),
+            keys: f.keys.entries().copied().collect(),
+            side: Vec::new(),
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&v2).unwrap();
+        let mut restored = State::restore(&bytes, StateConfig::default()).unwrap();
+        assert_eq!(restored.program("demo"), Some(&Program::demo()));
+        let again = run(&mut restored, Some("s"), spend);
+        assert!(again.replayed);
+        assert_eq!(again.outcome, first.outcome);
+        assert_eq!(
+            restored.digest(),
+            st.digest(),
+            "the same state, written as version 3"
+        );
+    }
 
     #[test]
     fn a_version_1_snapshot_restores_and_its_keys_still_replay() {
@@ -452,7 +557,7 @@ mod tests {
         let v1 = SnapV1 {
             version: 1,
             clock: f.clock,
-            programs: f.programs.clone(),
+            programs: f.programs.iter().map(ProgramV1::from_current).collect(),
             cards: CardsRef {
                 chunks: &f.chunks,
                 len: f.cards,
@@ -514,25 +619,25 @@ mod layout {
     #[test]
     fn the_archived_layout_is_pinned() {
         assert_eq!(
-            layout!(ArchivedSnap<Vec<Card>>; version, clock, programs, cards, holds, timers, keys, side),
-            (vec![0, 8, 16, 32, 48, 64, 80, 96], 112)
+            layout!(ArchivedSnap<Vec<Card>>; version, clock, programs, cards, holds, timers, keys, side, stores),
+            (vec![0, 8, 16, 32, 48, 64, 80, 96, 112], 128)
         );
         assert_eq!(
             layout!(A<Card>; id, principal, bonus, held, points, paid_in, bonus_given, consumed,
                 top_up_today, spend_today, reminded_until, lots, history, hist_first_seq,
                 top_up_count, day, minute, spends_in_minute, program, status, registered,
-                birth_month, birth_day, decline_streak),
+                birth_month, birth_day, decline_streak, spend_count_today),
             (
                 vec![
                     0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 120, 136, 140, 144, 148, 152,
-                    154, 156, 157, 158, 159, 160
+                    154, 156, 157, 158, 159, 160, 164
                 ],
                 168
             )
         );
         assert_eq!(
-            layout!(A<TxnEntry>; at, amount, principal, bonus, extra, aux, points, refers_to, kind, flags),
-            (vec![0, 8, 16, 24, 32, 40, 48, 56, 60, 61], 64)
+            layout!(A<TxnEntry>; at, amount, principal, bonus, extra, aux, points, refers_to, kind, flags, detail),
+            (vec![0, 8, 16, 24, 32, 40, 48, 56, 60, 61, 62], 64)
         );
         assert_eq!(
             layout!(A<Timer>; at, kind, card, seq),
@@ -557,7 +662,7 @@ mod layout {
                 size_of::<A<Program>>(),
                 size_of::<A<Outcome>>()
             ),
-            (32, 112, 160, 240, 144)
+            (32, 112, 160, 304, 144)
         );
     }
 
@@ -599,6 +704,7 @@ mod layout {
                 amount: Amount(1_234),
                 method: Method::Qr,
                 store: None,
+                allow_partial: false,
             },
         );
         run(
@@ -609,6 +715,7 @@ mod layout {
                 ttl_seconds: 60,
                 method: Method::Card,
                 store: None,
+                allow_partial: false,
             },
         );
         st
@@ -620,7 +727,7 @@ mod layout {
         let got = (bytes.len(), xxhash_rust::xxh3::xxh3_64(&bytes));
         assert_eq!(
             got,
-            (1872, 0x74c68e8bff1743c6),
+            (1952, 0x7f4d09e20f643db1),
             "the snapshot of a fixed state changed: either the layout (a SNAPSHOT_VERSION change: \
              update engine/core/FORMAT.md) or what the operations store; update this pin on purpose"
         );

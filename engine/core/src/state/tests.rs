@@ -104,6 +104,7 @@ impl T {
             amount: a,
             method: Method::Qr,
             store: None,
+            allow_partial: false,
         })
     }
     fn hold(&mut self, c: CardId, a: Amount, ttl: u32) -> Outcome {
@@ -113,6 +114,7 @@ impl T {
             ttl_seconds: ttl,
             method: Method::Card,
             store: None,
+            allow_partial: false,
         })
     }
     fn view(&self, c: CardId) -> CardView {
@@ -363,6 +365,23 @@ fn every_decline_code() {
     let max = crate::money::Currency::Cny.max_amount();
     t.ok(grant(max));
     seen.insert(t.no(grant(Amount(1))));
+    // The program's `spend` block (issue 15): store lists, single cap, daily count.
+    let mut t = T::with(
+        r#"{"id":"s","currency":"CNY","spend":{"max_single":"10","max_daily_count":1,"stores_deny":["x"]}}"#,
+    );
+    let c = t.open_in(1, "s", true);
+    t.top_up(c, y(100));
+    let at = |store: &str, a: Amount| Command::Spend {
+        card_id: c,
+        amount: a,
+        method: Method::Qr,
+        store: Some(store.to_string()),
+        allow_partial: false,
+    };
+    seen.insert(t.no(at("x", y(1))));
+    seen.insert(t.no(at("y", y(11))));
+    t.ok(at("y", y(10)));
+    seen.insert(t.no(at("y", y(1))));
     for code in DeclineCode::ALL {
         assert!(seen.contains(code), "never saw {code:?}");
     }
@@ -676,6 +695,7 @@ fn reversal_after_the_original_undoes_it() {
             amount: y(60),
             method: Method::Qr,
             store: None,
+            allow_partial: false,
         },
     );
     let s = approved(s.outcome);
@@ -767,6 +787,7 @@ fn reversal_of_a_hold_voids_it() {
             ttl_seconds: 600,
             method: Method::Card,
             store: None,
+            allow_partial: false,
         },
     );
     let h = approved(h.outcome);
@@ -808,6 +829,7 @@ fn idempotent_replay_and_conflict() {
         amount: y(1000),
         method: Method::Qr,
         store: None,
+        allow_partial: false,
     };
     let d1 = t.keyed("d", big.clone());
     t.top_up(c, y(2000));
@@ -973,6 +995,7 @@ fn transactions_newest_first_with_limit() {
         &Query::Transactions {
             card_id: c,
             limit: 2,
+            before: None,
         },
         Millis(t.now),
     ) else {
@@ -986,7 +1009,8 @@ fn transactions_newest_first_with_limit() {
         t.st.query(
             &Query::Transactions {
                 card_id: CardId(5),
-                limit: 2
+                limit: 2,
+                before: None,
             },
             Millis(t.now)
         ),
@@ -1099,5 +1123,6 @@ fn restore_refuses_garbage_without_panicking() {
     assert!(State::restore(b"not a snapshot at all", StateConfig::default()).is_err());
 }
 
+mod issuing;
 mod rules;
 mod ticks;

@@ -81,7 +81,7 @@ impl State {
                 _ => Amount::ZERO,
             },
             discount: match k {
-                TxnKind::Spend | TxnKind::Hold => e.extra,
+                TxnKind::Spend | TxnKind::Hold | TxnKind::Increment => e.extra,
                 _ => Amount::ZERO,
             },
             discount_source: match k {
@@ -114,8 +114,61 @@ impl State {
                 _ => Amount::ZERO,
             },
             reversed_txn: if k == TxnKind::Reversal { refers } else { None },
-            expires_at: (k == TxnKind::Hold).then_some(Millis(e.aux)),
+            expires_at: matches!(k, TxnKind::Hold | TxnKind::Increment).then_some(Millis(e.aux)),
             card: Some(self.view(c)),
+            partial: e.partial(),
+            requested: None,
+            hold: (k == TxnKind::Increment).then_some(TxnId {
+                card: c.id,
+                seq: e.refers_to,
+            }),
+        }
+    }
+
+    /// One line of the card's history, for reconciliation: the approval's figures, plus how,
+    /// where and why, taken from the transaction's origin (a capture's hold, a refund's spend).
+    pub(super) fn txn_record(&self, c: &Card, seq: u32, e: &TxnEntry) -> crate::outcome::TxnRecord {
+        let a = self.approval(c, seq, e);
+        // Follow `refers_to` to the transaction that says how and where (a refund of a
+        // capture: capture, then its hold); bounded, the chain is at most three long.
+        let mut origin = e;
+        for _ in 0..3 {
+            match origin.refers().and_then(|r| c.entry(r)) {
+                Some(o) => origin = o,
+                None => break,
+            }
+        }
+        let reason = match e.kind {
+            TxnKind::Grant => e.grant_reason().map(crate::outcome::TxnReason::Grant),
+            TxnKind::CashOut => u8::try_from(e.aux)
+                .ok()
+                .and_then(|i| crate::command::CashOutReason::ALL.get(usize::from(i)))
+                .map(|r| crate::outcome::TxnReason::CashOut(*r)),
+            _ => None,
+        };
+        crate::outcome::TxnRecord {
+            txn_id: TxnId { card: c.id, seq },
+            kind: e.kind,
+            at: Millis(e.at),
+            amount: a.amount,
+            principal: a.principal,
+            bonus: if e.kind == TxnKind::TopUp {
+                a.bonus.max(a.bonus_granted)
+            } else {
+                a.bonus
+            },
+            channel: origin.channel(),
+            method: origin.method(),
+            store: origin
+                .store_slot()
+                .and_then(|i| self.stores.get(i))
+                .cloned(),
+            discount: a.discount,
+            points: i64::try_from(a.points_earned).unwrap_or(i64::MAX)
+                - i64::try_from(a.points_spent).unwrap_or(i64::MAX),
+            refers_to: e.refers().map(|r| TxnId { card: c.id, seq: r }),
+            reason,
+            partial: e.partial(),
         }
     }
 }

@@ -399,6 +399,12 @@ impl ShardTally {
             (Command::Void { hold_id }, TxnKind::Void) => {
                 self.holds.remove(hold_id);
             }
+            (Command::IncrementHold { hold_id, .. }, TxnKind::Increment) => {
+                if let Some(h) = self.holds.get_mut(hold_id) {
+                    h.held += a.amount;
+                    h.discount += a.discount;
+                }
+            }
             _ => {}
         }
         if !in_window || !self.counted(&program) {
@@ -625,7 +631,8 @@ fn discount_window(
 fn reversed_kind_of(state: &State, t: TxnId, now: Millis) -> Option<TxnKind> {
     let q = Query::Transactions {
         card_id: t.card,
-        limit: 1_000,
+        limit: 1,
+        before: Some(t.seq.saturating_add(1)),
     };
     match state.query(&q, now) {
         QueryAnswer::Transactions(Some(list)) => list

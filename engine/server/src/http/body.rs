@@ -187,6 +187,10 @@ pub struct SpendBody {
     pub method: String,
     /// The store where the card was presented.
     pub store: Option<String>,
+    /// Partial approval: when the funds are short but not zero, approve what is available
+    /// (the answer says `partial` and the `requested` amount) instead of declining.
+    #[serde(default)]
+    pub allow_partial: bool,
 }
 
 impl SpendBody {
@@ -203,6 +207,7 @@ impl SpendBody {
             amount,
             method,
             store: store(self.store)?,
+            allow_partial: self.allow_partial,
         })
     }
 }
@@ -219,6 +224,9 @@ pub struct HoldBody {
     #[schema(example = "card")]
     pub method: String,
     pub store: Option<String>,
+    /// Partial approval, as for spends: hold what is available when the funds are short.
+    #[serde(default)]
+    pub allow_partial: bool,
 }
 
 impl HoldBody {
@@ -238,6 +246,34 @@ impl HoldBody {
             ttl_seconds: self.ttl_seconds,
             method,
             store: store(self.store)?,
+            allow_partial: self.allow_partial,
+        })
+    }
+}
+
+/// `POST /v1/holds/{id}/increment`: raise an open hold (no partial approval here).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementBody {
+    /// The merchant amount to add, before discount (at the hold's rate).
+    #[schema(value_type = String, example = "12.00")]
+    pub amount: AmountText,
+    /// Extends the hold to this many seconds from now (1 s to 30 days); never shortens it.
+    #[schema(example = 900)]
+    pub ttl_seconds: Option<u32>,
+}
+
+impl IncrementBody {
+    pub fn into_command(self, hold_id: TxnId) -> Result<Command, ApiError> {
+        let amount = self.amount.parse("amount", CURRENCY)?;
+        if let Some(t) = self.ttl_seconds {
+            svault_core::rules::check_hold_ttl(t)
+                .map_err(|reason| ApiError::invalid("ttl_seconds", reason))?;
+        }
+        Ok(Command::IncrementHold {
+            hold_id,
+            amount,
+            ttl_seconds: self.ttl_seconds,
         })
     }
 }
@@ -414,6 +450,12 @@ pub struct ProgramSpecDoc {
     /// `{low_balance, bonus_expiring_days}`
     #[schema(value_type = Option<Object>)]
     pub reminders: Option<serde_json::Value>,
+    /// `{"max_single":"300","max_daily_count":20,"stores_allow":["s1"],"stores_deny":["s9"]}`:
+    /// 单笔消费上限 (declines `over_single_spend`), spends per local day (`over_daily_count`),
+    /// the stores a card may be used at (`store_not_allowed`; with an allow list a store must be
+    /// given).
+    #[schema(value_type = Option<Object>)]
+    pub spend: Option<serde_json::Value>,
 }
 
 #[cfg(test)]
@@ -485,8 +527,36 @@ mod tests {
                 card_id: C,
                 amount: Amount(3850),
                 method: Method::Qr,
-                store: Some("s1".into())
+                store: Some("s1".into()),
+                allow_partial: false,
             })
+        );
+        assert_eq!(
+            cmd::<SpendBody>(
+                r#"{"amount":"1","method":"qr","allow_partial":true}"#,
+                |b| b.into_command(C)
+            ),
+            Ok(Command::Spend {
+                card_id: C,
+                amount: Amount(100),
+                method: Method::Qr,
+                store: None,
+                allow_partial: true,
+            })
+        );
+        assert_eq!(
+            cmd::<IncrementBody>(r#"{"amount":"2.5","ttl_seconds":60}"#, |b| b
+                .into_command(TxnId { card: C, seq: 2 })),
+            Ok(Command::IncrementHold {
+                hold_id: TxnId { card: C, seq: 2 },
+                amount: Amount(250),
+                ttl_seconds: Some(60),
+            })
+        );
+        assert_eq!(
+            cmd::<IncrementBody>(r#"{"amount":"2.5","allow_partial":true}"#, |b| b
+                .into_command(TxnId { card: C, seq: 2 })),
+            Err(("invalid_request".into(), "allow_partial".into()))
         );
         assert_eq!(
             cmd::<HoldBody>(r#"{"amount":"1","ttl_seconds":0,"method":"qr"}"#, |b| b

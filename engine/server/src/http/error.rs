@@ -83,6 +83,15 @@ impl ApiError {
             format!("no such {what}"),
         )
     }
+    /// `404 not_found` about `field`, saying why it is not there.
+    pub fn not_found_because(field: &str, message: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Some(field.to_string()),
+            message,
+        )
+    }
     /// `409 idempotency_key_reused`.
     pub fn key_reused() -> ApiError {
         ApiError::new(

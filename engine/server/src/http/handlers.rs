@@ -209,6 +209,23 @@ pub async fn hold(
     Ok(submit(&app, &caller, key, cmd).await)
 }
 
+/// Incremental authorization: raise an open hold by `amount` (a merchant amount, discounted
+/// at the hold's rate), checked like a spend of that amount at the hold's store; a declined
+/// increment leaves the hold as it was. `ttl_seconds` extends the hold to that long from now.
+#[utoipa::path(post, path = "/v1/holds/{id}/increment", tag = "holds",
+    params(("id" = String, Path, description = "hold id, CARD-SEQ"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
+    request_body = IncrementBody, responses(MutationResponses))]
+pub async fn increment(
+    State(app): State<AppState>,
+    caller: Caller,
+    IdemKey(key): IdemKey,
+    id: PathId,
+    JsonBody(body): JsonBody<IncrementBody>,
+) -> Result<Response, ApiError> {
+    let cmd = body.into_command(id.hold()?)?;
+    Ok(submit(&app, &caller, key, cmd).await)
+}
+
 /// Capture all or part of a hold; the rest is released.
 #[utoipa::path(post, path = "/v1/holds/{id}/capture", tag = "holds",
     params(("id" = String, Path, description = "hold id, CARD-SEQ"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
@@ -392,9 +409,11 @@ fn parse_limit(v: &str) -> Result<u32, ApiError> {
     Ok(n.min(u64::from(LIST_LIMIT_MAX)) as u32)
 }
 
-/// A card's history, newest first.
+/// A card's history, newest first, by pages: `before` is the `txn_id` of the last line of the
+/// previous page (`next_before` of its answer).
 #[utoipa::path(get, path = "/v1/cards/{id}/transactions", tag = "cards",
-    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("limit" = Option<u64>, Query, minimum = 1, description = "at least 1; default 50, more than 1000 counts as 1000")),
+    params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("limit" = Option<u64>, Query, minimum = 1, description = "at least 1; default 50, more than 1000 counts as 1000"),
+        ("before" = Option<String>, Query, description = "a txn_id of this card (CARD-SEQ): only older lines")),
     responses((status = 200, body = TxnListBody), ReadErrors))]
 pub async fn transactions(
     State(app): State<AppState>,
@@ -404,21 +423,47 @@ pub async fn transactions(
 ) -> Result<Response, ApiError> {
     let card_id = id.card()?;
     let mut limit = LIST_LIMIT_DEFAULT;
+    let mut before = None;
     for (k, v) in query_pairs(q.as_deref()) {
-        if k == "limit" {
-            limit = parse_limit(v)?;
+        match k {
+            "limit" => limit = parse_limit(v)?,
+            "before" => {
+                let t = svault_core::command::TxnId::parse(v)
+                    .ok_or_else(|| ApiError::invalid("before", "a txn_id such as 42-7"))?;
+                if t.card != card_id {
+                    return Err(ApiError::invalid(
+                        "before",
+                        "before names a transaction of another card",
+                    ));
+                }
+                before = Some(t.seq);
+            }
+            _ => {}
         }
     }
     match app
         .engine
-        .query(Query::Transactions { card_id, limit }, &caller.scope())
+        .query(
+            Query::Transactions {
+                card_id,
+                limit,
+                before,
+            },
+            &caller.scope(),
+        )
         .await?
     {
         QueryAnswer::Transactions(Some(list)) => {
             let c = svault_core::money::Currency::Cny;
+            // A full page may have more behind it; the cursor is its last line.
+            let next_before = list
+                .last()
+                .filter(|r| list.len() == limit as usize && r.txn_id.seq > 1)
+                .map(|r| r.txn_id.to_string());
             let body = TxnListBody {
                 card_id: card_id.to_string(),
                 transactions: list.iter().map(|r| TxnBody::from_record(r, c)).collect(),
+                next_before,
             };
             Ok(Json(body).into_response())
         }

@@ -47,6 +47,7 @@ pub const ROUTES: &[&str] = &[
     "/v1/cards/{id}/top-ups",
     "/v1/cards/{id}/spends",
     "/v1/cards/{id}/holds",
+    "/v1/holds/{id}/increment",
     "/v1/holds/{id}/capture",
     "/v1/holds/{id}/void",
     "/v1/refunds",
@@ -121,6 +122,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/cards/{id}/top-ups", post(h::top_up))
         .route("/v1/cards/{id}/spends", post(h::spend))
         .route("/v1/cards/{id}/holds", post(h::hold))
+        .route("/v1/holds/{id}/increment", post(h::increment))
         .route("/v1/holds/{id}/capture", post(h::capture))
         .route("/v1/holds/{id}/void", post(h::void))
         .route("/v1/refunds", post(h::refund))

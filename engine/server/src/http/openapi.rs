@@ -30,7 +30,8 @@ impl Modify for BearerAuth {
         Amounts are decimal strings in major units. Every mutating call needs an Idempotency-Key."),
     paths(
         handlers::upsert_program, handlers::open_card, handlers::get_card, handlers::top_up,
-        handlers::spend, handlers::hold, handlers::capture, handlers::void, handlers::refund,
+        handlers::spend, handlers::hold, handlers::increment, handlers::capture, handlers::void,
+        handlers::refund,
         handlers::cash_out, handlers::reversal, handlers::redeem, handlers::grant,
         handlers::freeze, handlers::unfreeze, handlers::close, handlers::transactions,
         handlers::float, handlers::events, handlers::metrics, handlers::healthz, openapi,
@@ -38,7 +39,7 @@ impl Modify for BearerAuth {
     components(schemas(
         ErrorBody, CardBody, ApprovedBody, DeclinedBody, TxnBody, TxnListBody, FloatLine, FloatBody,
         EventBody, EventsBody, HealthBody, ProgramSpecDoc, OpenCardBody, TopUpBody, SpendBody,
-        HoldBody, CaptureBody, EmptyBody, RefundBody, CashOutBody, ReversalBody, RedeemBody, GrantBody,
+        HoldBody, IncrementBody, CaptureBody, EmptyBody, RefundBody, CashOutBody, ReversalBody, RedeemBody, GrantBody,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -80,9 +80,17 @@ pub struct ApprovedBody {
     pub kind: &'static str,
     #[schema(example = "6200000000000001-2")]
     pub txn_id: Option<String>,
-    /// For holds: the id to capture or void.
+    /// For holds: the id to increment, capture or void; for increments: the hold raised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_id: Option<String>,
+    /// Spends and holds: `true` when approved for less than requested (`allow_partial`, funds
+    /// short): `amount` is what was approved, `requested` what was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial: Option<bool>,
+    /// For partial approvals: the amount the request asked for (before discount).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "100.00")]
+    pub requested: Option<String>,
     /// What was charged or credited: after discount for spends, holds and captures; the cash
     /// paid out for cash-outs; for a reversal the signed change to the card (negative when it
     /// takes back a top-up, refund, redemption or grant: a reversed 100.00 top-up with 15.00
@@ -143,11 +151,13 @@ impl ApprovedBody {
         ApprovedBody {
             status: "approved",
             kind: a.kind.as_str(),
-            hold_id: if a.kind == TxnKind::Hold {
-                txn.clone()
-            } else {
-                None
+            hold_id: match a.kind {
+                TxnKind::Hold => txn.clone(),
+                TxnKind::Increment => a.hold.map(|t| t.to_string()),
+                _ => None,
             },
+            partial: matches!(a.kind, TxnKind::Spend | TxnKind::Hold).then_some(a.partial),
+            requested: a.requested.map(|r| money(c, r)),
             txn_id: txn,
             amount: money(c, a.amount),
             principal: money(c, a.principal),
@@ -176,7 +186,7 @@ pub struct DeclinedBody {
     /// One of SPEC's decline codes (`insufficient_funds`, `card_frozen`, `card_closed`,
     /// `over_single_top_up`, `over_balance_cap`, `over_daily_top_up`, `velocity_limit`,
     /// `hold_expired`, `over_capture`, `over_refund`, `refund_locked`, `reversed`,
-    /// `insufficient_points`), or `over_amount_limit`: the request would take a balance, a
+    /// `insufficient_points`, `store_not_allowed`, `over_single_spend`, `over_daily_count`), or `over_amount_limit`: the request would take a balance, a
     /// lifetime total (`paid_in`, `bonus_given`, `consumed`, today's top-ups or spends), the
     /// points or the program's float past 10^12 (SPEC "Money": every figure is bounded and
     /// checked); it is checked last, just before the card would change, and nothing changed.
@@ -194,6 +204,7 @@ pub fn not_found_word(k: NotFoundKind) -> &'static str {
         NotFoundKind::Txn => "transaction",
         NotFoundKind::Program => "program",
         NotFoundKind::IdempotencyKey => "request with this idempotency key",
+        NotFoundKind::TrimmedTxn => "transaction in the card's history",
     }
 }
 
@@ -224,6 +235,14 @@ pub fn reply_response(reply: Reply, on_decline: impl FnOnce(DeclineCode)) -> Res
 /// A state-machine rejection as an API error.
 pub fn rejection_error(r: Rejection) -> ApiError {
     match r {
+        Rejection::NotFound {
+            what: NotFoundKind::TrimmedTxn,
+        } => ApiError::not_found_because(
+            "txn_id",
+            "the transaction was trimmed from the card's in-memory history (older than the \
+             idempotency key TTL, beyond the newest entries kept per card; see README); it is \
+             in the log and reports, but can no longer be refunded",
+        ),
         Rejection::NotFound { what } => ApiError::not_found(not_found_word(what)),
         Rejection::IdempotencyKeyReused => ApiError::key_reused(),
         Rejection::CardExists => ApiError::card_exists(),
@@ -243,8 +262,28 @@ pub struct TxnBody {
     pub amount: String,
     pub principal: String,
     pub bonus: String,
-    /// For refunds and captures: the transaction they refer to.
+    /// Top-ups (and their reversals): `wechat` | `alipay` | `unionpay` | `cash`.
+    #[schema(value_type = Option<String>, example = "wechat")]
+    pub channel: Option<&'static str>,
+    /// Spends and holds, and what refers to them (captures, increments, voids, refunds):
+    /// `qr` | `card` | `voice`.
+    #[schema(value_type = Option<String>, example = "qr")]
+    pub method: Option<&'static str>,
+    /// The store of the spend or hold (or of the one this line refers to).
+    pub store: Option<String>,
+    /// Discount given (spends, holds, increments).
+    pub discount: String,
+    /// Points moved, signed: earned or granted (+), redeemed or taken back (−).
+    pub points: i64,
+    /// For captures, increments, voids, expiries, refunds and reversals: the transaction
+    /// they refer to.
     pub refers_to: Option<String>,
+    /// Grants: `birthday` | `referral` | `compensation` | `campaign`; cash-outs: `consumer` |
+    /// `merchant_fault` | `cooling_off`.
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<&'static str>,
+    /// A spend or hold approved for less than requested.
+    pub partial: bool,
 }
 
 /// `GET /v1/cards/{id}/transactions`: newest first.
@@ -252,6 +291,9 @@ pub struct TxnBody {
 pub struct TxnListBody {
     pub card_id: String,
     pub transactions: Vec<TxnBody>,
+    /// The `before` cursor of the next page; `null` when this page reaches the oldest line the
+    /// card still has.
+    pub next_before: Option<String>,
 }
 
 impl TxnBody {
@@ -263,7 +305,14 @@ impl TxnBody {
             amount: money(c, r.amount),
             principal: money(c, r.principal),
             bonus: money(c, r.bonus),
+            channel: r.channel.map(|x| x.as_str()),
+            method: r.method.map(|x| x.as_str()),
+            store: r.store.as_deref().map(str::to_owned),
+            discount: money(c, r.discount),
+            points: r.points,
             refers_to: r.refers_to.map(|t| t.to_string()),
+            reason: r.reason.map(|x| x.as_str()),
+            partial: r.partial,
         }
     }
 }
@@ -484,6 +533,9 @@ mod tests {
             reversed_txn: None,
             expires_at: None,
             card: Some(view()),
+            partial: false,
+            requested: None,
+            hold: None,
         };
         let v = serde_json::to_value(ApprovedBody::from_approval(&a)).unwrap();
         assert_eq!(v["status"], "approved");

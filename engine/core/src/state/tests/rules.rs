@@ -63,6 +63,7 @@ fn spend_cmd(c: CardId, a: Amount) -> Command {
         amount: a,
         method: Method::Qr,
         store: None,
+        allow_partial: false,
     }
 }
 
@@ -73,6 +74,7 @@ fn hold_cmd(c: CardId, a: Amount, ttl: u32) -> Command {
         ttl_seconds: ttl,
         method: Method::Card,
         store: None,
+        allow_partial: false,
     }
 }
 
@@ -359,6 +361,7 @@ fn answers_carry_the_signed_change_to_the_card() {
         &Query::Transactions {
             card_id: c,
             limit: 1,
+            before: None,
         },
         Millis(t.now),
     ) {

@@ -100,7 +100,11 @@ fn assert_renders_offline(html: &Path, charts: usize) {
         );
     }
     let series = seen["series"].as_array().expect("series");
-    assert!(series.len() >= charts, "{} plotted series: {seen}", series.len());
+    assert!(
+        series.len() >= charts,
+        "{} plotted series: {seen}",
+        series.len()
+    );
     for l in series {
         assert!(
             l["points"].as_u64() >= Some(2) && l["w"].as_f64() > Some(1.0),
@@ -223,7 +227,16 @@ fn the_cli_exits_3_when_the_targets_money_does_not_match_its_count() {
     let run_id = 77;
     let mut child = Command::new(LOADGEN)
         .args(["--target", &format!("http://{}", server.http)])
-        .args(["--cards", "50", "--rate", "200", "--duration", "3s", "--warmup", "500ms"])
+        .args([
+            "--cards",
+            "50",
+            "--rate",
+            "200",
+            "--duration",
+            "3s",
+            "--warmup",
+            "500ms",
+        ])
         .args(["--connections", "2", "--seed", "3", "--quiet"])
         .args(["--run-id", &run_id.to_string()])
         .arg("--out")
@@ -239,7 +252,12 @@ fn the_cli_exits_3_when_the_targets_money_does_not_match_its_count() {
     let card = SvaultRun::new(run_id).card_id(0);
     let mut opened = false;
     for _ in 0..6000 {
-        if server.req("GET", &format!("/v1/cards/{card}")).send().status == 200 {
+        if server
+            .req("GET", &format!("/v1/cards/{card}"))
+            .send()
+            .status
+            == 200
+        {
             opened = true;
             break;
         }
@@ -272,5 +290,9 @@ fn the_cli_exits_3_when_the_targets_money_does_not_match_its_count() {
         serde_json::from_str(&std::fs::read_to_string(&out).expect("report written"))
             .expect("report parses");
     assert!(!report.check.ok);
-    assert!(report.check.message.contains("MISMATCH"), "{}", report.check.message);
+    assert!(
+        report.check.message.contains("MISMATCH"),
+        "{}",
+        report.check.message
+    );
 }

@@ -3,7 +3,8 @@
 //! `tests/fixtures/log-v1` was written by the engine at record version 1 (before
 //! `Command::UpsertProgram` was archived out of line), `tests/fixtures/log-v2` at record
 //! version 2, `tests/fixtures/log-v4` at record version 4 (callers logged, reversals on their
-//! card); all by [`write_fixture`] below, run in a checkout of that version:
+//! card), `tests/fixtures/log-v5` at record version 5 (partial approvals, incremental holds,
+//! spend limits and store lists: [`run_script_v5`]); all by [`write_fixture`] below, run in a checkout of that version:
 //!
 //! ```text
 //! SVAULT_FIXTURE_OUT=/tmp/log-vN cargo test -p svault-tests --test log_fixtures \
@@ -34,10 +35,11 @@ use svault_core::state::QueryAnswer;
 
 /// The state digest each fixture replays to under today's snapshot layout
 /// (`svault_core::state::SNAPSHOT_VERSION` 2). One place to update on a deliberate layout change.
-const DIGESTS: [(&str, u64); 3] = [
+const DIGESTS: [(&str, u64); 4] = [
     ("log-v1", 0x2ec5_ef3d_2ce3_d488),
     ("log-v2", 0x2ec5_ef3d_2ce3_d488),
     ("log-v4", 0x783a_9a7e_bb1b_a0f3),
+    ("log-v5", 0xb0e0_84cd_1286_67e4),
 ];
 
 /// 2026-01-05T02:00:00Z, 10:00 at +08:00.
@@ -234,6 +236,65 @@ fn run_script(s: &mut Script) {
     s.send(Command::Close {
         card_id: CardId(21),
     });
+    run_script_v5(s);
+}
+
+/// The commands record version 5 added: partial approvals of spends and holds, an
+/// incremental authorization (raised, declined, captured), and a program change with a
+/// `spend` block (single-spend cap, daily count, store lists) that later spends run into.
+fn run_script_v5(s: &mut Script) {
+    s.advance(86_400_000);
+    let spend_at = |c: u64, fen: i64, store: &str, allow_partial: bool| Command::Spend {
+        card_id: CardId(c),
+        amount: Amount(fen),
+        method: Method::Voice,
+        store: Some(store.into()),
+        allow_partial,
+    };
+    s.send(spend_at(11, 9_999_900, "store-1", true));
+    s.send(top_up(11, 30_000, Channel::Cash));
+    if let Some(h) = s.txn(hold(12, 2_000, 900)) {
+        s.send(Command::IncrementHold {
+            hold_id: h,
+            amount: Amount(1_500),
+            ttl_seconds: Some(1_200),
+        });
+        s.send(Command::IncrementHold {
+            hold_id: h,
+            amount: Amount(9_999_900),
+            ttl_seconds: None,
+        });
+        s.send(Command::Capture {
+            hold_id: h,
+            amount: Some(Amount(3_000)),
+        });
+    }
+    s.send(Command::Hold {
+        card_id: CardId(13),
+        amount: Amount(9_999_900),
+        ttl_seconds: 300,
+        method: Method::Qr,
+        store: None,
+        allow_partial: true,
+    });
+    let mut spec: serde_json::Value =
+        serde_json::to_value(Program::demo().to_spec()).expect("demo spec");
+    spec["spend"] = serde_json::json!({
+        "max_single": "60", "max_daily_count": 4,
+        "stores_allow": ["store-9", "store-10"], "stores_deny": ["store-10"]
+    });
+    let spec: ProgramSpec = serde_json::from_value(spec).expect("v5 demo spec");
+    s.send_keyed(
+        "program-demo-v5".into(),
+        Command::UpsertProgram(Program::from_spec(&spec).expect("v5 demo program")),
+    );
+    s.send(spend_at(14, 6_001, "store-9", false));
+    s.send(spend_at(14, 500, "store-77", true));
+    s.send(spend_at(14, 500, "store-10", true));
+    for _ in 0..5 {
+        s.send(spend(14, 100));
+        s.advance(30_000);
+    }
 }
 
 fn card_line(v: &CardView) -> String {
@@ -444,4 +505,9 @@ fn a_log_of_record_version_2_replays_to_its_balances() {
 #[test]
 fn a_log_of_record_version_4_replays_to_its_balances() {
     replays_as_written("log-v4");
+}
+
+#[test]
+fn a_log_of_record_version_5_replays_to_its_balances() {
+    replays_as_written("log-v5");
 }

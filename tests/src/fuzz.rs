@@ -45,7 +45,7 @@ pub fn tcp_codec(data: &[u8]) {
                 let at = codec::begin_frame(&mut out, codec::kind::BATCH);
                 out.extend_from_slice(&(calls.len() as u32).to_le_bytes());
                 for (id, call) in &calls {
-                    codec::encode_request(&mut out, *id, call);
+                    codec::encode_request(&mut out, *id, call).expect("a decoded call encodes");
                 }
                 codec::end_frame(&mut out, at);
                 let again = codec::decode_batch(&out[5..]).expect("re-encoded batch decodes");
@@ -209,20 +209,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let calls = [
         codec::Call::new(
             Some("a".into()),
-            codec::Op::TopUp {
+            Command::TopUp {
                 card_id: CardId(42),
                 amount: Amount(100),
                 channel: Channel::Cash,
             },
         ),
-        codec::Call::new(
-            None,
-            codec::Op::GetCard {
-                card_id: CardId(42),
-            },
-        ),
+        codec::Call::get_card(CardId(42)),
     ];
-    codec::encode_batch_frame(&mut batch, 1, calls.iter());
+    codec::encode_batch_frame(&mut batch, 1, calls.iter()).expect("the seed calls travel");
     out.push(("tcp_codec", [&[0u8][..], &batch[5..]].concat()));
     let mut hello = Vec::new();
     codec::encode_hello(&mut hello, Some("secret"));

@@ -2,7 +2,7 @@
 //! partial approval, incremental authorization, spend limits and store lists, the
 //! reconciliation history with its cursor, and their OpenAPI description.
 
-use proto::client::{Call, Client, Op, Status};
+use proto::client::{Call, Client, Command, Status};
 use serde_json::{json, Value};
 use svault_core::command::{CardId, Channel, Method, TxnId};
 use svault_core::money::Amount;
@@ -463,7 +463,7 @@ fn partial_approval_and_increment_over_the_binary_protocol() {
         let spend = |key: &str, amount: i64, allow_partial: bool, store: Option<&str>| {
             Call::new(
                 Some(key.into()),
-                Op::Spend {
+                Command::Spend {
                     card_id: c,
                     amount: Amount(amount),
                     method: Method::Card,
@@ -487,7 +487,7 @@ fn partial_approval_and_increment_over_the_binary_protocol() {
         let a = client
             .call(Call::new(
                 Some("t2".into()),
-                Op::TopUp {
+                Command::TopUp {
                     card_id: c,
                     amount: Amount(5_000),
                     channel: Channel::Cash,
@@ -499,7 +499,7 @@ fn partial_approval_and_increment_over_the_binary_protocol() {
         let h = client
             .call(Call::new(
                 Some("h1".into()),
-                Op::Hold {
+                Command::Hold {
                     card_id: c,
                     amount: Amount(2_000),
                     ttl_seconds: 600,
@@ -514,7 +514,7 @@ fn partial_approval_and_increment_over_the_binary_protocol() {
         let inc = |key: &str, amount: i64| {
             Call::new(
                 Some(key.into()),
-                Op::Increment {
+                Command::IncrementHold {
                     hold_id,
                     amount: Amount(amount),
                     ttl_seconds: Some(900),

@@ -2,7 +2,7 @@
 //! undo only the caller's own request; a replay repeats the first answer byte for byte; card
 //! ids have no leading zero. Black-box, through real sockets, against the real binary.
 
-use proto::client::{Call, Client, Op, Status};
+use proto::client::{Call, Client, Command, Status};
 use proto::codec::InvalidField;
 use runtime::router::shard_of;
 use serde_json::{json, Value};
@@ -292,17 +292,18 @@ fn binary_protocol_scopes_keys_by_caller_and_replays_the_first_card_view() {
         let card = CardId(7501);
         let open = Call::new(
             Some("open".into()),
-            Op::OpenCard {
+            Command::OpenCard {
                 card_id: card,
                 program: "demo".into(),
                 registered: true,
+                birthday: None,
             },
         );
         assert_eq!(admin.call(open).await.unwrap().status, Status::Approved);
         let top_up = |amount: i64| {
             Call::new(
                 Some("k".into()),
-                Op::TopUp {
+                Command::TopUp {
                     card_id: card,
                     amount: Amount(amount),
                     channel: Channel::Cash,
@@ -316,7 +317,7 @@ fn binary_protocol_scopes_keys_by_caller_and_replays_the_first_card_view() {
         assert!(!first_b.replayed);
         let spend = Call::new(
             Some("s".into()),
-            Op::Spend {
+            Command::Spend {
                 card_id: card,
                 amount: Amount(500),
                 method: Method::Qr,
@@ -344,16 +345,17 @@ fn binary_protocol_refuses_card_id_zero() {
             .call_batch(vec![
                 Call::new(
                     Some("o".into()),
-                    Op::OpenCard {
+                    Command::OpenCard {
                         card_id: CardId(0),
                         program: "demo".into(),
                         registered: true,
+                        birthday: None,
                     },
                 ),
-                Call::new(None, Op::GetCard { card_id: CardId(0) }),
+                Call::get_card(CardId(0)),
                 Call::new(
                     Some("t".into()),
-                    Op::TopUp {
+                    Command::TopUp {
                         card_id: CardId(0),
                         amount: Amount(100),
                         channel: Channel::Cash,
@@ -361,7 +363,7 @@ fn binary_protocol_refuses_card_id_zero() {
                 ),
                 Call::new(
                     Some("v".into()),
-                    Op::Void {
+                    Command::Void {
                         hold_id: TxnId {
                             card: CardId(0),
                             seq: 2,

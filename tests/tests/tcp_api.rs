@@ -1,7 +1,7 @@
 //! Black-box tests of the binary TCP protocol and its client, against the real binary.
 
 use proptest::prelude::*;
-use proto::client::{Call, Client, ClientError, Op, Status};
+use proto::client::{Call, Client, ClientError, Command, Status};
 use proto::codec;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -23,10 +23,11 @@ fn rt() -> tokio::runtime::Runtime {
 fn open(card: u64) -> Call {
     Call::new(
         Some(format!("open-{card}")),
-        Op::OpenCard {
+        Command::OpenCard {
             card_id: CardId(card),
             program: "demo".into(),
             registered: true,
+            birthday: None,
         },
     )
 }
@@ -42,22 +43,17 @@ fn batch_round_trip_through_the_client() {
                 open(7001),
                 Call::new(
                     Some("t1".into()),
-                    Op::TopUp {
+                    Command::TopUp {
                         card_id: c,
                         amount: Amount(10000),
                         channel: Channel::Alipay,
                     },
                 ),
-                Call::new(None, Op::GetCard { card_id: c }),
-                Call::new(
-                    None,
-                    Op::GetCard {
-                        card_id: CardId(7999),
-                    },
-                ),
+                Call::get_card(c),
+                Call::get_card(CardId(7999)),
                 Call::new(
                     Some("bad".into()),
-                    Op::TopUp {
+                    Command::TopUp {
                         card_id: c,
                         amount: Amount(0),
                         channel: Channel::Cash,
@@ -85,7 +81,7 @@ fn batch_round_trip_through_the_client() {
         let again = client
             .call(Call::new(
                 Some("t1".into()),
-                Op::TopUp {
+                Command::TopUp {
                     card_id: c,
                     amount: Amount(10000),
                     channel: Channel::Alipay,
@@ -101,7 +97,7 @@ fn batch_round_trip_through_the_client() {
             .map(|i| {
                 Call::new(
                     Some(format!("s{i}")),
-                    Op::Spend {
+                    Command::Spend {
                         card_id: c,
                         amount: Amount(1000),
                         method: Method::Qr,
@@ -118,10 +114,7 @@ fn batch_round_trip_through_the_client() {
             .filter(|a| a.status == Status::Approved)
             .map(|a| a.amount.0)
             .sum();
-        let last = client
-            .call(Call::new(None, Op::GetCard { card_id: c }))
-            .await
-            .unwrap();
+        let last = client.call(Call::get_card(c)).await.unwrap();
         assert_eq!(last.status, Status::Card);
         let left = last.card.unwrap().available.0;
         assert_eq!(charged + left, 11500);
@@ -144,7 +137,7 @@ fn batch_round_trip_through_the_client() {
         let h = client
             .call(Call::new(
                 Some("h".into()),
-                Op::Hold {
+                Command::Hold {
                     card_id: CardId(8001),
                     amount: Amount(100),
                     ttl_seconds: 60,
@@ -159,7 +152,7 @@ fn batch_round_trip_through_the_client() {
         client
             .call(Call::new(
                 Some("t8001".into()),
-                Op::TopUp {
+                Command::TopUp {
                     card_id: CardId(8001),
                     amount: Amount(5000),
                     channel: Channel::Cash,
@@ -170,7 +163,7 @@ fn batch_round_trip_through_the_client() {
         let h = client
             .call(Call::new(
                 Some("h2".into()),
-                Op::Hold {
+                Command::Hold {
                     card_id: CardId(8001),
                     amount: Amount(1000),
                     ttl_seconds: 60,
@@ -186,7 +179,7 @@ fn batch_round_trip_through_the_client() {
         let cap = client
             .call(Call::new(
                 Some("cap".into()),
-                Op::Capture {
+                Command::Capture {
                     hold_id,
                     amount: Some(Amount(400)),
                 },
@@ -197,7 +190,7 @@ fn batch_round_trip_through_the_client() {
         let rf = client
             .call(Call::new(
                 Some("rf".into()),
-                Op::Refund {
+                Command::Refund {
                     txn_id: cap.txn_id.unwrap(),
                     amount: Amount(100),
                 },
@@ -208,7 +201,7 @@ fn batch_round_trip_through_the_client() {
         let v = client
             .call(Call::new(
                 Some("void".into()),
-                Op::Void {
+                Command::Void {
                     hold_id: CardId(8001).into_hold(99),
                 },
             ))
@@ -291,18 +284,13 @@ fn a_malformed_frame_closes_only_its_connection() {
 
     // Truncated frame then EOF: no answer, no crash.
     let mut cut = hello();
-    codec::encode_batch_frame(&mut cut, 1, std::iter::once(&open(9002)));
+    codec::encode_batch_frame(&mut cut, 1, std::iter::once(&open(9002))).unwrap();
     cut.truncate(cut.len() - 3);
     let _ = raw_exchange(s.tcp, &cut);
 
     // The first connection still works.
     let a = rt
-        .block_on(client.call(Call::new(
-            None,
-            Op::GetCard {
-                card_id: CardId(9001),
-            },
-        )))
+        .block_on(client.call(Call::get_card(CardId(9001))))
         .unwrap();
     assert_eq!(a.status, Status::Card);
 }
@@ -380,13 +368,6 @@ fn hello_needs_a_known_key_when_keys_are_configured() {
         rt.block_on(admin.call(open(9200))).unwrap().status,
         Status::Approved
     );
-    let a = rt
-        .block_on(gw.call(Call::new(
-            None,
-            Op::GetCard {
-                card_id: CardId(9200),
-            },
-        )))
-        .unwrap();
+    let a = rt.block_on(gw.call(Call::get_card(CardId(9200)))).unwrap();
     assert_eq!(a.status, Status::Forbidden);
 }

@@ -72,6 +72,10 @@ pub enum RecordError {
     /// The record was written by a newer (or unknown) layout.
     #[error("unsupported log record version {0}")]
     Version(u8),
+    /// The record decodes but carries a request no door would accept (an amount out of
+    /// bounds, a bad program id, ...): refused rather than applied ([`check`]).
+    #[error("log record carries an invalid request: {0}")]
+    Command(#[from] crate::rules::Invalid),
 }
 
 /// Serialises `record` into `buf` (cleared first); the buffer is reused across requests so the
@@ -85,13 +89,38 @@ pub fn encode_into(record: &LogRecord, buf: &mut AlignedVec) -> Result<(), Recor
 
 /// Validates and decodes one payload. Accepts any alignment: unaligned bytes are copied into
 /// an aligned buffer first (the WAL hands out 16-byte-aligned slices, so that copy is rare).
+/// Refuses a record whose request breaks a rule ([`RecordError::Command`]): what replay applies
+/// is held to the rules the doors hold requests to ([`crate::rules::check_request`]).
 pub fn decode(bytes: &[u8]) -> Result<LogRecord, RecordError> {
-    if (bytes.as_ptr() as usize) & 15 != 0 {
+    let record = if (bytes.as_ptr() as usize) & 15 != 0 {
         let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
         aligned.extend_from_slice(bytes);
-        return decode_aligned(&aligned);
+        decode_aligned(&aligned)?
+    } else {
+        decode_aligned(bytes)?
+    };
+    check(&record)?;
+    Ok(record)
+}
+
+/// Holds a decoded record's request to the rules of the doors. The one exception is older
+/// than the rules: a reversal of log version 2 or 3 names no card (`card_id` 0, see
+/// [`crate::command::Command::Reversal`]); it is checked as if it named one.
+pub fn check(record: &LogRecord) -> Result<(), crate::rules::Invalid> {
+    use crate::command::{CardId, Command, Request};
+    match &record.request.command {
+        Command::Reversal {
+            card_id: CardId(0),
+            key,
+        } if record.version < 4 => crate::rules::check_request(&Request {
+            idempotency_key: record.request.idempotency_key.clone(),
+            command: Command::Reversal {
+                card_id: CardId(1),
+                key: key.clone(),
+            },
+        }),
+        _ => crate::rules::check_request(&record.request),
     }
-    decode_aligned(bytes)
 }
 
 /// Tries today's layout, then the older ones, newest first. An archive's root is at its end and

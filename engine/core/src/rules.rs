@@ -1,5 +1,9 @@
-//! Bounds on client input that both doors (HTTP and the binary protocol) enforce: one
-//! definition each, so the two doors cannot drift apart.
+//! Bounds on client input that both doors (HTTP and the binary protocol) enforce, and replay
+//! enforces again on what it reads from disk: one definition each, so the doors and the log
+//! cannot drift apart. [`check_command`] holds a whole [`Command`] to them.
+
+use crate::command::{CardId, Command, Request, TxnId};
+use crate::money::{Amount, Currency};
 
 /// Longest store name, in bytes.
 pub const STORE_LEN_MAX: usize = 64;
@@ -55,6 +59,164 @@ pub fn check_idempotency_key(key: &str) -> Result<(), &'static str> {
         return Err("an idempotency key is visible ASCII without spaces");
     }
     Ok(())
+}
+
+/// All amounts are in the currency of the card's program; CNY is the only currency.
+pub const REQUEST_CURRENCY: Currency = Currency::Cny;
+
+/// Validates a card id: 1 to [`CardId::MAX`] ([`CardId::checked`]).
+pub fn check_card(card: CardId) -> Result<CardId, &'static str> {
+    CardId::checked(card.0).ok_or("a card id is 1-19 digits, no leading zero")
+}
+
+/// Validates a transaction id: its card is a card ([`check_card`]); any sequence number.
+pub fn check_txn(txn: TxnId) -> Result<TxnId, &'static str> {
+    check_card(txn.card).map(|_| txn)
+}
+
+/// Validates a request amount in minor units: positive, at most the currency's largest
+/// ([`Currency::request_amount`]).
+pub fn check_amount(amount: Amount) -> Result<Amount, &'static str> {
+    REQUEST_CURRENCY
+        .request_amount(amount.0)
+        .map_err(|_| "an amount is positive and at most 10^12 major units")
+}
+
+/// Validates a number of points to redeem or grant: at least 1.
+pub fn check_points(points: u64) -> Result<u64, &'static str> {
+    if points == 0 {
+        Err("points must be at least 1")
+    } else {
+        Ok(points)
+    }
+}
+
+/// A field of a command that breaks its rule: the field as the HTTP API names it, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+fn at<T>(field: &'static str, r: Result<T, &'static str>) -> Result<(), Invalid> {
+    r.map(|_| ()).map_err(|reason| Invalid { field, reason })
+}
+
+/// Holds a command to every rule above, field by field (the first bad field is named).
+/// The doors check each field as they parse it, through the same functions; replay checks
+/// every record it reads from disk here, so a log that carries what no door would accept is
+/// refused, never applied.
+pub fn check_command(command: &Command) -> Result<(), Invalid> {
+    match command {
+        Command::UpsertProgram(p) => at("id", check_program_id(&p.id)),
+        Command::OpenCard {
+            card_id, program, ..
+        } => {
+            at("program", check_program_id(program))?;
+            at("card_id", check_card(*card_id))
+        }
+        Command::TopUp {
+            card_id, amount, ..
+        }
+        | Command::Spend {
+            card_id,
+            amount,
+            store: None,
+            ..
+        } => {
+            at("card_id", check_card(*card_id))?;
+            at("amount", check_amount(*amount))
+        }
+        Command::Spend {
+            card_id,
+            amount,
+            store: Some(store),
+            ..
+        } => {
+            at("card_id", check_card(*card_id))?;
+            at("amount", check_amount(*amount))?;
+            at("store", check_store(store))
+        }
+        Command::Hold {
+            card_id,
+            amount,
+            ttl_seconds,
+            store,
+            ..
+        } => {
+            at("card_id", check_card(*card_id))?;
+            at("amount", check_amount(*amount))?;
+            at("ttl_seconds", check_hold_ttl(*ttl_seconds))?;
+            match store {
+                Some(s) => at("store", check_store(s)),
+                None => Ok(()),
+            }
+        }
+        Command::IncrementHold {
+            hold_id,
+            amount,
+            ttl_seconds,
+        } => {
+            at("hold_id", check_txn(*hold_id))?;
+            at("amount", check_amount(*amount))?;
+            match ttl_seconds {
+                Some(t) => at("ttl_seconds", check_hold_ttl(*t)),
+                None => Ok(()),
+            }
+        }
+        Command::Capture { hold_id, amount } => {
+            at("hold_id", check_txn(*hold_id))?;
+            match amount {
+                Some(a) => at("amount", check_amount(*a)),
+                None => Ok(()),
+            }
+        }
+        Command::Void { hold_id } => at("hold_id", check_txn(*hold_id)),
+        Command::Refund { txn_id, amount } => {
+            at("txn_id", check_txn(*txn_id))?;
+            at("amount", check_amount(*amount))
+        }
+        Command::Reversal { card_id, key } => {
+            at("card_id", check_card(*card_id))?;
+            at("idempotency_key", check_idempotency_key(key))
+        }
+        Command::RedeemPoints { card_id, points } => {
+            at("card_id", check_card(*card_id))?;
+            at("points", check_points(*points))
+        }
+        Command::Grant {
+            card_id,
+            bonus,
+            points,
+            ..
+        } => {
+            at("card_id", check_card(*card_id))?;
+            if let Some(b) = bonus {
+                at("bonus", check_amount(*b))?;
+            }
+            if let Some(p) = points {
+                at("points", check_points(*p))?;
+            }
+            if bonus.is_none() && points.is_none() {
+                return at::<()>("bonus", Err("a grant gives bonus, points or both"));
+            }
+            Ok(())
+        }
+        Command::CashOut { card_id, .. }
+        | Command::Freeze { card_id }
+        | Command::Unfreeze { card_id }
+        | Command::Close { card_id } => at("card_id", check_card(*card_id)),
+        Command::Tick => Ok(()),
+    }
+}
+
+/// Holds a request to the rules: its idempotency key, when it has one, and its command.
+pub fn check_request(request: &Request) -> Result<(), Invalid> {
+    if let Some(key) = &request.idempotency_key {
+        at("idempotency_key", check_idempotency_key(key))?;
+    }
+    check_command(&request.command)
 }
 
 #[cfg(test)]

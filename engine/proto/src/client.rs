@@ -8,23 +8,25 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), proto::client::ClientError> {
-//! use proto::client::{Client, Call, Op};
+//! use proto::client::{Client, Call, Command};
 //! use svault_core::command::{CardId, Channel};
 //! use svault_core::money::Amount;
 //! let client = Client::connect("127.0.0.1:7070", None).await?;
 //! let answer = client
-//!     .call(Call::new(Some("top-up-1".into()), Op::TopUp { card_id: CardId(42), amount: Amount(10000), channel: Channel::Wechat }))
+//!     .call(Call::new(Some("top-up-1".into()), Command::TopUp { card_id: CardId(42), amount: Amount(10000), channel: Channel::Wechat }))
 //!     .await?;
 //! println!("{:?} {:?}", answer.status, answer.card);
 //! # Ok(()) }
 //! ```
 
 use crate::codec::{self, kind, FrameError};
-pub use crate::codec::{Answer, Balances, Call, Op, Status};
+pub use crate::codec::{Answer, Balances, Call, NotOnTheWire, Status};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+/// The commands a [`Call`] carries: core's, as the server applies them.
+pub use svault_core::command::Command;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -50,6 +52,9 @@ pub enum ClientError {
     BatchTooLarge(usize),
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The call has no frame in the binary protocol (an HTTP-only command); nothing was sent.
+    #[error(transparent)]
+    NotOnTheWire(#[from] NotOnTheWire),
 }
 
 enum ReplyTo {
@@ -131,6 +136,7 @@ impl Client {
 
     /// Sends one request (coalesced with concurrent ones) and waits for its answer.
     pub async fn call(&self, call: Call) -> Result<Answer, ClientError> {
+        codec::op_code(&call)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Outgoing {
@@ -149,6 +155,9 @@ impl Client {
         }
         if calls.len() > codec::REQUESTS_PER_FRAME_MAX as usize {
             return Err(ClientError::BatchTooLarge(calls.len()));
+        }
+        for call in &calls {
+            codec::op_code(call)?;
         }
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -211,7 +220,9 @@ async fn write_loop(
         let at = codec::begin_frame(&mut buf, kind::BATCH);
         buf.extend_from_slice(&(count as u32).to_le_bytes());
         for (i, call) in calls.enumerate() {
-            codec::encode_request(&mut buf, first_id + i as u64, call);
+            // Every call was checked by `op_code` when it was queued.
+            let encoded = codec::encode_request(&mut buf, first_id + i as u64, call);
+            debug_assert!(encoded.is_ok(), "a queued call has a frame");
         }
         codec::end_frame(&mut buf, at);
         let segments = group

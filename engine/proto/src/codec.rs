@@ -11,9 +11,10 @@
     clippy::panic
 )]
 
-use svault_core::command::{CardId, Channel, Method, TxnId};
-use svault_core::money::{Amount, Currency};
+use svault_core::command::{CardId, Channel, Command, Method, Request, TxnId};
+use svault_core::money::Amount;
 use svault_core::outcome::{CardStatus, DeclineCode, TxnKind};
+use svault_core::rules;
 
 /// First bytes of a HELLO body.
 pub const MAGIC: [u8; 4] = *b"SVLT";
@@ -24,7 +25,7 @@ pub const FRAME_BYTES_MAX: u32 = 8 << 20;
 /// Most requests in one BATCH frame.
 pub const REQUESTS_PER_FRAME_MAX: u32 = 65_536;
 /// Longest idempotency key, in bytes.
-pub const KEY_LEN_MAX: usize = 128;
+pub const KEY_LEN_MAX: usize = rules::IDEMPOTENCY_KEY_LEN_MAX;
 /// Longest API key in a HELLO, in bytes.
 pub const API_KEY_LEN_MAX: usize = 256;
 /// Size of one result record in a RESULTS frame.
@@ -32,11 +33,9 @@ pub const RESULT_BYTES: usize = 80;
 /// Smallest encoded request (req_id, op, key_len, card id).
 const REQUEST_BYTES_MIN: usize = 8 + 1 + 1 + 8;
 /// Largest amount a request may carry, in minor units: the currency's (CNY is the only one).
-pub const AMOUNT_MINOR_MAX: i64 = CURRENCY.max_amount().0;
+pub const AMOUNT_MINOR_MAX: i64 = rules::REQUEST_CURRENCY.max_amount().0;
 /// Largest card id: 19 digits.
 pub const CARD_ID_MAX: u64 = CardId::MAX.0;
-/// All amounts are in the currency of the card's program; CNY is the only currency.
-const CURRENCY: Currency = Currency::Cny;
 
 /// Frame kinds.
 pub mod kind {
@@ -148,72 +147,68 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One operation of the binary protocol (the hot subset of the HTTP API).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    OpenCard {
-        card_id: CardId,
-        program: String,
-        registered: bool,
-    },
-    TopUp {
-        card_id: CardId,
-        amount: Amount,
-        channel: Channel,
-    },
-    Spend {
-        card_id: CardId,
-        amount: Amount,
-        method: Method,
-        store: Option<String>,
-        /// Approve what is available when the funds are short (the answer's `partial`).
-        allow_partial: bool,
-    },
-    Hold {
-        card_id: CardId,
-        amount: Amount,
-        ttl_seconds: u32,
-        method: Method,
-        store: Option<String>,
-        allow_partial: bool,
-    },
-    /// Incremental authorization: raise an open hold; `ttl_seconds: None` keeps its expiry.
-    Increment {
-        hold_id: TxnId,
-        amount: Amount,
-        ttl_seconds: Option<u32>,
-    },
-    /// `amount: None` captures the whole hold.
-    Capture {
-        hold_id: TxnId,
-        amount: Option<Amount>,
-    },
-    Void {
-        hold_id: TxnId,
-    },
-    Refund {
-        txn_id: TxnId,
-        amount: Amount,
-    },
-    GetCard {
-        card_id: CardId,
-    },
-}
-
-/// A request: an operation and its idempotency key (none ⇒ no deduplication).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
-    pub idempotency_key: Option<String>,
-    pub op: Op,
+/// One request of a BATCH: a mutation, which is core's [`Request`] as the state machine
+/// applies and the log stores it (decoded through core's input rules, [`svault_core::rules`],
+/// the ones the HTTP door parses with), or GET_CARD, the one read the protocol carries.
+///
+/// The protocol carries the hot subset of the commands ([`op_code`] says which); the client
+/// may build any value (an invalid card id too: the server answers INVALID, as it does to any
+/// gateway).
+// Almost every call is a write; boxing the request would cost an allocation per call to save
+// memory only on reads.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Write(Request),
+    GetCard { card_id: CardId },
 }
 
 impl Call {
-    pub fn new(idempotency_key: Option<String>, op: Op) -> Call {
-        Call {
+    /// A mutation with its idempotency key (none ⇒ no deduplication).
+    pub fn new(idempotency_key: Option<String>, command: Command) -> Call {
+        Call::Write(Request {
             idempotency_key,
-            op,
-        }
+            command,
+        })
     }
+    /// A read of a card's balances.
+    pub fn get_card(card_id: CardId) -> Call {
+        Call::GetCard { card_id }
+    }
+}
+
+/// A call the binary protocol has no frame for (a command only the HTTP API carries, or an
+/// open with a birthday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the binary protocol carries no {0}")]
+pub struct NotOnTheWire(pub &'static str);
+
+/// The operation code a call travels as, or why it cannot travel.
+pub fn op_code(call: &Call) -> Result<u8, NotOnTheWire> {
+    let command = match call {
+        Call::GetCard { .. } => return Ok(op::GET_CARD),
+        Call::Write(r) => &r.command,
+    };
+    Ok(match command {
+        Command::OpenCard { birthday: None, .. } => op::OPEN_CARD,
+        Command::OpenCard { .. } => return Err(NotOnTheWire("birthday")),
+        Command::TopUp { .. } => op::TOP_UP,
+        Command::Spend { .. } => op::SPEND,
+        Command::Hold { .. } => op::HOLD,
+        Command::IncrementHold { .. } => op::INCREMENT,
+        Command::Capture { .. } => op::CAPTURE,
+        Command::Void { .. } => op::VOID,
+        Command::Refund { .. } => op::REFUND,
+        Command::UpsertProgram(_) => return Err(NotOnTheWire("program change")),
+        Command::CashOut { .. } => return Err(NotOnTheWire("cash-out")),
+        Command::Reversal { .. } => return Err(NotOnTheWire("reversal")),
+        Command::RedeemPoints { .. } => return Err(NotOnTheWire("points redemption")),
+        Command::Grant { .. } => return Err(NotOnTheWire("grant")),
+        Command::Freeze { .. } | Command::Unfreeze { .. } | Command::Close { .. } => {
+            return Err(NotOnTheWire("card status change"))
+        }
+        Command::Tick => return Err(NotOnTheWire("tick")),
+    })
 }
 
 /// Which field of a well-framed request holds a bad value (`detail` of an INVALID result).
@@ -234,22 +229,29 @@ pub enum InvalidField {
     Registered = 10,
 }
 
-/// A card id on the wire: 1 to 19 digits (0 would be `"0"`, which has a leading zero).
+// Each field goes through core's rule for it (`svault_core::rules`), the one the HTTP door and
+// replay use too; only the name of the field at fault is the protocol's own.
+
 fn card(raw: u64) -> Result<CardId, InvalidField> {
-    CardId::checked(raw).ok_or(InvalidField::CardId)
+    rules::check_card(CardId(raw)).map_err(|_| InvalidField::CardId)
 }
 
 fn amount(raw: i64) -> Result<Amount, InvalidField> {
-    CURRENCY
-        .request_amount(raw)
-        .map_err(|_| InvalidField::Amount)
+    rules::check_amount(Amount(raw)).map_err(|_| InvalidField::Amount)
+}
+
+fn ttl(raw: u32) -> Result<u32, InvalidField> {
+    rules::check_hold_ttl(raw)
+        .map(|()| raw)
+        .map_err(|_| InvalidField::TtlSeconds)
 }
 
 fn txn(card_raw: u64, seq: u32) -> Result<TxnId, InvalidField> {
-    Ok(TxnId {
-        card: card(card_raw).map_err(|_| InvalidField::TxnId)?,
+    rules::check_txn(TxnId {
+        card: CardId(card_raw),
         seq,
     })
+    .map_err(|_| InvalidField::TxnId)
 }
 
 /// UTF-8 text that `rule` accepts, or `field` as the invalid one.
@@ -263,21 +265,17 @@ fn text(
     Ok(s.to_string())
 }
 
-fn store(bytes: &[u8]) -> Result<Option<String>, InvalidField> {
+/// An optional text field: empty on the wire ⇒ absent.
+fn optional_text(
+    bytes: &[u8],
+    field: InvalidField,
+    rule: fn(&str) -> Result<(), &'static str>,
+) -> Result<Option<String>, InvalidField> {
     if bytes.is_empty() {
         Ok(None)
     } else {
-        text(bytes, InvalidField::Store, svault_core::rules::check_store).map(Some)
+        text(bytes, field, rule).map(Some)
     }
-}
-
-fn idempotency_key(bytes: &[u8]) -> Result<Option<String>, InvalidField> {
-    if bytes.is_empty() {
-        return Ok(None);
-    }
-    let s = std::str::from_utf8(bytes).map_err(|_| InvalidField::IdempotencyKey)?;
-    svault_core::rules::check_idempotency_key(s).map_err(|_| InvalidField::IdempotencyKey)?;
-    Ok(Some(s.to_string()))
 }
 
 fn enum_byte<T: Copy>(all: &[T], b: u8, field: InvalidField) -> Result<T, InvalidField> {
@@ -307,8 +305,16 @@ fn decode_request(r: &mut Reader<'_>) -> Result<DecodedRequest, DecodeError> {
     let req_id = r.u64()?;
     let at = r.position();
     let code = r.u8()?;
-    let key = idempotency_key(r.bytes_u8()?);
-    let op: Result<Op, InvalidField> = match code {
+    let key = optional_text(
+        r.bytes_u8()?,
+        InvalidField::IdempotencyKey,
+        rules::check_idempotency_key,
+    );
+    let store = |s| optional_text(s, InvalidField::Store, rules::check_store);
+    let method = |m: u8| enum_byte(Method::ALL, m & !ALLOW_PARTIAL, InvalidField::Method);
+    // Fields are read first (a short frame fails whole), then checked in wire order (the
+    // first bad one is named).
+    let command: Result<Command, InvalidField> = match code {
         op::OPEN_CARD => {
             let (c, reg, program) = (r.u64()?, r.u8()?, r.bytes_u8()?);
             (|| {
@@ -317,22 +323,19 @@ fn decode_request(r: &mut Reader<'_>) -> Result<DecodedRequest, DecodeError> {
                     1 => true,
                     _ => return Err(InvalidField::Registered),
                 };
-                let program = text(
-                    program,
-                    InvalidField::Program,
-                    svault_core::rules::check_program_id,
-                )?;
-                Ok(Op::OpenCard {
+                let program = text(program, InvalidField::Program, rules::check_program_id)?;
+                Ok(Command::OpenCard {
                     card_id: card(c)?,
                     program,
                     registered,
+                    birthday: None,
                 })
             })()
         }
         op::TOP_UP => {
             let (c, a, ch) = (r.u64()?, r.i64()?, r.u8()?);
             (|| {
-                Ok(Op::TopUp {
+                Ok(Command::TopUp {
                     card_id: card(c)?,
                     amount: amount(a)?,
                     channel: enum_byte(Channel::ALL, ch, InvalidField::Channel)?,
@@ -342,48 +345,47 @@ fn decode_request(r: &mut Reader<'_>) -> Result<DecodedRequest, DecodeError> {
         op::SPEND => {
             let (c, a, m, s) = (r.u64()?, r.i64()?, r.u8()?, r.bytes_u8()?);
             (|| {
-                Ok(Op::Spend {
+                Ok(Command::Spend {
                     card_id: card(c)?,
                     amount: amount(a)?,
-                    method: enum_byte(Method::ALL, m & !ALLOW_PARTIAL, InvalidField::Method)?,
+                    method: method(m)?,
                     store: store(s)?,
                     allow_partial: m & ALLOW_PARTIAL != 0,
                 })
             })()
         }
         op::HOLD => {
-            let (c, a, ttl, m, s) = (r.u64()?, r.i64()?, r.u32()?, r.u8()?, r.bytes_u8()?);
+            let (c, a, t, m, s) = (r.u64()?, r.i64()?, r.u32()?, r.u8()?, r.bytes_u8()?);
             (|| {
-                svault_core::rules::check_hold_ttl(ttl).map_err(|_| InvalidField::TtlSeconds)?;
-                Ok(Op::Hold {
+                let ttl_seconds = ttl(t)?;
+                Ok(Command::Hold {
                     card_id: card(c)?,
                     amount: amount(a)?,
-                    ttl_seconds: ttl,
-                    method: enum_byte(Method::ALL, m & !ALLOW_PARTIAL, InvalidField::Method)?,
+                    ttl_seconds,
+                    method: method(m)?,
                     store: store(s)?,
                     allow_partial: m & ALLOW_PARTIAL != 0,
                 })
             })()
         }
         op::INCREMENT => {
-            let (c, seq, a, ttl) = (r.u64()?, r.u32()?, r.i64()?, r.u32()?);
+            let (c, seq, a, t) = (r.u64()?, r.u32()?, r.i64()?, r.u32()?);
             (|| {
-                if ttl != 0 {
-                    svault_core::rules::check_hold_ttl(ttl)
-                        .map_err(|_| InvalidField::TtlSeconds)?;
-                }
-                Ok(Op::Increment {
+                // 0 on the wire: keep the hold's expiry.
+                let ttl_seconds = if t == 0 { None } else { Some(ttl(t)?) };
+                Ok(Command::IncrementHold {
                     hold_id: txn(c, seq)?,
                     amount: amount(a)?,
-                    ttl_seconds: (ttl > 0).then_some(ttl),
+                    ttl_seconds,
                 })
             })()
         }
         op::CAPTURE => {
             let (c, seq, a) = (r.u64()?, r.u32()?, r.i64()?);
             (|| {
+                // 0 on the wire: capture the whole hold.
                 let amount = if a == 0 { None } else { Some(amount(a)?) };
-                Ok(Op::Capture {
+                Ok(Command::Capture {
                     hold_id: txn(c, seq)?,
                     amount,
                 })
@@ -391,27 +393,36 @@ fn decode_request(r: &mut Reader<'_>) -> Result<DecodedRequest, DecodeError> {
         }
         op::VOID => {
             let (c, seq) = (r.u64()?, r.u32()?);
-            txn(c, seq).map(|hold_id| Op::Void { hold_id })
+            txn(c, seq).map(|hold_id| Command::Void { hold_id })
         }
         op::REFUND => {
             let (c, seq, a) = (r.u64()?, r.u32()?, r.i64()?);
             (|| {
-                Ok(Op::Refund {
+                Ok(Command::Refund {
                     txn_id: txn(c, seq)?,
                     amount: amount(a)?,
                 })
             })()
         }
-        op::GET_CARD => card(r.u64()?).map(|card_id| Op::GetCard { card_id }),
+        op::GET_CARD => {
+            let c = r.u64()?;
+            // A read carries no key to check beyond its framing (as before: a bad key on a
+            // GET_CARD is still named).
+            let call = key
+                .and_then(|_| card(c))
+                .map(|card_id| Call::GetCard { card_id });
+            return Ok((req_id, call));
+        }
         other => return Err(DecodeError::UnknownOp { op: other, at }),
     };
-    let call = match (key, op) {
-        (Ok(k), Ok(op)) => Ok(Call {
-            idempotency_key: k,
-            op,
-        }),
-        (Err(f), _) | (_, Err(f)) => Err(f),
-    };
+    let call = key.and_then(|idempotency_key| {
+        command.map(|command| {
+            Call::Write(Request {
+                idempotency_key,
+                command,
+            })
+        })
+    });
     Ok((req_id, call))
 }
 
@@ -437,37 +448,34 @@ fn method_byte(method: &Method, allow_partial: bool) -> u8 {
     }
 }
 
-/// Appends one request to a BATCH body.
-pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) {
+/// Appends one request to a BATCH body; a call the protocol has no frame for ([`op_code`])
+/// appends nothing.
+pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) -> Result<(), NotOnTheWire> {
+    let code = op_code(call)?;
     out.extend_from_slice(&req_id.to_le_bytes());
-    let code = match &call.op {
-        Op::OpenCard { .. } => op::OPEN_CARD,
-        Op::TopUp { .. } => op::TOP_UP,
-        Op::Spend { .. } => op::SPEND,
-        Op::Hold { .. } => op::HOLD,
-        Op::Increment { .. } => op::INCREMENT,
-        Op::Capture { .. } => op::CAPTURE,
-        Op::Void { .. } => op::VOID,
-        Op::Refund { .. } => op::REFUND,
-        Op::GetCard { .. } => op::GET_CARD,
-    };
     out.push(code);
-    put_bytes_u8(
-        out,
-        call.idempotency_key.as_deref().unwrap_or("").as_bytes(),
-    );
+    let (key, command) = match call {
+        Call::GetCard { card_id } => {
+            put_bytes_u8(out, b"");
+            out.extend_from_slice(&card_id.0.to_le_bytes());
+            return Ok(());
+        }
+        Call::Write(r) => (r.idempotency_key.as_deref(), &r.command),
+    };
+    put_bytes_u8(out, key.unwrap_or("").as_bytes());
     let store_bytes = |s: &Option<String>| s.as_deref().unwrap_or("").as_bytes().to_vec();
-    match &call.op {
-        Op::OpenCard {
+    match command {
+        Command::OpenCard {
             card_id,
             program,
             registered,
+            birthday: _,
         } => {
             out.extend_from_slice(&card_id.0.to_le_bytes());
             out.push(u8::from(*registered));
             put_bytes_u8(out, program.as_bytes());
         }
-        Op::TopUp {
+        Command::TopUp {
             card_id,
             amount,
             channel,
@@ -476,7 +484,7 @@ pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) {
             out.extend_from_slice(&amount.0.to_le_bytes());
             out.push(enum_index(Channel::ALL, channel));
         }
-        Op::Spend {
+        Command::Spend {
             card_id,
             amount,
             method,
@@ -488,7 +496,7 @@ pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) {
             out.push(method_byte(method, *allow_partial));
             put_bytes_u8(out, &store_bytes(store));
         }
-        Op::Hold {
+        Command::Hold {
             card_id,
             amount,
             ttl_seconds,
@@ -502,7 +510,7 @@ pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) {
             out.push(method_byte(method, *allow_partial));
             put_bytes_u8(out, &store_bytes(store));
         }
-        Op::Increment {
+        Command::IncrementHold {
             hold_id,
             amount,
             ttl_seconds,
@@ -512,22 +520,32 @@ pub fn encode_request(out: &mut Vec<u8>, req_id: u64, call: &Call) {
             out.extend_from_slice(&amount.0.to_le_bytes());
             out.extend_from_slice(&ttl_seconds.unwrap_or(0).to_le_bytes());
         }
-        Op::Capture { hold_id, amount } => {
+        Command::Capture { hold_id, amount } => {
             out.extend_from_slice(&hold_id.card.0.to_le_bytes());
             out.extend_from_slice(&hold_id.seq.to_le_bytes());
             out.extend_from_slice(&amount.map_or(0, |a| a.0).to_le_bytes());
         }
-        Op::Void { hold_id } => {
+        Command::Void { hold_id } => {
             out.extend_from_slice(&hold_id.card.0.to_le_bytes());
             out.extend_from_slice(&hold_id.seq.to_le_bytes());
         }
-        Op::Refund { txn_id, amount } => {
+        Command::Refund { txn_id, amount } => {
             out.extend_from_slice(&txn_id.card.0.to_le_bytes());
             out.extend_from_slice(&txn_id.seq.to_le_bytes());
             out.extend_from_slice(&amount.0.to_le_bytes());
         }
-        Op::GetCard { card_id } => out.extend_from_slice(&card_id.0.to_le_bytes()),
+        // `op_code` refused every other command above.
+        Command::UpsertProgram(_)
+        | Command::CashOut { .. }
+        | Command::Reversal { .. }
+        | Command::RedeemPoints { .. }
+        | Command::Grant { .. }
+        | Command::Freeze { .. }
+        | Command::Unfreeze { .. }
+        | Command::Close { .. }
+        | Command::Tick => {}
     }
+    Ok(())
 }
 
 /// Starts a frame of `kind` in `out`; returns the offset of its length field for [`end_frame`].
@@ -546,18 +564,23 @@ pub fn end_frame(out: &mut [u8], at: usize) {
     }
 }
 
-/// A whole BATCH frame (length prefix included) of consecutive request ids from `first_id`.
+/// A whole BATCH frame (length prefix included) of consecutive request ids from `first_id`;
+/// refused whole (`out` as it was) if one call has no frame ([`op_code`]).
 pub fn encode_batch_frame<'a>(
     out: &mut Vec<u8>,
     first_id: u64,
     calls: impl ExactSizeIterator<Item = &'a Call>,
-) {
+) -> Result<(), NotOnTheWire> {
     let at = begin_frame(out, kind::BATCH);
     out.extend_from_slice(&(calls.len() as u32).to_le_bytes());
     for (i, call) in calls.enumerate() {
-        encode_request(out, first_id + i as u64, call);
+        if let Err(e) = encode_request(out, first_id + i as u64, call) {
+            out.truncate(at);
+            return Err(e);
+        }
     }
     end_frame(out, at);
+    Ok(())
 }
 
 /// A HELLO frame: magic, version, API key (empty when none).
@@ -922,6 +945,7 @@ pub enum FrameError {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use svault_core::command::{CashOutReason, MonthDay};
 
     fn sample_calls() -> Vec<Call> {
         let c = CardId(6_200_000_000_000_001);
@@ -929,15 +953,16 @@ mod tests {
         vec![
             Call::new(
                 Some("open-1".into()),
-                Op::OpenCard {
+                Command::OpenCard {
                     card_id: c,
                     program: "demo".into(),
                     registered: true,
+                    birthday: None,
                 },
             ),
             Call::new(
                 Some("t-1".into()),
-                Op::TopUp {
+                Command::TopUp {
                     card_id: c,
                     amount: Amount(10000),
                     channel: Channel::Alipay,
@@ -945,7 +970,7 @@ mod tests {
             ),
             Call::new(
                 None,
-                Op::Spend {
+                Command::Spend {
                     card_id: c,
                     amount: Amount(1),
                     method: Method::Voice,
@@ -955,7 +980,7 @@ mod tests {
             ),
             Call::new(
                 Some("h".into()),
-                Op::Hold {
+                Command::Hold {
                     card_id: c,
                     amount: Amount(500),
                     ttl_seconds: 60,
@@ -966,7 +991,7 @@ mod tests {
             ),
             Call::new(
                 Some("sp".into()),
-                Op::Spend {
+                Command::Spend {
                     card_id: c,
                     amount: Amount(9_999),
                     method: Method::Voice,
@@ -976,7 +1001,7 @@ mod tests {
             ),
             Call::new(
                 Some("hp".into()),
-                Op::Hold {
+                Command::Hold {
                     card_id: c,
                     amount: Amount(700),
                     ttl_seconds: 60,
@@ -987,7 +1012,7 @@ mod tests {
             ),
             Call::new(
                 Some("i".into()),
-                Op::Increment {
+                Command::IncrementHold {
                     hold_id: t,
                     amount: Amount(250),
                     ttl_seconds: Some(900),
@@ -995,7 +1020,7 @@ mod tests {
             ),
             Call::new(
                 Some("i2".into()),
-                Op::Increment {
+                Command::IncrementHold {
                     hold_id: t,
                     amount: Amount(1),
                     ttl_seconds: None,
@@ -1003,27 +1028,27 @@ mod tests {
             ),
             Call::new(
                 Some("c".into()),
-                Op::Capture {
+                Command::Capture {
                     hold_id: t,
                     amount: None,
                 },
             ),
             Call::new(
                 Some("c2".into()),
-                Op::Capture {
+                Command::Capture {
                     hold_id: t,
                     amount: Some(Amount(7)),
                 },
             ),
-            Call::new(Some("v".into()), Op::Void { hold_id: t }),
+            Call::new(Some("v".into()), Command::Void { hold_id: t }),
             Call::new(
                 Some("r".into()),
-                Op::Refund {
+                Command::Refund {
                     txn_id: t,
                     amount: Amount(3),
                 },
             ),
-            Call::new(None, Op::GetCard { card_id: c }),
+            Call::get_card(c),
         ]
     }
 
@@ -1035,7 +1060,7 @@ mod tests {
     fn batch_round_trips() {
         let calls = sample_calls();
         let mut f = Vec::new();
-        encode_batch_frame(&mut f, 100, calls.iter());
+        encode_batch_frame(&mut f, 100, calls.iter()).unwrap();
         assert_eq!(
             u32::from_le_bytes(f[..4].try_into().unwrap()) as usize,
             f.len() - 4
@@ -1054,13 +1079,13 @@ mod tests {
         let mut f = Vec::new();
         let call = Call::new(
             Some("k".into()),
-            Op::TopUp {
+            Command::TopUp {
                 card_id: CardId(7),
                 amount: Amount(10000),
                 channel: Channel::Wechat,
             },
         );
-        encode_batch_frame(&mut f, 1, std::iter::once(&call));
+        encode_batch_frame(&mut f, 1, std::iter::once(&call)).unwrap();
         let want: Vec<u8> = [
             &[33u8, 0, 0, 0][..],            // len = 33: everything after this field
             &[0x02],                         // BATCH
@@ -1080,30 +1105,22 @@ mod tests {
     fn bad_values_fail_one_request_not_the_frame() {
         let mut body = Vec::new();
         body.extend_from_slice(&3u32.to_le_bytes());
-        let ok = Call::new(None, Op::GetCard { card_id: CardId(1) });
-        encode_request(&mut body, 1, &ok);
+        let ok = Call::get_card(CardId(1));
+        encode_request(&mut body, 1, &ok).unwrap();
         encode_request(
             &mut body,
             2,
             &Call::new(
                 None,
-                Op::TopUp {
+                Command::TopUp {
                     card_id: CardId(1),
                     amount: Amount(0),
                     channel: Channel::Cash,
                 },
             ),
-        );
-        encode_request(
-            &mut body,
-            3,
-            &Call::new(
-                None,
-                Op::GetCard {
-                    card_id: CardId(u64::MAX),
-                },
-            ),
-        );
+        )
+        .unwrap();
+        encode_request(&mut body, 3, &Call::get_card(CardId(u64::MAX))).unwrap();
         let d = decode_batch(&body).unwrap();
         assert_eq!(d[0].1, Ok(ok));
         assert_eq!(d[1].1, Err(InvalidField::Amount));
@@ -1119,13 +1136,14 @@ mod tests {
             body.extend_from_slice(&1u32.to_le_bytes());
             let call = Call::new(
                 None,
-                Op::OpenCard {
+                Command::OpenCard {
                     card_id: CardId(1),
                     program: program.into(),
                     registered: false,
+                    birthday: None,
                 },
             );
-            encode_request(&mut body, 1, &call);
+            encode_request(&mut body, 1, &call).unwrap();
             decode_batch(&body).unwrap().remove(0).1.map(|_| ())
         };
         assert_eq!(open("demo"), Ok(()));
@@ -1134,6 +1152,39 @@ mod tests {
             assert_eq!(open(bad), Err(InvalidField::Program), "{bad:?}");
         }
         assert_eq!(open(&"p".repeat(65)), Err(InvalidField::Program));
+    }
+
+    /// Commands only the HTTP API carries have no frame: the encoder refuses them and writes
+    /// nothing, so no frame goes out that the server would take for another operation.
+    #[test]
+    fn http_only_commands_have_no_frame() {
+        let c = CardId(1);
+        for call in [
+            Call::new(None, Command::Freeze { card_id: c }),
+            Call::new(
+                None,
+                Command::CashOut {
+                    card_id: c,
+                    reason: CashOutReason::Consumer,
+                },
+            ),
+            Call::new(None, Command::Tick),
+            Call::new(
+                None,
+                Command::OpenCard {
+                    card_id: c,
+                    program: "demo".into(),
+                    registered: true,
+                    birthday: Some(MonthDay { month: 7, day: 14 }),
+                },
+            ),
+        ] {
+            let mut out = vec![9];
+            assert!(op_code(&call).is_err(), "{call:?}");
+            assert!(encode_request(&mut out, 1, &call).is_err());
+            assert!(encode_batch_frame(&mut out, 1, std::iter::once(&call)).is_err());
+            assert_eq!(out, vec![9]);
+        }
     }
 
     #[test]
@@ -1154,7 +1205,7 @@ mod tests {
             Err(DecodeError::TooManyRequests { .. })
         ));
         let mut f = Vec::new();
-        encode_batch_frame(&mut f, 1, sample_calls().iter());
+        encode_batch_frame(&mut f, 1, sample_calls().iter()).unwrap();
         let mut body = body_of(&f).to_vec();
         body.push(0);
         assert_eq!(decode_batch(&body), Err(DecodeError::Trailing { extra: 1 }));
@@ -1222,7 +1273,7 @@ mod tests {
             cut in 0usize..400, flip_at in 0usize..400, flip in any::<u8>()
         ) {
             let mut f = Vec::new();
-            encode_batch_frame(&mut f, 1, sample_calls().iter());
+            encode_batch_frame(&mut f, 1, sample_calls().iter()).unwrap();
             let body = body_of(&f).to_vec();
             if cut < body.len() {
                 prop_assert!(decode_batch(&body[..cut]).is_err());
@@ -1234,9 +1285,9 @@ mod tests {
 
         #[test]
         fn any_encoded_top_up_round_trips(card in 1u64..=CARD_ID_MAX, amount in 1i64..=AMOUNT_MINOR_MAX, ch in 0usize..4, id in any::<u64>()) {
-            let call = Call::new(Some(format!("k{id}")), Op::TopUp { card_id: CardId(card), amount: Amount(amount), channel: Channel::ALL[ch] });
+            let call = Call::new(Some(format!("k{id}")), Command::TopUp { card_id: CardId(card), amount: Amount(amount), channel: Channel::ALL[ch] });
             let mut f = Vec::new();
-            encode_batch_frame(&mut f, id, std::iter::once(&call));
+            encode_batch_frame(&mut f, id, std::iter::once(&call)).unwrap();
             let d = decode_batch(body_of(&f)).unwrap();
             prop_assert_eq!(d, vec![(id, Ok(call))]);
         }

@@ -103,6 +103,13 @@ pub enum RecoveryError {
     /// A record passed the log's checksum but is not a valid `LogRecord`.
     #[error("record at lsn {lsn} is not a valid log record: {reason}")]
     Record { lsn: u64, reason: String },
+    /// A record decodes but carries a request that breaks an input rule (an amount out of
+    /// bounds, a bad program id): refused, never applied.
+    #[error("record at lsn {lsn} carries an invalid request: {invalid}")]
+    InvalidRequest {
+        lsn: u64,
+        invalid: svault_core::rules::Invalid,
+    },
     /// The snapshot's bytes were refused.
     #[error("snapshot (lsn {lsn:?}) refused: {reason}")]
     Snapshot { lsn: Option<u64>, reason: String },
@@ -212,9 +219,15 @@ pub fn replay_wal_with_progress(
                 return Err(RecoveryError::Stop);
             }
         }
-        let rec = record::decode(bytes).map_err(|e| RecoveryError::Record {
-            lsn: lsn.0,
-            reason: e.to_string(),
+        let rec = record::decode(bytes).map_err(|e| match e {
+            record::RecordError::Command(invalid) => RecoveryError::InvalidRequest {
+                lsn: lsn.0,
+                invalid,
+            },
+            e => RecoveryError::Record {
+                lsn: lsn.0,
+                reason: e.to_string(),
+            },
         })?;
         if let Until::Time(t) = until {
             if rec.now >= t {

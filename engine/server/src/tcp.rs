@@ -13,12 +13,12 @@ use proto::codec;
 
 use crate::auth::{Auth, Caller};
 use codec::{
-    error_code, kind, Answer, Balances, Call, DecodedRequest, FrameError, InvalidField, Op, Status,
+    error_code, kind, Answer, Balances, Call, DecodedRequest, FrameError, InvalidField, Status,
 };
 use runtime::{Engine, SubmitError};
 use std::future::Future;
 use std::sync::Arc;
-use svault_core::command::{Command, Query, Request};
+use svault_core::command::{Command, Query};
 use svault_core::outcome::{Approval, CardView, NotFoundKind, Outcome, Rejection, Reply};
 use svault_core::state::QueryAnswer;
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -287,28 +287,17 @@ pub async fn serve_batch(
                 .last_mut()
                 .into_iter()
                 .for_each(|a| a.detail = field as u8),
-            Ok(Call {
-                op: Op::GetCard { card_id },
-                ..
-            }) => reads.push((i, card_id)),
-            Ok(Call {
-                op: Op::OpenCard { ref program, .. },
-                ..
-            }) if !caller.may_use_program(program) => {
-                answers
+            Ok(Call::GetCard { card_id }) => reads.push((i, card_id)),
+            Ok(Call::Write(request)) => match &request.command {
+                Command::OpenCard { program, .. } if !caller.may_use_program(program) => answers
                     .last_mut()
                     .into_iter()
-                    .for_each(|a| a.status = Status::Forbidden);
-            }
-            Ok(call) => {
-                if let Some(command) = command_of(call.op) {
-                    batch.push(Request {
-                        idempotency_key: call.idempotency_key,
-                        command,
-                    });
+                    .for_each(|a| a.status = Status::Forbidden),
+                _ => {
+                    batch.push(request);
                     slots.push(i);
                 }
-            }
+            },
         }
     }
     if !batch.is_empty() {
@@ -338,72 +327,6 @@ pub async fn serve_batch(
         }
     }
     answers
-}
-
-/// The state machine command of a mutating op (`None` for reads).
-fn command_of(op: Op) -> Option<Command> {
-    Some(match op {
-        Op::OpenCard {
-            card_id,
-            program,
-            registered,
-        } => Command::OpenCard {
-            card_id,
-            program,
-            registered,
-            birthday: None,
-        },
-        Op::TopUp {
-            card_id,
-            amount,
-            channel,
-        } => Command::TopUp {
-            card_id,
-            amount,
-            channel,
-        },
-        Op::Spend {
-            card_id,
-            amount,
-            method,
-            store,
-            allow_partial,
-        } => Command::Spend {
-            card_id,
-            amount,
-            method,
-            store,
-            allow_partial,
-        },
-        Op::Hold {
-            card_id,
-            amount,
-            ttl_seconds,
-            method,
-            store,
-            allow_partial,
-        } => Command::Hold {
-            card_id,
-            amount,
-            ttl_seconds,
-            method,
-            store,
-            allow_partial,
-        },
-        Op::Increment {
-            hold_id,
-            amount,
-            ttl_seconds,
-        } => Command::IncrementHold {
-            hold_id,
-            amount,
-            ttl_seconds,
-        },
-        Op::Capture { hold_id, amount } => Command::Capture { hold_id, amount },
-        Op::Void { hold_id } => Command::Void { hold_id },
-        Op::Refund { txn_id, amount } => Command::Refund { txn_id, amount },
-        Op::GetCard { .. } => return None,
-    })
 }
 
 fn balances(v: &CardView) -> Balances {

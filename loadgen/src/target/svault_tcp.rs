@@ -6,7 +6,7 @@
 //! The run's program is created over HTTP (`--admin`), as programs are HTTP-only.
 
 use super::proto::{
-    Amount, Answer, Call, CardId, Channel, Client, DeclineCode, Method, Op, Status, TxnId,
+    Amount, Answer, Call, CardId, Channel, Client, Command, DeclineCode, Method, Status, TxnId,
 };
 use super::svault_http::{create_program, svault_unsupported, SvaultRun, REQUEST_TIMEOUT};
 use super::{at_stake, Backend, Conn, Done, Loaded, TargetInfo};
@@ -104,7 +104,7 @@ impl Conn for TcpConn {
                 Action::Spend { card, amount } | Action::SpendReversal { card, amount } => (
                     OpKind::Spend,
                     amount,
-                    Op::Spend {
+                    Command::Spend {
                         card_id: id(card),
                         amount: Amount(amount),
                         method: Method::Qr,
@@ -115,7 +115,7 @@ impl Conn for TcpConn {
                 Action::TopUp { card, amount } => (
                     OpKind::TopUp,
                     amount,
-                    Op::TopUp {
+                    Command::TopUp {
                         card_id: id(card),
                         amount: Amount(amount),
                         channel: Channel::Wechat,
@@ -124,7 +124,7 @@ impl Conn for TcpConn {
                 Action::HoldCapture { card, amount, .. } => (
                     OpKind::Hold,
                     0,
-                    Op::Hold {
+                    Command::Hold {
                         card_id: id(card),
                         amount: Amount(amount),
                         ttl_seconds: HOLD_TTL_SECONDS,
@@ -137,7 +137,7 @@ impl Conn for TcpConn {
                     Some((c, seq)) => (
                         OpKind::Refund,
                         amount,
-                        Op::Refund {
+                        Command::Refund {
                             txn_id: TxnId {
                                 card: CardId(c),
                                 seq,
@@ -208,7 +208,7 @@ impl Conn for TcpConn {
             };
             calls.push(Call::new(
                 Some(run.key(seq, 1)),
-                Op::Capture {
+                Command::Capture {
                     hold_id: hold,
                     amount: Some(Amount(capture)),
                 },
@@ -332,15 +332,16 @@ impl Backend for SvaultTcp {
                 let card_id = CardId(run.card_id(ix));
                 calls.push(Call::new(
                     Some(format!("{}-open-{ix}", run.run)),
-                    Op::OpenCard {
+                    Command::OpenCard {
                         card_id,
                         program: run.program.clone(),
                         registered: true,
+                        birthday: None,
                     },
                 ));
                 calls.push(Call::new(
                     Some(format!("{}-fund-{ix}", run.run)),
-                    Op::TopUp {
+                    Command::TopUp {
                         card_id,
                         amount: Amount(FUNDING_MINOR),
                         channel: Channel::Cash,
@@ -349,7 +350,7 @@ impl Backend for SvaultTcp {
                 if spend {
                     calls.push(Call::new(
                         Some(format!("{}-setup-spend-{ix}", run.run)),
-                        Op::Spend {
+                        Command::Spend {
                             card_id,
                             amount: Amount(SETUP_SPEND_MINOR),
                             method: Method::Qr,
@@ -434,14 +435,7 @@ impl Backend for SvaultTcp {
         while from < cards {
             let to = (from + SETUP_FRAME_REQUESTS as u64 * 4).min(cards);
             let calls = (from..to)
-                .map(|ix| {
-                    Call::new(
-                        None,
-                        Op::GetCard {
-                            card_id: CardId(self.run.card_id(ix)),
-                        },
-                    )
-                })
+                .map(|ix| Call::get_card(CardId(self.run.card_id(ix))))
                 .collect();
             let answers = client
                 .call_batch(calls)

@@ -39,8 +39,8 @@ impl AmountText {
     }
 }
 
-/// All amounts are in the currency of the card's program; CNY is the only currency.
-const CURRENCY: Currency = Currency::Cny;
+/// All amounts are in the currency of the card's program ([`svault_core::rules`]).
+const CURRENCY: Currency = svault_core::rules::REQUEST_CURRENCY;
 
 fn word<T>(
     field: &str,
@@ -369,9 +369,8 @@ pub struct RedeemBody {
 
 impl RedeemBody {
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
-        if self.points == 0 {
-            return Err(ApiError::invalid("points", "points must be at least 1"));
-        }
+        svault_core::rules::check_points(self.points)
+            .map_err(|reason| ApiError::invalid("points", reason))?;
         Ok(Command::RedeemPoints {
             card_id,
             points: self.points,
@@ -394,8 +393,9 @@ pub struct GrantBody {
 impl GrantBody {
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         let bonus = self.bonus.map(|a| a.parse("bonus", CURRENCY)).transpose()?;
-        if self.points == Some(0) {
-            return Err(ApiError::invalid("points", "points must be at least 1"));
+        if let Some(points) = self.points {
+            svault_core::rules::check_points(points)
+                .map_err(|reason| ApiError::invalid("points", reason))?;
         }
         if bonus.is_none() && self.points.is_none() {
             return Err(ApiError::invalid(

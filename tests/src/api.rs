@@ -40,6 +40,24 @@ impl Server {
 
     /// Starts `bin` on `data` (kept after the server stops) with `extra` flags.
     pub fn start_in(bin: &str, data: &Path, extra: &[&str]) -> Server {
+        Server::start_inner(bin, data, extra, false).0
+    }
+
+    /// `start`, with the server's stderr (its log) as lines on a channel instead of the
+    /// test's stderr.
+    pub fn start_capturing_log(bin: &str, extra: &[&str]) -> (Server, mpsc::Receiver<String>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut s, log) = Server::start_inner(bin, dir.path(), extra, true);
+        s._dir = Some(dir);
+        (s, log.expect("captured log"))
+    }
+
+    fn start_inner(
+        bin: &str,
+        data: &Path,
+        extra: &[&str],
+        capture_log: bool,
+    ) -> (Server, Option<mpsc::Receiver<String>>) {
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--data")
@@ -48,8 +66,23 @@ impl Server {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if capture_log {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
         let mut child = cmd.spawn().expect("spawn svault");
+        let log = child.stderr.take().map(|stderr| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                // Drain to the end even when nobody listens: a full pipe would block the server.
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -77,13 +110,14 @@ impl Server {
                 tcp = a.parse().ok();
             }
         }
-        Server {
+        let server = Server {
             child,
             http: http.expect("http address in the listening line"),
             tcp: tcp.expect("tcp address in the listening line"),
             data: data.to_path_buf(),
             _dir: None,
-        }
+        };
+        (server, log)
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -100,7 +100,7 @@ pub use format::{
 pub use history::{prune_archive, History, HistoryEnd, HistorySegment};
 pub use inspect::{inspect, Inspection, SegmentInfo, SnapshotInfo};
 pub use storage::{FileStorage, Storage, StorageFile, StorageMap};
-pub use types::{Committed, Lsn, Recovery, SyncMethod, TornTail, WalOptions};
+pub use types::{Committed, Lsn, Recovery, SyncMethod, TornTail, WalOptions, WalStats};
 #[cfg(svault_faults)]
 pub use writer::Fault;
 pub use writer::Wal;

@@ -38,6 +38,18 @@ impl Default for WalOptions {
     }
 }
 
+/// What the log did besides appending, counted since open: a caller that times its batches
+/// compares two readings to say what happened during a slow one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WalStats {
+    /// Moves to a fresh segment (each syncs the pending batch and waits for preallocation).
+    pub rotations: u64,
+    /// Time spent inside rotations (µs), waiting for the next segment included.
+    pub rotation_us: u64,
+    /// Next segments whose preallocation (fallocate + zero fill) started.
+    pub preallocations: u64,
+}
+
 /// Proof that every record up to `through` is durable: only `Wal::commit` makes one
 /// (the type is `#[non_exhaustive]`, so no other crate can build it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

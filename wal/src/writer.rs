@@ -20,7 +20,7 @@ use crate::format::{
 };
 use crate::poison::Poison;
 use crate::storage::{FileStorage, Storage, StorageFile, StorageMap};
-use crate::{Committed, Lsn, SyncMethod, WalError, WalOptions};
+use crate::{Committed, Lsn, SyncMethod, WalError, WalOptions, WalStats};
 
 /// The next segment's preallocation starts once the active one is 1/8 full: early enough
 /// that zero-filling 64 MiB finishes before a 1 GB/s writer needs it, late enough that a
@@ -67,6 +67,7 @@ pub struct Wal<S: Storage = FileStorage> {
     staging: Vec<u8>,
     poison: Poison,
     prealloc: Option<Prealloc<S::File>>,
+    stats: WalStats,
     _lock: S::Lock,
     #[cfg(any(test, svault_faults))]
     faults: Faults,
@@ -162,6 +163,7 @@ impl<S: Storage> Wal<S> {
             staging: Vec::new(),
             poison: Poison::default(),
             prealloc: None,
+            stats: WalStats::default(),
             _lock: lock,
             #[cfg(any(test, svault_faults))]
             faults: Faults::default(),
@@ -287,6 +289,11 @@ impl<S: Storage> Wal<S> {
         self.segments.iter().map(|s| s.path.clone()).collect()
     }
 
+    /// Rotations and preallocations since open (see [`WalStats`]).
+    pub fn stats(&self) -> WalStats {
+        self.stats
+    }
+
     /// `true` once a sync failed; see [`WalError::Poisoned`].
     pub fn is_poisoned(&self) -> bool {
         self.poison.is_set()
@@ -389,6 +396,7 @@ impl<S: Storage> Wal<S> {
     }
 
     fn start_prealloc(&mut self) {
+        self.stats.preallocations += 1;
         if !S::BACKGROUND_PREALLOC {
             self.prealloc = Some(Prealloc::OnDemand);
             return;
@@ -403,6 +411,14 @@ impl<S: Storage> Wal<S> {
     /// Moves to a fresh segment. Errors before the old segment is synced (no space for the
     /// new one) leave the log exactly as it was.
     fn rotate(&mut self) -> Result<(), WalError> {
+        let started = std::time::Instant::now();
+        let r = self.rotate_inner();
+        self.stats.rotations += 1;
+        self.stats.rotation_us += started.elapsed().as_micros() as u64;
+        r
+    }
+
+    fn rotate_inner(&mut self) -> Result<(), WalError> {
         if self.prealloc.is_none() {
             self.start_prealloc();
         }

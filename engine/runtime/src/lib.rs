@@ -44,6 +44,7 @@ use shard::{Msg, ScopeList, Shared};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use svault_core::command::{CallerId, Millis, Query, Request};
 use svault_core::outcome::{Event, FloatTotals, Outcome, Reply};
 use svault_core::state::{QueryAnswer, State, StateConfig};
@@ -85,6 +86,9 @@ pub fn wall_clock() -> Millis {
 /// Where batch time comes from (tests drive it by hand).
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
 
+/// Default [`Tuning::slow_batch_ms`]: well under a gateway's timeout, well over a healthy batch.
+pub const SLOW_BATCH_MS_DEFAULT: u64 = 10;
+
 /// Limits and intervals of the runtime; every one has a sensible default.
 #[derive(Clone)]
 pub struct Tuning {
@@ -109,6 +113,9 @@ pub struct Tuning {
     pub async_flush_ms: u64,
     /// Events kept for `events_after`.
     pub events_max: usize,
+    /// A batch whose queue wait, apply, commit and reply add up to at least this many
+    /// milliseconds is logged (`tracing` warn, with its parts and what else happened).
+    pub slow_batch_ms: u64,
     pub wal: wal::WalOptions,
     pub state: StateConfig,
     pub clock: Clock,
@@ -126,6 +133,7 @@ impl Default for Tuning {
             idle_tick_ms: 250,
             async_flush_ms: 10,
             events_max: events::EVENTS_MAX_DEFAULT,
+            slow_batch_ms: SLOW_BATCH_MS_DEFAULT,
             wal: wal::WalOptions::default(),
             state: StateConfig::default(),
             clock: Arc::new(wall_clock),
@@ -145,6 +153,7 @@ impl std::fmt::Debug for Tuning {
             .field("idle_tick_ms", &self.idle_tick_ms)
             .field("async_flush_ms", &self.async_flush_ms)
             .field("events_max", &self.events_max)
+            .field("slow_batch_ms", &self.slow_batch_ms)
             .field("wal", &self.wal)
             .finish_non_exhaustive()
     }
@@ -532,6 +541,7 @@ impl Engine {
                         request,
                         scope: list,
                         reply: tx,
+                        sent: Instant::now(),
                     },
                 )?;
                 rx.await.map_err(|_| self.gone())?
@@ -546,6 +556,7 @@ impl Engine {
                             request: request.clone(),
                             scope: list.clone(),
                             reply: tx,
+                            sent: Instant::now(),
                         },
                     ) {
                         Ok(()) => waits.push(rx),
@@ -638,6 +649,7 @@ impl Engine {
                     requests: reqs,
                     scope: scope.clone(),
                     reply: tx,
+                    sent: Instant::now(),
                 },
             ) {
                 Ok(()) => waits.push((idx, rx)),
@@ -681,6 +693,7 @@ impl Engine {
                 query,
                 scope: scope.list(CallerId::DEFAULT),
                 reply: tx,
+                sent: Instant::now(),
             },
         )?;
         rx.await.map_err(|_| self.gone())?

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use svault_core::command::{CallerId, Command, Millis, Query, Request};
 use svault_core::outcome::{Event, FloatTotals, Reply};
 use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
-use svault_core::state::{Frozen, QueryAnswer, State};
+use svault_core::state::{Frozen, QueryAnswer, State, Work};
 use wal::{Lsn, Wal, WalError};
 
 /// Who sent a message and which programs they may touch.
@@ -53,16 +53,20 @@ pub(crate) enum Msg {
         request: Request,
         scope: ScopeList,
         reply: OneTx,
+        /// When it was handed to the queue (queue wait).
+        sent: Instant,
     },
     Batch {
         requests: Vec<(usize, Request)>,
         scope: ScopeList,
         reply: FrameTx,
+        sent: Instant,
     },
     Query {
         query: Query,
         scope: ScopeList,
         reply: QueryTx,
+        sent: Instant,
     },
     Call(StateCall),
     /// A reader of the events feed: move the batch time to at least `at` (past the newest event
@@ -85,6 +89,43 @@ impl Msg {
             _ => 1,
         }
     }
+
+    /// When a request-carrying message entered the queue.
+    fn sent(&self) -> Option<Instant> {
+        match self {
+            Msg::Submit { sent, .. } | Msg::Batch { sent, .. } | Msg::Query { sent, .. } => {
+                Some(*sent)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where one batch's time went, and what else the shard did since the previous batch ended:
+/// the parts of a slow-batch log line.
+#[derive(Default)]
+struct BatchTimes {
+    /// Syncs during the batch (`Wal::commit`), µs.
+    commit_us: u64,
+    commits: u64,
+    /// Publishing events and releasing answers after those syncs, µs.
+    reply_us: u64,
+    /// Snapshot freezes since the previous batch ended, µs (each delays the next batch).
+    snapshot_freeze_us: u64,
+}
+
+/// A batch of messages, or the work an idle shard does on its own (tick, flush, snapshot).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Batch,
+    Idle,
+}
+
+/// Counters read at the end of every batch, to tell what the next one did.
+#[derive(Default, Clone, Copy)]
+struct Seen {
+    wal: wal::WalStats,
+    work: Work,
 }
 
 /// What opening a shard found; logged and kept for `Engine::recovery_reports`.
@@ -166,6 +207,9 @@ pub(crate) struct Shard {
     #[cfg(svault_faults)]
     faults: super::faults::Armed,
     archive_dir: std::path::PathBuf,
+    /// The batch being timed (slow-batch log, stage histograms).
+    times: BatchTimes,
+    seen: Seen,
 }
 
 /// Recovers shard `k` and returns it ready to run.
@@ -278,6 +322,13 @@ pub(crate) fn open(
         faults: Default::default(),
         archive_dir: paths.archive.clone(),
         tuning,
+        times: BatchTimes::default(),
+        seen: Seen::default(),
+    };
+    let mut shard = shard;
+    shard.seen = Seen {
+        wal: shard.wal.stats(),
+        work: shard.state.work(),
     };
     Ok((shard, report))
 }
@@ -465,6 +516,7 @@ impl Shard {
     }
 
     fn on_idle(&mut self) {
+        let started = Instant::now();
         if self.uncommitted > 0 {
             self.commit();
         }
@@ -475,10 +527,22 @@ impl Shard {
         }
         self.publish();
         self.maybe_snapshot();
+        let total_us = started.elapsed().as_micros() as u64;
+        self.end_turn(Turn::Idle, 0, total_us, total_us, 0, 0);
     }
 
     /// Handles one drained batch; `true` ⇒ shut down.
     fn process(&mut self, batch: &mut Vec<Msg>) -> bool {
+        let started = Instant::now();
+        let mut oldest_wait_us = 0u64;
+        let messages = batch.len();
+        for m in batch.iter() {
+            if let Some(sent) = m.sent() {
+                let us = started.saturating_duration_since(sent).as_micros() as u64;
+                self.shared.metrics.stages.queue_wait.record(us);
+                oldest_wait_us = oldest_wait_us.max(us);
+            }
+        }
         let now = self.clock();
         self.maybe_tick(now);
         let mut stop = false;
@@ -496,6 +560,7 @@ impl Shard {
                     request,
                     scope,
                     reply,
+                    ..
                 } => {
                     requests += 1;
                     let (r, lsn) = self.exec(request, &scope, now);
@@ -508,6 +573,7 @@ impl Shard {
                     requests: reqs,
                     scope,
                     reply,
+                    ..
                 } => {
                     requests += reqs.len() as u64;
                     self.replies.open_frame(reply, reqs.len());
@@ -531,6 +597,7 @@ impl Shard {
                     query,
                     scope,
                     reply,
+                    ..
                 } => {
                     self.shared.metrics.queries.fetch_add(1, Relaxed);
                     let r = self.read(&query, &scope, now);
@@ -545,6 +612,7 @@ impl Shard {
                 Msg::Shutdown => stop = true,
             }
         }
+        let looped_us = started.elapsed().as_micros() as u64;
         self.shared.metrics.requests.fetch_add(requests, Relaxed);
         self.shared.metrics.observe_batch(requests);
         let async_due =
@@ -558,7 +626,69 @@ impl Shard {
             self.replies.release_unsynced(self.last_appended());
         }
         self.answer_floor_readers();
+        let total_us = started.elapsed().as_micros() as u64;
+        self.end_turn(
+            Turn::Batch,
+            oldest_wait_us,
+            looped_us,
+            total_us,
+            requests,
+            messages,
+        );
         stop
+    }
+
+    /// Records a batch's stages and logs it when it was slow; an idle turn (a tick, an async
+    /// flush, a snapshot freeze without requests) is only logged. `looped_us`: from the start
+    /// to the end of its appends and applies (syncs inside them, under `sync`, included);
+    /// `total_us`: to its last answer released.
+    fn end_turn(
+        &mut self,
+        turn: Turn,
+        oldest_wait_us: u64,
+        looped_us: u64,
+        total_us: u64,
+        requests: u64,
+        messages: usize,
+    ) {
+        let times = std::mem::take(&mut self.times);
+        let apply_us = looped_us.saturating_sub(times.commit_us + times.reply_us);
+        let reply_us = total_us.saturating_sub(apply_us + times.commit_us);
+        if turn == Turn::Batch {
+            let stages = &self.shared.metrics.stages;
+            stages.apply.record(apply_us);
+            stages.reply.record(reply_us);
+        }
+        let seen = Seen {
+            wal: self.wal.stats(),
+            work: self.state.work(),
+        };
+        let before = std::mem::replace(&mut self.seen, seen);
+        let slow_us = self.tuning.slow_batch_ms.saturating_mul(1000);
+        if oldest_wait_us + total_us < slow_us {
+            return;
+        }
+        self.shared.metrics.slow_batches.fetch_add(1, Relaxed);
+        tracing::warn!(
+            shard = self.k,
+            total_us = oldest_wait_us + total_us,
+            queue_wait_us = oldest_wait_us,
+            apply_us,
+            commit_us = times.commit_us,
+            reply_us,
+            requests,
+            messages,
+            commits = times.commits,
+            rotations = seen.wal.rotations - before.wal.rotations,
+            rotation_us = seen.wal.rotation_us - before.wal.rotation_us,
+            preallocations = seen.wal.preallocations - before.wal.preallocations,
+            snapshot_freeze_us = times.snapshot_freeze_us,
+            snapshot_writing = self.snapshot_in_flight,
+            tick_timers = seen.work.timers_fired - before.work.timers_fired,
+            index_rehashes = seen.work.index_rehashes - before.work.index_rehashes,
+            idle = turn == Turn::Idle,
+            "slow batch"
+        );
     }
 
     /// Moves the batch time to the latest `at` readers of the events feed asked for (it only
@@ -734,9 +864,11 @@ impl Shard {
                 self.committed = c.through;
                 self.uncommitted = 0;
                 self.last_commit = Instant::now();
-                self.shared
-                    .metrics
-                    .observe_commit(started.elapsed().as_micros() as u64);
+                let us = self.last_commit.duration_since(started).as_micros() as u64;
+                self.shared.metrics.observe_commit(us);
+                self.shared.metrics.stages.commit.record(us);
+                self.times.commit_us += us;
+                self.times.commits += 1;
                 self.shared
                     .metrics
                     .committed_lsn
@@ -744,6 +876,7 @@ impl Shard {
                 self.flush_events();
                 self.publish();
                 self.replies.release(c);
+                self.times.reply_us += self.last_commit.elapsed().as_micros() as u64;
             }
             Err(e) => {
                 tracing::error!(shard = self.k, error = %e, "commit failed; shard poisoned until restart");
@@ -835,6 +968,7 @@ impl Shard {
         let started = Instant::now();
         let state = self.state.freeze();
         let pause = started.elapsed();
+        self.times.snapshot_freeze_us += pause.as_micros() as u64;
         self.shared
             .metrics
             .snapshot_pause_us_last

@@ -8,7 +8,7 @@
 
 use crate::auth::{ApiKeys, Auth};
 use runtime::{Durability, Engine, EngineConfig, Scope};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// Snapshot every N records (default 10 M); small values exercise snapshots in tests.
     #[arg(long, hide = true)]
     pub snapshot_every_records: Option<u64>,
+    /// Log (warn) every shard batch whose queue wait, apply, commit and reply add up to at
+    /// least this many milliseconds, with its parts and what else the shard did meanwhile
+    /// (segment rotation, preallocation, snapshot, tick, index growth). 0 logs every batch.
+    #[arg(long, default_value_t = runtime::SLOW_BATCH_MS_DEFAULT)]
+    pub slow_batch_ms: u64,
     /// Added to the wall clock (ms): lets crash drills and tests move days ahead across a
     /// restart (batch time never goes back, so only forward moves take effect).
     #[arg(long, hide = true, default_value_t = 0)]
@@ -109,6 +114,8 @@ pub fn main(args: ServeArgs) -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or a pipe gets plain `key=value`.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -191,6 +198,7 @@ async fn serve(
     };
     let mut tuning = runtime::Tuning {
         log_retention_days: args.log_retention_days,
+        slow_batch_ms: args.slow_batch_ms,
         snapshot_every_records: args
             .snapshot_every_records
             .unwrap_or(runtime::Tuning::default().snapshot_every_records),

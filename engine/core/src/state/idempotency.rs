@@ -636,6 +636,11 @@ impl KeyTable {
         self.index.reserve(n);
     }
 
+    /// Inserts that moved a whole part of the key index (growth).
+    pub fn index_rehashes(&self) -> u64 {
+        self.index.rehashes()
+    }
+
     /// The keys as they are now, for a snapshot made elsewhere: shares the log's chunks
     /// (copied on their next write) and copies the side table.
     pub fn freeze(&self) -> FrozenKeys {

@@ -234,6 +234,19 @@ pub struct State {
     stores: Stores,
     /// The rules of the request being applied (set by `apply_under`; not part of the state).
     rules: Rules,
+    /// Timers ticks handled since this value was made (not part of the state: for [`Work`]).
+    timers_fired: u64,
+}
+
+/// Work of the kind that makes one apply slow, counted since the state was made (opened or
+/// restored): the runtime compares two readings to say what happened during a slow batch. Not
+/// part of the state (no snapshot, no digest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Work {
+    /// Timers (hold expiries, lot expiries, reminders) ticks handled.
+    pub timers_fired: u64,
+    /// Inserts that moved a whole part of the card or key index (it grew).
+    pub index_rehashes: u64,
 }
 
 /// Why an operation did not go through.
@@ -300,6 +313,15 @@ impl State {
             keys: KeyTable::default(),
             stores: Stores::default(),
             rules: Rules::Current,
+            timers_fired: 0,
+        }
+    }
+
+    /// Ticks' timers and index growth so far (see [`Work`]); O(1).
+    pub fn work(&self) -> Work {
+        Work {
+            timers_fired: self.timers_fired,
+            index_rehashes: self.card_index.rehashes() + self.keys.index_rehashes(),
         }
     }
 

@@ -37,12 +37,16 @@ impl Part for u64 {
 /// `HashMap<K, V, S>` in [`PARTS`] parts; only what the state uses.
 pub(crate) struct Parted<K, V, S> {
     parts: Box<[HashMap<K, V, S>]>,
+    /// Inserts that found their part full, so moved every entry of it (growth, or a rehash
+    /// in place): counted so a slow batch can say its index grew. Not part of the map.
+    rehashes: u64,
 }
 
 impl<K, V, S: Default> Default for Parted<K, V, S> {
     fn default() -> Self {
         Parted {
             parts: (0..PARTS).map(|_| HashMap::default()).collect(),
+            rehashes: 0,
         }
     }
 }
@@ -65,7 +69,18 @@ impl<K: Hash + Eq + Part, V, S: BuildHasher> Parted<K, V, S> {
     }
 
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        self.of_mut(&k).insert(k, v)
+        let part = &mut self.parts[k.part()];
+        let full = part.len() == part.capacity();
+        let old = part.insert(k, v);
+        if full && old.is_none() {
+            self.rehashes += 1;
+        }
+        old
+    }
+
+    /// Inserts that moved a whole part (see the field).
+    pub fn rehashes(&self) -> u64 {
+        self.rehashes
     }
 
     pub fn remove(&mut self, k: &K) -> Option<V> {
@@ -112,5 +127,8 @@ mod tests {
         let most = m.parts.iter().map(HashMap::len).max().unwrap_or(0);
         assert!(m.parts.iter().all(|p| !p.is_empty()));
         assert!(most < 2 * m.len() / PARTS, "{most} of {}", m.len());
+        // Every part grew from empty several times, and growth is counted once per move.
+        assert!(m.rehashes() >= PARTS as u64 * 4, "{}", m.rehashes());
+        assert!(m.rehashes() <= PARTS as u64 * 16, "{}", m.rehashes());
     }
 }

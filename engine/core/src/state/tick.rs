@@ -25,6 +25,7 @@ impl State {
             let Some(t) = self.timers.pop_due(now.0) else {
                 break;
             };
+            self.timers_fired += 1;
             let Some(&slot) = self.card_index.get(&t.card) else {
                 continue;
             };

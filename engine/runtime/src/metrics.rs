@@ -104,8 +104,11 @@ pub struct Stages {
     pub reply: StageHistogram,
 }
 
+/// A stage series: name, help line, which histogram.
+type StageSeries = (&'static str, &'static str, fn(&Stages) -> &StageHistogram);
+
 /// What each stage histogram is called in `/metrics`, with its help line.
-const STAGE_SERIES: [(&str, &str, fn(&Stages) -> &StageHistogram); 4] = [
+const STAGE_SERIES: [StageSeries; 4] = [
     (
         "svault_shard_queue_wait_us",
         "Time a message waited in its shard's queue (µs), per message.",

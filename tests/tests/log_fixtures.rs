@@ -34,12 +34,13 @@ use svault_core::program::{Program, ProgramSpec};
 use svault_core::state::QueryAnswer;
 
 /// The state digest each fixture replays to under today's snapshot layout
-/// (`svault_core::state::SNAPSHOT_VERSION` 2). One place to update on a deliberate layout change.
+/// (`svault_core::state::SNAPSHOT_VERSION` 4: key fingerprints hash the command's archive).
+/// One place to update on a deliberate layout change.
 const DIGESTS: [(&str, u64); 4] = [
-    ("log-v1", 0x2ec5_ef3d_2ce3_d488),
-    ("log-v2", 0x2ec5_ef3d_2ce3_d488),
-    ("log-v4", 0x783a_9a7e_bb1b_a0f3),
-    ("log-v5", 0xb0e0_84cd_1286_67e4),
+    ("log-v1", 0x0eb8_914a_9756_01f6),
+    ("log-v2", 0x0eb8_914a_9756_01f6),
+    ("log-v4", 0xae91_fb21_9d7c_6250),
+    ("log-v5", 0xd926_08a6_361a_e237),
 ];
 
 /// 2026-01-05T02:00:00Z, 10:00 at +08:00.

@@ -17,7 +17,7 @@ use crate::command::{CallerId, CardId, Command, Request};
 use crate::money::Amount;
 use crate::outcome::{CardStatus, DeclineCode, NotFoundKind, Outcome, Rejection};
 use std::collections::{HashMap, VecDeque};
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64, xxh3_64_with_seed};
 
 /// The stored answer of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -38,6 +38,10 @@ pub(crate) enum Stored {
 pub(crate) const K_REVERSED: u8 = 1;
 /// Flag: `shown` holds the card as the answer showed it (else the answer showed no card).
 pub(crate) const K_SHOWN: u8 = 2;
+/// Flag: `fingerprint` is of the form snapshot versions 1 to 3 wrote ([`fingerprint_v3`]):
+/// set on the entries such a snapshot restores, so a retry arriving after an upgrade still
+/// matches its first answer. Entries made since carry [`fingerprint`]'s form.
+pub(crate) const K_FP_V3: u8 = 4;
 
 /// `ShownCard::tier` below the first tier.
 pub(crate) const NO_TIER: u8 = u8::MAX;
@@ -182,9 +186,23 @@ impl FpWriter {
     }
 }
 
-/// A deterministic fingerprint of a command: same command ⇔ same fingerprint (up to 2^-64).
-/// Written field by field with tags, so it does not depend on `Hash` impl details.
-pub(crate) fn fingerprint(cmd: &Command) -> u64 {
+/// The fingerprint a retry must match: xxh3 (seeded with the caller) of the command's
+/// canonical encoding, the rkyv archive the log stores it as. Every field of the command is in
+/// that encoding, so a field added later is covered without touching this function; same
+/// caller and command ⇔ same fingerprint (up to 2^-64). The caller is already in the key's
+/// hash ([`key_hash`]); it is here too so that the fingerprint alone names the whole request.
+pub(crate) fn fingerprint(caller: CallerId, cmd: &Command) -> u64 {
+    match rkyv::to_bytes::<rkyv::rancor::Error>(cmd) {
+        Ok(bytes) => xxh3_64_with_seed(&bytes, caller.0),
+        // Archiving into memory fails only when memory does; the field-by-field form is the
+        // one that needs no allocation (never equal to a real fingerprint by more than chance).
+        Err(_) => xxh3_64_with_seed(&fingerprint_v3(cmd).to_le_bytes(), caller.0),
+    }
+}
+
+/// The fingerprint entries of snapshot versions 1 to 3 carry ([`K_FP_V3`]): written field by
+/// field with tags. Kept only to match retries against those entries; new entries never use it.
+pub(crate) fn fingerprint_v3(cmd: &Command) -> u64 {
     let mut h = FpWriter::new();
     let u64s = |h: &mut FpWriter, xs: &[u64]| {
         for x in xs {
@@ -430,14 +448,279 @@ mod tests {
             store,
             allow_partial: false,
         };
-        let a = fingerprint(&spend(None, 100));
-        assert_eq!(a, fingerprint(&spend(None, 100)));
-        assert_ne!(a, fingerprint(&spend(None, 101)));
-        assert_ne!(a, fingerprint(&spend(Some(String::new()), 100)));
-        let long = "s".repeat(300);
-        let b = fingerprint(&spend(Some(long.clone()), 100));
-        assert_eq!(b, fingerprint(&spend(Some(long), 100)));
-        assert_ne!(b, fingerprint(&spend(Some("s".repeat(299)), 100)));
+        let c = CallerId::DEFAULT;
+        for fp in [fingerprint_v3, |cmd: &Command| {
+            fingerprint(CallerId::DEFAULT, cmd)
+        }] {
+            let a = fp(&spend(None, 100));
+            assert_eq!(a, fp(&spend(None, 100)));
+            assert_ne!(a, fp(&spend(None, 101)));
+            assert_ne!(a, fp(&spend(Some(String::new()), 100)));
+            let long = "s".repeat(300);
+            let b = fp(&spend(Some(long.clone()), 100));
+            assert_eq!(b, fp(&spend(Some(long), 100)));
+            assert_ne!(b, fp(&spend(Some("s".repeat(299)), 100)));
+        }
+        assert_eq!(
+            fingerprint(c, &spend(None, 100)),
+            fingerprint(c, &spend(None, 100))
+        );
+    }
+
+    /// Two requests that differ in any single field, or only in their caller, have different
+    /// fingerprints: the fingerprint hashes the command's whole archive, so a field added to a
+    /// command later is covered without touching `fingerprint`.
+    #[test]
+    fn a_change_of_any_one_field_or_of_the_caller_changes_the_fingerprint() {
+        use crate::command::{CashOutReason, Channel, GrantReason, MonthDay, TxnId};
+        let card = CardId(6_200_000_000_000_001);
+        let hold = TxnId { card, seq: 3 };
+        let spend = Command::Spend {
+            card_id: card,
+            amount: Amount(1_000),
+            method: Method::Qr,
+            allow_partial: false,
+            store: Some("s1".into()),
+        };
+        let hold_cmd = Command::Hold {
+            card_id: card,
+            amount: Amount(1_000),
+            ttl_seconds: 60,
+            method: Method::Card,
+            allow_partial: false,
+            store: None,
+        };
+        let open = Command::OpenCard {
+            card_id: card,
+            program: "demo".into(),
+            registered: false,
+            birthday: None,
+        };
+        // Each base with every variation of one field.
+        let families: Vec<(Command, Vec<Command>)> = vec![
+            (
+                spend.clone(),
+                vec![
+                    Command::Spend {
+                        card_id: CardId(card.0 + 1),
+                        amount: Amount(1_000),
+                        method: Method::Qr,
+                        allow_partial: false,
+                        store: Some("s1".into()),
+                    },
+                    Command::Spend {
+                        card_id: card,
+                        amount: Amount(1_001),
+                        method: Method::Qr,
+                        allow_partial: false,
+                        store: Some("s1".into()),
+                    },
+                    Command::Spend {
+                        card_id: card,
+                        amount: Amount(1_000),
+                        method: Method::Card,
+                        allow_partial: false,
+                        store: Some("s1".into()),
+                    },
+                    Command::Spend {
+                        card_id: card,
+                        amount: Amount(1_000),
+                        method: Method::Qr,
+                        allow_partial: true,
+                        store: Some("s1".into()),
+                    },
+                    Command::Spend {
+                        card_id: card,
+                        amount: Amount(1_000),
+                        method: Method::Qr,
+                        allow_partial: false,
+                        store: Some("s2".into()),
+                    },
+                    Command::Spend {
+                        card_id: card,
+                        amount: Amount(1_000),
+                        method: Method::Qr,
+                        allow_partial: false,
+                        store: None,
+                    },
+                ],
+            ),
+            (
+                hold_cmd.clone(),
+                vec![
+                    Command::Hold {
+                        card_id: card,
+                        amount: Amount(1_000),
+                        ttl_seconds: 61,
+                        method: Method::Card,
+                        allow_partial: false,
+                        store: None,
+                    },
+                    Command::Hold {
+                        card_id: card,
+                        amount: Amount(1_000),
+                        ttl_seconds: 60,
+                        method: Method::Voice,
+                        allow_partial: false,
+                        store: None,
+                    },
+                    Command::Hold {
+                        card_id: card,
+                        amount: Amount(1_000),
+                        ttl_seconds: 60,
+                        method: Method::Card,
+                        allow_partial: true,
+                        store: None,
+                    },
+                    Command::Hold {
+                        card_id: card,
+                        amount: Amount(1_000),
+                        ttl_seconds: 60,
+                        method: Method::Card,
+                        allow_partial: false,
+                        store: Some("s".into()),
+                    },
+                    spend.clone(),
+                ],
+            ),
+            (
+                open.clone(),
+                vec![
+                    Command::OpenCard {
+                        card_id: card,
+                        program: "demo2".into(),
+                        registered: false,
+                        birthday: None,
+                    },
+                    Command::OpenCard {
+                        card_id: card,
+                        program: "demo".into(),
+                        registered: true,
+                        birthday: None,
+                    },
+                    Command::OpenCard {
+                        card_id: card,
+                        program: "demo".into(),
+                        registered: false,
+                        birthday: Some(MonthDay { month: 1, day: 2 }),
+                    },
+                ],
+            ),
+            (
+                Command::TopUp {
+                    card_id: card,
+                    amount: Amount(5),
+                    channel: Channel::Cash,
+                },
+                vec![
+                    Command::TopUp {
+                        card_id: card,
+                        amount: Amount(5),
+                        channel: Channel::Wechat,
+                    },
+                    Command::TopUp {
+                        card_id: card,
+                        amount: Amount(6),
+                        channel: Channel::Cash,
+                    },
+                ],
+            ),
+            (
+                Command::Capture {
+                    hold_id: hold,
+                    amount: None,
+                },
+                vec![
+                    Command::Capture {
+                        hold_id: hold,
+                        amount: Some(Amount(1)),
+                    },
+                    Command::Capture {
+                        hold_id: TxnId { card, seq: 4 },
+                        amount: None,
+                    },
+                    Command::Void { hold_id: hold },
+                ],
+            ),
+            (
+                Command::IncrementHold {
+                    hold_id: hold,
+                    amount: Amount(5),
+                    ttl_seconds: None,
+                },
+                vec![
+                    Command::IncrementHold {
+                        hold_id: hold,
+                        amount: Amount(5),
+                        ttl_seconds: Some(60),
+                    },
+                    Command::IncrementHold {
+                        hold_id: hold,
+                        amount: Amount(6),
+                        ttl_seconds: None,
+                    },
+                ],
+            ),
+            (
+                Command::Grant {
+                    card_id: card,
+                    bonus: Some(Amount(5)),
+                    points: None,
+                    reason: GrantReason::Birthday,
+                },
+                vec![
+                    Command::Grant {
+                        card_id: card,
+                        bonus: Some(Amount(5)),
+                        points: Some(1),
+                        reason: GrantReason::Birthday,
+                    },
+                    Command::Grant {
+                        card_id: card,
+                        bonus: Some(Amount(5)),
+                        points: None,
+                        reason: GrantReason::Campaign,
+                    },
+                    Command::Grant {
+                        card_id: card,
+                        bonus: None,
+                        points: Some(5),
+                        reason: GrantReason::Birthday,
+                    },
+                ],
+            ),
+            (
+                Command::CashOut {
+                    card_id: card,
+                    reason: CashOutReason::Consumer,
+                },
+                vec![Command::CashOut {
+                    card_id: card,
+                    reason: CashOutReason::CoolingOff,
+                }],
+            ),
+            (
+                Command::Reversal {
+                    card_id: card,
+                    key: "k".into(),
+                },
+                vec![Command::Reversal {
+                    card_id: card,
+                    key: "k2".into(),
+                }],
+            ),
+        ];
+        for (base, others) in &families {
+            let fp = fingerprint(CallerId::DEFAULT, base);
+            assert_ne!(fp, fingerprint(CallerId(7), base), "caller of {base:?}");
+            for other in others {
+                assert_ne!(
+                    fp,
+                    fingerprint(CallerId::DEFAULT, other),
+                    "{base:?} vs {other:?}"
+                );
+            }
+        }
     }
 }
 

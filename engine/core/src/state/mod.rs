@@ -116,7 +116,7 @@ use crate::outcome::{
 };
 use card::Card;
 use history::TxnEntry;
-use idempotency::{KeyEntry, KeyTable, ShownCard, Stored, K_REVERSED, K_SHOWN};
+use idempotency::{KeyEntry, KeyTable, ShownCard, Stored, K_FP_V3, K_REVERSED, K_SHOWN};
 use std::collections::HashMap;
 use std::sync::Arc;
 use stores::Stores;
@@ -382,7 +382,7 @@ impl State {
         );
         let scope = request.command.card();
         let kh = idempotency::key_hash(caller, scope, key);
-        let fp = idempotency::fingerprint(&request.command);
+        let fp = idempotency::fingerprint(caller, &request.command);
         let card = scope.unwrap_or(CardId(0));
         if let Some(e) = self.keys.get(&kh) {
             if e.stored == Stored::ReversedEarly {
@@ -399,7 +399,7 @@ impl State {
                         card,
                         stored: Stored::Declined,
                         code: DeclineCode::Reversed as u8,
-                        flags: (e.flags & !K_SHOWN) | flags,
+                        flags: (e.flags & !(K_SHOWN | K_FP_V3)) | flags,
                         shown,
                         ..e
                     },
@@ -410,7 +410,12 @@ impl State {
                     replayed: false,
                 };
             }
-            if e.fingerprint != fp {
+            let same = if e.flags & K_FP_V3 != 0 {
+                e.fingerprint == idempotency::fingerprint_v3(&request.command)
+            } else {
+                e.fingerprint == fp
+            };
+            if !same {
                 return Reply {
                     outcome: Outcome::Rejected(Rejection::IdempotencyKeyReused),
                     replayed: false,

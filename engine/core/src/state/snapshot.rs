@@ -30,7 +30,13 @@ use std::sync::Arc;
 ///    Cards gained `spend_count_today` and history entries `detail` in what was padding, which
 ///    rkyv writes as zero: cards of version-1 and -2 snapshots read them as 0 (no count yet
 ///    today, no channel or method), and those snapshots still restore.
-pub const SNAPSHOT_VERSION: u32 = 3;
+/// 4: same layout as 3; key fingerprints are xxh3 of the command's archive
+///    (`idempotency::fingerprint`). The keys of version-1 to -3 snapshots keep their
+///    field-by-field fingerprints, flagged `K_FP_V3`, and still match their retries.
+pub const SNAPSHOT_VERSION: u32 = 4;
+
+/// The first version whose key fingerprints are today's form.
+const FINGERPRINTS_SINCE: u32 = 4;
 
 /// The snapshot form of version 1: as version 2 but for the key entries. Only its archived
 /// form is read (and written by the test that pins it).
@@ -340,7 +346,7 @@ impl State {
         let v2 = || rkyv::access::<ArchivedSnapV2<Vec<Card>>, rkyv::rancor::Error>(buf);
         let v1 = || rkyv::access::<ArchivedSnapV1<Vec<Card>>, rkyv::rancor::Error>(buf);
         let (snap, arch_cards) = match current {
-            Ok(arch) if arch.version.to_native() == SNAPSHOT_VERSION => {
+            Ok(arch) if (3..=SNAPSHOT_VERSION).contains(&arch.version.to_native()) => {
                 let stores = rkyv::deserialize::<Vec<String>, rkyv::rancor::Error>(&arch.stores)
                     .map_err(de)?;
                 (head!(arch, Program, KeyEntry, stores), &arch.cards)
@@ -355,7 +361,7 @@ impl State {
                 _ => {
                     return Err(match other {
                         Ok(arch) => bad(format!(
-                            "version {} (expected {SNAPSHOT_VERSION}, 2 or 1)",
+                            "version {} (expected 1 to {SNAPSHOT_VERSION})",
                             arch.version.to_native()
                         )),
                         Err(e) => bad(e.to_string()),
@@ -364,6 +370,12 @@ impl State {
             },
         };
         debug_assert!((1..=SNAPSHOT_VERSION).contains(&snap.version));
+        let mut snap = snap;
+        if snap.version < FINGERPRINTS_SINCE {
+            for (_, e) in &mut snap.keys {
+                e.flags |= super::idempotency::K_FP_V3;
+            }
+        }
         let cards = arch_cards
             .iter()
             .map(|c| rkyv::deserialize::<Card, rkyv::rancor::Error>(c).map_err(de));
@@ -458,7 +470,7 @@ impl State {
 mod tests {
     use super::*;
     use crate::command::{CallerId, CardId, Channel, Command, Method, Millis, Request};
-    use crate::state::idempotency::K_REVERSED;
+    use crate::state::idempotency::{fingerprint_v3, key_hash, K_REVERSED};
 
     #[test]
     fn a_version_2_snapshot_restores_and_its_keys_still_replay() {
@@ -510,20 +522,42 @@ mod tests {
             },
             holds: Vec::new(),
             timers: f.timers.sorted(),
-            keys: f.keys.entries().copied().collect(),
+            // As that release wrote them: fingerprints field by field.
+            keys: f
+                .keys
+                .entries()
+                .map(|&(k, mut e)| {
+                    if k == key_hash(CallerId::DEFAULT, Some(CardId(5)), "s") {
+                        e.fingerprint = fingerprint_v3(&spend);
+                    }
+                    (k, e)
+                })
+                .collect(),
             side: Vec::new(),
         };
         let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&v2).unwrap();
         let mut restored = State::restore(&bytes, StateConfig::default()).unwrap();
         assert_eq!(restored.program("demo"), Some(&Program::demo()));
-        let again = run(&mut restored, Some("s"), spend);
-        assert!(again.replayed);
-        assert_eq!(again.outcome, first.outcome);
-        assert_eq!(
-            restored.digest(),
-            st.digest(),
-            "the same state, written as version 3"
+        let again = run(&mut restored, Some("s"), spend.clone());
+        assert!(
+            again.replayed,
+            "a retry after the upgrade matches its first answer"
         );
+        assert_eq!(again.outcome, first.outcome);
+        let other = Command::Spend {
+            card_id: CardId(5),
+            amount: Amount(1_001),
+            method: Method::Qr,
+            store: None,
+            allow_partial: false,
+        };
+        assert_eq!(
+            run(&mut restored, Some("s"), other).outcome,
+            Outcome::Rejected(crate::outcome::Rejection::IdempotencyKeyReused)
+        );
+        // Written as today's version, it restores to itself (old fingerprints still flagged).
+        let again = State::restore(&restored.snapshot(), StateConfig::default()).unwrap();
+        assert_eq!(again.digest(), restored.digest());
     }
 
     #[test]
@@ -569,7 +603,11 @@ mod tests {
                 .entries()
                 .map(|&(k, e)| {
                     let old = KeyEntryV1 {
-                        fingerprint: e.fingerprint,
+                        fingerprint: if k == key_hash(CallerId::UNSCOPED, None, "t") {
+                            fingerprint_v3(&top_up)
+                        } else {
+                            e.fingerprint
+                        },
                         card: e.card,
                         at: e.at,
                         seq: e.seq,
@@ -727,7 +765,7 @@ mod layout {
         let got = (bytes.len(), xxhash_rust::xxh3::xxh3_64(&bytes));
         assert_eq!(
             got,
-            (1952, 0x7f4d09e20f643db1),
+            (1952, 0x967b7a76f59eb2e7),
             "the snapshot of a fixed state changed: either the layout (a SNAPSHOT_VERSION change: \
              update engine/core/FORMAT.md) or what the operations store; update this pin on purpose"
         );

@@ -3,9 +3,12 @@
 //! reversal, a hold expiry, a bonus expiry, a cash-out, a grant, a redeem, a decline and an
 //! idempotent replay, from January to April. Every figure is checked to the fen; table, JSON
 //! and CSV must say the same; the same history with snapshots, archiving and restarts gives
-//! the same report.
+//! the same report; `--parquet` writes a journal and events that add up to the report.
 
-use runtime::report::{figures, ReportOptions};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::Field;
+use runtime::report::tally::Sum;
+use runtime::report::{figures, journal, time, ReportOptions};
 use runtime::{Durability, Engine, EngineConfig, Scope, Tuning};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,6 +53,8 @@ struct Live {
     float_at_april: Vec<(String, svault_core::outcome::FloatTotals)>,
     float_end: Vec<(String, svault_core::outcome::FloatTotals)>,
     cards: BTreeMap<u64, CardView>,
+    /// The events feed at the end (every event of the script: far fewer than the ring keeps).
+    events: Vec<(u64, svault_core::outcome::Event)>,
 }
 
 struct Driver<'a> {
@@ -314,6 +319,7 @@ fn script(dir: &Path, tuning: Tuning, restart_every: Option<usize>) -> Live {
         let view = d.card(id);
         d.live.cards.insert(id.0, view);
     }
+    d.live.events = d.rt.block_on(d.engine.events(0, 100_000));
     d.engine.shutdown();
     d.live
 }
@@ -765,4 +771,335 @@ fn every_figure_of_a_scripted_history_to_the_fen_in_every_form() {
     assert!(archived > 0, "nothing was archived");
     let broken = check_all(&live2, other.path());
     assert_eq!(unbroken, broken);
+}
+
+/// One row of a Parquet table: column → value.
+type Row = BTreeMap<String, Field>;
+
+/// Every row of `out/TABLE/day=*/part-*.parquet`, with the day its directory names.
+fn read_table(out: &Path, table: &str) -> Vec<(String, Row)> {
+    let mut rows = Vec::new();
+    let mut days: Vec<_> = std::fs::read_dir(out.join(table))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    days.sort();
+    for day_dir in days {
+        let name = day_dir.file_name().unwrap().to_string_lossy().into_owned();
+        let day = name
+            .strip_prefix("day=")
+            .unwrap_or_else(|| panic!("{name}: not a day=YYYY-MM-DD directory"))
+            .to_string();
+        for f in std::fs::read_dir(&day_dir).unwrap() {
+            let path = f.unwrap().path();
+            assert_eq!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("parquet"),
+                "{path:?}: only complete Parquet files are left"
+            );
+            let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+            for row in reader.get_row_iter(None).unwrap() {
+                rows.push((
+                    day.clone(),
+                    row.unwrap().into_columns().into_iter().collect(),
+                ));
+            }
+        }
+    }
+    rows
+}
+
+fn long(r: &Row, k: &str) -> i64 {
+    match &r[k] {
+        Field::Long(v) | Field::TimestampMillis(v) => *v,
+        other => panic!("{k}: {other:?}"),
+    }
+}
+
+fn ulong(r: &Row, k: &str) -> u64 {
+    match &r[k] {
+        Field::ULong(v) => *v,
+        other => panic!("{k}: {other:?}"),
+    }
+}
+
+fn text(r: &Row, k: &str) -> Option<String> {
+    match &r[k] {
+        Field::Str(s) => Some(s.clone()),
+        Field::Null => None,
+        other => panic!("{k}: {other:?}"),
+    }
+}
+
+fn local_day(r: &Row) -> i64 {
+    match &r["local_date"] {
+        Field::Date(d) => i64::from(*d),
+        other => panic!("local_date: {other:?}"),
+    }
+}
+
+fn add(s: &mut Sum, amount: i64) {
+    s.count += 1;
+    s.amount += i128::from(amount);
+}
+
+/// An approval the journal must hold: it has a transaction and moved money or points.
+fn moved(a: &Approval) -> bool {
+    a.card.is_some()
+        && a.txn_id.is_some()
+        && ([
+            a.amount,
+            a.principal,
+            a.bonus,
+            a.bonus_granted,
+            a.discount,
+            a.released,
+            a.forfeited,
+        ]
+        .iter()
+        .any(|m| m.0 != 0)
+            || a.points_earned != 0
+            || a.points_spent != 0)
+}
+
+/// `--parquet`: the journal and the events read back with the parquet crate's reader add up to
+/// the report's figures to the fen (top-ups per local day, spends by method and store, bonus,
+/// refunds, cash-outs, grants, expiries, redeems); every approval that moved money is one row
+/// with the figures the engine answered; the events are the live feed's, seq for seq;
+/// `--program` and `--from` select as the report does. A dropped or doubled row fails.
+#[test]
+fn parquet_journal_and_events_add_up_to_the_report_to_the_fen() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = script(dir.path(), Tuning::default(), None);
+    let export = tempfile::tempdir().unwrap();
+    let out = export.path().join("all");
+    let r = runtime::report::run(
+        dir.path(),
+        &ReportOptions {
+            parquet: Some(out.clone()),
+            ..options()
+        },
+    )
+    .unwrap();
+    let journal = read_table(&out, "journal");
+    let events = read_table(&out, "events");
+    let counts = r.parquet.unwrap();
+    assert_eq!(counts.journal_rows, journal.len() as u64);
+    assert_eq!(counts.event_rows, events.len() as u64);
+    for (day, row) in journal.iter().chain(&events) {
+        assert_eq!(&time::day_label(local_day(row)), day, "{row:?}");
+        assert_eq!(text(row, "currency").as_deref(), Some("CNY"));
+    }
+
+    for p in &r.programs {
+        let id = p.program.id.as_str();
+        let t = &p.tally;
+        let rows = |kinds: &[&str]| -> Vec<&Row> {
+            journal
+                .iter()
+                .map(|(_, r)| r)
+                .filter(|r| text(r, "program").as_deref() == Some(id))
+                .filter(|r| kinds.contains(&text(r, "kind").unwrap().as_str()))
+                .collect()
+        };
+        let sum = |rows: &[&Row], col: &str| {
+            let mut s = Sum::default();
+            for r in rows {
+                add(&mut s, long(r, col));
+            }
+            s
+        };
+        let top_ups = rows(&["top_up"]);
+        let mut by_day: BTreeMap<i64, Sum> = BTreeMap::new();
+        for r in &top_ups {
+            add(by_day.entry(local_day(r)).or_default(), long(r, "amount"));
+        }
+        assert_eq!(by_day, t.top_ups_by_day, "{id}: top-ups by local day");
+        assert_eq!(sum(&top_ups, "amount"), t.top_ups, "{id}: top-ups");
+        assert_eq!(
+            sum(&top_ups, "bonus_granted").amount,
+            t.top_up_bonus,
+            "{id}: ladder bonus"
+        );
+        let spends = rows(&["spend", "capture"]);
+        assert_eq!(sum(&spends, "amount"), t.spends, "{id}: spends");
+        let (mut by_method, mut by_store) = (BTreeMap::new(), BTreeMap::new());
+        for r in &spends {
+            let m = text(r, "method").unwrap_or_else(|| "unknown".into());
+            add(by_method.entry(m).or_default(), long(r, "amount"));
+            let s = text(r, "store").unwrap_or_else(|| "none".into());
+            add(by_store.entry(s).or_default(), long(r, "amount"));
+        }
+        assert_eq!(by_method, t.spends_by_method, "{id}: spends by method");
+        assert_eq!(by_store, t.spends_by_store, "{id}: spends by store");
+        assert_eq!(
+            sum(&rows(&["refund"]), "amount"),
+            t.refunds,
+            "{id}: refunds"
+        );
+        let cash_outs = rows(&["cash_out"]);
+        assert_eq!(sum(&cash_outs, "amount"), t.cash_outs, "{id}: cash-outs");
+        assert_eq!(
+            sum(&cash_outs, "forfeited").amount,
+            t.cash_out_forfeited,
+            "{id}: bonus forfeited"
+        );
+        let grants: Vec<&Row> = rows(&["grant"])
+            .into_iter()
+            .filter(|r| long(r, "bonus_granted") > 0)
+            .collect();
+        assert_eq!(
+            sum(&grants, "bonus_granted"),
+            t.grants_bonus,
+            "{id}: grants"
+        );
+        assert_eq!(
+            sum(&rows(&["bonus_expired"]), "amount"),
+            t.bonus_expired,
+            "{id}: bonus expired"
+        );
+        assert_eq!(
+            sum(&rows(&["hold_expired"]), "amount"),
+            t.holds_expired,
+            "{id}: holds expired"
+        );
+        let redeemed: i64 = rows(&["redeem"]).iter().map(|r| -long(r, "points")).sum();
+        assert_eq!(redeemed as u64, t.points_redeemed, "{id}: points redeemed");
+    }
+    assert!(
+        r.programs.iter().all(|p| p.tally.top_ups.count > 0),
+        "the script tops up in every program"
+    );
+
+    // Every approval that moved money, once, with what the engine answered; plus the script's
+    // one hold expiry and one bonus expiry.
+    let want: BTreeMap<String, (String, i64, i64, i64, i64, String)> = live
+        .approvals
+        .iter()
+        .filter(|(_, a)| moved(a))
+        .map(|(p, a)| {
+            (
+                a.txn_id.unwrap().to_string(),
+                (
+                    a.kind.as_str().to_string(),
+                    a.amount.0,
+                    a.principal.0,
+                    a.bonus.0,
+                    a.discount.0,
+                    p.clone(),
+                ),
+            )
+        })
+        .collect();
+    let mut got = BTreeMap::new();
+    let mut expiries = Vec::new();
+    for (_, row) in &journal {
+        let kind = text(row, "kind").unwrap();
+        if kind == "hold_expired" || kind == "bonus_expired" {
+            expiries.push(kind);
+            continue;
+        }
+        let txn = text(row, "txn_id").unwrap();
+        let v = (
+            kind,
+            long(row, "amount"),
+            long(row, "principal"),
+            long(row, "bonus"),
+            long(row, "discount"),
+            text(row, "program").unwrap(),
+        );
+        assert!(got.insert(txn.clone(), v).is_none(), "{txn} twice");
+    }
+    assert_eq!(got, want);
+    expiries.sort();
+    assert_eq!(expiries, ["bonus_expired", "hold_expired"]);
+
+    // The events are the live feed's, seq for seq.
+    let feed: Vec<(u64, String, u64)> = live
+        .events
+        .iter()
+        .map(|(seq, e)| (*seq, e.kind.as_str().to_string(), e.card_id.0))
+        .collect();
+    let mut exported: Vec<(u64, String, u64)> = events
+        .iter()
+        .map(|(_, r)| {
+            (
+                ulong(r, "seq"),
+                text(r, "kind").unwrap(),
+                ulong(r, "card_id"),
+            )
+        })
+        .collect();
+    exported.sort();
+    assert!(feed.len() >= 2, "{feed:?}");
+    assert_eq!(exported, feed);
+
+    // --program and --from select rows as the report counts them.
+    let from = T0 + DAY;
+    let gym_out = export.path().join("gym");
+    runtime::report::run(
+        dir.path(),
+        &ReportOptions {
+            program: Some("gym".into()),
+            from: Some(Millis(from)),
+            parquet: Some(gym_out.clone()),
+            ..options()
+        },
+    )
+    .unwrap();
+    let ids = |rows: &[(String, Row)]| -> Vec<String> {
+        let mut v: Vec<String> = rows
+            .iter()
+            .map(|(_, r)| text(r, "txn_id").unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let selected: Vec<(String, Row)> = journal
+        .iter()
+        .filter(|(_, r)| text(r, "program").as_deref() == Some("gym") && long(r, "at") >= from)
+        .cloned()
+        .collect();
+    assert!(!selected.is_empty() && selected.len() < journal.len());
+    assert_eq!(ids(&read_table(&gym_out, "journal")), ids(&selected));
+
+    // A directory that holds an earlier export is refused, not mixed into.
+    let again = runtime::report::run(
+        dir.path(),
+        &ReportOptions {
+            parquet: Some(out),
+            ..options()
+        },
+    );
+    assert!(matches!(
+        again,
+        Err(runtime::report::ReportError::ParquetDir { .. })
+    ));
+}
+
+/// README's "For finance and marketing" documents every Parquet column with its type, in the
+/// files' order.
+#[test]
+fn readme_documents_every_parquet_column() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    for table in [&journal::JOURNAL, &journal::EVENTS] {
+        let mut at = 0;
+        for c in table.columns {
+            let line = format!(
+                "| `{}` | {}{} |",
+                c.name,
+                c.kind.doc(),
+                if c.nullable { ", null" } else { "" }
+            );
+            match readme[at..].find(&line) {
+                Some(i) => at += i + line.len(),
+                None => panic!(
+                    "README does not document {}.{} as {line:?} (in order)",
+                    table.name, c.name
+                ),
+            }
+        }
+    }
 }

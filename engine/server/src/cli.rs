@@ -88,6 +88,11 @@ pub struct ReportArgs {
     /// Share of top-ups the payback period counts.
     #[arg(long, default_value = "0.3")]
     pub payback_factor: String,
+    /// Also write the transaction journal and the events as Parquet, partitioned by local
+    /// day (DIR/journal/day=YYYY-MM-DD/part-S.parquet, DIR/events/...); DIR must not hold
+    /// an earlier export.
+    #[arg(long, value_name = "DIR")]
+    pub parquet: Option<std::path::PathBuf>,
 }
 
 /// Entry point of the `svault` binary.
@@ -128,6 +133,7 @@ fn report(args: ReportArgs) -> ExitCode {
             custody_ratio: rate("--custody-ratio", &args.custody_ratio)?,
             payback_factor: rate("--payback-factor", &args.payback_factor)?,
             progress: true,
+            parquet: args.parquet.clone(),
         })
     })();
     let options = match options {
@@ -154,6 +160,16 @@ fn report(args: ReportArgs) -> ExitCode {
             report.records,
             report.elapsed.as_secs_f64(),
             report.records_per_sec()
+        );
+    }
+    if let (Some(c), Some(dir)) = (&report.parquet, &args.parquet) {
+        // On stderr: JSON and CSV on stdout stay one document.
+        eprintln!(
+            "parquet: {} journal rows and {} events in {} files under {}",
+            c.journal_rows,
+            c.event_rows,
+            c.files,
+            dir.display()
         );
     }
     ExitCode::SUCCESS

@@ -14,16 +14,22 @@
 //! Memory: one segment of log at a time, the state (as the server holds it), and a few facts
 //! per card (cohort, activity, channel counts) — O(cards), independent of the log's length.
 //!
+//! With `--parquet DIR` the same replay also writes the transaction journal and the events as
+//! Parquet files partitioned by local day ([`journal`], [`hive`]), in bounded memory too.
+//!
 //! Only when `--log-retention-days` pruned the archive does the report start from the newest
 //! snapshot the remaining history continues, and it says so: lifetime figures (cohorts,
 //! conversion, first top-ups) then start at that snapshot.
 
 pub mod figures;
+pub mod hive;
+pub mod journal;
 pub mod tally;
 pub mod time;
 
 use crate::progress::Progress;
 use crate::{meta, recovery};
+use journal::{ExportCounts, ShardExport};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -51,6 +57,8 @@ pub struct ReportOptions {
     pub payback_factor: Rate,
     /// Draw a progress bar on a terminal.
     pub progress: bool,
+    /// Also write the journal and the events as Parquet under this directory.
+    pub parquet: Option<PathBuf>,
 }
 
 impl Default for ReportOptions {
@@ -63,6 +71,7 @@ impl Default for ReportOptions {
             custody_ratio: Rate(400_000),
             payback_factor: Rate(300_000),
             progress: false,
+            parquet: None,
         }
     }
 }
@@ -85,6 +94,13 @@ pub enum ReportError {
     },
     #[error("shard {shard}: {reason}")]
     History { shard: usize, reason: String },
+    #[error("--parquet {dir}: {reason}")]
+    ParquetDir { dir: PathBuf, reason: String },
+    #[error("shard {shard}: parquet export: {source}")]
+    Parquet {
+        shard: usize,
+        source: hive::HiveError,
+    },
 }
 
 /// What one shard's scan read.
@@ -121,6 +137,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     pub records: u64,
     pub elapsed: Duration,
+    /// What `--parquet` wrote.
+    pub parquet: Option<ExportCounts>,
 }
 
 impl Report {
@@ -132,6 +150,7 @@ impl Report {
 
 enum ScanError {
     Wal(WalError),
+    Export(hive::HiveError),
     Record { lsn: u64, reason: String },
     Stop,
 }
@@ -144,6 +163,7 @@ impl From<WalError> for ScanError {
 
 struct Scanned {
     scan: ShardScan,
+    export: Option<ExportCounts>,
     tally: ShardTally,
     state: State,
     warnings: Vec<String>,
@@ -159,6 +179,9 @@ pub fn run(data: &Path, options: &ReportOptions) -> Result<Report, ReportError> 
         program: options.program.clone(),
         churn_days: options.churn_days,
     };
+    if let Some(dir) = &options.parquet {
+        prepare_parquet_dir(dir)?;
+    }
     let mut histories = Vec::with_capacity(m.shards);
     for k in 0..m.shards {
         let paths = recovery::shard_paths(data, k);
@@ -188,7 +211,9 @@ pub fn run(data: &Path, options: &ReportOptions) -> Result<Report, ReportError> 
                 .map(|(k, paths, h)| {
                     let (window, progress) = (window.clone(), progress.clone());
                     let config = config.clone();
-                    scope.spawn(move || scan_shard(*k, paths, h, window, config, &progress))
+                    let parquet = options.parquet.as_deref();
+                    scope
+                        .spawn(move || scan_shard(*k, paths, h, window, config, parquet, &progress))
                 })
                 .collect();
             running
@@ -215,7 +240,11 @@ pub fn run(data: &Path, options: &ReportOptions) -> Result<Report, ReportError> 
     let mut programs: BTreeMap<String, svault_core::program::Program> = BTreeMap::new();
     let mut shards = Vec::with_capacity(scanned.len());
     let mut warnings = Vec::new();
+    let mut parquet: Option<ExportCounts> = None;
     for s in scanned {
+        if let Some(c) = &s.export {
+            parquet.get_or_insert_with(ExportCounts::default).merge(c);
+        }
         for p in s.state.programs() {
             programs.entry(p.id.clone()).or_insert_with(|| p.clone());
         }
@@ -242,7 +271,25 @@ pub fn run(data: &Path, options: &ReportOptions) -> Result<Report, ReportError> 
         shards,
         warnings,
         elapsed: started.elapsed(),
+        parquet,
     })
+}
+
+/// `--parquet DIR` must not hold an earlier export's tables: their files would mix with ours.
+fn prepare_parquet_dir(dir: &Path) -> Result<(), ReportError> {
+    let err = |reason: String| ReportError::ParquetDir {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    for t in [&journal::JOURNAL, &journal::EVENTS] {
+        if dir.join(t.name).exists() {
+            return Err(err(format!(
+                "already holds {}/ (an earlier export?); give an empty or new directory",
+                t.name
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))
 }
 
 fn scan_shard(
@@ -251,8 +298,16 @@ fn scan_shard(
     history: &wal::History,
     window: Window,
     config: StateConfig,
+    parquet: Option<&Path>,
     progress: &Progress,
 ) -> Result<Scanned, ReportError> {
+    let mut export = match parquet {
+        Some(dir) => Some(
+            ShardExport::new(dir, k, window.clone())
+                .map_err(|source| ReportError::Parquet { shard: k, source })?,
+        ),
+        None => None,
+    };
     let wal_err = |source| ReportError::Wal { shard: k, source };
     let mut warnings = Vec::new();
     let first_lsn = history.first_lsn();
@@ -318,6 +373,10 @@ fn scan_shard(
             tally.before(rec.now, &state);
             let reply = state.apply(&rec.request, rec.now, &mut events);
             tally.observe(rec.now, &rec.request, &reply, &events, &state);
+            if let Some(x) = export.as_mut() {
+                x.observe(lsn.0, rec.now, &rec.request, &reply, &events, &state)
+                    .map_err(ScanError::Export)?;
+            }
             events.clear();
             scan.records += 1;
             scan.last_lsn = lsn.0;
@@ -331,6 +390,7 @@ fn scan_shard(
         Ok(end) => scan.partial_tail = end.partial_tail,
         Err(ScanError::Stop) => {}
         Err(ScanError::Wal(source)) => return Err(ReportError::Wal { shard: k, source }),
+        Err(ScanError::Export(source)) => return Err(ReportError::Parquet { shard: k, source }),
         Err(ScanError::Record { lsn, reason }) => {
             return Err(ReportError::Record {
                 shard: k,
@@ -339,8 +399,16 @@ fn scan_shard(
             })
         }
     }
+    let export = match export {
+        Some(x) => Some(
+            x.finish()
+                .map_err(|source| ReportError::Parquet { shard: k, source })?,
+        ),
+        None => None,
+    };
     Ok(Scanned {
         scan,
+        export,
         tally,
         state,
         warnings,

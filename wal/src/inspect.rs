@@ -5,9 +5,10 @@
 
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Read;
 use std::path::Path;
 
-use crate::format::SegmentHeader;
+use crate::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::recovery::judge;
 use crate::scan::{scan_segment, Stop};
 use crate::storage::list_segment_paths;
@@ -66,27 +67,42 @@ pub struct SnapshotInfo {
 
 /// Reads a log directory and reports what is there, without modifying anything.
 pub fn inspect(dir: &Path) -> Result<Inspection, WalError> {
+    inspect_with_progress(dir, |_, _| {})
+}
+
+/// [`inspect`], calling `progress(bytes, records)` after each file is read (a segment: its
+/// length and the records that verified; a snapshot: its length and 0), so a caller can draw
+/// a progress bar over the directory's total size. One segment is in memory at a time.
+pub fn inspect_with_progress(
+    dir: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Inspection, WalError> {
     let mut out = Inspection::default();
     let mut good = Vec::new();
     for path in list_segment_paths(dir)? {
-        let bytes = std::fs::read(&path)?;
+        // The header only: the segments are read one at a time below.
+        let mut head = Vec::new();
+        std::fs::File::open(&path)?
+            .take(SEGMENT_HEADER_BYTES)
+            .read_to_end(&mut head)?;
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut info = SegmentInfo {
             file_name,
-            size_bytes: bytes.len() as u64,
+            size_bytes: std::fs::metadata(&path)?.len(),
             ..SegmentInfo::default()
         };
-        match SegmentHeader::decode(&bytes) {
+        match SegmentHeader::decode(&head) {
             Ok(h) => {
                 info.header_ok = true;
                 info.epoch = h.epoch;
                 info.first_lsn = Lsn(h.first_lsn);
-                good.push((path, h, bytes, info));
+                good.push((path, h, info));
             }
             Err(why) => {
+                progress(info.size_bytes, 0);
                 info.bad_record = Some((0, why.to_string()));
                 if out.refusal.is_none() {
                     out.refusal = Some(format!(
@@ -99,16 +115,19 @@ pub fn inspect(dir: &Path) -> Result<Inspection, WalError> {
         }
     }
     let bad_headers = std::mem::take(&mut out.segments);
-    good.sort_by_key(|(_, h, _, _)| h.epoch);
+    good.sort_by_key(|(_, h, _)| h.epoch);
     let count = good.len();
     let mut prev: Option<(SegmentHeader, u64)> = None;
-    for (i, (path, h, mut bytes, mut info)) in good.into_iter().enumerate() {
+    for (i, (path, h, mut info)) in good.into_iter().enumerate() {
+        let mut bytes = std::fs::read(&path)?;
+        info.size_bytes = bytes.len() as u64;
         // Open would extend a short last segment with zeros; read it the same way.
         if (bytes.len() as u64) < h.segment_size_bytes {
             bytes.resize(h.segment_size_bytes as usize, 0);
         }
         let seg = bytes.get(..h.segment_size_bytes as usize).unwrap_or(&bytes);
         let scan = scan_segment(seg, h.epoch, h.first_lsn);
+        progress(info.size_bytes, scan.records);
         info.records_ok = scan.records;
         info.last_lsn = (scan.records > 0).then(|| Lsn(scan.next_lsn - 1));
         info.sealed = scan.sealed;
@@ -156,6 +175,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection, WalError> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        progress(bytes.len() as u64, 0);
         let check = snapshot::decode(&bytes, Some(lsn));
         out.snapshots.push(SnapshotInfo {
             file_name,

@@ -1,6 +1,8 @@
 //! `svault inspect`: what is on disk, per shard — segments, LSN ranges, checksum failures,
-//! torn tails, snapshots — read-only (`wal::inspect` never modifies a file).
+//! torn tails, snapshots — read-only (`wal::inspect` never modifies a file). Every record of
+//! every segment is verified, so on a large log it draws a progress bar on a terminal.
 
+use crate::progress::Progress;
 use crate::{meta, recovery};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -29,22 +31,48 @@ pub enum InspectError {
 
 /// Inspects every shard of `data`.
 pub fn inspect(data: &Path) -> Result<Vec<ShardInspection>, InspectError> {
+    inspect_with(data, false)
+}
+
+/// Inspects every shard of `data`; with `progress`, draws a bar (bytes read, records, records
+/// per second, time left) when stderr is a terminal.
+pub fn inspect_with(data: &Path, progress: bool) -> Result<Vec<ShardInspection>, InspectError> {
     let m = meta::read(data)?.ok_or_else(|| InspectError::NotADataDir(data.to_path_buf()))?;
-    let mut out = Vec::with_capacity(m.shards);
+    let mut dirs = Vec::with_capacity(m.shards);
     for k in 0..m.shards {
-        let paths = recovery::shard_paths(data, k);
+        dirs.push((k, recovery::shard_paths(data, k)));
+    }
+    let bar = if progress {
+        let total: u64 = dirs
+            .iter()
+            .flat_map(|(_, p)| {
+                let snaps = (p.snapshots != p.wal).then_some(&p.snapshots);
+                [Some(&p.wal), snaps, Some(&p.archive)]
+            })
+            .flatten()
+            .map(|d| dir_bytes(d))
+            .sum();
+        Progress::new(total, "inspect")
+    } else {
+        Progress::hidden()
+    };
+    let read = |dir: &Path, k: usize| {
+        wal::inspect_with_progress(dir, |bytes, records| bar.inc_records(bytes, records))
+            .map_err(|source| InspectError::Wal { shard: k, source })
+    };
+    let mut out = Vec::with_capacity(m.shards);
+    for (k, paths) in dirs {
         let mut inspection = if paths.wal.exists() {
-            wal::inspect(&paths.wal).map_err(|source| InspectError::Wal { shard: k, source })?
+            read(&paths.wal, k)?
         } else {
             wal::Inspection::default()
         };
         if paths.snapshots.exists() && paths.snapshots != paths.wal {
-            let snaps = wal::inspect(&paths.snapshots)
-                .map_err(|source| InspectError::Wal { shard: k, source })?;
+            let snaps = read(&paths.snapshots, k)?;
             inspection.snapshots.extend(snaps.snapshots);
         }
         let archive = if paths.archive.exists() {
-            wal::inspect(&paths.archive).map_err(|source| InspectError::Wal { shard: k, source })?
+            read(&paths.archive, k)?
         } else {
             wal::Inspection::default()
         };
@@ -55,7 +83,22 @@ pub fn inspect(data: &Path) -> Result<Vec<ShardInspection>, InspectError> {
             archive,
         });
     }
+    bar.finish();
     Ok(out)
+}
+
+/// Bytes of the files directly in `dir` (0 if it cannot be read: the bar is only an estimate).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// Human-readable report; `true` in the second value when something is wrong (a bad record,

@@ -1,13 +1,26 @@
 //! Progress bars for long offline work (`svault replay`, `report`, `inspect`): drawn on
 //! stderr when it is a terminal, silent when piped or redirected, so scripts and tests see
 //! only the result.
+//!
+//! The bar advances by bytes of log read (known up front, so the time left is an estimate
+//! over the whole job) and says how many records that was and how many per second.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// A byte-counting progress bar that may be hidden. Cheap to clone and to share between the
 /// threads of several shards.
 #[derive(Clone)]
-pub struct Progress(Option<indicatif::ProgressBar>);
+pub struct Progress(Option<Arc<Shown>>);
+
+struct Shown {
+    bar: indicatif::ProgressBar,
+    what: String,
+    records: AtomicU64,
+    started: Instant,
+}
 
 impl Progress {
     /// A bar over `total_bytes` of log, labelled `what`; hidden unless stderr is a terminal.
@@ -17,13 +30,18 @@ impl Progress {
         }
         let bar = indicatif::ProgressBar::new(total_bytes);
         let style = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({eta} left)",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(what.to_string());
-        Progress(Some(bar))
+        Progress(Some(Arc::new(Shown {
+            bar,
+            what: what.to_string(),
+            records: AtomicU64::new(0),
+            started: Instant::now(),
+        })))
     }
 
     /// A bar that never draws.
@@ -31,17 +49,36 @@ impl Progress {
         Progress(None)
     }
 
+    /// Whether the bar draws (stderr is a terminal).
+    pub fn is_shown(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// `bytes` more of the log are done.
     pub fn inc(&self, bytes: u64) {
-        if let Some(b) = &self.0 {
-            b.inc(bytes);
+        if let Some(s) = &self.0 {
+            s.bar.inc(bytes);
+        }
+    }
+
+    /// `bytes` more of the log are done, and they held `records` records.
+    pub fn inc_records(&self, bytes: u64, records: u64) {
+        if let Some(s) = &self.0 {
+            let n = s.records.fetch_add(records, Ordering::Relaxed) + records;
+            let secs = s.started.elapsed().as_secs_f64().max(1e-3);
+            s.bar.set_message(format!(
+                "{}: {n} records, {:.0} records/s",
+                s.what,
+                n as f64 / secs
+            ));
+            s.bar.inc(bytes);
         }
     }
 
     /// Removes the bar.
     pub fn finish(&self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear();
+        if let Some(s) = &self.0 {
+            s.bar.finish_and_clear();
         }
     }
 }

@@ -278,7 +278,7 @@ fn replay(args: ReplayArgs) -> ExitCode {
 }
 
 fn inspect(args: InspectArgs) -> ExitCode {
-    match runtime::inspect::inspect(&args.data) {
+    match runtime::inspect::inspect_with(&args.data, true) {
         Ok(shards) => {
             let (text, bad) = runtime::inspect::render(&shards);
             print!("{text}");

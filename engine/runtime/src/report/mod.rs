@@ -353,15 +353,16 @@ fn scan_shard(
         last_time: None,
         partial_tail: false,
     };
-    let mut pending_bytes = 0u64;
+    let (mut pending_bytes, mut pending_records) = (0u64, 0u64);
     let result = history.read(
         Lsn(snapshot_lsn.0 + 1),
         |_| {},
         |lsn, bytes| {
             pending_bytes += bytes.len() as u64 + 16;
+            pending_records += 1;
             if pending_bytes >= 1 << 20 {
-                progress.inc(pending_bytes);
-                pending_bytes = 0;
+                progress.inc_records(pending_bytes, pending_records);
+                (pending_bytes, pending_records) = (0, 0);
             }
             let rec = record::decode(bytes).map_err(|e| ScanError::Record {
                 lsn: lsn.0,
@@ -385,7 +386,7 @@ fn scan_shard(
             Ok(())
         },
     );
-    progress.inc(pending_bytes);
+    progress.inc_records(pending_bytes, pending_records);
     match result {
         Ok(end) => scan.partial_tail = end.partial_tail,
         Err(ScanError::Stop) => {}

@@ -419,6 +419,21 @@ impl Disk {
         for op in std::mem::take(&mut self.pending) {
             apply(&mut self.durable_dir, &op);
         }
+        // Files no name reaches, now or after any power loss, and no handle holds: their bytes
+        // can go (long simulations remove thousands of segments and snapshots).
+        let reachable: BTreeSet<usize> = self
+            .dir
+            .values()
+            .chain(self.durable_dir.values())
+            .copied()
+            .collect();
+        for (i, node) in self.inodes.iter_mut().enumerate() {
+            if !reachable.contains(&i) && node.cache.is_some() && !node.durable.is_empty() {
+                node.durable = Vec::new();
+                node.cache = Some(AlignedBuf::from_slice(&[]));
+                node.lost.clear();
+            }
+        }
         Ok(())
     }
 
@@ -785,6 +800,10 @@ impl Storage for MemStorage {
             .filter(|n| n.ends_with(".wal"))
             .cloned()
             .collect())
+    }
+
+    fn list_files(&self) -> io::Result<Vec<String>> {
+        Ok(self.disk().dir.keys().cloned().collect())
     }
 
     fn open(&self, name: &str) -> io::Result<MemFile> {

@@ -40,6 +40,8 @@ pub trait Storage: Clone + Send + 'static {
     fn path(&self, name: &str) -> PathBuf;
     /// Names of the segment files (`*.wal`), unsorted.
     fn list_segments(&self) -> io::Result<Vec<String>>;
+    /// Names of every file, unsorted (snapshots kept on a storage list theirs with it).
+    fn list_files(&self) -> io::Result<Vec<String>>;
     /// Opens an existing file for reading and writing.
     fn open(&self, name: &str) -> io::Result<Self::File>;
     /// Creates `name` (replacing a stale one) as `len` zero bytes, durable (`sync_data`).
@@ -152,6 +154,17 @@ impl Storage for FileStorage {
             .into_iter()
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect())
+    }
+
+    fn list_files(&self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                out.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Ok(out)
     }
 
     fn open(&self, name: &str) -> io::Result<File> {

@@ -156,8 +156,8 @@ const REPLAY_AHEAD: usize = 8;
 
 /// Applies every record of `wal` with LSN ≥ `from` to `state`, stopping at `until`.
 /// `on_events` receives the events each record produced.
-pub fn replay_wal(
-    wal: &Wal,
+pub fn replay_wal<S: wal::Storage>(
+    wal: &Wal<S>,
     state: &mut State,
     from: Lsn,
     start_now: Millis,
@@ -169,8 +169,8 @@ pub fn replay_wal(
 
 /// [`replay_wal`], calling `on_bytes` with the payload bytes of every 64 Ki records read
 /// (progress bars of offline tools).
-pub fn replay_wal_with_progress(
-    wal: &Wal,
+pub fn replay_wal_with_progress<S: wal::Storage>(
+    wal: &Wal<S>,
     state: &mut State,
     from: Lsn,
     start_now: Millis,

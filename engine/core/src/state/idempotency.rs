@@ -42,6 +42,10 @@ pub(crate) const K_SHOWN: u8 = 2;
 /// set on the entries such a snapshot restores, so a retry arriving after an upgrade still
 /// matches its first answer. Entries made since carry [`fingerprint`]'s form.
 pub(crate) const K_FP_V3: u8 = 4;
+/// Flag: restored from a snapshot written before answers remembered their card
+/// ([`KeyEntryV1`]): a replay shows the card as it is now. Without it and without
+/// [`K_SHOWN`], the answer showed no card and a replay shows none, even once the card exists.
+pub(crate) const K_CARD_AS_NOW: u8 = 8;
 
 /// `ShownCard::tier` below the first tier.
 pub(crate) const NO_TIER: u8 = u8::MAX;
@@ -117,7 +121,7 @@ impl From<KeyEntryV1> for KeyEntry {
             seq: e.seq,
             stored: e.stored,
             code: e.code,
-            flags: e.flags & K_REVERSED,
+            flags: (e.flags & K_REVERSED) | K_CARD_AS_NOW,
             shown: ShownCard::NONE,
         }
     }

@@ -116,7 +116,9 @@ use crate::outcome::{
 };
 use card::Card;
 use history::TxnEntry;
-use idempotency::{KeyEntry, KeyTable, ShownCard, Stored, K_FP_V3, K_REVERSED, K_SHOWN};
+use idempotency::{
+    KeyEntry, KeyTable, ShownCard, Stored, K_CARD_AS_NOW, K_FP_V3, K_REVERSED, K_SHOWN,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use stores::Stores;
@@ -392,14 +394,19 @@ impl State {
                     card: self.view_of(card),
                 };
                 let (flags, shown) = self.shown_of(card);
+                // The key lives from the request's arrival, not the reversal's: a retry within
+                // the TTL must find the decline, never execute the request. (The entry keeps its
+                // place in the arrival log, so keys behind it may be forgotten later than their
+                // TTL, never sooner.)
                 self.keys.insert(
                     kh,
                     KeyEntry {
                         fingerprint: fp,
                         card,
+                        at: now.0,
                         stored: Stored::Declined,
                         code: DeclineCode::Reversed as u8,
-                        flags: (e.flags & !(K_SHOWN | K_FP_V3)) | flags,
+                        flags: (e.flags & !(K_SHOWN | K_FP_V3 | K_CARD_AS_NOW)) | flags,
                         shown,
                         ..e
                     },
@@ -490,11 +497,13 @@ impl State {
     }
 
     /// The card view a key entry remembers (`None` when its answer showed no card). Entries
-    /// restored without one show the card as it is now.
+    /// restored from before cards were remembered show the card as it is now.
     fn shown_view(&self, e: &KeyEntry) -> Option<CardView> {
         let c = self.card(e.card)?;
         if e.flags & K_SHOWN == 0 {
-            return Some(self.view(c));
+            // The answer showed no card (it did not exist yet), unless the entry predates
+            // remembered cards.
+            return (e.flags & K_CARD_AS_NOW != 0).then(|| self.view(c));
         }
         let s = &e.shown;
         let slot = &self.programs[c.program as usize];

@@ -1126,3 +1126,92 @@ fn restore_refuses_garbage_without_panicking() {
 mod issuing;
 mod rules;
 mod ticks;
+
+/// Found by the engine simulator (tests/sim, seed 19): a request reversed before it arrived,
+/// on a card that did not exist yet, was declined `reversed` showing no card; once the card
+/// was opened, a retry with the same key showed the new card: the stored answer changed.
+#[test]
+fn a_request_reversed_before_its_card_existed_replays_without_a_card() {
+    let mut t = T::new();
+    let c = CardId(24);
+    let top_up = Command::TopUp {
+        card_id: c,
+        amount: y(10),
+        channel: Channel::Cash,
+    };
+    approved(
+        t.st.apply(
+            &Request {
+                idempotency_key: Some("rev".into()),
+                command: Command::Reversal {
+                    card_id: c,
+                    key: "late".into(),
+                },
+            },
+            Millis(t.now),
+            &mut t.ev,
+        )
+        .outcome,
+    );
+    let first = t.keyed("late", top_up.clone());
+    assert_eq!(
+        first.outcome,
+        Outcome::Declined {
+            code: DeclineCode::Reversed,
+            card: None
+        }
+    );
+    t.open(24);
+    t.top_up(c, y(5));
+    let again = t.keyed("late", top_up);
+    assert_eq!(
+        again.outcome, first.outcome,
+        "a retry repeats the first answer"
+    );
+}
+
+/// Found by the engine simulator (tests/sim, seed 22 at 10 000 steps): a request arriving
+/// after its reversal was declined `reversed`, but its key kept the reversal's arrival time,
+/// so it was forgotten 24 h after the *reversal*; a retry within 24 h of the request was then
+/// executed as new, and a request the gateway had reversed moved money.
+#[test]
+fn a_request_declined_by_an_earlier_reversal_is_remembered_a_full_ttl() {
+    let mut t = T::new();
+    let c = t.open(1);
+    t.top_up(c, y(100));
+    approved(
+        t.st.apply(
+            &Request {
+                idempotency_key: Some("rev".into()),
+                command: Command::Reversal {
+                    card_id: c,
+                    key: "late".into(),
+                },
+            },
+            Millis(t.now),
+            &mut t.ev,
+        )
+        .outcome,
+    );
+    let spend = Command::Spend {
+        card_id: c,
+        amount: y(10),
+        method: Method::Qr,
+        allow_partial: false,
+        store: None,
+    };
+    t.now += 23 * HOUR;
+    let first = t.keyed("late", spend.clone());
+    assert_eq!(declined(first.outcome.clone()), DeclineCode::Reversed);
+    t.now += 2 * HOUR;
+    let again = t.keyed("late", spend);
+    assert_eq!(
+        again.outcome, first.outcome,
+        "a retry within 24 h repeats the first answer"
+    );
+    assert_eq!(
+        t.view(c).principal,
+        y(100),
+        "the reversed request never moves money"
+    );
+}

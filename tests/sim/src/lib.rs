@@ -125,6 +125,8 @@ pub struct Stats {
     pub acked: u64,
     /// Requests refused `Unavailable` (disk full, failed log, poisoned shard).
     pub unavailable: u64,
+    /// Generated requests the doors' rules refuse (`rules::check_request`): never sent.
+    pub door_refused: u64,
     /// Requests whose answer a crash swallowed (appended, maybe durable, never acknowledged).
     pub unanswered: u64,
     /// Acknowledged answers to a key seen before, checked equal to the first.
@@ -193,6 +195,7 @@ impl Stats {
             requests,
             acked,
             unavailable,
+            door_refused,
             unanswered,
             retries_checked,
             final_keys_checked,
@@ -395,11 +398,26 @@ struct Sim {
     stats: Stats,
 }
 
-fn hash_str(s: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+/// Hashes formatted text as it is written (no string per record).
+struct HashWriter(xxhash_rust::xxh3::Xxh3);
+
+impl fmt::Write for HashWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
 }
 
-/// The full form of a reply: every field of the outcome, and whether it was replayed.
+/// The hash of a reply's full form: every field of the outcome, and whether it was replayed.
+fn reply_hash(r: &Reply) -> u64 {
+    use fmt::Write as _;
+    let mut w = HashWriter(xxhash_rust::xxh3::Xxh3::new());
+    // Writing into a hasher cannot fail.
+    let _ = write!(w, "{:?} replayed={}", r.outcome, r.replayed);
+    w.0.digest()
+}
+
+/// The full form of a reply (failure messages).
 fn reply_form(r: &Reply) -> String {
     format!("{:?} replayed={}", r.outcome, r.replayed)
 }
@@ -930,6 +948,11 @@ impl Sim {
     fn send_batch(&mut self, batch: &[Sent]) -> Result<Vec<Answer>, Stop> {
         let mut per_shard: Vec<Vec<Sent>> = vec![Vec::new(); self.shards];
         for s in batch {
+            if svault_core::rules::check_request(&s.request).is_err() {
+                // The doors refuse it (`400`) before any shard sees it.
+                self.stats.door_refused += 1;
+                continue;
+            }
             match runtime::router::route(&s.request.command, self.shards) {
                 runtime::router::Route::Shard(k) => per_shard[k].push(s.clone()),
                 runtime::router::Route::Broadcast => {
@@ -1119,7 +1142,7 @@ impl Sim {
         }
         let journal = book.journal;
         book.hist.push(Rec {
-            reply: hash_str(&reply_form(&reply)),
+            reply: reply_hash(&reply),
             journal,
             counted,
         });
@@ -1781,7 +1804,7 @@ impl Sim {
             );
             events.clear();
             n += 1;
-            let h = hash_str(&reply_form(&reply));
+            let h = reply_hash(&reply);
             let live = hist.get(lsn.0 as usize - 1).map(|r| r.reply);
             if live != Some(h) && first_bad.is_none() {
                 first_bad = Some(format!(

@@ -141,6 +141,12 @@ fn declared_ok(schema: &serde_json::Value, value: &str) -> bool {
             _ => return false,
         }
     }
+    if let Some(max) = schema["maximum"].as_f64() {
+        match value.parse::<f64>() {
+            Ok(n) if n <= max => {}
+            _ => return false,
+        }
+    }
     true
 }
 
@@ -165,6 +171,11 @@ const CANDIDATES: &[&str] = &[
     "a b",
     "é",
     "7-1",
+    "7-01",
+    "7-",
+    "0-1",
+    "7-4294967295",
+    "7-4294967296",
 ];
 
 /// Percent-encodes everything but unreserved characters, for a path segment or query value.
@@ -181,9 +192,17 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-/// The field name a 400 uses for a parameter (`{id}` of a card is `card_id`).
-fn field_of(param: &serde_json::Value) -> String {
+/// The kind of resource a path names (`/v1/cards`, `/v1/holds`): an `{id}` means a card id
+/// under one and a hold id under the other.
+fn family(path: &str) -> &str {
+    path.get(..9).unwrap_or(path)
+}
+
+/// The field name a 400 uses for a parameter (`{id}` of a card is `card_id`, of a hold
+/// `hold_id`).
+fn field_of(path: &str, param: &serde_json::Value) -> String {
     match (param["in"].as_str(), param["name"].as_str()) {
+        (Some("path"), Some("id")) if family(path) == "/v1/holds" => "hold_id".into(),
         (Some("path"), Some("id")) => "card_id".into(),
         (_, Some(name)) => name.into(),
         _ => panic!("parameter without a name: {param}"),
@@ -211,7 +230,12 @@ fn every_declared_parameter_constraint_holds_at_the_server() {
                 if !constrained {
                     continue;
                 }
-                let key = (p["in"].to_string(), p["name"].to_string());
+                let place = if p["in"] == "path" {
+                    format!("path {}", family(path))
+                } else {
+                    p["in"].to_string()
+                };
+                let key = (place, p["name"].to_string());
                 if let Some((_, _, other)) =
                     seen.iter().find(|(i, n, _)| (i, n) == (&key.0, &key.1))
                 {
@@ -223,7 +247,7 @@ fn every_declared_parameter_constraint_holds_at_the_server() {
                     continue;
                 }
                 seen.push((key.0, key.1, schema.clone()));
-                let field = field_of(&p);
+                let field = field_of(path, &p);
                 for value in CANDIDATES {
                     if p["in"] == "path" && value.is_empty() {
                         continue; // an empty segment is another path, not a bad id
@@ -231,6 +255,11 @@ fn every_declared_parameter_constraint_holds_at_the_server() {
                     let ok = declared_ok(schema, value);
                     let enc = encode(value);
                     let r = match (p["in"].as_str().unwrap(), p["name"].as_str().unwrap()) {
+                        ("path", "id") if field == "hold_id" => s
+                            .req("POST", &format!("/v1/holds/{enc}/void"))
+                            .header("Idempotency-Key", "probe-void")
+                            .json(serde_json::json!({}))
+                            .send(),
                         ("path", "id") => s.req("GET", &format!("/v1/cards/{enc}")).send(),
                         ("header", "Idempotency-Key") => s
                             .req("POST", "/v1/cards/7/freeze")
@@ -261,7 +290,8 @@ fn every_declared_parameter_constraint_holds_at_the_server() {
         }
     }
     for (place, name) in [
-        ("path", "id"),
+        ("path /v1/cards", "id"),
+        ("path /v1/holds", "id"),
         ("header", "Idempotency-Key"),
         ("query", "limit"),
     ] {
@@ -269,6 +299,285 @@ fn every_declared_parameter_constraint_holds_at_the_server() {
             seen.iter()
                 .any(|(i, n, _)| i.trim_matches('"') == place && n.trim_matches('"') == name),
             "the document declares no constraint on the {place} parameter {name}"
+        );
+    }
+}
+
+/// A valid body for each operation that takes one (programs aside: their spec has its own
+/// tests), so that replacing one field probes that field alone. The card is one no probe
+/// opens (opens name a program that does not exist), so no program rule (a top-up minimum,
+/// "not a spend or a capture") answers before the input rules do.
+fn base_body(method: &str, path: &str) -> Option<(String, serde_json::Value)> {
+    use serde_json::json;
+    let (url, body) = match (method, path) {
+        ("post", "/v1/cards") => (
+            "/v1/cards",
+            json!({"program": "no-such-program", "registered": true}),
+        ),
+        ("post", "/v1/cards/{id}/top-ups") => (
+            "/v1/cards/5550001/top-ups",
+            json!({"amount": "1.00", "channel": "cash"}),
+        ),
+        ("post", "/v1/cards/{id}/spends") => (
+            "/v1/cards/5550001/spends",
+            json!({"amount": "1.00", "method": "qr"}),
+        ),
+        ("post", "/v1/cards/{id}/holds") => (
+            "/v1/cards/5550001/holds",
+            json!({"amount": "1.00", "ttl_seconds": 60, "method": "qr"}),
+        ),
+        ("post", "/v1/holds/{id}/increment") => {
+            ("/v1/holds/5550001-1/increment", json!({"amount": "1.00"}))
+        }
+        ("post", "/v1/holds/{id}/capture") => ("/v1/holds/5550001-1/capture", json!({})),
+        ("post", "/v1/refunds") => (
+            "/v1/refunds",
+            json!({"txn_id": "5550001-1", "amount": "1.00"}),
+        ),
+        ("post", "/v1/cards/{id}/reversals") => (
+            "/v1/cards/5550001/reversals",
+            json!({"idempotency_key": "k"}),
+        ),
+        ("post", "/v1/cards/{id}/points/redeem") => {
+            ("/v1/cards/5550001/points/redeem", json!({"points": 1}))
+        }
+        ("post", "/v1/cards/{id}/grants") => (
+            "/v1/cards/5550001/grants",
+            json!({"bonus": "1.00", "reason": "campaign"}),
+        ),
+        _ => return None,
+    };
+    Some((url.to_string(), body))
+}
+
+/// String values to try against the declared rules of body fields.
+fn string_candidates() -> Vec<String> {
+    let mut v: Vec<String> = CANDIDATES.iter().map(|s| s.to_string()).collect();
+    for s in [
+        "1.00",
+        "0.01",
+        "0.1",
+        "0.00",
+        "0.0",
+        "1.001",
+        "-1",
+        "-1.00",
+        "1e3",
+        ".5",
+        "5.",
+        "007.50",
+        "999999999999.99",
+        "1000000000000",
+        "1000000000000.00",
+        "1000000000000.01",
+        "demo",
+        "de.mo",
+        "de_mo-2",
+        "x\u{7}y",
+        "shop 1",
+    ] {
+        v.push(s.to_string());
+    }
+    v.push("9".repeat(41));
+    for n in [40, 64, 65, 128, 129] {
+        v.push("s".repeat(n));
+        v.push(format!("0000{}", "1".repeat(n - 4)));
+    }
+    v
+}
+
+/// Walks the document's request bodies: every body field that declares a rule (pattern,
+/// length, minimum, maximum) is probed with values on both sides of it against a real server;
+/// a value the document calls invalid must be refused `400` naming that field, and one it calls
+/// valid must never be.
+#[test]
+fn every_declared_body_field_constraint_holds_at_the_server() {
+    let s = Server::start(svault_bin!(), &[]);
+    let doc = s.req("GET", "/openapi.json").send().json();
+    let schemas = &doc["components"]["schemas"];
+    let mut probed = Vec::new();
+    let mut n = 0u64;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(r) =
+                op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
+            else {
+                continue;
+            };
+            if path == "/v1/programs" {
+                continue; // the program spec: its rules are program::spec's tests
+            }
+            let name = r.trim_start_matches("#/components/schemas/");
+            let props = schemas[name]["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for (field, schema) in props {
+                let constrained = ["pattern", "minLength", "maxLength", "minimum", "maximum"]
+                    .iter()
+                    .any(|k| !schema[*k].is_null());
+                if !constrained {
+                    continue;
+                }
+                let Some((url, base)) = base_body(method, path) else {
+                    panic!(
+                        "{method} {path}: field {field} declares a rule but has no probe; add one"
+                    );
+                };
+                let integer = schema["type"] == "integer"
+                    || schema["type"]
+                        .as_array()
+                        .is_some_and(|t| t.iter().any(|x| x == "integer"));
+                let values: Vec<(String, serde_json::Value)> = if integer {
+                    [0i64, 1, 2, 60, 2_592_000, 2_592_001, 4_294_967_295]
+                        .iter()
+                        .map(|v| (v.to_string(), serde_json::json!(v)))
+                        .collect()
+                } else {
+                    string_candidates()
+                        .into_iter()
+                        .map(|v| (v.clone(), serde_json::json!(v)))
+                        .collect()
+                };
+                for (text, value) in values {
+                    let ok = declared_ok(&schema, &text);
+                    let mut body = base.clone();
+                    body[field.as_str()] = value;
+                    n += 1;
+                    let r = s
+                        .req("POST", &url)
+                        .header("Idempotency-Key", &format!("probe-{n}"))
+                        .json(body)
+                        .send();
+                    let refused_as_it =
+                        r.status == 400 && r.json()["field"].as_str() == Some(field.as_str());
+                    assert_eq!(
+                        refused_as_it, !ok,
+                        "{method} {path}: {field}={text:?} is {} by the document, but the server answered {} {}",
+                        if ok { "valid" } else { "invalid" },
+                        r.status,
+                        r.body
+                    );
+                }
+                probed.push(format!("{name}.{field}"));
+            }
+        }
+    }
+    for want in [
+        "OpenCardBody.card_id",
+        "OpenCardBody.program",
+        "TopUpBody.amount",
+        "SpendBody.store",
+        "HoldBody.ttl_seconds",
+        "RefundBody.txn_id",
+        "ReversalBody.idempotency_key",
+        "RedeemBody.points",
+        "GrantBody.points",
+    ] {
+        assert!(
+            probed.iter().any(|p| p == want),
+            "the document declares no rule on {want}"
+        );
+    }
+}
+
+/// Each operation's security requirement holds at a server with API keys: without a key every
+/// call is `401` but those that declare none; a call that declares the `admin` role is `403`
+/// to a gateway key and not refused to an admin key.
+#[test]
+fn every_declared_security_requirement_holds_at_the_server() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "admin-key admin\ngw gateway demo\n").unwrap();
+    let s = Server::start_in(
+        svault_bin!(),
+        &dir.path().join("data"),
+        &["--api-keys", keys.to_str().unwrap()],
+    );
+    let doc = s
+        .req("GET", "/openapi.json")
+        .bearer("admin-key")
+        .send()
+        .json();
+    let global = doc["security"].clone();
+    let mut n = 0u64;
+    let mut admin_ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let security = if op["security"].is_null() {
+                global.clone()
+            } else {
+                op["security"].clone()
+            };
+            let reqs = security.as_array().cloned().unwrap_or_default();
+            let open = reqs.is_empty()
+                || reqs
+                    .iter()
+                    .any(|r| r.as_object().is_some_and(|m| m.is_empty()));
+            let admin = reqs.iter().any(|r| {
+                r["bearer"]
+                    .as_array()
+                    .is_some_and(|roles| roles.iter().any(|x| x == "admin"))
+            });
+            let url = path
+                .replace("/v1/holds/{id}", "/v1/holds/5550001-1")
+                .replace("{id}", "5550001");
+            // A body the call accepts, so that only the key decides.
+            let body = match path.as_str() {
+                "/v1/programs" => json!({"id": "p1", "currency": "CNY"}),
+                "/v1/cards/{id}/grants" => json!({"bonus": "1.00", "reason": "campaign"}),
+                _ => json!({}),
+            };
+            let send = |key: Option<&str>, n: u64| {
+                let mut r = s.req(&method.to_uppercase(), &url);
+                if let Some(k) = key {
+                    r = r.bearer(k);
+                }
+                if method == "post" {
+                    r = r
+                        .header("Idempotency-Key", &format!("sec-{n}"))
+                        .json(body.clone());
+                }
+                r.send()
+            };
+            n += 1;
+            let anonymous = send(None, n);
+            assert_eq!(
+                anonymous.status == 401,
+                !open,
+                "{method} {path} without a key: {} {}",
+                anonymous.status,
+                anonymous.body
+            );
+            if admin {
+                admin_ops.push(format!("{method} {path}"));
+                n += 1;
+                let gw = send(Some("gw"), n);
+                assert_eq!(
+                    gw.status, 403,
+                    "{method} {path} with a gateway key: {}",
+                    gw.body
+                );
+                n += 1;
+                let ad = send(Some("admin-key"), n);
+                assert!(
+                    ad.status != 401 && ad.status != 403,
+                    "{method} {path} with the admin key: {} {}",
+                    ad.status,
+                    ad.body
+                );
+            }
+        }
+    }
+    for want in [
+        "post /v1/programs",
+        "post /v1/cards/{id}/grants",
+        "get /metrics",
+    ] {
+        assert!(
+            admin_ops.iter().any(|o| o == want),
+            "{want} declares no admin role"
         );
     }
 }

@@ -91,9 +91,10 @@ fn names<T: Copy>(all: &[T], f: fn(T) -> &'static str) -> Vec<&'static str> {
 #[serde(deny_unknown_fields)]
 pub struct OpenCardBody {
     /// The program (brand rules) of the card, e.g. `demo`.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     pub program: String,
     /// 1–19 digits; derived from the Idempotency-Key when absent.
-    #[schema(example = "6200000000000001")]
+    #[schema(example = "6200000000000001", pattern = r"^[1-9][0-9]{0,18}$")]
     pub card_id: Option<String>,
     /// Registered cards get the higher balance cap.
     pub registered: bool,
@@ -152,7 +153,7 @@ fn parse_birthday(text: &str) -> Result<MonthDay, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct TopUpBody {
     /// Major units as a string: `"100.00"`.
-    #[schema(value_type = String, example = "100.00")]
+    #[schema(value_type = String, example = "100.00", pattern = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?)|0*1000000000000(?:\.0{1,2})?)$", max_length = 40)]
     pub amount: AmountText,
     /// `wechat` | `alipay` | `unionpay` | `cash`
     #[schema(example = "wechat")]
@@ -180,12 +181,17 @@ impl TopUpBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpendBody {
-    #[schema(value_type = String, example = "38.00")]
+    #[schema(value_type = String, example = "38.00", pattern = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?)|0*1000000000000(?:\.0{1,2})?)$", max_length = 40)]
     pub amount: AmountText,
     /// `qr` | `card` | `voice`
     #[schema(example = "qr")]
     pub method: String,
-    /// The store where the card was presented.
+    /// The store where the card was presented: 1-64 bytes, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub store: Option<String>,
     /// Partial approval: when the funds are short but not zero, approve what is available
     /// (the answer says `partial` and the `requested` amount) instead of declining.
@@ -216,13 +222,19 @@ impl SpendBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldBody {
-    #[schema(value_type = String, example = "60.00")]
+    #[schema(value_type = String, example = "60.00", pattern = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?)|0*1000000000000(?:\.0{1,2})?)$", max_length = 40)]
     pub amount: AmountText,
     /// How long the hold lives, 1 s to 30 days; released by itself after.
-    #[schema(example = 900)]
+    #[schema(example = 900, minimum = 1, maximum = 2592000)]
     pub ttl_seconds: u32,
     #[schema(example = "card")]
     pub method: String,
+    /// As for spends: 1-64 bytes, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub store: Option<String>,
     /// Partial approval, as for spends: hold what is available when the funds are short.
     #[serde(default)]
@@ -256,10 +268,10 @@ impl HoldBody {
 #[serde(deny_unknown_fields)]
 pub struct IncrementBody {
     /// The merchant amount to add, before discount (at the hold's rate).
-    #[schema(value_type = String, example = "12.00")]
+    #[schema(value_type = String, example = "12.00", pattern = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?)|0*1000000000000(?:\.0{1,2})?)$", max_length = 40)]
     pub amount: AmountText,
     /// Extends the hold to this many seconds from now (1 s to 30 days); never shortens it.
-    #[schema(example = 900)]
+    #[schema(example = 900, minimum = 1, maximum = 2592000)]
     pub ttl_seconds: Option<u32>,
 }
 
@@ -282,7 +294,7 @@ impl IncrementBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureBody {
-    #[schema(value_type = Option<String>, example = "45.00")]
+    #[schema(value_type = Option<String>, example = "45.00", pattern = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?)|0*1000000000000(?:\.0{1,2})?)$", max_length = 40)]
     pub amount: Option<AmountText>,
 }
 
@@ -306,9 +318,12 @@ pub struct EmptyBody {}
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
     /// The spend or capture to refund.
-    #[schema(example = "6200000000000001-3")]
+    #[schema(
+        example = "6200000000000001-3",
+        pattern = r"^[1-9][0-9]{0,18}-(?:[0-9]{1,9}|[0-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])$"
+    )]
     pub txn_id: String,
-    #[schema(value_type = String, example = "10.00")]
+    #[schema(value_type = String, example = "10.00", pattern = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?)|0*1000000000000(?:\.0{1,2})?)$", max_length = 40)]
     pub amount: AmountText,
 }
 
@@ -343,7 +358,12 @@ impl CashOutBody {
 #[serde(deny_unknown_fields)]
 pub struct ReversalBody {
     /// The Idempotency-Key of the caller's own request on this card to undo.
-    #[schema(example = "spend-42")]
+    #[schema(
+        example = "spend-42",
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[!-~]{1,128}$"
+    )]
     pub idempotency_key: String,
 }
 
@@ -363,7 +383,7 @@ impl ReversalBody {
 #[serde(deny_unknown_fields)]
 pub struct RedeemBody {
     /// Points to turn into bonus (at the program's redeem rate).
-    #[schema(example = 100)]
+    #[schema(example = 100, minimum = 1)]
     pub points: u64,
 }
 
@@ -382,8 +402,9 @@ impl RedeemBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
-    #[schema(value_type = Option<String>, example = "20.00")]
+    #[schema(value_type = Option<String>, example = "20.00", pattern = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?)|0*1000000000000(?:\.0{1,2})?)$", max_length = 40)]
     pub bonus: Option<AmountText>,
+    #[schema(minimum = 1)]
     pub points: Option<u64>,
     /// `birthday` | `referral` | `compensation` | `campaign`
     #[schema(example = "birthday")]

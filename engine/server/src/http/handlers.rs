@@ -89,7 +89,7 @@ fn admin_only(caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// Create or replace a program (admin).
-#[utoipa::path(post, path = "/v1/programs", tag = "admin",
+#[utoipa::path(post, path = "/v1/programs", tag = "admin", security(("bearer" = ["admin"])),
     params(("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body(content = ProgramSpecDoc, description = "The program, as SPEC.md spells it"),
     responses(MutationResponses))]
@@ -213,7 +213,7 @@ pub async fn hold(
 /// at the hold's rate), checked like a spend of that amount at the hold's store; a declined
 /// increment leaves the hold as it was. `ttl_seconds` extends the hold to that long from now.
 #[utoipa::path(post, path = "/v1/holds/{id}/increment", tag = "holds",
-    params(("id" = String, Path, description = "hold id, CARD-SEQ"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
+    params(("id" = String, Path, description = "hold id, CARD-SEQ", pattern = r"^[1-9][0-9]{0,18}-(?:[0-9]{1,9}|[0-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = IncrementBody, responses(MutationResponses))]
 pub async fn increment(
     State(app): State<AppState>,
@@ -228,7 +228,7 @@ pub async fn increment(
 
 /// Capture all or part of a hold; the rest is released.
 #[utoipa::path(post, path = "/v1/holds/{id}/capture", tag = "holds",
-    params(("id" = String, Path, description = "hold id, CARD-SEQ"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
+    params(("id" = String, Path, description = "hold id, CARD-SEQ", pattern = r"^[1-9][0-9]{0,18}-(?:[0-9]{1,9}|[0-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = CaptureBody, responses(MutationResponses))]
 pub async fn capture(
     State(app): State<AppState>,
@@ -243,7 +243,7 @@ pub async fn capture(
 
 /// Release a hold.
 #[utoipa::path(post, path = "/v1/holds/{id}/void", tag = "holds",
-    params(("id" = String, Path, description = "hold id, CARD-SEQ"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
+    params(("id" = String, Path, description = "hold id, CARD-SEQ", pattern = r"^[1-9][0-9]{0,18}-(?:[0-9]{1,9}|[0-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body(content = Option<EmptyBody>), responses(MutationResponses))]
 pub async fn void(
     State(app): State<AppState>,
@@ -320,7 +320,7 @@ pub async fn redeem(
 }
 
 /// Grant bonus and/or points (admin).
-#[utoipa::path(post, path = "/v1/cards/{id}/grants", tag = "admin",
+#[utoipa::path(post, path = "/v1/cards/{id}/grants", tag = "admin", security(("bearer" = ["admin"])),
     params(("id" = String, Path, description = "card id: 1-19 digits, no leading zero", pattern = r"^[1-9][0-9]{0,18}$"), ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters", min_length = 1, max_length = 128, pattern = r"^[!-~]{1,128}$")),
     request_body = GrantBody, responses(MutationResponses))]
 pub async fn grant(
@@ -535,7 +535,7 @@ pub async fn events(
 }
 
 /// Prometheus text: requests by route and status, declines by code, the float, the runtime.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = ["admin"])),
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"), ReadErrors))]
 pub async fn metrics(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     admin_only(&caller)?;

@@ -913,6 +913,15 @@ impl Shard {
     /// Every N records or M seconds: freeze on this thread (the pause), serialise and write on
     /// the writer thread.
     fn maybe_snapshot(&mut self) {
+        self.on_snapshots_written();
+        if self.records_since_snapshot == 0 || self.poisoned.is_some() || self.uncommitted > 0 {
+            return;
+        }
+        self.start_snapshot();
+    }
+
+    /// Snapshots the writer finished: count them, and move what they cover to the archive.
+    fn on_snapshots_written(&mut self) {
         while let Ok(done) = self.snapshot_done_rx.try_recv() {
             self.snapshot_in_flight = false;
             let Some(lsn) = done else { continue };
@@ -945,9 +954,10 @@ impl Shard {
                 }
             }
         }
-        if self.records_since_snapshot == 0 || self.poisoned.is_some() || self.uncommitted > 0 {
-            return;
-        }
+    }
+
+    /// Freezes the state and hands it to the writer thread when a snapshot is due.
+    fn start_snapshot(&mut self) {
         #[cfg(svault_faults)]
         let forced = self.faults.snapshot_writer_panics;
         #[cfg(not(svault_faults))]
@@ -1011,14 +1021,8 @@ impl Shard {
         if let Some(h) = self.snapshot_writer.take() {
             let _ = h.join();
         }
-        self.maybe_snapshot_done_only();
-    }
-
-    fn maybe_snapshot_done_only(&mut self) {
-        while let Ok(done) = self.snapshot_done_rx.try_recv() {
-            let Some(lsn) = done else { continue };
-            self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
-        }
+        // A snapshot finished while the shard was stopping covers log like any other.
+        self.on_snapshots_written();
     }
 }
 

@@ -305,8 +305,13 @@ struct KeyModel {
     caller: CallerId,
     request: Request,
     shard: usize,
-    /// Batch time of the first send (the key lives from about then).
+    /// The wall clock when the client first made the request (traces, re-sends).
     first_sent: i64,
+    /// A lower bound of the instant the engine recorded the key's current answer (or the
+    /// reversal marker waiting for it): the engine keeps a key at least its TTL from then, so
+    /// until `life_from + ttl` every answer must repeat the first one; from then on the key may
+    /// have been forgotten and answered anew. A replay does not renew a key.
+    life_from: i64,
     /// The full form of the first acknowledged answer.
     answer: Option<String>,
     /// An acknowledged reversal approved: the next answer must be `declined: reversed`.
@@ -375,6 +380,10 @@ struct Sim {
     books: Vec<Book>,
     keys: Vec<KeyModel>,
     key_index: HashMap<(usize, CallerId, String), usize>,
+    /// Per key without an acknowledged answer yet: the earliest batch time any shard applied it
+    /// at (a lower bound of when the engine recorded it, for a first answer that is a replay of
+    /// an application whose answer a crash swallowed).
+    first_exec: HashMap<(usize, CallerId, String), i64>,
     /// Requests whose reversal was sent first, to be sent later.
     planned: Vec<Sent>,
     holds: Vec<TxnId>,
@@ -500,6 +509,7 @@ impl Sim {
             disks,
             keys: Vec::new(),
             key_index: HashMap::new(),
+            first_exec: HashMap::new(),
             planned: Vec::new(),
             holds: Vec::new(),
             txns: Vec::new(),
@@ -1102,6 +1112,16 @@ impl Sim {
                 expired += amount.0;
             }
         }
+        if let Some(key) = &s.request.idempotency_key {
+            let id = (k, s.caller, key.clone());
+            let answered = self
+                .key_index
+                .get(&id)
+                .is_some_and(|&i| self.keys[i].answer.is_some());
+            if !answered {
+                self.first_exec.entry(id).or_insert(now);
+            }
+        }
         let book = &mut self.books[k];
         if book.hist.len() as u64 + 1 != lsn {
             return Err(Stop::Failed(self.fail(format!(
@@ -1285,6 +1305,7 @@ impl Sim {
                     request: a.sent.request.clone(),
                     shard: a.shard,
                     first_sent: a.sent.born,
+                    life_from: now,
                     answer: None,
                     must_be_reversed: false,
                     may_be_reversed: false,
@@ -1322,6 +1343,9 @@ impl Sim {
                             request,
                             shard: k,
                             first_sent: born,
+                            // The reversal's marker lives from the reversal, sent at once
+                            // (batch time at least the clock that made both).
+                            life_from: born,
                             answer: None,
                             must_be_reversed: approved,
                             may_be_reversed: !approved,
@@ -1335,10 +1359,15 @@ impl Sim {
     }
 
     /// An acknowledged answer to a key: the first one is remembered, later ones must repeat it
-    /// byte for byte (unless a reversal changed it to `declined: reversed`).
+    /// byte for byte (unless a reversal changed it to `declined: reversed`) as replays, for
+    /// the key's whole TTL (SPEC: keys live at least 24 h), counted from when the engine
+    /// recorded the answer; a replay does not renew the key. From the end of the TTL on, the
+    /// engine may have forgotten the key: an answer executed anew, or a replay of such an
+    /// answer, starts the key's next life, checked as strictly.
     fn check_answer(&mut self, i: usize, reply: &Reply, now: i64) -> Result<(), Failure> {
         let ttl = self.config.idempotency_ttl_ms;
         let form = outcome_form(&reply.outcome);
+        let fresh = !reply.replayed;
         let is_reversed = matches!(
             reply.outcome,
             Outcome::Declined {
@@ -1347,14 +1376,48 @@ impl Sim {
             }
         );
         let m = &mut self.keys[i];
-        if now - m.first_sent > ttl - 2 * 3_600_000 {
-            // Past (or near) the key's TTL: the state may have forgotten it; a new answer is right.
-            m.first_sent = now;
+        let remembered = m.answer.is_some() || m.must_be_reversed || m.may_be_reversed;
+        let may_be_forgotten = now.saturating_sub(m.life_from) >= ttl;
+        if remembered && may_be_forgotten && (fresh || m.answer.as_ref() != Some(&form)) {
+            // The key's next life. Executed now, the engine recorded it now; a replay that
+            // differs repeats an application whose answer was lost, made after the old life
+            // ended.
+            m.life_from = if fresh { now } else { m.life_from + ttl };
             m.answer = Some(form);
             m.must_be_reversed = false;
             m.may_be_reversed = false;
             return Ok(());
         }
+        if fresh && m.answer.is_some() {
+            let what = format!(
+                "key {:?} of caller {:?} on shard {}: forgotten within its TTL (recorded at {} or later, now {now}): executed anew as {form}, first answered {:?}",
+                m.request.idempotency_key, m.caller, m.shard, m.life_from, m.answer
+            );
+            return Err(self.fail(what));
+        }
+        if m.answer.is_none() {
+            // The first answer: executed now, or a replay of an application whose answer a
+            // crash swallowed (recorded at the earliest batch that carried the key).
+            let id = (
+                m.shard,
+                m.caller,
+                m.request.idempotency_key.clone().unwrap_or_default(),
+            );
+            let first = self.first_exec.remove(&id);
+            let m = &mut self.keys[i];
+            if fresh {
+                m.life_from = now;
+            } else if let Some(t) = first {
+                m.life_from = t;
+            } else {
+                let what = format!(
+                    "key {:?} of caller {:?} on shard {}: replayed {form} before any shard applied it",
+                    m.request.idempotency_key, m.caller, m.shard
+                );
+                return Err(self.fail(what));
+            }
+        }
+        let m = &mut self.keys[i];
         if m.must_be_reversed {
             if !is_reversed {
                 let what = format!(
@@ -2033,5 +2096,75 @@ fn quarter(f: FaultRates) -> FaultRates {
         sync_eio_ppm: f.sync_eio_ppm / 4,
         dir_sync_eio_ppm: f.dir_sync_eio_ppm / 4,
         create_enospc_ppm: f.create_enospc_ppm / 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    fn declined(code: DeclineCode, replayed: bool) -> Reply {
+        Reply {
+            outcome: Outcome::Declined { code, card: None },
+            replayed,
+        }
+    }
+
+    /// A simulator holding one key, first answered (freshly) at `t`.
+    fn sim_with_key(t: i64) -> (Sim, usize) {
+        let mut sim = Sim::new(Options::new(1, 0));
+        let s = sim.keyed(CallerId::DEFAULT, Command::Freeze { card_id: card(0) });
+        sim.keys.push(KeyModel {
+            caller: s.caller,
+            request: s.request,
+            shard: 0,
+            first_sent: t,
+            life_from: t,
+            answer: None,
+            must_be_reversed: false,
+            may_be_reversed: false,
+        });
+        let first = declined(DeclineCode::StoreNotAllowed, false);
+        assert!(sim.check_answer(0, &first, t).is_ok());
+        (sim, 0)
+    }
+
+    /// Seed 7, step 7 849: a key answered at `t`, replayed at `t + 22.5 h`, is forgotten by
+    /// the engine at `t + 24 h` (a replay does not renew a key) and answered anew at
+    /// `t + 29.6 h`: right, not a changed answer.
+    #[test]
+    fn a_replay_does_not_renew_a_key() {
+        let t = T0;
+        let (mut sim, i) = sim_with_key(t);
+        let again = declined(DeclineCode::StoreNotAllowed, true);
+        assert!(sim.check_answer(i, &again, t + 22 * H + H / 2).is_ok());
+        let anew = declined(DeclineCode::InsufficientFunds, false);
+        let r = sim.check_answer(i, &anew, t + 29 * H + H / 2);
+        assert!(r.is_ok(), "{r:?}");
+    }
+
+    /// Within its 24 h the key's answer is checked byte for byte, up to the last millisecond,
+    /// and a fresh answer (the key forgotten) fails even when it happens to read the same.
+    #[test]
+    fn within_its_ttl_a_key_answers_as_first() {
+        let t = T0;
+        let ttl = 24 * H;
+        let (mut sim, i) = sim_with_key(t);
+        let changed = declined(DeclineCode::InsufficientFunds, true);
+        assert!(sim.check_answer(i, &changed, t + ttl - 1).is_err());
+        let (mut sim, i) = sim_with_key(t);
+        let forgotten = declined(DeclineCode::StoreNotAllowed, false);
+        assert!(sim.check_answer(i, &forgotten, t + ttl - 1).is_err());
+        let (mut sim, i) = sim_with_key(t);
+        let same = declined(DeclineCode::StoreNotAllowed, true);
+        assert!(sim.check_answer(i, &same, t + ttl - 1).is_ok());
+        // From `t + ttl` on, the engine may have forgotten it.
+        let anew = declined(DeclineCode::InsufficientFunds, false);
+        assert!(sim.check_answer(i, &anew, t + ttl).is_ok());
+        // The new answer starts a new life, checked as strictly.
+        let changed = declined(DeclineCode::StoreNotAllowed, true);
+        assert!(sim.check_answer(i, &changed, t + 2 * ttl - 1).is_err());
     }
 }

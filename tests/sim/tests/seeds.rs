@@ -67,7 +67,10 @@ fn regression_seeds() {
     // 19: a retry of a request reversed before its card existed showed the new card.
     // 22: a request declined by an earlier reversal was forgotten 24 h after the reversal,
     //     and its retry moved money.
-    for (seed, ops) in [(19, 339), (22, 1197)] {
+    // 7: a key replayed near its TTL and answered anew once forgotten was taken for a changed
+    //    answer (the simulator counted the key's life from the replay; a replay does not renew
+    //    a key: `svault_sim::tests::a_replay_does_not_renew_a_key`).
+    for (seed, ops) in [(19, 339), (22, 1197), (7, 7849)] {
         run_seed(seed, ops);
     }
 }

@@ -81,7 +81,7 @@ async fn worker<C: Conn>(
     let warm_end = start + plan.warmup;
     let end = warm_end + plan.duration;
     let mut buf = Live::buffer();
-    let (mut buf_n, mut buf_err) = (0u64, 0u64);
+    let (mut buf_n, mut buf_err, mut buf_refused) = (0u64, 0u64, 0u64);
     let mut last_flush = Instant::now();
     let mut j = me; // open loop: this worker's chunks are me, me + workers, ...
     tokio::time::sleep_until(start).await;
@@ -133,7 +133,9 @@ async fn worker<C: Conn>(
                 at.saturating_duration_since(start),
                 measured,
             );
-            if !matches!(d.outcome, crate::stats::Outcome::Unsupported) {
+            if matches!(d.outcome, crate::stats::Outcome::Refused) {
+                buf_refused += 1;
+            } else if !matches!(d.outcome, crate::stats::Outcome::Unsupported) {
                 buf.saturating_record(
                     u64::try_from(latency.as_micros())
                         .unwrap_or(u64::MAX)
@@ -144,12 +146,12 @@ async fn worker<C: Conn>(
             }
         }
         if last_flush.elapsed() >= LIVE_FLUSH {
-            live.add_recent(&buf, buf_n, buf_err);
+            live.add_recent(&buf, buf_n, buf_err, buf_refused);
             buf.reset();
-            (buf_n, buf_err) = (0, 0);
+            (buf_n, buf_err, buf_refused) = (0, 0, 0);
             last_flush = Instant::now();
         }
     }
-    live.add_recent(&buf, buf_n, buf_err);
+    live.add_recent(&buf, buf_n, buf_err, buf_refused);
     rec
 }

@@ -342,7 +342,7 @@ pub fn run_page(r: &Report) -> String {
     s.push_str(&check_box(r));
     let _ = write!(
         s,
-        "<h2>Summary</h2><p><b>{:.0} requests/s</b> over {:.0} s measured ({} requests; warm-up {:.0} s, {} requests, not counted); approved {}, declined {}, errors {}{}.</p>",
+        "<h2>Summary</h2><p><b>{:.0} requests/s</b> over {:.0} s measured ({} requests; warm-up {:.0} s, {} requests, not counted); approved {}, declined {}, errors {}{}{}.</p>",
         r.throughput_per_s,
         r.measured_seconds,
         r.requests,
@@ -351,7 +351,8 @@ pub fn run_page(r: &Report) -> String {
         r.approved,
         r.declined,
         r.errors,
-        if r.not_sent > 0 { format!(", <b>not sent (fell behind the rate): {}</b>", r.not_sent) } else { String::new() }
+        if r.not_sent > 0 { format!(", <b>not sent (fell behind the rate): {}</b>", r.not_sent) } else { String::new() },
+        if r.refused > 0 { format!("; <b>refused (overloaded, 503 + Retry-After): {} = {:.0}/s</b>", r.refused, r.refused_per_s) } else { String::new() }
     );
     s.push_str("<table><tr><th class=l>operation</th><th>requests</th><th>approved</th><th>declined</th><th>errors</th><th>unsupported</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>p99.99 ms</th><th>max ms</th></tr>");
     let mut row = |name: &str,

@@ -75,6 +75,10 @@ pub struct OpReport {
     pub errors: BTreeMap<String, u64>,
     /// Requests the target cannot express (not sent; see `target.unsupported`).
     pub unsupported: u64,
+    /// Refused by an overloaded target before anything was applied (`503` with
+    /// `Retry-After`, binary OVERLOADED); not in `requests` nor in `latency_us`.
+    #[serde(default)]
+    pub refused: u64,
     pub latency_us: Latency,
 }
 
@@ -86,6 +90,7 @@ impl OpReport {
             declined: s.declined.clone(),
             errors: s.errors.clone(),
             unsupported: s.unsupported,
+            refused: s.refused,
             latency_us: Latency::of(&s.latency),
         }
     }
@@ -99,6 +104,9 @@ pub struct SecondReport {
     pub warmup: bool,
     pub requests: u64,
     pub errors: u64,
+    /// Refused by an overloaded target (not in `requests` nor in the percentiles).
+    #[serde(default)]
+    pub refused: u64,
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
@@ -241,7 +249,7 @@ pub struct Report {
     pub cards_loaded: u64,
     /// Measured phase (after the warm-up), seconds.
     pub measured_seconds: f64,
-    /// Requests answered in the measured phase.
+    /// Requests answered in the measured phase (refusals apart).
     pub requests: u64,
     pub throughput_per_s: f64,
     pub approved: u64,
@@ -249,6 +257,13 @@ pub struct Report {
     pub errors: u64,
     /// Open loop: items due before the end that were never sent (the target fell behind).
     pub not_sent: u64,
+    /// Refused by an overloaded target in the measured phase (svault: `503 overloaded` with
+    /// `Retry-After`, binary OVERLOADED): applied nothing, not in `requests`, `errors` or the
+    /// latencies, which describe the accepted requests.
+    #[serde(default)]
+    pub refused: u64,
+    #[serde(default)]
+    pub refused_per_s: f64,
     pub warmup_requests: u64,
     pub latency_us: Latency,
     /// `(percentile, µs)` points of the overall latency curve.
@@ -287,6 +302,7 @@ impl Report {
                 warmup: (t as u64) < warm,
                 requests: s.requests,
                 errors: s.errors,
+                refused: s.refused,
                 p50_us: if s.latency.is_empty() {
                     0
                 } else {
@@ -321,6 +337,12 @@ impl Report {
             declined: ops.values().map(|o| o.declined.values().sum::<u64>()).sum(),
             errors: ops.values().map(|o| o.errors.values().sum::<u64>()).sum(),
             not_sent: rec.not_sent,
+            refused: rec.refused,
+            refused_per_s: if measured > 0.0 {
+                rec.refused as f64 / measured
+            } else {
+                0.0
+            },
             warmup_requests: rec.warmup_requests,
             latency_us: Latency::of(&rec.overall),
             latency_curve: curve(&rec.overall),
@@ -353,7 +375,7 @@ impl Report {
         let _ = writeln!(s, "durability: {}", self.target.durability);
         let _ = writeln!(
             s,
-            "{} requests in {:.1} s = {:.0}/s (warm-up {:.0} s not counted); approved {}, declined {}, errors {}{}",
+            "{} requests in {:.1} s = {:.0}/s (warm-up {:.0} s not counted); approved {}, declined {}, errors {}{}{}",
             self.requests,
             self.measured_seconds,
             self.throughput_per_s,
@@ -361,7 +383,8 @@ impl Report {
             self.approved,
             self.declined,
             self.errors,
-            if self.not_sent > 0 { format!(", NOT SENT (target fell behind the rate) {}", self.not_sent) } else { String::new() }
+            if self.not_sent > 0 { format!(", NOT SENT (target fell behind the rate) {}", self.not_sent) } else { String::new() },
+            if self.refused > 0 { format!("; refused (overloaded, 503 + Retry-After) {} = {:.0}/s", self.refused, self.refused_per_s) } else { String::new() }
         );
         let ms = |us: u64| format!("{:.3}", us as f64 / 1000.0);
         let _ = writeln!(
@@ -422,6 +445,9 @@ impl Report {
             }
             if o.unsupported > 0 {
                 let _ = writeln!(s, "unsupported {k}: {} (not sent)", o.unsupported);
+            }
+            if o.refused > 0 {
+                let _ = writeln!(s, "refused {k}: {} (overloaded)", o.refused);
             }
         }
         for u in &self.target.unsupported {

@@ -194,13 +194,14 @@ fn progress(spec: &RunSpec, live: Arc<Live>) -> Option<(ProgressBar, tokio::task
             tick.tick().await;
             let done = live.done.load(std::sync::atomic::Ordering::Relaxed);
             let errors = live.errors.load(std::sync::atomic::Ordering::Relaxed);
+            let refused = live.refused.load(std::sync::atomic::Ordering::Relaxed);
             let p99 = live.take_p99_us().map_or("-".to_string(), |us| {
                 format!("{:.2} ms", us as f64 / 1000.0)
             });
             let phase = if s <= warm { "warm-up " } else { "" };
             b.set_position(s);
             b.set_message(format!(
-                "{phase}{}/s  p99 {p99}  errors {errors}",
+                "{phase}{}/s  p99 {p99}  errors {errors}  refused {refused}",
                 done - last
             ));
             last = done;

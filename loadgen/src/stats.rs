@@ -45,6 +45,10 @@ pub enum Outcome {
     /// No answer or a failure; `at_stake` is the most money the request could have moved
     /// (its effect is unknown), `kind` names the failure (`timeout`, `io`, `http_503`, ...).
     Error { kind: String, at_stake: Minor },
+    /// Refused by an overloaded target before anything was applied (svault: `503 overloaded`
+    /// with `Retry-After`, the binary protocol's OVERLOADED): moved no money; counted apart
+    /// from errors and kept out of the latency histograms, which describe accepted requests.
+    Refused,
     /// The target cannot express this operation (see the report's `unsupported`).
     Unsupported,
 }
@@ -57,6 +61,8 @@ pub struct OpStats {
     pub declined: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub unsupported: u64,
+    /// Refused by an overloaded target (not in `requests()` nor in `latency`).
+    pub refused: u64,
 }
 
 impl OpStats {
@@ -67,6 +73,7 @@ impl OpStats {
             declined: BTreeMap::new(),
             errors: BTreeMap::new(),
             unsupported: 0,
+            refused: 0,
         }
     }
     pub fn requests(&self) -> u64 {
@@ -76,6 +83,7 @@ impl OpStats {
         let _ = self.latency.add(&o.latency);
         self.approved += o.approved;
         self.unsupported += o.unsupported;
+        self.refused += o.refused;
         for (k, v) in &o.declined {
             *self.declined.entry(k.clone()).or_default() += v;
         }
@@ -90,7 +98,20 @@ impl OpStats {
 pub struct Second {
     pub requests: u64,
     pub errors: u64,
+    /// Refused by an overloaded target (not in `requests` nor in `latency`).
+    pub refused: u64,
     pub latency: Histogram<u64>,
+}
+
+impl Second {
+    fn new() -> Second {
+        Second {
+            requests: 0,
+            errors: 0,
+            refused: 0,
+            latency: coarse_histogram(),
+        }
+    }
 }
 
 /// The money the generator saw move (all phases after setup, warm-up included).
@@ -115,6 +136,8 @@ pub struct Recorder {
     pub not_sent: u64,
     /// Requests counted in the warm-up (money counted, latency not).
     pub warmup_requests: u64,
+    /// Requests refused by an overloaded target after the warm-up (not in `measured`).
+    pub refused: u64,
 }
 
 impl Default for Recorder {
@@ -133,6 +156,7 @@ impl Recorder {
             measured: 0,
             not_sent: 0,
             warmup_requests: 0,
+            refused: 0,
         }
     }
 
@@ -159,11 +183,17 @@ impl Recorder {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let sec = since_start.as_secs() as usize;
         if self.timeline.len() <= sec {
-            self.timeline.resize_with(sec + 1, || Second {
-                requests: 0,
-                errors: 0,
-                latency: coarse_histogram(),
-            });
+            self.timeline.resize_with(sec + 1, Second::new);
+        }
+        if matches!(outcome, Outcome::Refused) {
+            if let Some(t) = self.timeline.get_mut(sec) {
+                t.refused += 1;
+            }
+            if measured {
+                s.refused += 1;
+                self.refused += 1;
+            }
+            return;
         }
         if let Some(t) = self.timeline.get_mut(sec) {
             t.requests += 1;
@@ -183,7 +213,7 @@ impl Recorder {
             Outcome::Approved { .. } => s.approved += 1,
             Outcome::Declined(code) => *s.declined.entry(code.clone()).or_default() += 1,
             Outcome::Error { kind, .. } => *s.errors.entry(kind.clone()).or_default() += 1,
-            Outcome::Unsupported => {}
+            Outcome::Unsupported | Outcome::Refused => {}
         }
     }
 
@@ -193,15 +223,12 @@ impl Recorder {
         }
         let _ = self.overall.add(&o.overall);
         if self.timeline.len() < o.timeline.len() {
-            self.timeline.resize_with(o.timeline.len(), || Second {
-                requests: 0,
-                errors: 0,
-                latency: coarse_histogram(),
-            });
+            self.timeline.resize_with(o.timeline.len(), Second::new);
         }
         for (a, b) in self.timeline.iter_mut().zip(&o.timeline) {
             a.requests += b.requests;
             a.errors += b.errors;
+            a.refused += b.refused;
             let _ = a.latency.add(&b.latency);
         }
         self.ledger.approved_delta += o.ledger.approved_delta;
@@ -209,6 +236,7 @@ impl Recorder {
         self.measured += o.measured;
         self.not_sent += o.not_sent;
         self.warmup_requests += o.warmup_requests;
+        self.refused += o.refused;
     }
 }
 
@@ -217,6 +245,7 @@ impl Recorder {
 pub struct Live {
     pub done: AtomicU64,
     pub errors: AtomicU64,
+    pub refused: AtomicU64,
     recent: Mutex<Histogram<u64>>,
 }
 
@@ -225,6 +254,7 @@ impl Default for Live {
         Live {
             done: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             recent: Mutex::new(coarse_histogram()),
         }
     }
@@ -232,10 +262,11 @@ impl Default for Live {
 
 impl Live {
     /// Adds a worker's recent latencies (the worker then clears its copy).
-    pub fn add_recent(&self, h: &Histogram<u64>, n: u64, errors: u64) {
+    pub fn add_recent(&self, h: &Histogram<u64>, n: u64, errors: u64, refused: u64) {
         let _ = self.recent.lock().add(h);
         self.done.fetch_add(n, Ordering::Relaxed);
         self.errors.fetch_add(errors, Ordering::Relaxed);
+        self.refused.fetch_add(refused, Ordering::Relaxed);
     }
     /// p99 in µs of what was added since the last call, and resets it.
     pub fn take_p99_us(&self) -> Option<u64> {

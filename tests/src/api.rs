@@ -160,6 +160,11 @@ impl Server {
         Client { http: self.http }
     }
 
+    /// The server's process id (to read its memory from `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, and waits for the process to be gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -2,6 +2,7 @@
 //!
 //! - [`http`]: the HTTP/JSON gateway and admin API (axum), with its OpenAPI document;
 //! - [`tcp`]: the binary protocol door (frames from svault-proto);
+//! - [`idle`]: the HTTP door's socket-level idle timeout (a client that never reads);
 //! - [`auth`]: API keys and roles, checked the same way by both doors;
 //! - [`serve`]: opens the runtime and runs both doors until a signal;
 //! - [`cli`]: the `svault` command (`serve`, `replay`, `inspect`, `report`).
@@ -15,5 +16,6 @@
 pub mod auth;
 pub mod cli;
 pub mod http;
+pub mod idle;
 pub mod serve;
 pub mod tcp;

@@ -12,6 +12,7 @@ use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use svault_core::command::{Command, Request};
 use svault_core::program::Program;
 use tokio::sync::watch;
@@ -47,6 +48,22 @@ pub struct ServeArgs {
     /// (segment rotation, preallocation, snapshot, tick, index growth). 0 logs every batch.
     #[arg(long, default_value_t = runtime::SLOW_BATCH_MS_DEFAULT)]
     pub slow_batch_ms: u64,
+    /// Seconds a client has to send a request: an HTTP request's head, counted from when the
+    /// connection began waiting for it (it opened, or the previous answer went out; so it is
+    /// also how long an idle keep-alive connection stays open), or the rest of a binary frame
+    /// once its first byte came. Slower clients are disconnected.
+    #[arg(long, default_value_t = crate::http::HEADER_TIMEOUT_SECS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may wait with nothing moving: HTTP, no byte either way while the
+    /// server waits to read or to write (a client that never reads its answers); binary
+    /// protocol, no frame begun while nothing is in flight, or an answer not written.
+    #[arg(long, default_value_t = crate::http::IDLE_TIMEOUT_SECS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Messages (an HTTP request, a binary frame's share for the shard) waiting per shard
+    /// beyond which new requests are refused with `503` + `Retry-After` (binary: OVERLOADED):
+    /// it bounds the memory and the queueing delay of an overload.
+    #[arg(long, default_value_t = runtime::Tuning::default().queue_depth_max as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue_depth: u64,
     /// Added to the wall clock (ms): lets crash drills and tests move days ahead across a
     /// restart (batch time never goes back, so only forward moves take effect).
     #[arg(long, hide = true, default_value_t = 0)]
@@ -208,6 +225,7 @@ async fn serve(
                 svault_core::command::Millis(runtime::wall_clock().0.saturating_add(offset))
             })
         },
+        queue_depth_max: usize::try_from(args.queue_depth).unwrap_or(usize::MAX),
         ..runtime::Tuning::default()
     };
     if let Some(mib) = args.wal_segment_mib {
@@ -251,14 +269,22 @@ async fn serve(
     let http_task = tokio::spawn(crate::http::serve(
         http,
         app,
-        crate::http::HttpLimits::default(),
+        crate::http::HttpLimits {
+            header_timeout: Duration::from_secs(args.header_timeout_secs),
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+            ..crate::http::HttpLimits::default()
+        },
         stopped(stop_rx.clone()),
     ));
     let tcp_task = tokio::spawn(crate::tcp::serve(
         tcp,
         engine.clone(),
         auth.clone(),
-        crate::tcp::TcpLimits::default(),
+        crate::tcp::TcpLimits {
+            frame_timeout: Duration::from_secs(args.header_timeout_secs),
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+            ..crate::tcp::TcpLimits::default()
+        },
         stopped(stop_rx.clone()),
     ));
 

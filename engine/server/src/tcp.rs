@@ -7,7 +7,8 @@
 //! connection is bounded. Each BATCH frame is answered by exactly one RESULTS frame with the
 //! results in request order; RESULTS frames may come back in another order than their BATCHes.
 //!
-//! A malformed or oversize frame gets an ERROR frame and closes that connection only.
+//! A malformed or oversize frame gets an ERROR frame and closes that connection only. A slow
+//! or silent client is cut off ([`TcpLimits::frame_timeout`], [`TcpLimits::idle_timeout`]).
 
 use proto::codec;
 
@@ -18,10 +19,11 @@ use codec::{
 use runtime::{Engine, SubmitError};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use svault_core::command::{Command, Query};
 use svault_core::outcome::{Approval, CardView, NotFoundKind, Outcome, Rejection, Reply};
 use svault_core::state::QueryAnswer;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -39,6 +41,12 @@ pub struct TcpLimits {
     /// for room before its body is read, so input memory stays bounded however many
     /// connections push at once.
     pub in_flight_kib_max: u32,
+    /// Once a frame's first byte has come, the rest must come within this long (a frame sent
+    /// a byte at a time, or cut short, closes the connection).
+    pub frame_timeout: Duration,
+    /// A connection with nothing in flight on which no frame begins for this long is closed,
+    /// and so is one whose answer cannot be written for this long (a client that never reads).
+    pub idle_timeout: Duration,
 }
 
 impl Default for TcpLimits {
@@ -48,6 +56,8 @@ impl Default for TcpLimits {
             frames_in_flight_max: 16,
             drain_timeout_ms: 10_000,
             in_flight_kib_max: 256 * 1024,
+            frame_timeout: Duration::from_secs(crate::http::HEADER_TIMEOUT_SECS_DEFAULT),
+            idle_timeout: Duration::from_secs(crate::http::IDLE_TIMEOUT_SECS_DEFAULT),
         }
     }
 }
@@ -128,13 +138,22 @@ async fn connection(
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let in_flight_max = limits.frames_in_flight_max.max(1);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(in_flight_max + 2);
+    let idle = limits.idle_timeout;
     let writer = tokio::spawn(async move {
         while let Some(buf) = rx.recv().await {
-            if wr.write_all(&buf).await.is_err() {
-                break;
+            // A client that does not read its answers is cut off: dropping `rx` tells the
+            // reader loop (and the batches in flight) to stop.
+            match tokio::time::timeout(idle, wr.write_all(&buf)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::debug!("tcp: an answer could not be written for {idle:?}; closing");
+                    break;
+                }
             }
         }
-        let _ = wr.shutdown().await;
+        drop(rx);
+        let _ = tokio::time::timeout(idle, wr.shutdown()).await;
     });
     let frames = Arc::new(Semaphore::new(in_flight_max));
     let mut caller: Option<Caller> = if auth.is_on() {
@@ -147,16 +166,25 @@ async fn connection(
         let Ok(permit) = frames.clone().acquire_owned().await else {
             break;
         };
+        let in_flight = || frames.available_permits() + 1 < in_flight_max;
         let frame = tokio::select! {
-            f = read_frame_within(&mut rd, &budget) => f,
+            f = read_frame_within(&mut rd, &budget, &limits, in_flight) => f,
             _ = stop.changed() => {
                 closing = Some(error_frame(error_code::SHUTTING_DOWN, "server shutting down"));
                 break;
             }
+            // The writer gave up on a client that does not read.
+            _ = tx.closed() => break,
         };
         let (k, body, room) = match frame {
             Ok(Some(f)) => f,
-            Ok(None) | Err(FrameError::Io(_)) => break,
+            Ok(None) => break,
+            Err(FrameError::Io(e)) => {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    tracing::debug!("tcp: {e}; closing");
+                }
+                break;
+            }
             Err(e @ FrameError::TooLarge { .. }) => {
                 closing = Some(error_frame(error_code::TOO_LARGE, &e.to_string()));
                 break;
@@ -235,16 +263,39 @@ async fn connection(
 }
 
 /// Reads one frame once `budget` has room for it (KiB permits, held until it is answered).
+///
+/// Waits for the frame's first byte at most [`TcpLimits::idle_timeout`] while nothing is in
+/// flight (`in_flight()` false; a connection waiting for its answers is not idle), then for
+/// the rest of the frame at most [`TcpLimits::frame_timeout`] (the wait for `budget` aside).
+/// Either limit passed is `FrameError::Io` of kind `TimedOut`.
 async fn read_frame_within<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
+    r: &mut BufReader<R>,
     budget: &Arc<Semaphore>,
+    limits: &TcpLimits,
+    in_flight: impl Fn() -> bool,
 ) -> Result<Option<(u8, Vec<u8>, OwnedSemaphorePermit)>, FrameError> {
-    use tokio::io::AsyncReadExt;
+    let timed_out = |what: &str, after: Duration| {
+        FrameError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} for {after:?}"),
+        ))
+    };
+    // `fill_buf` consumes nothing, so a wait cut short by the timer loses no byte.
+    loop {
+        match tokio::time::timeout(limits.idle_timeout, r.fill_buf()).await {
+            Ok(Ok([])) => return Ok(None),
+            Ok(Ok(_)) => break,
+            Ok(Err(e)) => return Err(FrameError::Io(e)),
+            Err(_) if in_flight() => continue,
+            Err(_) => return Err(timed_out("no frame began", limits.idle_timeout)),
+        }
+    }
     let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(FrameError::Io(e)),
+    match tokio::time::timeout(limits.frame_timeout, r.read_exact(&mut len)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(FrameError::Io(e)),
+        Err(_) => return Err(timed_out("a frame stayed incomplete", limits.frame_timeout)),
     }
     let len = u32::from_le_bytes(len);
     if len == 0 {
@@ -259,10 +310,16 @@ async fn read_frame_within<R: tokio::io::AsyncRead + Unpin>(
         .await
         .map_err(|_| FrameError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
     let mut kind = [0u8; 1];
-    r.read_exact(&mut kind).await.map_err(FrameError::Io)?;
     let mut body = vec![0u8; len as usize - 1];
-    r.read_exact(&mut body).await.map_err(FrameError::Io)?;
-    Ok(Some((kind[0], body, room)))
+    let rest = async {
+        r.read_exact(&mut kind).await?;
+        r.read_exact(&mut body).await
+    };
+    match tokio::time::timeout(limits.frame_timeout, rest).await {
+        Ok(Ok(_)) => Ok(Some((kind[0], body, room))),
+        Ok(Err(e)) => Err(FrameError::Io(e)),
+        Err(_) => Err(timed_out("a frame stayed incomplete", limits.frame_timeout)),
+    }
 }
 
 /// Serves one BATCH: mutations go to the engine as one batch, reads one by one.

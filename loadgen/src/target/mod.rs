@@ -81,6 +81,17 @@ pub trait Backend: Send + Sync {
 }
 
 /// The most money an unanswered request of `item` could have moved.
+/// The money a request that failed with `kind` could have moved: nothing when it failed to
+/// connect (it was never sent: a server down between a kill and its restart), else
+/// [`at_stake`].
+pub fn at_stake_after(kind: &str, op: OpKind, amount: Minor) -> Minor {
+    if kind == "connect" {
+        0
+    } else {
+        at_stake(op, amount)
+    }
+}
+
 pub fn at_stake(op: OpKind, amount: Minor) -> Minor {
     match op {
         // A top-up may carry ladder bonus: up to the amount again.

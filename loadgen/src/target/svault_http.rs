@@ -5,7 +5,8 @@
 //! program (`POST /v1/programs`), the float read back at the end (`GET /v1/float`).
 
 use super::{
-    at_stake, format_minor, parse_minor, Backend, Conn, Done, Loaded, TargetInfo, Unsupported,
+    at_stake, at_stake_after, format_minor, parse_minor, Backend, Conn, Done, Loaded, TargetInfo,
+    Unsupported,
 };
 use crate::stats::Outcome;
 use crate::workload::{
@@ -25,6 +26,10 @@ use tokio::net::TcpStream;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight during setup.
 const SETUP_CONCURRENCY: usize = 64;
+/// Setup requests refused by an overloaded server are sent again this many times at most...
+pub const SETUP_RETRIES: usize = 1000;
+/// ...after this pause.
+pub const SETUP_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// First card id of a run: runs get disjoint id ranges of 10^10 cards.
 const CARD_ID_BASE: u64 = 6_300_000_000_000_000;
 /// Hold lifetime: long enough that no hold of a run expires before its capture.
@@ -115,6 +120,14 @@ pub fn utc_minutes_now() -> i64 {
 pub const DURABILITY_UNKNOWN: &str =
     "as the server was started (--durability; default group: fsync before every reply)";
 
+/// An HTTP answer: status, JSON body (`null` if none), whether it said `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: bool,
+}
+
 /// One keep-alive HTTP/1.1 connection; reconnects after a failure.
 pub struct Http {
     addr: String,
@@ -154,6 +167,19 @@ impl Http {
         key: Option<&str>,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
+        self.send_full(method, path, key, body)
+            .await
+            .map(|a| (a.status, a.body))
+    }
+
+    /// [`Http::send`], with the headers a load run looks at.
+    pub async fn send_full(
+        &mut self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<HttpAnswer, String> {
         let addr = self.addr.clone();
         let fut = async {
             let sender = self.sender().await?;
@@ -180,14 +206,19 @@ impl Http {
                 .await
                 .map_err(|_| "io".to_string())?;
             let status = resp.status().as_u16();
+            let retry_after = resp.headers().contains_key("retry-after");
             let bytes = resp
                 .into_body()
                 .collect()
                 .await
                 .map_err(|_| "io".to_string())?
                 .to_bytes();
-            let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            Ok::<_, String>((status, v))
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            Ok::<_, String>(HttpAnswer {
+                status,
+                body,
+                retry_after,
+            })
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
             Ok(Ok(r)) => Ok(r),
@@ -211,22 +242,42 @@ fn field_minor(v: &Value, f: &str) -> Minor {
 }
 
 /// Turns an HTTP answer into an outcome; `approved` computes the delta of an approval.
+///
+/// `503 overloaded` with `Retry-After` is a refusal: svault refuses before anything is applied,
+/// so it moves no money and counts apart from errors. A `503` without `Retry-After` or for
+/// another reason (the log not writable) stays an error with its amount at stake.
 fn outcome(
-    r: Result<(u16, Value), String>,
+    r: Result<HttpAnswer, String>,
     op: OpKind,
     amount: Minor,
     approved: impl FnOnce(&Value) -> Minor,
 ) -> (Outcome, Option<Value>) {
-    match r {
-        Ok((200, v)) => {
+    let a = match r {
+        Ok(a) => a,
+        Err(kind) => {
+            return (
+                Outcome::Error {
+                    at_stake: at_stake_after(&kind, op, amount),
+                    kind,
+                },
+                None,
+            )
+        }
+    };
+    let overloaded = a.body.get("error").and_then(Value::as_str) == Some("overloaded");
+    if a.status == 503 && a.retry_after && overloaded {
+        return (Outcome::Refused, Some(a.body));
+    }
+    match (a.status, a.body) {
+        (200, v) => {
             let delta = approved(&v);
             (Outcome::Approved { delta }, Some(v))
         }
-        Ok((402, v)) => {
+        (402, v) => {
             let code = v.get("code").and_then(Value::as_str).unwrap_or("unknown");
             (Outcome::Declined(code.to_string()), Some(v))
         }
-        Ok((s, v)) => (
+        (s, v) => (
             Outcome::Error {
                 kind: format!("http_{s}"),
                 // 4xx never applied anything; a 5xx or no answer may have.
@@ -237,13 +288,6 @@ fn outcome(
                 },
             },
             Some(v),
-        ),
-        Err(kind) => (
-            Outcome::Error {
-                kind,
-                at_stake: at_stake(op, amount),
-            },
-            None,
         ),
     }
 }
@@ -258,7 +302,10 @@ impl HttpConn {
     async fn spend(&mut self, card: u64, amount: Minor, key: &str) -> (Outcome, Option<Value>) {
         let path = format!("/v1/cards/{card}/spends");
         let body = json!({"amount": format_minor(amount.into()), "method": "qr"});
-        let r = self.http.send("POST", &path, Some(key), Some(&body)).await;
+        let r = self
+            .http
+            .send_full("POST", &path, Some(key), Some(&body))
+            .await;
         outcome(r, OpKind::Spend, amount, |v| -field_minor(v, "amount"))
     }
 }
@@ -278,7 +325,10 @@ impl Conn for HttpConn {
                 Action::TopUp { card: c, amount } => {
                     let path = format!("/v1/cards/{}/top-ups", card(c));
                     let body = json!({"amount": format_minor(amount.into()), "channel": "wechat"});
-                    let r = self.http.send("POST", &path, Some(&k0), Some(&body)).await;
+                    let r = self
+                        .http
+                        .send_full("POST", &path, Some(&k0), Some(&body))
+                        .await;
                     let (o, _) = outcome(r, OpKind::TopUp, amount, |v| {
                         field_minor(v, "amount") + field_minor(v, "bonus_granted")
                     });
@@ -292,7 +342,10 @@ impl Conn for HttpConn {
                     let path = format!("/v1/cards/{}/holds", card(c));
                     let body = json!({"amount": format_minor(amount.into()),
                                       "ttl_seconds": HOLD_TTL_SECONDS, "method": "card"});
-                    let r = self.http.send("POST", &path, Some(&k0), Some(&body)).await;
+                    let r = self
+                        .http
+                        .send_full("POST", &path, Some(&k0), Some(&body))
+                        .await;
                     let (o, v) = outcome(r, OpKind::Hold, 0, |_| 0);
                     let hold_id = v
                         .as_ref()
@@ -306,7 +359,10 @@ impl Conn for HttpConn {
                         let path = format!("/v1/holds/{h}/capture");
                         let body = json!({"amount": format_minor(capture.into())});
                         let k1 = run.key(item.seq, 1);
-                        let r = self.http.send("POST", &path, Some(&k1), Some(&body)).await;
+                        let r = self
+                            .http
+                            .send_full("POST", &path, Some(&k1), Some(&body))
+                            .await;
                         let (o, _) =
                             outcome(r, OpKind::Capture, capture, |v| -field_minor(v, "amount"));
                         out.push(done(i, OpKind::Capture, o, Some(sent)));
@@ -320,7 +376,7 @@ impl Conn for HttpConn {
                                               "amount": format_minor(amount.into())});
                             let r = self
                                 .http
-                                .send("POST", "/v1/refunds", Some(&k0), Some(&body))
+                                .send_full("POST", "/v1/refunds", Some(&k0), Some(&body))
                                 .await;
                             outcome(r, OpKind::Refund, amount, |v| field_minor(v, "amount")).0
                         }
@@ -339,7 +395,10 @@ impl Conn for HttpConn {
                     let path = format!("/v1/cards/{id}/reversals");
                     let body = json!({"idempotency_key": k0});
                     let k1 = run.key(item.seq, 1);
-                    let r = self.http.send("POST", &path, Some(&k1), Some(&body)).await;
+                    let r = self
+                        .http
+                        .send_full("POST", &path, Some(&k1), Some(&body))
+                        .await;
                     let (o, _) = outcome(r, OpKind::Reversal, charged, |v| {
                         // Something was undone only when the answer names the transaction;
                         // its `amount` is then the signed change to the card.
@@ -570,16 +629,25 @@ async fn setup_card_http(
     Ok((ix, money, seq))
 }
 
-/// A setup request that must be approved.
+/// A setup request that must be approved; refused by an overloaded server, it is sent again
+/// (same idempotency key) after a pause, as `Retry-After` asks.
 async fn setup_post(
     http: &mut Http,
     path: String,
     key: String,
     body: Value,
 ) -> anyhow::Result<Value> {
-    match http.send("POST", &path, Some(&key), Some(&body)).await {
-        Ok((200, v)) => Ok(v),
-        Ok((s, v)) => Err(anyhow!("setup {path}: HTTP {s} {v}")),
-        Err(e) => Err(anyhow!("setup {path}: {e}")),
+    for _ in 0..SETUP_RETRIES {
+        match outcome(
+            http.send_full("POST", &path, Some(&key), Some(&body)).await,
+            OpKind::TopUp,
+            0,
+            |_| 0,
+        ) {
+            (Outcome::Refused, _) => tokio::time::sleep(SETUP_RETRY_PAUSE).await,
+            (Outcome::Approved { .. }, Some(v)) => return Ok(v),
+            (o, v) => bail!("setup {path}: {o:?} {}", v.unwrap_or(Value::Null)),
+        }
     }
+    bail!("setup {path}: still refused (overloaded) after {SETUP_RETRIES} tries")
 }

@@ -8,8 +8,11 @@
 use super::proto::{
     Amount, Answer, Call, CardId, Channel, Client, Command, DeclineCode, Method, Status, TxnId,
 };
-use super::svault_http::{create_program, svault_unsupported, SvaultRun, REQUEST_TIMEOUT};
-use super::{at_stake, Backend, Conn, Done, Loaded, TargetInfo};
+use super::svault_http::{
+    create_program, svault_unsupported, SvaultRun, REQUEST_TIMEOUT, SETUP_RETRIES,
+    SETUP_RETRY_PAUSE,
+};
+use super::{at_stake, at_stake_after, Backend, Conn, Done, Loaded, TargetInfo};
 use crate::stats::Outcome;
 use crate::workload::{Action, Item, Minor, OpKind, Workload, FUNDING_MINOR, SETUP_SPEND_MINOR};
 use anyhow::{anyhow, bail};
@@ -31,10 +34,8 @@ fn outcome(a: &Answer, op: OpKind, amount: Minor, delta: impl FnOnce(&Answer) ->
     match a.status {
         Status::Approved => Outcome::Approved { delta: delta(a) },
         Status::Declined => Outcome::Declined(decline_name(a.detail)),
-        Status::Overloaded => Outcome::Error {
-            kind: "overloaded".into(),
-            at_stake: 0,
-        },
+        // Refused before anything was applied (the shard's queue was full).
+        Status::Overloaded => Outcome::Refused,
         Status::Unavailable => Outcome::Error {
             kind: "unavailable".into(),
             at_stake: at_stake(op, amount),
@@ -164,7 +165,7 @@ impl Conn for TcpConn {
             let o = match &answers {
                 Err(kind) => Outcome::Error {
                     kind: kind.clone(),
-                    at_stake: at_stake(f.op, f.amount),
+                    at_stake: at_stake_after(kind, f.op, f.amount),
                 },
                 Ok(a) => match a.get(n) {
                     None => Outcome::Error {
@@ -224,8 +225,8 @@ impl Conn for TcpConn {
                     at_stake: capture,
                 },
                 Err(kind) => Outcome::Error {
+                    at_stake: if kind == "connect" { 0 } else { capture },
                     kind: kind.clone(),
-                    at_stake: capture,
                 },
             };
             out.push(done(i, OpKind::Capture, o, Some(sent)));
@@ -362,18 +363,34 @@ impl Backend for SvaultTcp {
             }
             (from, to, calls)
         };
+        let send = |from: u64, calls: Vec<Call>| {
+            let c = client.clone();
+            async move { (from, c.call_batch(calls).await) }
+        };
         use futures::StreamExt;
+        let mut retries = 0;
         loop {
             while frames.len() < 8 && start < w.cards {
                 let (from, to, calls) = build(start);
                 start = to;
-                let c = client.clone();
-                frames.push_back(async move { (from, c.call_batch(calls).await) });
+                frames.push_back(send(from, calls));
             }
             let Some((from, answers)) = frames.next().await else {
                 break;
             };
             let answers = answers.map_err(|e| anyhow!("setup frame: {e}"))?;
+            if answers.iter().any(|a| a.status == Status::Overloaded) {
+                // Refused by an overloaded server: the whole frame again (same keys, so what
+                // was applied answers as before), after a pause.
+                retries += 1;
+                if retries > SETUP_RETRIES {
+                    bail!("setup frame: still refused (overloaded) after {SETUP_RETRIES} tries");
+                }
+                tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+                let (_, _, calls) = build(from);
+                frames.push_back(send(from, calls));
+                continue;
+            }
             for (k, chunk) in answers.chunks(per_card).enumerate() {
                 let ix = from + k as u64;
                 let [open, fund, rest @ ..] = chunk else {

@@ -8,7 +8,9 @@
 //! - [`metrics`]: counters for `/metrics`; [`error`]: the error body.
 //!
 //! Limits: request bodies above [`BODY_LIMIT_BYTES`] get `413`; at most
-//! [`HttpLimits::connections_max`] connections are served at once (more wait in the backlog).
+//! [`HttpLimits::connections_max`] connections are served at once (more wait in the backlog);
+//! a slow or silent client is cut off by [`HttpLimits::header_timeout`] and
+//! [`HttpLimits::idle_timeout`].
 
 pub mod body;
 pub mod error;
@@ -32,6 +34,7 @@ use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -102,12 +105,27 @@ impl Deref for AppState {
 pub struct HttpLimits {
     /// Connections served at once; further ones wait in the listen backlog.
     pub connections_max: usize,
+    /// A request's head must have arrived this long after the connection began waiting for it
+    /// (it opened, or the previous answer went out), or the connection is closed: a head sent
+    /// a byte at a time, a connection that never sends, an idle keep-alive connection.
+    pub header_timeout: Duration,
+    /// A connection that waits to read or write with no byte moving either way for this long
+    /// is closed ([`crate::idle::Idle`]): a client that never reads its answers, a body that
+    /// stops coming.
+    pub idle_timeout: Duration,
 }
+
+/// Default of `svault serve --header-timeout-secs`.
+pub const HEADER_TIMEOUT_SECS_DEFAULT: u64 = 10;
+/// Default of `svault serve --idle-timeout-secs`.
+pub const IDLE_TIMEOUT_SECS_DEFAULT: u64 = 60;
 
 impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             connections_max: 4096,
+            header_timeout: Duration::from_secs(HEADER_TIMEOUT_SECS_DEFAULT),
+            idle_timeout: Duration::from_secs(IDLE_TIMEOUT_SECS_DEFAULT),
         }
     }
 }
@@ -274,15 +292,41 @@ impl AsyncWrite for LimitedStream {
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then finishes in-flight requests.
+///
+/// hyper's connection builder rather than `axum::serve`, which sets no timeouts: the header
+/// timeout runs on hyper's timer, the idle timeout on the socket ([`crate::idle::Idle`]).
 pub async fn serve(
     listener: TcpListener,
     app: AppState,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = LimitedListener::new(listener, limits.connections_max);
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use axum::serve::Listener;
+    let mut listener = LimitedListener::new(listener, limits.connections_max);
+    let service = hyper_util::service::TowerToHyperService::new(router(app));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        let io = hyper_util::rt::TokioIo::new(crate::idle::Idle::new(stream, limits.idle_timeout));
+        let conn = graceful.watch(builder.serve_connection(io, service.clone()));
+        tokio::spawn(async move {
+            // A timeout or a reset ends this connection only; there is nobody to tell.
+            if let Err(e) = conn.await {
+                tracing::debug!("http connection closed: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -379,6 +379,14 @@ fn string_candidates() -> Vec<String> {
         v.push(s.to_string());
     }
     v.push("9".repeat(41));
+    // Characters of two, three and four UTF-8 bytes: a schema counts characters, so a rule
+    // kept in bytes would call valid what the server refuses.
+    for n in [1, 32, 33, 64, 65] {
+        v.push("é".repeat(n));
+        v.push("店".repeat(n));
+    }
+    v.push("😀".repeat(2));
+    v.push(format!("s{}", "😀".repeat(15)));
     for n in [40, 64, 65, 128, 129] {
         v.push("s".repeat(n));
         v.push(format!("0000{}", "1".repeat(n - 4)));
@@ -578,6 +586,389 @@ fn every_declared_security_requirement_holds_at_the_server() {
         assert!(
             admin_ops.iter().any(|o| o == want),
             "{want} declares no admin role"
+        );
+    }
+}
+
+/// `schema` with a `$ref` followed into the document's components.
+fn resolve<'a>(doc: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a serde_json::Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.trim_start_matches("#/components/schemas/");
+            resolve(doc, &doc["components"]["schemas"][name])
+        }
+        None => schema,
+    }
+}
+
+/// Whether the JSON `value` satisfies `schema`, as a JSON Schema validator reads the parts the
+/// document uses: `type` (one or several), `oneOf`, `pattern`, `minLength`/`maxLength` (in
+/// characters), `minimum`/`maximum`, `items`/`maxItems`, `properties`/`required`.
+fn satisfies(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+) -> bool {
+    use serde_json::Value;
+    let schema = resolve(doc, schema);
+    if let Some(alts) = schema["oneOf"].as_array() {
+        if alts.iter().filter(|s| satisfies(doc, s, value)).count() != 1 {
+            return false;
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(|t| t.as_str()).collect(),
+        _ => vec![],
+    };
+    let type_ok = |t: &str| match (t, value) {
+        ("null", Value::Null) | ("boolean", Value::Bool(_)) | ("string", Value::String(_)) => true,
+        ("object", Value::Object(_))
+        | ("array", Value::Array(_))
+        | ("number", Value::Number(_)) => true,
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
+        _ => false,
+    };
+    if !types.is_empty() && !types.iter().any(|t| type_ok(t)) {
+        return false;
+    }
+    match value {
+        Value::String(s) => declared_ok(schema, s),
+        Value::Number(n) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            schema["minimum"].as_f64().is_none_or(|m| x >= m)
+                && schema["maximum"].as_f64().is_none_or(|m| x <= m)
+        }
+        Value::Array(items) => {
+            schema["maxItems"]
+                .as_u64()
+                .is_none_or(|m| items.len() as u64 <= m)
+                && items.iter().all(|v| satisfies(doc, &schema["items"], v))
+        }
+        Value::Object(fields) => {
+            let required = schema["required"].as_array().cloned().unwrap_or_default();
+            required
+                .iter()
+                .all(|r| r.as_str().is_some_and(|r| fields.contains_key(r)))
+                && fields.iter().all(|(k, v)| {
+                    let s = &schema["properties"][k.as_str()];
+                    s.is_null() || satisfies(doc, s, v)
+                })
+        }
+        _ => true,
+    }
+}
+
+/// One step of a path into a body: a field, or the first item of a list.
+#[derive(Clone, Debug)]
+enum Step {
+    Key(String),
+    First,
+}
+
+/// A path as the server names a field in a `400` (`bonus_ladder[0].rate`, `spend.stores_deny[0]`).
+fn field_name(path: &[Step]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) if s.is_empty() => s.push_str(k),
+            Step::Key(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Step::First => s.push_str("[0]"),
+        }
+    }
+    s
+}
+
+/// The schema of a value that may be null, without the null: what to walk into.
+fn non_null<'a>(
+    doc: &'a serde_json::Value,
+    schema: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    let schema = resolve(doc, schema);
+    match schema["oneOf"].as_array() {
+        Some(alts) => alts
+            .iter()
+            .map(|a| resolve(doc, a))
+            .find(|a| a["type"] != "null")
+            .unwrap_or(schema),
+        None => schema,
+    }
+}
+
+/// Every place in the program body that declares a rule: its path and its schema (a field, a
+/// list's length, a list's items).
+fn declared_rules(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    path: Vec<Step>,
+    out: &mut Vec<(Vec<Step>, serde_json::Value)>,
+) {
+    let s = non_null(doc, schema);
+    if let Some(props) = s["properties"].as_object() {
+        for (k, v) in props {
+            let mut p = path.clone();
+            p.push(Step::Key(k.clone()));
+            declared_rules(doc, v, p, out);
+        }
+        return;
+    }
+    if s["type"] == "array" || s["items"].is_object() {
+        if !s["maxItems"].is_null() {
+            out.push((path.clone(), resolve(doc, schema).clone()));
+        }
+        let mut p = path;
+        p.push(Step::First);
+        declared_rules(doc, &s["items"], p, out);
+        return;
+    }
+    let rule = [
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "oneOf",
+    ]
+    .iter()
+    .any(|k| !s[*k].is_null() || !resolve(doc, schema)[*k].is_null());
+    if rule {
+        out.push((path, resolve(doc, schema).clone()));
+    }
+}
+
+/// A valid item of a list in the program body (the `i`-th, so a long list stays valid: ladder
+/// steps and tiers increase), by the list's name.
+fn list_item(list: &str, i: usize) -> serde_json::Value {
+    use serde_json::json;
+    match list {
+        "bonus_ladder" => json!({"nth": i + 1, "bonus": "1.00"}),
+        "tiers" => json!({"name": format!("t{i}"), "lifetime_top_up": format!("{}", i + 1)}),
+        "discount_windows" => json!({"from": "20:00", "to": "23:00", "rate": "0.10"}),
+        "stores_allow" | "stores_deny" => json!(format!("s{i}")),
+        other => panic!("the program body's list {other} has no item to probe with; add one"),
+    }
+}
+
+/// A valid program body with `value` at `path`: containers on the way are made valid (a list
+/// holds one valid item; a ladder step carries `bonus` or `rate`, not both).
+fn program_with(path: &[Step], value: serde_json::Value) -> serde_json::Value {
+    use serde_json::json;
+    let mut body = json!({"id": "probe", "currency": "CNY"});
+    let mut at = &mut body;
+    let mut list = "";
+    for (i, step) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
+        match step {
+            Step::Key(k) => {
+                if last {
+                    at[k.as_str()] = value;
+                    if list == "bonus_ladder" && (k == "bonus" || k == "rate") {
+                        let other = if k == "bonus" { "rate" } else { "bonus" };
+                        at.as_object_mut().unwrap().remove(other);
+                    }
+                    return body;
+                }
+                if at[k.as_str()].is_null() {
+                    at[k.as_str()] = if matches!(path.get(i + 1), Some(Step::First)) {
+                        json!([])
+                    } else {
+                        json!({})
+                    };
+                }
+                list = k.as_str();
+                at = &mut at[k.as_str()];
+            }
+            Step::First => {
+                let item = if last {
+                    value.clone()
+                } else {
+                    list_item(list, 0)
+                };
+                let arr = at.as_array_mut().unwrap();
+                arr.clear();
+                arr.push(item);
+                if last {
+                    return body;
+                }
+                at = &mut arr[0];
+            }
+        }
+    }
+    unreachable!("an empty path")
+}
+
+/// Values to try on the program body's fields, beyond the request bodies' ones: currencies,
+/// offsets, spend orders, rates on both sides of each ceiling and of six decimals, times,
+/// tier names by characters, integers around every bound.
+fn program_candidates() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut v: Vec<serde_json::Value> = string_candidates().into_iter().map(|s| json!(s)).collect();
+    for s in [
+        "CNY",
+        "cny",
+        "USD",
+        "Z",
+        "+08:00",
+        "-05:30",
+        "+14:00",
+        "+14:01",
+        "-14:00",
+        "+8:00",
+        "08:00",
+        "+08:60",
+        "proportional",
+        "bonus_first",
+        "principal_first",
+        "Proportional",
+        "0.10",
+        "0.123456",
+        "0.1234560",
+        "0.1234567",
+        "1.000000",
+        "1.000001",
+        "1.5",
+        "10",
+        "10.0",
+        "10.000001",
+        "11",
+        "999.999999",
+        "1000",
+        "1000.0",
+        "1000.000001",
+        "1001",
+        "00:00",
+        "09:30",
+        "23:59",
+        "24:00",
+        "24:01",
+        "25:00",
+        "9:30",
+        "12:60",
+        "+5",
+        "+1000000000",
+        "1000000000",
+        "1000000001",
+        "0.000",
+        "-0",
+        "-0.00",
+    ] {
+        v.push(json!(s));
+    }
+    v.push(json!(format!("0.1{}", "0".repeat(37))));
+    v.push(json!(format!("{}1", "0".repeat(39))));
+    v.push(json!(format!("{}1", "0".repeat(40))));
+    for n in [31, 32, 33] {
+        v.push(json!("t".repeat(n)));
+        v.push(json!("店".repeat(n)));
+    }
+    for n in [
+        -1i64,
+        0,
+        1,
+        2,
+        60,
+        36_500,
+        36_501,
+        1_000_000_000,
+        1_000_000_001,
+        4_294_967_295,
+        4_294_967_296,
+    ] {
+        v.push(json!(n));
+    }
+    v
+}
+
+/// Walks the body of `POST /v1/programs` as the document declares it: every field, list and
+/// list item that declares a rule is probed with values on both sides of it (lists at their
+/// longest and one item longer); a body the document calls invalid at that place is refused
+/// `400` naming it, and one it calls valid is never refused for it.
+#[test]
+fn every_declared_program_body_constraint_holds_at_the_server() {
+    let s = Server::start(svault_bin!(), &[]);
+    let doc = s.req("GET", "/openapi.json").send().json();
+    let body_schema = &doc["paths"]["/v1/programs"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    let mut rules = Vec::new();
+    declared_rules(&doc, body_schema, Vec::new(), &mut rules);
+    let mut n = 0u64;
+    let mut probe = |path: &[Step], value: serde_json::Value, what: &str| {
+        let body = program_with(path, value);
+        let ok = satisfies(&doc, body_schema, &body);
+        n += 1;
+        let r = s
+            .req("POST", "/v1/programs")
+            .header("Idempotency-Key", &format!("probe-{n}"))
+            .json(body)
+            .send();
+        let field = field_name(path);
+        let refused_as_it = r.status == 400 && r.json()["field"].as_str() == Some(field.as_str());
+        assert_eq!(
+            refused_as_it,
+            !ok,
+            "{field}={what} is {} by the document, but the server answered {} {}",
+            if ok { "valid" } else { "invalid" },
+            r.status,
+            r.body
+        );
+        if ok {
+            assert_eq!(r.status, 200, "{field}={what}: {}", r.body);
+        }
+    };
+    let candidates = program_candidates();
+    let mut probed = Vec::new();
+    for (path, schema) in &rules {
+        let s = non_null(&doc, schema);
+        if let Some(max) = s["maxItems"].as_u64() {
+            let list = match path.last() {
+                Some(Step::Key(k)) => k.clone(),
+                _ => panic!("a list inside a list"),
+            };
+            for len in [max, max + 1] {
+                let items: Vec<serde_json::Value> =
+                    (0..len as usize).map(|i| list_item(&list, i)).collect();
+                probe(
+                    path,
+                    serde_json::Value::Array(items),
+                    &format!("{len} items"),
+                );
+            }
+        } else {
+            for value in &candidates {
+                probe(path, value.clone(), &value.to_string());
+            }
+        }
+        probed.push(field_name(path));
+    }
+    for want in [
+        "id",
+        "currency",
+        "utc_offset",
+        "top_up.min",
+        "bonus_ladder",
+        "bonus_ladder[0].nth",
+        "bonus_ladder[0].rate",
+        "bonus_expiry_days",
+        "spend_order",
+        "points.earn_per_unit",
+        "points.redeem_rate",
+        "tiers[0].name",
+        "tiers[0].lifetime_top_up",
+        "tiers[0].discount",
+        "discount_windows[0].to",
+        "velocity.max_spends_per_minute",
+        "refund_lock_days",
+        "reminders.bonus_expiring_days",
+        "spend.max_daily_count",
+        "spend.stores_allow",
+        "spend.stores_deny[0]",
+    ] {
+        assert!(
+            probed.iter().any(|p| p == want),
+            "the document declares no rule on the program's {want}: {probed:?}"
         );
     }
 }

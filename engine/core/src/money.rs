@@ -227,7 +227,8 @@ impl Rate {
     /// Parses `"0.10"`, `"1.5"`: non-negative, at most 6 decimals, at most 1000.
     pub fn parse(s: &str) -> Result<Rate, AmountError> {
         let d = parse_plain_decimal(s)?;
-        if d < Decimal::ZERO {
+        // A sign is refused even on zero ("-0"): a rate is written without one.
+        if d < Decimal::ZERO || s.starts_with('-') {
             return Err(AmountError::NotPositive);
         }
         if d.normalize().scale() > 6 {
@@ -363,6 +364,14 @@ mod tests {
     fn rates_round_half_even() {
         assert_eq!(Rate::parse("0.10"), Ok(Rate(100_000)));
         assert_eq!(Rate::parse("1.5"), Ok(Rate(1_500_000)));
+        assert_eq!(Rate::parse("0"), Ok(Rate(0)));
+        for signed in ["-0", "-0.00", "-0.1"] {
+            assert_eq!(
+                Rate::parse(signed),
+                Err(AmountError::NotPositive),
+                "{signed}"
+            );
+        }
         // 0.25 × 0.10 = 0.025 fen-exact ⇒ 2.5 fen ⇒ 2 (even)
         assert_eq!(Rate(100_000).apply(Amount(25)), Amount(2));
         assert_eq!(Rate(100_000).apply(Amount(35)), Amount(4));

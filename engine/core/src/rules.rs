@@ -5,20 +5,45 @@
 use crate::command::{CardId, Command, Request, TxnId};
 use crate::money::{Amount, Currency};
 
-/// Longest store name, in bytes.
+/// Longest store id, in characters (Unicode scalar values, as JSON Schema's `maxLength`
+/// counts them).
 pub const STORE_LEN_MAX: usize = 64;
 /// Longest program id, in bytes.
 pub const PROGRAM_ID_LEN_MAX: usize = 64;
 /// Longest hold time: 30 days.
 pub const HOLD_TTL_SECONDS_MAX: u32 = 30 * 24 * 3600;
-/// Validates a store name: 1–64 bytes, no control characters.
+/// The characters a store id may hold: no control characters, nothing outside the Basic
+/// Multilingual Plane. Within the BMP a character is one UTF-16 unit, so every schema validator
+/// (code points or UTF-16 units) counts a store's length as the server does, and 64 of them
+/// (at most 192 UTF-8 bytes) fit the binary protocol's one-byte length. The API document's
+/// pattern for a store says the same ([`STORE_PATTERN`]).
+fn store_char_ok(c: char) -> bool {
+    !c.is_control() && u32::from(c) <= 0xFFFF
+}
+
+/// The store rule as an ECMA-262 / Rust `regex` pattern, for the API document.
+pub const STORE_PATTERN: &str = r"^[\u0020-\u007E\u00A0-\uD7FF\uE000-\uFFFF]{1,64}$";
+
+/// Validates a store id: 1–64 characters, no control characters, none outside the Basic
+/// Multilingual Plane (`store_char_ok`). Counted in characters, as the API document's
+/// `maxLength` is, so the document and the server agree on every string.
 pub fn check_store(store: &str) -> Result<(), &'static str> {
-    if store.is_empty() || store.len() > STORE_LEN_MAX || store.chars().any(char::is_control) {
-        Err("a store is 1-64 characters, no control characters")
+    let mut n = 0usize;
+    for c in store.chars() {
+        n += 1;
+        if n > STORE_LEN_MAX || !store_char_ok(c) {
+            return Err(STORE_RULE);
+        }
+    }
+    if n == 0 {
+        Err(STORE_RULE)
     } else {
         Ok(())
     }
 }
+
+const STORE_RULE: &str =
+    "a store is 1-64 characters of the Basic Multilingual Plane, no control characters";
 
 /// Validates a hold's time to live: 1 second to 30 days.
 pub fn check_hold_ttl(ttl_seconds: u32) -> Result<(), &'static str> {
@@ -230,6 +255,13 @@ mod tests {
         assert!(check_store(&"s".repeat(65)).is_err());
         assert!(check_store("").is_err());
         assert!(check_store("a\nb").is_err());
+        assert!(check_store("a\u{85}b").is_err());
+        // Counted in characters, not bytes: 64 three-byte characters are one store.
+        assert!(check_store(&"店".repeat(64)).is_ok());
+        assert!(check_store(&"店".repeat(65)).is_err());
+        assert!(check_store(&"é".repeat(33)).is_ok());
+        assert!(check_store("\u{FFFF}").is_ok());
+        assert!(check_store("shop \u{1F600}").is_err());
         assert!(check_hold_ttl(1).is_ok());
         assert!(check_hold_ttl(HOLD_TTL_SECONDS_MAX).is_ok());
         assert!(check_hold_ttl(0).is_err());

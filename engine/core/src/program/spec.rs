@@ -176,6 +176,8 @@ const RATE_MAX: Rate = Rate(10_000_000);
 const RULES_MAX: usize = 64;
 /// Largest day count accepted (100 years).
 const DAYS_MAX: u32 = 36_500;
+/// Longest tier name, in characters.
+const TIER_NAME_LEN_MAX: usize = 32;
 /// Most stores in one allow or deny list.
 pub const STORES_MAX: usize = 4096;
 
@@ -419,7 +421,8 @@ fn tiers(f: &Fields, spec: &[TierSpec]) -> Result<Vec<Tier>, SpecError> {
     let mut tiers: Vec<Tier> = Vec::with_capacity(spec.len());
     for (i, t) in spec.iter().enumerate() {
         let name = |field: &str| format!("tiers[{i}].{field}");
-        if t.name.is_empty() || t.name.len() > 32 {
+        // Characters, as the API document's `maxLength` counts them.
+        if t.name.is_empty() || t.name.chars().count() > TIER_NAME_LEN_MAX {
             return Err(err(name("name"), "1–32 characters"));
         }
         if tiers.iter().any(|o| o.name == t.name) {
@@ -473,7 +476,10 @@ fn discount_windows(
             parse_hh_mm(&w.from).ok_or_else(|| err(name("from"), "expected HH:MM, 00:00–24:00"))?;
         let to_minute =
             parse_hh_mm(&w.to).ok_or_else(|| err(name("to"), "expected HH:MM, 00:00–24:00"))?;
-        if from_minute == to_minute || from_minute == 1440 {
+        if from_minute == 1440 {
+            return Err(err(name("from"), "a window starts before 24:00"));
+        }
+        if from_minute == to_minute {
             return Err(err(name("to"), "empty window"));
         }
         let rate = f.rate_max(&name("rate"), &w.rate, Rate::ONE)?;

@@ -186,11 +186,12 @@ pub struct SpendBody {
     /// `qr` | `card` | `voice`
     #[schema(example = "qr")]
     pub method: String,
-    /// The store where the card was presented: 1-64 bytes, no control characters.
+    /// The store where the card was presented: 1-64 characters of the Basic
+    /// Multilingual Plane, no control characters (`svault_core::rules::check_store`).
     #[schema(
         min_length = 1,
         max_length = 64,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+        pattern = r"^[\u0020-\u007E\u00A0-\uD7FF\uE000-\uFFFF]{1,64}$"
     )]
     pub store: Option<String>,
     /// Partial approval: when the funds are short but not zero, approve what is available
@@ -229,11 +230,12 @@ pub struct HoldBody {
     pub ttl_seconds: u32,
     #[schema(example = "card")]
     pub method: String,
-    /// As for spends: 1-64 bytes, no control characters.
+    /// As for spends: 1-64 characters of the Basic Multilingual Plane, no control characters
+    /// (`svault_core::rules::check_store`).
     #[schema(
         min_length = 1,
         max_length = 64,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+        pattern = r"^[\u0020-\u007E\u00A0-\uD7FF\uE000-\uFFFF]{1,64}$"
     )]
     pub store: Option<String>,
     /// Partial approval, as for spends: hold what is available when the funds are short.
@@ -433,50 +435,6 @@ impl GrantBody {
             reason,
         })
     }
-}
-
-/// The body of `POST /v1/programs` as SPEC.md spells it (documentation of `ProgramSpec`).
-/// Decimals are strings; every field but `id` and `currency` is optional.
-#[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ProgramSpecDoc {
-    #[schema(example = "coffee")]
-    pub id: String,
-    #[schema(example = "CNY")]
-    pub currency: String,
-    #[schema(example = "+08:00")]
-    pub utc_offset: Option<String>,
-    /// `{min, max_single, max_balance, max_balance_anonymous, max_daily}` as decimal strings.
-    #[schema(value_type = Option<Object>)]
-    pub top_up: Option<serde_json::Value>,
-    /// `[{"nth":1,"min":"100","bonus":"15"},{"nth":2,"min":"100","rate":"0.10"}]`
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub bonus_ladder: Option<serde_json::Value>,
-    pub bonus_expiry_days: Option<u32>,
-    /// `proportional` | `bonus_first` | `principal_first`
-    pub spend_order: Option<String>,
-    /// `{earn_per_unit, redeem_rate}`
-    #[schema(value_type = Option<Object>)]
-    pub points: Option<serde_json::Value>,
-    /// `[{"name":"silver","lifetime_top_up":"1000","points_multiplier":"1.5","discount":"0.02"}]`
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub tiers: Option<serde_json::Value>,
-    /// `[{"from":"20:00","to":"24:00","rate":"0.10"}]`
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub discount_windows: Option<serde_json::Value>,
-    /// `{max_spends_per_minute, max_daily_spend}`
-    #[schema(value_type = Option<Object>)]
-    pub velocity: Option<serde_json::Value>,
-    pub refund_lock_days: Option<u32>,
-    /// `{low_balance, bonus_expiring_days}`
-    #[schema(value_type = Option<Object>)]
-    pub reminders: Option<serde_json::Value>,
-    /// `{"max_single":"300","max_daily_count":20,"stores_allow":["s1"],"stores_deny":["s9"]}`:
-    /// 单笔消费上限 (declines `over_single_spend`), spends per local day (`over_daily_count`),
-    /// the stores a card may be used at (`store_not_allowed`; with an allow list a store must be
-    /// given).
-    #[schema(value_type = Option<Object>)]
-    pub spend: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use super::body::*;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{query_pairs, IdemKey, JsonBody, PathId};
+use super::program_doc::ProgramSpecDoc;
 use super::render::*;
 use super::AppState;
 use crate::auth::Caller;

@@ -18,6 +18,7 @@ pub mod extract;
 pub mod handlers;
 pub mod metrics;
 pub mod openapi;
+pub mod program_doc;
 pub mod render;
 
 use crate::auth::{self, Auth};

@@ -4,6 +4,7 @@
 use super::body::*;
 use super::error::ErrorBody;
 use super::handlers;
+use super::program_doc::ProgramSpecDoc;
 use super::render::*;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -83,5 +84,23 @@ mod tests {
         let top_up = &doc["paths"]["/v1/cards/{id}/top-ups"]["post"];
         assert!(top_up["responses"].get("402").is_some());
         assert!(top_up["requestBody"].is_object());
+    }
+
+    /// The document's store rule is the server's own ([`svault_core::rules::STORE_PATTERN`]).
+    #[test]
+    fn every_store_field_declares_the_store_rule() {
+        let doc: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        for body in ["SpendBody", "HoldBody"] {
+            let store = &doc["components"]["schemas"][body]["properties"]["store"];
+            assert_eq!(
+                store["pattern"].as_str(),
+                Some(svault_core::rules::STORE_PATTERN),
+                "{body}"
+            );
+            assert_eq!(
+                store["maxLength"].as_u64(),
+                Some(svault_core::rules::STORE_LEN_MAX as u64)
+            );
+        }
     }
 }

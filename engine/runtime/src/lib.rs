@@ -192,6 +192,11 @@ pub enum SubmitError {
     Unavailable(String),
     #[error("shutting down")]
     ShuttingDown,
+    /// The request breaks an input rule ([`svault_core::rules::check_request`]): refused before
+    /// it is logged, so the log never holds a record replay refuses. The doors check each field
+    /// as they parse it; only a caller of the Engine API that skips them meets this.
+    #[error("invalid request: {0}")]
+    Invalid(svault_core::rules::Invalid),
 }
 
 /// Errors opening the engine (recovery refused, wrong shard count, i/o).
@@ -530,6 +535,7 @@ impl Engine {
         scope: &Scope,
         caller: CallerId,
     ) -> Result<Reply, SubmitError> {
+        svault_core::rules::check_request(&request).map_err(SubmitError::Invalid)?;
         let shards = self.shards();
         let list = scope.list(caller);
         match router::route(&request.command, shards) {
@@ -607,6 +613,13 @@ impl Engine {
         let mut out: Vec<Option<Result<Reply, SubmitError>>> = (0..n).map(|_| None).collect();
         let mut per_shard: Vec<Vec<(usize, Request)>> = (0..shards).map(|_| Vec::new()).collect();
         for (i, r) in requests.into_iter().enumerate() {
+            if let Err(invalid) = svault_core::rules::check_request(&r) {
+                // Refused alone, before anything is logged; the rest of the frame goes on.
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(Err(SubmitError::Invalid(invalid)));
+                }
+                continue;
+            }
             match router::route(&r.command, shards) {
                 Route::Shard(k) => {
                     if let Some(v) = per_shard.get_mut(k) {

@@ -60,14 +60,15 @@ fn a_valid_log_replays() {
     assert_eq!(replay_with(Some("t2"), top_up(500)).unwrap(), 4);
 }
 
-#[test]
-fn a_record_that_breaks_an_input_rule_is_refused_with_its_lsn() {
+/// Requests that break one input rule each, after program `demo`, card 1 and a top-up: the key
+/// to send them with, the command, and the field a refusal names.
+fn breaking_requests() -> Vec<(Option<&'static str>, Command, &'static str)> {
     let max = Currency::Cny.max_amount().0;
     let hold = TxnId {
         card: CardId(1),
         seq: 2,
     };
-    let cases: Vec<(Option<&str>, Command, &str)> = vec![
+    vec![
         (Some("t2"), top_up(0), "amount"),
         (Some("t2"), top_up(-5), "amount"),
         (Some("t2"), top_up(max + 1), "amount"),
@@ -133,8 +134,12 @@ fn a_record_that_breaks_an_input_rule_is_refused_with_its_lsn() {
         ),
         (Some("has space"), top_up(100), "idempotency_key"),
         (Some(""), top_up(100), "idempotency_key"),
-    ];
-    for (key, bad, field) in cases {
+    ]
+}
+
+#[test]
+fn a_record_that_breaks_an_input_rule_is_refused_with_its_lsn() {
+    for (key, bad, field) in breaking_requests() {
         let got = replay_with(key, bad.clone());
         match got {
             Err(RecoveryError::InvalidRequest { lsn: 4, invalid }) => {
@@ -152,4 +157,80 @@ fn the_refusal_says_where_and_what() {
     let text = err.to_string();
     assert!(text.contains("lsn 4"), "{text}");
     assert!(text.contains("amount"), "{text}");
+}
+
+/// A caller of the Engine API that skips the doors cannot log what replay would refuse: the
+/// runtime holds each request to the doors' rules before it appends, answers a breaking one
+/// `SubmitError::Invalid` naming the field, and logs nothing for it, alone or in a batch; the
+/// directory then reopens (replay refuses nothing) with only the valid records in its log.
+#[test]
+fn the_engine_refuses_before_logging_what_replay_would_refuse() {
+    use runtime::{Durability, Engine, EngineConfig, Scope, SubmitError, Tuning};
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        data_dir: dir.path().into(),
+        shards: Some(1),
+        durability: Durability::Sync,
+    };
+    // No idle ticks: the log holds exactly what was submitted.
+    let tuning = || Tuning {
+        idle_tick_ms: 3_600_000,
+        ..Tuning::default()
+    };
+    let req = |key: Option<&str>, command: Command| Request {
+        idempotency_key: key.map(str::to_string),
+        command,
+    };
+    let engine = Engine::open_with(config.clone(), tuning()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut logged = 0u64;
+    rt.block_on(async {
+        let setup = [
+            req(Some("p"), Command::UpsertProgram(Program::demo())),
+            req(
+                Some("open"),
+                Command::OpenCard {
+                    card_id: CardId(1),
+                    program: "demo".into(),
+                    registered: true,
+                    birthday: None,
+                },
+            ),
+            req(Some("t1"), top_up(10_000)),
+        ];
+        for r in setup {
+            engine.submit(r, &Scope::All).await.unwrap();
+            logged += 1;
+        }
+        for (i, (key, bad, field)) in breaking_requests().into_iter().enumerate() {
+            match engine.submit(req(key, bad.clone()), &Scope::All).await {
+                Err(SubmitError::Invalid(invalid)) => assert_eq!(invalid.field, field, "{bad:?}"),
+                other => panic!("{bad:?} (key {key:?}): expected Invalid({field}), got {other:?}"),
+            }
+            // In a batch, the breaking request is refused and its neighbours applied.
+            let batch = vec![
+                req(Some(&format!("before-{i}")), top_up(100)),
+                req(key, bad.clone()),
+                req(None, top_up(100)),
+            ];
+            let answers = engine.submit_batch(batch, &Scope::All).await;
+            assert!(answers[0].is_ok(), "{:?}", answers[0]);
+            assert!(
+                matches!(&answers[1], Err(SubmitError::Invalid(i)) if i.field == field),
+                "{bad:?} in a batch: {:?}",
+                answers[1]
+            );
+            assert!(answers[2].is_ok(), "{:?}", answers[2]);
+            logged += 2;
+        }
+    });
+    engine.shutdown();
+    drop(engine);
+    let reopened = Engine::open_with(config, tuning())
+        .unwrap_or_else(|e| panic!("the log holds a record replay refuses: {e}"));
+    let report = &reopened.recovery_reports()[0];
+    assert_eq!(report.last_lsn, logged, "{report:?}");
 }

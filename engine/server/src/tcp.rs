@@ -379,7 +379,7 @@ pub async fn serve_batch(
                     Status::NotFound,
                     not_found_detail(NotFoundKind::Card),
                 ),
-                Err(e) => Answer::bare(a.req_id, submit_error_status(&e), 0),
+                Err(e) => submit_error_answer(a.req_id, &e),
             };
         }
     }
@@ -412,7 +412,31 @@ fn submit_error_status(e: &SubmitError) -> Status {
     match e {
         SubmitError::Overloaded => Status::Overloaded,
         SubmitError::Forbidden => Status::Forbidden,
+        SubmitError::Invalid(_) => Status::Invalid,
         _ => Status::Unavailable,
+    }
+}
+
+/// An engine refusal as a result record: an input rule names its field (`detail`).
+fn submit_error_answer(req_id: u64, e: &SubmitError) -> Answer {
+    let detail = match e {
+        SubmitError::Invalid(invalid) => invalid_field(invalid.field) as u8,
+        _ => 0,
+    };
+    Answer::bare(req_id, submit_error_status(e), detail)
+}
+
+/// The protocol's name for a field an input rule names ([`svault_core::rules::Invalid`]).
+fn invalid_field(field: &str) -> InvalidField {
+    match field {
+        "card_id" => InvalidField::CardId,
+        "amount" | "bonus" => InvalidField::Amount,
+        "idempotency_key" => InvalidField::IdempotencyKey,
+        "store" => InvalidField::Store,
+        "program" | "id" => InvalidField::Program,
+        "ttl_seconds" => InvalidField::TtlSeconds,
+        "hold_id" | "txn_id" => InvalidField::TxnId,
+        _ => InvalidField::Rules,
     }
 }
 
@@ -436,7 +460,7 @@ fn approved(req_id: u64, a: &Approval) -> Answer {
 pub fn answer_of(req_id: u64, reply: Result<Reply, SubmitError>) -> Answer {
     let reply = match reply {
         Ok(r) => r,
-        Err(e) => return Answer::bare(req_id, submit_error_status(&e), 0),
+        Err(e) => return submit_error_answer(req_id, &e),
     };
     let mut ans = match &reply.outcome {
         Outcome::Approved(a) => approved(req_id, a),

@@ -188,6 +188,10 @@ impl From<runtime::SubmitError> for ApiError {
             }
             SubmitError::Unavailable(m) => ApiError::unavailable(m),
             SubmitError::ShuttingDown => ApiError::unavailable("shutting down"),
+            SubmitError::Invalid(i) if matches!(i.field, "amount" | "bonus") => {
+                ApiError::invalid_amount(i.field, i.reason)
+            }
+            SubmitError::Invalid(i) => ApiError::invalid(i.field, i.reason),
             #[allow(unreachable_patterns)]
             other => ApiError::unavailable(other.to_string()),
         }

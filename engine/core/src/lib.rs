@@ -19,6 +19,8 @@
 //! Start reading at [`state::State::apply`] and [`command::Command`].
 #![deny(unsafe_code)]
 
+#[cfg(test)]
+mod alloc_count;
 pub mod command;
 pub mod money;
 pub mod outcome;

@@ -195,14 +195,33 @@ impl FpWriter {
 /// that encoding, so a field added later is covered without touching this function; same
 /// caller and command ⇔ same fingerprint (up to 2^-64). The caller is already in the key's
 /// hash ([`key_hash`]); it is here too so that the fingerprint alone names the whole request.
-pub(crate) fn fingerprint(caller: CallerId, cmd: &Command) -> u64 {
-    match rkyv::to_bytes::<rkyv::rancor::Error>(cmd) {
-        Ok(bytes) => xxh3_64_with_seed(&bytes, caller.0),
+///
+/// The archive is written into `buf`, which keeps its memory from one request to the next (the
+/// same bytes `rkyv::to_bytes` returns, without allocating them anew).
+pub(crate) fn fingerprint(caller: CallerId, cmd: &Command, buf: &mut FpBuf) -> u64 {
+    buf.0.clear();
+    let fp = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(cmd, &mut buf.0)
+        .map(|archive| xxh3_64_with_seed(archive.as_slice(), caller.0));
+    if buf.0.capacity() > FP_BUF_KEPT {
+        // A program change with thousands of stores: don't hold its size for good.
+        buf.0 = rkyv::util::AlignedVec::new();
+    }
+    match fp {
+        Ok(fp) => fp,
         // Archiving into memory fails only when memory does; the field-by-field form is the
         // one that needs no allocation (never equal to a real fingerprint by more than chance).
         Err(_) => xxh3_64_with_seed(&fingerprint_v3(cmd).to_le_bytes(), caller.0),
     }
 }
+
+/// The buffer [`fingerprint`] archives commands into, kept across requests (one per `State`)
+/// so that a keyed request allocates nothing for its fingerprint once the buffer has grown.
+#[derive(Default)]
+pub(crate) struct FpBuf(rkyv::util::AlignedVec<16>);
+
+/// Most bytes [`FpBuf`] keeps between requests (any request archives in far fewer but a
+/// program change).
+const FP_BUF_KEPT: usize = 4096;
 
 /// The fingerprint entries of snapshot versions 1 to 3 carry ([`K_FP_V3`]): written field by
 /// field with tags. Kept only to match retries against those entries; new entries never use it.
@@ -454,7 +473,7 @@ mod tests {
         };
         let c = CallerId::DEFAULT;
         for fp in [fingerprint_v3, |cmd: &Command| {
-            fingerprint(CallerId::DEFAULT, cmd)
+            fingerprint(CallerId::DEFAULT, cmd, &mut FpBuf::default())
         }] {
             let a = fp(&spend(None, 100));
             assert_eq!(a, fp(&spend(None, 100)));
@@ -465,9 +484,10 @@ mod tests {
             assert_eq!(b, fp(&spend(Some(long), 100)));
             assert_ne!(b, fp(&spend(Some("s".repeat(299)), 100)));
         }
+        let mut buf = FpBuf::default();
         assert_eq!(
-            fingerprint(c, &spend(None, 100)),
-            fingerprint(c, &spend(None, 100))
+            fingerprint(c, &spend(None, 100), &mut buf),
+            fingerprint(c, &spend(None, 100), &mut buf)
         );
     }
 
@@ -476,6 +496,77 @@ mod tests {
     /// command later is covered without touching `fingerprint`.
     #[test]
     fn a_change_of_any_one_field_or_of_the_caller_changes_the_fingerprint() {
+        let buf = &mut FpBuf::default();
+        for (base, others) in &command_families() {
+            let fp = fingerprint(CallerId::DEFAULT, base, buf);
+            assert_ne!(
+                fp,
+                fingerprint(CallerId(7), base, buf),
+                "caller of {base:?}"
+            );
+            for other in others {
+                assert_ne!(
+                    fp,
+                    fingerprint(CallerId::DEFAULT, other, buf),
+                    "{base:?} vs {other:?}"
+                );
+            }
+        }
+    }
+
+    /// The fingerprint through a buffer kept across calls is the one of a fresh archive
+    /// (`rkyv::to_bytes`), the form every remembered key and pinned digest carries, whatever
+    /// the buffer held before (a program, a long store, a short command).
+    #[test]
+    fn a_reused_buffer_gives_the_fingerprint_of_a_fresh_archive() {
+        let mut all: Vec<Command> = command_families()
+            .into_iter()
+            .flat_map(|(base, others)| std::iter::once(base).chain(others))
+            .collect();
+        all.push(Command::UpsertProgram(crate::program::Program::demo()));
+        all.push(Command::Spend {
+            card_id: CardId(9),
+            amount: Amount(1),
+            method: crate::command::Method::Card,
+            store: Some("店".repeat(64)),
+            allow_partial: true,
+        });
+        let buf = &mut FpBuf::default();
+        for round in 0..2 {
+            for cmd in &all {
+                for caller in [CallerId::DEFAULT, CallerId(7)] {
+                    let fresh = rkyv::to_bytes::<rkyv::rancor::Error>(cmd).unwrap();
+                    assert_eq!(
+                        fingerprint(caller, cmd, buf),
+                        xxh3_64_with_seed(&fresh, caller.0),
+                        "round {round}: {cmd:?}"
+                    );
+                }
+            }
+            all.reverse();
+        }
+    }
+
+    /// A keyed request's fingerprint allocates nothing once the buffer has grown to the size
+    /// of the commands it sees (counted on this thread by the test binary's allocator).
+    #[test]
+    fn a_fingerprint_allocates_nothing_once_its_buffer_has_grown() {
+        let buf = &mut FpBuf::default();
+        let cmds: Vec<Command> = command_families().into_iter().map(|(b, _)| b).collect();
+        for cmd in &cmds {
+            fingerprint(CallerId(3), cmd, buf);
+        }
+        let before = crate::alloc_count::this_thread();
+        for _ in 0..100 {
+            for cmd in &cmds {
+                std::hint::black_box(fingerprint(CallerId(3), cmd, buf));
+            }
+        }
+        assert_eq!(crate::alloc_count::this_thread() - before, 0);
+    }
+
+    /// One command of each kind and, for each, commands that differ from it in one field.
+    fn command_families() -> Vec<(Command, Vec<Command>)> {
         use crate::command::{CashOutReason, Channel, GrantReason, MonthDay, TxnId};
         let card = CardId(6_200_000_000_000_001);
         let hold = TxnId { card, seq: 3 };
@@ -714,17 +805,7 @@ mod tests {
                 }],
             ),
         ];
-        for (base, others) in &families {
-            let fp = fingerprint(CallerId::DEFAULT, base);
-            assert_ne!(fp, fingerprint(CallerId(7), base), "caller of {base:?}");
-            for other in others {
-                assert_ne!(
-                    fp,
-                    fingerprint(CallerId::DEFAULT, other),
-                    "{base:?} vs {other:?}"
-                );
-            }
-        }
+        families
     }
 }
 

@@ -238,6 +238,8 @@ pub struct State {
     rules: Rules,
     /// Timers ticks handled since this value was made (not part of the state: for [`Work`]).
     timers_fired: u64,
+    /// Scratch space for keyed requests' fingerprints (not part of the state).
+    fp_buf: idempotency::FpBuf,
 }
 
 /// Work of the kind that makes one apply slow, counted since the state was made (opened or
@@ -316,6 +318,7 @@ impl State {
             stores: Stores::default(),
             rules: Rules::Current,
             timers_fired: 0,
+            fp_buf: idempotency::FpBuf::default(),
         }
     }
 
@@ -384,7 +387,7 @@ impl State {
         );
         let scope = request.command.card();
         let kh = idempotency::key_hash(caller, scope, key);
-        let fp = idempotency::fingerprint(caller, &request.command);
+        let fp = idempotency::fingerprint(caller, &request.command, &mut self.fp_buf);
         let card = scope.unwrap_or(CardId(0));
         if let Some(e) = self.keys.get(&kh) {
             if e.stored == Stored::ReversedEarly {

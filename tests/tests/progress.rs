@@ -1,4 +1,4 @@
-//! Long offline commands (`svault inspect`, `svault report`) draw a progress bar (records,
+//! Long offline commands (`svault inspect`, `report`, `replay`) draw a progress bar (records,
 //! records per second, time left) on a terminal and print nothing of it when piped: scripts and
 //! files get the result alone. The terminal is a real pseudo-terminal (`script`, util-linux),
 //! so the test also proves the bar is drawn there — the piped check is not vacuous.
@@ -107,19 +107,19 @@ fn on_a_terminal(args: &[&str]) -> String {
 }
 
 #[test]
-fn inspect_and_report_draw_a_bar_on_a_terminal_and_nothing_of_it_when_piped() {
+fn inspect_report_and_replay_draw_a_bar_on_a_terminal_and_nothing_of_it_when_piped() {
     let dir = tempfile::tempdir().unwrap();
     data_dir(dir.path());
     let data = dir.path().to_str().unwrap();
-    for command in ["inspect", "report"] {
+    for command in ["inspect", "report", "replay"] {
         let args = [command, "--data", data];
         let (stdout, stderr) = piped(&args);
         let text = String::from_utf8_lossy(&stdout);
         assert!(
-            text.contains(if command == "inspect" {
-                "shard 0"
-            } else {
-                "== program demo =="
+            text.contains(match command {
+                "inspect" => "shard 0",
+                "report" => "== program demo ==",
+                _ => "svault replay of",
             }),
             "{text}"
         );

@@ -2,8 +2,10 @@
 //! stderr when it is a terminal, silent when piped or redirected, so scripts and tests see
 //! only the result.
 //!
-//! The bar advances by bytes of log read (known up front, so the time left is an estimate
-//! over the whole job) and says how many records that was and how many per second.
+//! A bar advances by bytes of log read (known up front, so the time left is an estimate over
+//! the whole job) and says how many records that was and how many per second; or, where the
+//! number of records is known before they are read (`svault replay`: each shard's log says where
+//! it ends), by records themselves.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +22,8 @@ struct Shown {
     what: String,
     records: AtomicU64,
     started: Instant,
+    /// The bar counts records (its length grows by [`Progress::add_records`]), not bytes.
+    by_records: bool,
 }
 
 impl Progress {
@@ -41,7 +45,38 @@ impl Progress {
             what: what.to_string(),
             records: AtomicU64::new(0),
             started: Instant::now(),
+            by_records: false,
         })))
+    }
+
+    /// A bar over records, labelled `what`, whose length grows as each part of the job learns
+    /// how many records it will read ([`Progress::add_records`]); hidden unless stderr is a
+    /// terminal.
+    pub fn over_records(what: &str) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        let style =
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta} left)")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(what.to_string());
+        Progress(Some(Arc::new(Shown {
+            bar,
+            what: what.to_string(),
+            records: AtomicU64::new(0),
+            started: Instant::now(),
+            by_records: true,
+        })))
+    }
+
+    /// `records` more records are to be read (a bar over records).
+    pub fn add_records(&self, records: u64) {
+        if let Some(s) = &self.0 {
+            s.bar.inc_length(records);
+        }
     }
 
     /// A bar that never draws.
@@ -71,7 +106,7 @@ impl Progress {
                 s.what,
                 n as f64 / secs
             ));
-            s.bar.inc(bytes);
+            s.bar.inc(if s.by_records { records } else { bytes });
         }
     }
 

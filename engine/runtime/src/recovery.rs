@@ -164,11 +164,14 @@ pub fn replay_wal<S: wal::Storage>(
     until: Until,
     on_events: impl FnMut(&mut Vec<Event>),
 ) -> Result<Replayed, RecoveryError> {
-    replay_wal_with_progress(wal, state, from, start_now, until, on_events, |_| {})
+    replay_wal_with_progress(wal, state, from, start_now, until, on_events, |_, _| {})
 }
 
-/// [`replay_wal`], calling `on_bytes` with the payload bytes of every 64 Ki records read
-/// (progress bars of offline tools).
+/// Records read between two calls of a progress callback.
+const PROGRESS_EVERY_RECORDS: u64 = 65_536;
+
+/// [`replay_wal`], calling `on_progress(bytes, records)` after every 64 Ki records read and once
+/// at the end with the rest (progress bars of offline tools: records, records/s, time left).
 pub fn replay_wal_with_progress<S: wal::Storage>(
     wal: &Wal<S>,
     state: &mut State,
@@ -176,7 +179,7 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
     start_now: Millis,
     until: Until,
     mut on_events: impl FnMut(&mut Vec<Event>),
-    mut on_bytes: impl FnMut(u64),
+    mut on_progress: impl FnMut(u64, u64),
 ) -> Result<Replayed, RecoveryError> {
     let mut read_bytes = 0u64;
     let mut read_records = 0u64;
@@ -211,8 +214,11 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
     let result = wal.read_from(from, |lsn, bytes| {
         read_bytes += bytes.len() as u64 + 16;
         read_records += 1;
-        if read_records.is_multiple_of(65_536) {
-            on_bytes(std::mem::take(&mut read_bytes));
+        if read_records == PROGRESS_EVERY_RECORDS {
+            on_progress(
+                std::mem::take(&mut read_bytes),
+                std::mem::take(&mut read_records),
+            );
         }
         if let Until::Lsn(n) = until {
             if lsn.0 > n {
@@ -243,6 +249,7 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
         }
         Ok(())
     });
+    on_progress(read_bytes, read_records);
     let stopped_early = match result {
         Ok(()) => false,
         Err(RecoveryError::Stop) => true,

@@ -128,13 +128,9 @@ pub fn replay(data: &Path, options: &ReplayOptions) -> Result<ReplayReport, Repl
         copies.push((k, copy, paths.snapshots));
     }
     let copy_elapsed = started.elapsed();
-    let copied: u64 = copies
-        .iter()
-        .filter_map(|(_, copy, _)| std::fs::read_dir(copy).ok())
-        .flat_map(|d| d.filter_map(|e| e.ok()?.metadata().ok()))
-        .map(|m| m.len())
-        .sum();
-    let progress = crate::progress::Progress::new(copied, "replay");
+    // Over records: each shard adds the records its log holds past its snapshot once open
+    // (log files are preallocated, so their sizes say little about what they hold).
+    let progress = crate::progress::Progress::over_records("replay");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut shards = Vec::with_capacity(m.shards);
     let mut elapsed = Duration::ZERO;
@@ -235,6 +231,7 @@ fn replay_shard(
         }
     };
     recovery::check_continuity(snapshot_lsn, &found).map_err(shard_err)?;
+    progress.add_records(found.last_lsn.0.saturating_sub(snapshot_lsn.0));
     let replayed = recovery::replay_wal_with_progress(
         &wal,
         &mut state,
@@ -242,7 +239,7 @@ fn replay_shard(
         start_now,
         options.until,
         |_| {},
-        |bytes| progress.inc(bytes),
+        |bytes, records| progress.inc_records(bytes, records),
     )
     .map_err(shard_err)?;
     let elapsed = started.elapsed();

@@ -231,6 +231,13 @@ struct AlignedBuf {
 }
 
 impl AlignedBuf {
+    /// `len` zero bytes (allocated zeroed, never written).
+    fn zeroed(len: usize) -> AlignedBuf {
+        let raw = vec![0u8; len + 15];
+        let start = raw.as_ptr().align_offset(16).min(15);
+        AlignedBuf { raw, start, len }
+    }
+
     fn from_slice(bytes: &[u8]) -> AlignedBuf {
         let mut raw = vec![0u8; bytes.len() + 15];
         let start = raw.as_ptr().align_offset(16).min(15);
@@ -274,18 +281,45 @@ enum DirOp {
     Unlink(String),
 }
 
-fn apply(dir: &mut BTreeMap<String, usize>, op: &DirOp) {
+/// Applies `op` to `dir`, counting the names of every inode in `refs` (both directories of a
+/// disk count there) and noting in `orphans` each inode whose last name went.
+fn apply(
+    dir: &mut BTreeMap<String, usize>,
+    op: &DirOp,
+    refs: &mut Vec<u32>,
+    orphans: &mut Vec<usize>,
+) {
+    let mut unref = |i: usize| {
+        if let Some(r) = refs.get_mut(i) {
+            *r = r.saturating_sub(1);
+            if *r == 0 {
+                orphans.push(i);
+            }
+        }
+    };
     match op {
         DirOp::Link(name, ino) => {
-            dir.insert(name.clone(), *ino);
+            if let Some(old) = dir.insert(name.clone(), *ino) {
+                unref(old);
+            }
+            if refs.len() <= *ino {
+                refs.resize(*ino + 1, 0);
+            }
+            if let Some(r) = refs.get_mut(*ino) {
+                *r += 1;
+            }
         }
         DirOp::Rename(from, to) => {
             if let Some(ino) = dir.remove(from) {
-                dir.insert(to.clone(), ino);
+                if let Some(old) = dir.insert(to.clone(), ino) {
+                    unref(old);
+                }
             }
         }
         DirOp::Unlink(name) => {
-            dir.remove(name);
+            if let Some(old) = dir.remove(name) {
+                unref(old);
+            }
         }
     }
 }
@@ -294,6 +328,15 @@ struct Disk {
     config: SimConfig,
     rng: SimRng,
     inodes: Vec<Inode>,
+    /// The inodes that may hold bytes (every other inode is an emptied, unreachable file):
+    /// what [`Disk::used_bytes`] and [`Disk::sync_dir`] look at, so long simulations that
+    /// create thousands of files do not pay for the dead ones at every call.
+    held: BTreeSet<usize>,
+    /// Per inode: the names `dir` and `durable_dir` give it, together.
+    refs: Vec<u32>,
+    /// Inodes whose names all went since the last directory sync: the only ones a sync may
+    /// free (so a sync costs what changed, not what the directory holds).
+    orphans: Vec<usize>,
     /// Names as processes see them.
     dir: BTreeMap<String, usize>,
     /// Names as the disk holds them.
@@ -315,12 +358,14 @@ impl Disk {
             .ok_or_else(|| io::Error::other("simulated disk: no such inode"))
     }
 
+    /// Bytes of the files a name reaches or a handle holds.
     fn used_bytes(&self) -> u64 {
-        let live: BTreeSet<usize> = self.dir.values().copied().collect();
-        self.inodes
+        let mut live: Vec<usize> = self.dir.values().copied().collect();
+        live.sort_unstable();
+        self.held
             .iter()
-            .enumerate()
-            .filter(|(i, n)| live.contains(i) || n.cache.is_none())
+            .filter_map(|&i| self.inodes.get(i).map(|n| (i, n)))
+            .filter(|(i, n)| live.binary_search(i).is_ok() || n.cache.is_none())
             .map(|(_, n)| n.durable.len() as u64)
             .sum()
     }
@@ -337,6 +382,13 @@ impl Disk {
         let s = self.config.sector_bytes;
         let to = to.min(image.len() as u64);
         let mut out = Vec::new();
+        // Mostly nothing differs: one comparison of the whole span first.
+        let span = (from / s * s) as usize..(to.div_ceil(s) * s).min(image.len() as u64) as usize;
+        if let (Some(d), Some(i)) = (durable.get(span.clone()), image.get(span)) {
+            if d == i {
+                return out;
+            }
+        }
         let mut sector = from / s;
         while sector * s < to {
             let (a, b) = (
@@ -417,28 +469,61 @@ impl Disk {
             return Err(eio());
         }
         for op in std::mem::take(&mut self.pending) {
-            apply(&mut self.durable_dir, &op);
+            apply(
+                &mut self.durable_dir,
+                &op,
+                &mut self.refs,
+                &mut self.orphans,
+            );
         }
         // Files no name reaches, now or after any power loss, and no handle holds: their bytes
         // can go (long simulations remove thousands of segments and snapshots).
-        let reachable: BTreeSet<usize> = self
-            .dir
-            .values()
-            .chain(self.durable_dir.values())
-            .copied()
-            .collect();
-        for (i, node) in self.inodes.iter_mut().enumerate() {
-            if !reachable.contains(&i) && node.cache.is_some() && !node.durable.is_empty() {
+        let mut still_open = Vec::new();
+        for i in std::mem::take(&mut self.orphans) {
+            if self.refs.get(i).is_some_and(|&r| r > 0) {
+                continue; // named again since
+            }
+            let Some(node) = self.inodes.get_mut(i) else {
+                continue;
+            };
+            if node.cache.is_none() {
+                still_open.push(i); // a handle holds it: a later sync frees it
+                continue;
+            }
+            if self.held.remove(&i) {
                 node.durable = Vec::new();
                 node.cache = Some(AlignedBuf::from_slice(&[]));
                 node.lost.clear();
             }
         }
+        self.orphans = still_open;
         Ok(())
     }
 
+    /// Empties inode `i` if no name reaches it, now or after a power loss, and no handle
+    /// holds it.
+    fn forget_if_unreachable(&mut self, i: usize) {
+        let named = self.refs.get(i).is_some_and(|&r| r > 0);
+        let Some(node) = self.inodes.get_mut(i) else {
+            return;
+        };
+        if !named && node.cache.is_some() {
+            node.durable = Vec::new();
+            node.cache = Some(AlignedBuf::from_slice(&[]));
+            node.lost.clear();
+            self.held.remove(&i);
+        }
+    }
+
+    /// One name of inode `i` went (outside [`apply`]).
+    fn unref(&mut self, i: usize) {
+        if let Some(r) = self.refs.get_mut(i) {
+            *r = r.saturating_sub(1);
+        }
+    }
+
     fn dir_op(&mut self, op: DirOp) {
-        apply(&mut self.dir, &op);
+        apply(&mut self.dir, &op, &mut self.refs, &mut self.orphans);
         self.pending.push(op);
     }
 }
@@ -452,6 +537,9 @@ impl MemStorage {
                 config,
                 rng,
                 inodes: Vec::new(),
+                held: BTreeSet::new(),
+                refs: Vec::new(),
+                orphans: Vec::new(),
                 dir: BTreeMap::new(),
                 durable_dir: BTreeMap::new(),
                 pending: Vec::new(),
@@ -496,13 +584,23 @@ impl MemStorage {
             kept_dir_ops: 0,
         };
         let mut inodes = std::mem::take(&mut d.inodes);
-        for node in &mut inodes {
+        for (ino, node) in inodes.iter_mut().enumerate() {
+            if !d.held.contains(&ino) {
+                // An emptied file: nothing to lose (the draw keeps the sequence of a full pass).
+                d.rng.below(1);
+                continue;
+            }
             let Some(cache) = node.cache.take() else {
                 continue;
             };
             let image = cache.as_slice();
             let dirty = d.dirty(&node.durable, image, &node.lost, 0, image.len() as u64);
             let cut = d.rng.below(dirty.len() as u64 + 1) as usize;
+            if dirty.is_empty() && node.lost.is_empty() {
+                // Clean: the page cache is the disk's image already.
+                node.cache = Some(cache);
+                continue;
+            }
             let mut kept = 0u64;
             for (i, &sector) in dirty.iter().enumerate() {
                 let keep = match mode {
@@ -537,10 +635,25 @@ impl MemStorage {
         };
         let mut durable = std::mem::take(&mut d.durable_dir);
         for op in pending.iter().take(keep) {
-            apply(&mut durable, op);
+            apply(&mut durable, op, &mut Vec::new(), &mut Vec::new());
         }
         d.dir = durable.clone();
         d.durable_dir = durable;
+        // Names were lost: count them again; every held inode left without one is an orphan.
+        let mut refs = vec![0u32; d.inodes.len()];
+        for &i in d.dir.values().chain(d.durable_dir.values()) {
+            if let Some(r) = refs.get_mut(i) {
+                *r += 1;
+            }
+        }
+        let orphans: Vec<usize> = d
+            .held
+            .iter()
+            .copied()
+            .filter(|&i| refs.get(i).is_none_or(|&r| r == 0))
+            .collect();
+        d.refs = refs;
+        d.orphans = orphans;
         d.locked = false;
         report.kept_dir_ops = keep as u64;
         d.stats.power_losses += 1;
@@ -594,6 +707,47 @@ impl MemStorage {
         let d = self.disk();
         let ino = *d.dir.get(name)?;
         d.inodes.get(ino).map(|n| n.durable.clone())
+    }
+
+    /// Places `bytes` as file `name`, synced and durably named, replacing any file of that
+    /// name: a disk image assembled from known bytes (a log copied together for a replay)
+    /// without the writes, syncs and directory syncs that would copy it several times.
+    pub fn install(&self, name: &str, bytes: Vec<u8>) {
+        let mut d = self.disk();
+        let cache = AlignedBuf::from_slice(&bytes);
+        d.inodes.push(Inode {
+            durable: bytes,
+            cache: Some(cache),
+            lost: BTreeSet::new(),
+        });
+        let ino = d.inodes.len() - 1;
+        d.held.insert(ino);
+        d.refs.resize(ino + 1, 0);
+        if let Some(r) = d.refs.get_mut(ino) {
+            *r = 2;
+        }
+        let old = d.dir.insert(name.to_string(), ino);
+        let old_durable = d.durable_dir.insert(name.to_string(), ino);
+        for i in old.into_iter().chain(old_durable) {
+            d.unref(i);
+            d.forget_if_unreachable(i);
+        }
+    }
+
+    /// Removes file `name` at once and durably (no pending directory operation): the
+    /// counterpart of [`MemStorage::install`].
+    pub fn discard(&self, name: &str) {
+        let mut d = self.disk();
+        let old = d.dir.remove(name);
+        let old_durable = d.durable_dir.remove(name);
+        d.pending.retain(|op| match op {
+            DirOp::Link(n, _) | DirOp::Unlink(n) => n != name,
+            DirOp::Rename(from, to) => from != name && to != name,
+        });
+        for i in old.into_iter().chain(old_durable) {
+            d.unref(i);
+            d.forget_if_unreachable(i);
+        }
     }
 
     /// The sector size this disk tears at.
@@ -820,23 +974,26 @@ impl Storage for MemStorage {
             let mut d = self.disk();
             let ppm = d.config.faults.create_enospc_ppm;
             let random_enospc = d.rng.chance_ppm(ppm);
-            let replaced = d
-                .dir
-                .get(name)
-                .and_then(|&i| d.inodes.get(i))
-                .map_or(0, |n| n.durable.len() as u64);
-            let full = d.used_bytes() - replaced + len > d.config.capacity_bytes;
+            // Without a capacity (most of the time) the disk cannot be full.
+            let full = d.config.capacity_bytes != u64::MAX && {
+                let replaced = d
+                    .dir
+                    .get(name)
+                    .and_then(|&i| d.inodes.get(i))
+                    .map_or(0, |n| n.durable.len() as u64);
+                d.used_bytes() - replaced + len > d.config.capacity_bytes
+            };
             if random_enospc || full {
                 d.stats.enospc += 1;
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
-            let zeros = vec![0u8; len as usize];
             d.inodes.push(Inode {
-                durable: zeros.clone(),
-                cache: Some(AlignedBuf::from_slice(&zeros)),
+                durable: vec![0u8; len as usize],
+                cache: Some(AlignedBuf::zeroed(len as usize)),
                 lost: BTreeSet::new(),
             });
             let ino = d.inodes.len() - 1;
+            d.held.insert(ino);
             d.dir_op(DirOp::Link(name.to_string(), ino));
             ino
         };
@@ -1019,5 +1176,55 @@ mod tests {
         for seed in 0..8 {
             assert_eq!(run(seed), run(seed));
         }
+    }
+
+    #[test]
+    fn files_no_name_reaches_are_freed_at_the_next_directory_sync() {
+        let d = disk(5);
+        d.set_capacity(1 << 20); // used_bytes is computed only on a disk with a capacity
+        drop(d.create_zeroed("a", 4096).unwrap());
+        d.sync_dir().unwrap();
+        assert_eq!(d.used_bytes(), 4096);
+        d.remove("a").unwrap();
+        d.sync_dir().unwrap();
+        assert_eq!(d.used_bytes(), 0);
+        // Created but never named durably: a power loss forgets the name, the next sync the bytes.
+        let f = d.create_zeroed("b", 8192).unwrap();
+        drop(f);
+        d.power_loss_as(LossMode::DropAll);
+        assert!(d.files().is_empty());
+        d.sync_dir().unwrap();
+        assert_eq!(d.used_bytes(), 0);
+        // Open files keep their bytes until closed and the directory synced again.
+        drop(d.create_zeroed("c", 4096).unwrap());
+        d.sync_dir().unwrap();
+        let open = d.open("c").unwrap();
+        d.remove("c").unwrap();
+        d.sync_dir().unwrap();
+        assert_eq!(d.used_bytes(), 4096);
+        drop(open);
+        d.sync_dir().unwrap();
+        assert_eq!(d.used_bytes(), 0);
+    }
+
+    #[test]
+    fn installed_files_are_durable_and_discarded_ones_gone() {
+        let d = disk(6);
+        d.install("x.wal", vec![7u8; 8192]);
+        d.install("y.wal", vec![1u8; 4096]);
+        d.install("y.wal", vec![2u8; 4096]); // replaces
+        d.power_loss_as(LossMode::DropAll);
+        assert_eq!(d.files(), vec!["x.wal".to_string(), "y.wal".to_string()]);
+        let f = d.open("y.wal").unwrap();
+        let mut b = [0u8; 4];
+        f.read_exact_at(&mut b, 100).unwrap();
+        assert_eq!(b, [2; 4]);
+        drop(f);
+        assert_eq!(d.durable_image("x.wal").unwrap(), vec![7u8; 8192]);
+        d.discard("x.wal");
+        d.power_loss_as(LossMode::KeepAll);
+        assert_eq!(d.files(), vec!["y.wal".to_string()]);
+        d.set_capacity(1 << 20);
+        assert_eq!(d.used_bytes(), 4096);
     }
 }

@@ -35,7 +35,7 @@
 
 pub mod fused;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ use svault_core::program::{Program, ProgramSpec};
 use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
 use svault_core::state::{QueryAnswer, State, StateConfig};
 use wal::sim::{Damage, FaultRates, FaultStats, MemStorage, SimConfig, SimRng};
-use wal::{Lsn, Storage, StorageFile, Wal, WalError, WalOptions};
+use wal::{Lsn, Storage, Wal, WalError, WalOptions};
 
 /// 2024-01-01T04:00:00Z: where every run's clock starts.
 const T0: i64 = 1_704_081_600_000;
@@ -76,20 +76,21 @@ pub struct Options {
     pub ops: u64,
     /// Print every step to stderr.
     pub trace: bool,
-    /// Chance (ppm) that a restart is followed by a from-scratch replay of every log (also
-    /// whenever the logs doubled since the last one, and at the end of a run).
+    /// Chance (ppm) that a restart is followed by an extra from-scratch replay of every log
+    /// (there is one whenever the logs doubled since the last one, and at the end of a run).
     pub full_replay_ppm: u32,
 }
 
 impl Options {
-    /// `ops` steps of `seed`, a from-scratch replay after one restart in fifty (and whenever
-    /// the logs doubled).
+    /// `ops` steps of `seed`, from-scratch replays whenever the logs doubled and at the end.
+    /// (A replay that differs stays in the log, so the next one finds it: extra replays at
+    /// random restarts only find it sooner, at the cost of replaying the whole history.)
     pub fn new(seed: u64, ops: u64) -> Options {
         Options {
             seed,
             ops,
             trace: false,
-            full_replay_ppm: 20_000,
+            full_replay_ppm: 0,
         }
     }
 }
@@ -250,6 +251,16 @@ struct Disks {
     snaps: MemStorage,
 }
 
+/// One shard's whole log as `svault replay` reads it: the segments removed from the live log
+/// after a snapshot covered them (the runtime moves them to `archive/`), as they were on disk,
+/// and copies of the live log's segments, in one directory on a reliable disk.
+struct History {
+    disk: MemStorage,
+    /// The archived segments in `disk`; the other files are copies of the live log, replaced
+    /// before every from-scratch replay.
+    archived: BTreeSet<String>,
+}
+
 /// A running shard: what `runtime::shard::Shard` holds, minus threads and channels.
 struct Proc {
     state: State,
@@ -312,8 +323,8 @@ struct KeyModel {
     /// until `life_from + ttl` every answer must repeat the first one; from then on the key may
     /// have been forgotten and answered anew. A replay does not renew a key.
     life_from: i64,
-    /// The full form of the first acknowledged answer.
-    answer: Option<String>,
+    /// The first acknowledged answer (compared whole: every field).
+    answer: Option<Outcome>,
     /// An acknowledged reversal approved: the next answer must be `declined: reversed`.
     must_be_reversed: bool,
     /// A reversal may have applied (unacknowledged, or declined): either answer is right.
@@ -373,9 +384,8 @@ struct Sim {
     clock: i64,
     fuse: Arc<Fuse>,
     disks: Vec<Disks>,
-    /// Per shard: segments removed from the live log after a snapshot covered them, as they
-    /// were on disk (the runtime moves them to `archive/`; replay reads both).
-    archive: Vec<BTreeMap<String, Vec<u8>>>,
+    /// Per shard: the whole log as `svault replay` reads it, for from-scratch replays.
+    history: Vec<History>,
     procs: Vec<Option<Proc>>,
     books: Vec<Book>,
     keys: Vec<KeyModel>,
@@ -384,6 +394,8 @@ struct Sim {
     /// at (a lower bound of when the engine recorded it, for a first answer that is a replay of
     /// an application whose answer a crash swallowed).
     first_exec: HashMap<(usize, CallerId, String), i64>,
+    /// Scratch space of [`reply_hash`].
+    hash_buf: AlignedVec,
     /// Requests whose reversal was sent first, to be sent later.
     planned: Vec<Sent>,
     holds: Vec<TxnId>,
@@ -407,33 +419,23 @@ struct Sim {
     stats: Stats,
 }
 
-/// Hashes formatted text as it is written (no string per record).
-struct HashWriter(xxhash_rust::xxh3::Xxh3);
-
-impl fmt::Write for HashWriter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.update(s.as_bytes());
-        Ok(())
-    }
-}
-
-/// The hash of a reply's full form: every field of the outcome, and whether it was replayed.
-fn reply_hash(r: &Reply) -> u64 {
-    use fmt::Write as _;
-    let mut w = HashWriter(xxhash_rust::xxh3::Xxh3::new());
-    // Writing into a hasher cannot fail.
-    let _ = write!(w, "{:?} replayed={}", r.outcome, r.replayed);
-    w.0.digest()
+/// The hash of a reply's full form: every field of the outcome (its rkyv encoding, which
+/// decodes back to the same value, so equal encodings are equal outcomes), and whether it was
+/// replayed. `buf` is reused between calls.
+fn reply_hash(r: &Reply, buf: &mut AlignedVec) -> u64 {
+    buf.clear();
+    let outcome =
+        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&r.outcome, &mut *buf) {
+            Ok(_) => xxhash_rust::xxh3::xxh3_64(buf),
+            // Every outcome encodes; if one did not, its text form stands in (slow, still exact).
+            Err(_) => xxhash_rust::xxh3::xxh3_64(format!("{:?}", r.outcome).as_bytes()),
+        };
+    outcome ^ u64::from(r.replayed)
 }
 
 /// The full form of a reply (failure messages).
 fn reply_form(r: &Reply) -> String {
     format!("{:?} replayed={}", r.outcome, r.replayed)
-}
-
-/// The full form of an outcome (what a retry must repeat byte for byte).
-fn outcome_form(o: &Outcome) -> String {
-    format!("{o:?}")
 }
 
 fn card(i: u64) -> CardId {
@@ -504,12 +506,18 @@ impl Sim {
             clock: T0,
             fuse: Fuse::new(),
             procs: (0..shards).map(|_| None).collect(),
-            archive: (0..shards).map(|_| BTreeMap::new()).collect(),
+            history: (0..shards as u64)
+                .map(|k| History {
+                    disk: MemStorage::new(SimConfig::reliable(seed.wrapping_add(k))),
+                    archived: BTreeSet::new(),
+                })
+                .collect(),
             books: (0..shards).map(|_| Book::default()).collect(),
             disks,
             keys: Vec::new(),
             key_index: HashMap::new(),
             first_exec: HashMap::new(),
+            hash_buf: AlignedVec::with_capacity(1024),
             planned: Vec::new(),
             holds: Vec::new(),
             txns: Vec::new(),
@@ -1122,6 +1130,7 @@ impl Sim {
                 self.first_exec.entry(id).or_insert(now);
             }
         }
+        let hash = reply_hash(&reply, &mut self.hash_buf);
         let book = &mut self.books[k];
         if book.hist.len() as u64 + 1 != lsn {
             return Err(Stop::Failed(self.fail(format!(
@@ -1162,7 +1171,7 @@ impl Sim {
         }
         let journal = book.journal;
         book.hist.push(Rec {
-            reply: reply_hash(&reply),
+            reply: hash,
             journal,
             counted,
         });
@@ -1366,7 +1375,7 @@ impl Sim {
     /// answer, starts the key's next life, checked as strictly.
     fn check_answer(&mut self, i: usize, reply: &Reply, now: i64) -> Result<(), Failure> {
         let ttl = self.config.idempotency_ttl_ms;
-        let form = outcome_form(&reply.outcome);
+        let form = &reply.outcome;
         let fresh = !reply.replayed;
         let is_reversed = matches!(
             reply.outcome,
@@ -1378,19 +1387,19 @@ impl Sim {
         let m = &mut self.keys[i];
         let remembered = m.answer.is_some() || m.must_be_reversed || m.may_be_reversed;
         let may_be_forgotten = now.saturating_sub(m.life_from) >= ttl;
-        if remembered && may_be_forgotten && (fresh || m.answer.as_ref() != Some(&form)) {
+        if remembered && may_be_forgotten && (fresh || m.answer.as_ref() != Some(form)) {
             // The key's next life. Executed now, the engine recorded it now; a replay that
             // differs repeats an application whose answer was lost, made after the old life
             // ended.
             m.life_from = if fresh { now } else { m.life_from + ttl };
-            m.answer = Some(form);
+            m.answer = Some(form.clone());
             m.must_be_reversed = false;
             m.may_be_reversed = false;
             return Ok(());
         }
         if fresh && m.answer.is_some() {
             let what = format!(
-                "key {:?} of caller {:?} on shard {}: forgotten within its TTL (recorded at {} or later, now {now}): executed anew as {form}, first answered {:?}",
+                "key {:?} of caller {:?} on shard {}: forgotten within its TTL (recorded at {} or later, now {now}): executed anew as {form:?}, first answered {:?}",
                 m.request.idempotency_key, m.caller, m.shard, m.life_from, m.answer
             );
             return Err(self.fail(what));
@@ -1411,7 +1420,7 @@ impl Sim {
                 m.life_from = t;
             } else {
                 let what = format!(
-                    "key {:?} of caller {:?} on shard {}: replayed {form} before any shard applied it",
+                    "key {:?} of caller {:?} on shard {}: replayed {form:?} before any shard applied it",
                     m.request.idempotency_key, m.caller, m.shard
                 );
                 return Err(self.fail(what));
@@ -1421,36 +1430,36 @@ impl Sim {
         if m.must_be_reversed {
             if !is_reversed {
                 let what = format!(
-                    "key {:?} of caller {:?} on shard {}: reversed, yet answered {form}",
+                    "key {:?} of caller {:?} on shard {}: reversed, yet answered {form:?}",
                     m.request.idempotency_key, m.caller, m.shard
                 );
                 return Err(self.fail(what));
             }
             m.must_be_reversed = false;
             m.may_be_reversed = false;
-            m.answer = Some(form);
+            m.answer = Some(form.clone());
             return Ok(());
         }
         if m.may_be_reversed {
-            let ok = is_reversed || m.answer.as_ref().is_none_or(|a| *a == form);
+            let ok = is_reversed || m.answer.as_ref().is_none_or(|a| a == form);
             if !ok {
                 let what = format!(
-                    "key {:?} of caller {:?} on shard {}: first answered {:?}, now {form}",
+                    "key {:?} of caller {:?} on shard {}: first answered {:?}, now {form:?}",
                     m.request.idempotency_key, m.caller, m.shard, m.answer
                 );
                 return Err(self.fail(what));
             }
             m.may_be_reversed = false;
-            m.answer = Some(form);
+            m.answer = Some(form.clone());
             return Ok(());
         }
         match &m.answer {
-            None => m.answer = Some(form),
+            None => m.answer = Some(form.clone()),
             Some(a) => {
                 self.stats.retries_checked += 1;
-                if *a != form {
+                if a != form {
                     let what = format!(
-                        "key {:?} of caller {:?} on shard {}: an acknowledged answer changed.\n  first: {a}\n  now:   {form}",
+                        "key {:?} of caller {:?} on shard {}: an acknowledged answer changed.\n  first: {a:?}\n  now:   {form:?}",
                         m.request.idempotency_key, m.caller, m.shard
                     );
                     return Err(self.fail(what));
@@ -1512,16 +1521,26 @@ impl Sim {
         let Some(p) = self.procs[k].as_mut() else {
             return Err(Stop::Died);
         };
+        // The segments the removal will take (each but the last whose successor starts at or
+        // before `keep`), copied before they go: a removed file's bytes are freed.
         let before = segment_names(&p.wal);
-        let images: Vec<(String, Option<Vec<u8>>)> = before
-            .iter()
-            .map(|n| (n.clone(), disk.durable_image(n)))
-            .collect();
+        let leaving = before
+            .windows(2)
+            .take_while(|w| {
+                w.get(1)
+                    .and_then(|n| first_lsn_of(n))
+                    .is_some_and(|l| l <= keep.0)
+            })
+            .filter_map(|w| w.first())
+            .filter_map(|n| disk.durable_image(n).map(|image| (n.clone(), image)))
+            .collect::<Vec<_>>();
         let r = p.wal.remove_segments_before(keep);
         let after = segment_names(&p.wal);
-        for (n, image) in images {
-            if let (false, Some(image)) = (after.contains(&n), image) {
-                self.archive[k].insert(n, image);
+        let h = &mut self.history[k];
+        for (n, image) in leaving {
+            if !after.contains(&n) {
+                h.disk.install(&n, image);
+                h.archived.insert(n);
                 self.stats.segments_archived += 1;
             }
         }
@@ -1817,30 +1836,21 @@ impl Sim {
             return Ok(());
         }
         self.stats.full_replays += 1;
-        // The whole history, as `svault replay` reads it: the archive and the live log copied
-        // into one directory (a reliable disk), opened as a log.
-        let whole = MemStorage::new(SimConfig::reliable(self.seed));
-        let mut files: BTreeMap<String, Vec<u8>> = self.archive[k].clone();
+        // The whole history, as `svault replay` reads it: the archive and the live log in one
+        // directory (a reliable disk), opened as a log. The archive is there already; the live
+        // log's segments replace the copies of the last replay.
+        let h = &self.history[k];
+        for n in h.disk.files() {
+            if !h.archived.contains(&n) {
+                h.disk.discard(&n);
+            }
+        }
         for n in segment_names(&p.wal) {
             if let Some(image) = self.disks[k].wal.durable_image(&n) {
-                files.insert(n, image);
+                h.disk.install(&n, image);
             }
         }
-        for (n, image) in &files {
-            let made = whole
-                .create_zeroed(n, image.len() as u64)
-                .and_then(|mut f| {
-                    f.write_all_at(image, 0)?;
-                    f.sync_data()
-                });
-            if let Err(e) = made {
-                return Err(self.fail(format!("copying the history: {e}")));
-            }
-        }
-        if let Err(e) = whole.sync_dir() {
-            return Err(self.fail(format!("copying the history: {e}")));
-        }
-        let log = match Wal::open_on(whole, self.wal_opts.clone()) {
+        let log = match Wal::open_on(h.disk.clone(), self.wal_opts.clone()) {
             Ok((log, _)) => log,
             Err(e) => {
                 return Err(self.fail(format!(
@@ -1853,6 +1863,7 @@ impl Sim {
         let mut n = 0u64;
         let mut first_bad: Option<String> = None;
         let hist = &self.books[k].hist;
+        let mut hash_buf = AlignedVec::with_capacity(1024);
         let r = log.read_from(Lsn(1), |lsn, bytes| -> Result<(), RecoveryError> {
             let rec = record::decode(bytes).map_err(|e| RecoveryError::Record {
                 lsn: lsn.0,
@@ -1867,7 +1878,7 @@ impl Sim {
             );
             events.clear();
             n += 1;
-            let h = reply_hash(&reply);
+            let h = reply_hash(&reply, &mut hash_buf);
             let live = hist.get(lsn.0 as usize - 1).map(|r| r.reply);
             if live != Some(h) && first_bad.is_none() {
                 first_bad = Some(format!(
@@ -2047,6 +2058,11 @@ impl Sim {
         }
         self.check_money_all()
     }
+}
+
+/// The first LSN of a segment, from its name (`{epoch:010}-{first_lsn:020}.wal`).
+fn first_lsn_of(name: &str) -> Option<u64> {
+    name.strip_suffix(".wal")?.split_once('-')?.1.parse().ok()
 }
 
 /// The names of the log's segments on its disk, oldest first.

@@ -272,6 +272,9 @@ struct Inode {
     /// Sectors a failed sync marked clean without persisting them (Linux's behaviour):
     /// later syncs skip them, a power loss forgets them.
     lost: BTreeSet<u64>,
+    /// A handle wrote since the last power loss: the page cache may differ from the platters.
+    /// Files no handle wrote are passed over by a power loss without comparing their bytes.
+    touched: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -590,9 +593,22 @@ impl MemStorage {
                 d.rng.below(1);
                 continue;
             }
+            if !node.touched {
+                debug_assert!(
+                    node.lost.is_empty()
+                        && node
+                            .cache
+                            .as_ref()
+                            .is_none_or(|c| c.as_slice() == node.durable),
+                    "a file no handle wrote differs from its disk image"
+                );
+                d.rng.below(1); // the draw of a clean file's cut, as below
+                continue;
+            }
             let Some(cache) = node.cache.take() else {
                 continue;
             };
+            node.touched = false;
             let image = cache.as_slice();
             let dirty = d.dirty(&node.durable, image, &node.lost, 0, image.len() as u64);
             let cut = d.rng.below(dirty.len() as u64 + 1) as usize;
@@ -719,6 +735,7 @@ impl MemStorage {
             durable: bytes,
             cache: Some(cache),
             lost: BTreeSet::new(),
+            touched: false,
         });
         let ino = d.inodes.len() - 1;
         d.held.insert(ino);
@@ -786,6 +803,7 @@ impl MemStorage {
             disk: self.clone(),
             ino,
             buf: Some(buf),
+            wrote: false,
         })
     }
 }
@@ -807,6 +825,8 @@ pub struct MemFile {
     ino: usize,
     /// Always `Some` until drop hands it back.
     buf: Option<AlignedBuf>,
+    /// This handle wrote (or handed out its bytes to be written).
+    wrote: bool,
 }
 
 impl MemFile {
@@ -815,6 +835,7 @@ impl MemFile {
     }
 
     fn image_mut(&mut self) -> &mut [u8] {
+        self.wrote = true;
         self.buf.as_mut().map_or(&mut [], |b| b.as_mut_slice())
     }
 
@@ -829,9 +850,11 @@ impl Drop for MemFile {
     fn drop(&mut self) {
         let buf = self.buf.take();
         let ino = self.ino;
+        let wrote = self.wrote;
         let mut d = self.disk.disk();
         if let Some(node) = d.inodes.get_mut(ino) {
             node.cache = buf;
+            node.touched |= wrote;
         }
     }
 }
@@ -869,6 +892,7 @@ impl StorageFile for MemFile {
         let mut bytes = self.image().to_vec();
         bytes.resize(len as usize, 0);
         self.buf = Some(AlignedBuf::from_slice(&bytes));
+        self.wrote = true;
         let disk = self.disk.clone();
         let mut d = disk.disk();
         let node = d.inode(self.ino)?;
@@ -882,6 +906,9 @@ impl StorageFile for MemFile {
         let s = d.config.sector_bytes as usize;
         let node = d.inode(self.ino)?;
         let lost = std::mem::take(&mut node.lost);
+        if lost.is_empty() {
+            return Ok(());
+        }
         let durable = node.durable.clone();
         let image = self.image_mut();
         for sector in lost {
@@ -991,6 +1018,7 @@ impl Storage for MemStorage {
                 durable: vec![0u8; len as usize],
                 cache: Some(AlignedBuf::zeroed(len as usize)),
                 lost: BTreeSet::new(),
+                touched: false,
             });
             let ino = d.inodes.len() - 1;
             d.held.insert(ino);

@@ -266,12 +266,16 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
 /// Checks that the log continues a snapshot covering `snapshot_lsn`: the log must hold
 /// `snapshot_lsn + 1` (or end exactly at `snapshot_lsn`).
 pub fn check_continuity(snapshot_lsn: Lsn, recovery: &wal::Recovery) -> Result<(), RecoveryError> {
-    if snapshot_lsn.0 == 0 {
-        return Ok(());
-    }
     let first = recovery.first_lsn.0;
     let last = recovery.last_lsn.0;
-    let holds_next = first != 0 && first <= snapshot_lsn.0 + 1 && last >= snapshot_lsn.0;
+    let holds_next = if snapshot_lsn.0 == 0 {
+        // No snapshot: the log must start at LSN 1, or never have held a record. One that
+        // starts later lost its beginning with the snapshot that covered it (damaged, removed):
+        // replaying it into an empty state would drop every earlier record without a word.
+        first == 1 || (first == 0 && recovery.next_lsn.0 <= 1)
+    } else {
+        first != 0 && first <= snapshot_lsn.0 + 1 && last >= snapshot_lsn.0
+    };
     if holds_next {
         Ok(())
     } else {
@@ -280,5 +284,42 @@ pub fn check_continuity(snapshot_lsn: Lsn, recovery: &wal::Recovery) -> Result<(
             first_lsn: first,
             last_lsn: last,
         })
+    }
+}
+
+#[cfg(test)]
+mod continuity_tests {
+    use super::*;
+
+    fn found(first: u64, last: u64, next: u64) -> wal::Recovery {
+        wal::Recovery {
+            first_lsn: Lsn(first),
+            last_lsn: Lsn(last),
+            next_lsn: Lsn(next),
+            ..wal::Recovery::default()
+        }
+    }
+
+    /// Engine simulator, seed 10034 (and 1207): the only snapshot was damaged (a latent sector
+    /// error), the segments it covered had left the live log, and recovery replayed the rest
+    /// into an empty state: every card and every acknowledged top-up before LSN 167 was gone,
+    /// without an error.
+    #[test]
+    fn without_a_snapshot_the_log_must_start_at_lsn_1() {
+        assert!(matches!(
+            check_continuity(Lsn(0), &found(167, 200, 201)),
+            Err(RecoveryError::Gap {
+                snapshot_lsn: 0,
+                first_lsn: 167,
+                last_lsn: 200
+            })
+        ));
+        // Every record covered and removed, no snapshot left: refused as well.
+        assert!(check_continuity(Lsn(0), &found(0, 0, 167)).is_err());
+        assert!(check_continuity(Lsn(0), &found(1, 200, 201)).is_ok());
+        assert!(check_continuity(Lsn(0), &found(0, 0, 1)).is_ok());
+        // With a snapshot, as before.
+        assert!(check_continuity(Lsn(166), &found(150, 200, 201)).is_ok());
+        assert!(check_continuity(Lsn(166), &found(168, 200, 201)).is_err());
     }
 }

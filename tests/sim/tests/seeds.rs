@@ -70,7 +70,10 @@ fn regression_seeds() {
     // 7: a key replayed near its TTL and answered anew once forgotten was taken for a changed
     //    answer (the simulator counted the key's life from the replay; a replay does not renew
     //    a key: `svault_sim::tests::a_replay_does_not_renew_a_key`).
-    for (seed, ops) in [(19, 339), (22, 1197), (7, 7849)] {
+    // 10034, 1207: the only snapshot damaged (a latent sector error) after the segments it
+    //    covered left the live log: recovery replayed the rest into an empty state and lost
+    //    every earlier record without an error (`runtime::recovery::continuity_tests`).
+    for (seed, ops) in [(19, 339), (22, 1197), (7, 7849), (10034, 91), (1207, 247)] {
         run_seed(seed, ops);
     }
 }

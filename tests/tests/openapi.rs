@@ -341,6 +341,9 @@ fn base_body(method: &str, path: &str) -> Option<(String, serde_json::Value)> {
         ("post", "/v1/cards/{id}/points/redeem") => {
             ("/v1/cards/5550001/points/redeem", json!({"points": 1}))
         }
+        ("post", "/v1/cards/{id}/cash-out") => {
+            ("/v1/cards/5550001/cash-out", json!({"reason": "consumer"}))
+        }
         ("post", "/v1/cards/{id}/grants") => (
             "/v1/cards/5550001/grants",
             json!({"bonus": "1.00", "reason": "campaign"}),
@@ -375,6 +378,17 @@ fn string_candidates() -> Vec<String> {
         "de_mo-2",
         "x\u{7}y",
         "shop 1",
+        // the word fields: channels, methods, cash-out and grant reasons, and near misses
+        "wechat",
+        "Wechat",
+        "cash",
+        "qr",
+        "voice",
+        "card ",
+        "birthday",
+        "campaign",
+        "cooling_off",
+        "merchant_fault",
     ] {
         v.push(s.to_string());
     }

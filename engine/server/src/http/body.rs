@@ -156,7 +156,7 @@ pub struct TopUpBody {
     #[schema(value_type = String, example = "100.00", pattern = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?)|0*1000000000000(?:\.0{1,2})?)$", max_length = 40)]
     pub amount: AmountText,
     /// `wechat` | `alipay` | `unionpay` | `cash`
-    #[schema(example = "wechat")]
+    #[schema(example = "wechat", pattern = "^(wechat|alipay|unionpay|cash)$")]
     pub channel: String,
 }
 
@@ -184,7 +184,7 @@ pub struct SpendBody {
     #[schema(value_type = String, example = "38.00", pattern = r"^(?:0*[1-9][0-9]{0,11}(?:\.[0-9]{1,2})?|0+\.(?:0[1-9]|[1-9][0-9]?)|0*1000000000000(?:\.0{1,2})?)$", max_length = 40)]
     pub amount: AmountText,
     /// `qr` | `card` | `voice`
-    #[schema(example = "qr")]
+    #[schema(example = "qr", pattern = "^(qr|card|voice)$")]
     pub method: String,
     /// The store where the card was presented: 1-64 characters of the Basic
     /// Multilingual Plane, no control characters (`svault_core::rules::check_store`).
@@ -228,7 +228,8 @@ pub struct HoldBody {
     /// How long the hold lives, 1 s to 30 days; released by itself after.
     #[schema(example = 900, minimum = 1, maximum = 2592000)]
     pub ttl_seconds: u32,
-    #[schema(example = "card")]
+    /// `qr` | `card` | `voice`
+    #[schema(example = "card", pattern = "^(qr|card|voice)$")]
     pub method: String,
     /// As for spends: 1-64 characters of the Basic Multilingual Plane, no control characters
     /// (`svault_core::rules::check_store`).
@@ -343,7 +344,10 @@ impl RefundBody {
 #[serde(deny_unknown_fields)]
 pub struct CashOutBody {
     /// `consumer` | `merchant_fault` | `cooling_off`
-    #[schema(example = "consumer")]
+    #[schema(
+        example = "consumer",
+        pattern = "^(consumer|merchant_fault|cooling_off)$"
+    )]
     pub reason: String,
 }
 
@@ -409,7 +413,10 @@ pub struct GrantBody {
     #[schema(minimum = 1)]
     pub points: Option<u64>,
     /// `birthday` | `referral` | `compensation` | `campaign`
-    #[schema(example = "birthday")]
+    #[schema(
+        example = "birthday",
+        pattern = "^(birthday|referral|compensation|campaign)$"
+    )]
     pub reason: String,
 }
 

@@ -86,6 +86,38 @@ mod tests {
         assert!(top_up["requestBody"].is_object());
     }
 
+    /// Each word field's declared pattern accepts exactly the words the server parses, so the
+    /// two cannot drift when a channel, method or reason is added.
+    #[test]
+    fn every_word_field_declares_exactly_the_words_the_server_takes() {
+        use svault_core::command::{CashOutReason, Channel, GrantReason, Method};
+        let doc: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        let words = |all: Vec<&str>| format!("^({})$", all.join("|"));
+        let methods = words(Method::ALL.iter().map(|m| m.as_str()).collect());
+        for (body, field, want) in [
+            (
+                "TopUpBody",
+                "channel",
+                words(Channel::ALL.iter().map(|c| c.as_str()).collect()),
+            ),
+            ("SpendBody", "method", methods.clone()),
+            ("HoldBody", "method", methods),
+            (
+                "CashOutBody",
+                "reason",
+                words(CashOutReason::ALL.iter().map(|r| r.as_str()).collect()),
+            ),
+            (
+                "GrantBody",
+                "reason",
+                words(GrantReason::ALL.iter().map(|r| r.as_str()).collect()),
+            ),
+        ] {
+            let declared = &doc["components"]["schemas"][body]["properties"][field]["pattern"];
+            assert_eq!(declared.as_str(), Some(want.as_str()), "{body}.{field}");
+        }
+    }
+
     /// The document's store rule is the server's own ([`svault_core::rules::STORE_PATTERN`]).
     #[test]
     fn every_store_field_declares_the_store_rule() {

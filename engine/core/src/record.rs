@@ -109,10 +109,30 @@ pub fn decode(bytes: &[u8]) -> Result<LogRecord, RecordError> {
     Ok(record)
 }
 
-/// Holds a decoded record's request to the rules of the doors. The one exception is older
-/// than the rules: a reversal of log version 2 or 3 names no card (`card_id` 0, see
-/// [`crate::command::Command::Reversal`]); it is checked as if it named one.
+/// Holds a decoded record's request to the rules of the doors. Two exceptions are older than
+/// today's rules: a reversal of log version 2 or 3 names no card (`card_id` 0, see
+/// [`crate::command::Command::Reversal`]) and is checked as if it named one; and a store id the
+/// doors accepted before stores were counted in characters (1–64 bytes, no control character,
+/// any plane: [`crate::rules::store_once_accepted`]) is still read, so a log written then
+/// replays as it was answered.
 pub fn check(record: &LogRecord) -> Result<(), crate::rules::Invalid> {
+    use crate::command::Command;
+    match check_as_today(record) {
+        Err(crate::rules::Invalid { field: "store", .. }) => match &record.request.command {
+            // `check_command` checks a spend's or hold's store after every other field, so
+            // the store is the one thing left to judge.
+            Command::Spend { store: Some(s), .. } | Command::Hold { store: Some(s), .. }
+                if crate::rules::store_once_accepted(s) =>
+            {
+                Ok(())
+            }
+            _ => check_as_today(record),
+        },
+        other => other,
+    }
+}
+
+fn check_as_today(record: &LogRecord) -> Result<(), crate::rules::Invalid> {
     use crate::command::{CardId, Command, Request};
     match &record.request.command {
         Command::Reversal {
@@ -600,6 +620,42 @@ mod tests {
             encode_into(&rec, &mut AlignedVec::new()),
             Err(RecordError::Version(9))
         ));
+    }
+
+    #[test]
+    fn a_store_the_doors_once_accepted_still_replays() {
+        // Stores were 1-64 bytes of any plane before they became 1-64 characters of the Basic
+        // Multilingual Plane: a spend logged then at an emoji store must not stop replay.
+        let mut rec = sample();
+        rec.request.command = Command::Spend {
+            card_id: CardId(42),
+            amount: Amount(100),
+            method: crate::command::Method::Qr,
+            store: Some("\u{1F375} tea".into()),
+            allow_partial: false,
+        };
+        assert!(crate::rules::check_request(&rec.request).is_err());
+        let mut buf = AlignedVec::new();
+        encode_into(&rec, &mut buf).unwrap();
+        assert_eq!(decode(&buf).unwrap(), rec);
+        // What no door ever accepted is still refused.
+        for bad in ["", "a\nb"] {
+            let Command::Spend { store, .. } = &mut rec.request.command else {
+                unreachable!()
+            };
+            *store = Some(bad.into());
+            encode_into(&rec, &mut buf).unwrap();
+            assert!(
+                matches!(decode(&buf), Err(RecordError::Command(_))),
+                "{bad:?}"
+            );
+        }
+        let Command::Spend { store, .. } = &mut rec.request.command else {
+            unreachable!()
+        };
+        *store = Some("\u{1F375}".repeat(17));
+        encode_into(&rec, &mut buf).unwrap();
+        assert!(matches!(decode(&buf), Err(RecordError::Command(_))));
     }
 
     #[test]

@@ -42,6 +42,13 @@ pub fn check_store(store: &str) -> Result<(), &'static str> {
     }
 }
 
+/// The store rule before stores were counted in characters: 1–64 bytes, no control
+/// character, any plane. Only replay uses it, for records logged under it
+/// ([`crate::record::check`]); the doors hold new requests to [`check_store`].
+pub fn store_once_accepted(store: &str) -> bool {
+    !store.is_empty() && store.len() <= STORE_LEN_MAX && !store.chars().any(char::is_control)
+}
+
 const STORE_RULE: &str =
     "a store is 1-64 characters of the Basic Multilingual Plane, no control characters";
 

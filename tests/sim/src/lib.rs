@@ -1387,10 +1387,13 @@ impl Sim {
         let m = &mut self.keys[i];
         let remembered = m.answer.is_some() || m.must_be_reversed || m.may_be_reversed;
         let may_be_forgotten = now.saturating_sub(m.life_from) >= ttl;
-        if remembered && may_be_forgotten && (fresh || m.answer.as_ref() != Some(form)) {
+        let unlike_this_life =
+            m.answer.as_ref() != Some(form) || (m.must_be_reversed && !is_reversed);
+        if remembered && may_be_forgotten && (fresh || unlike_this_life) {
             // The key's next life. Executed now, the engine recorded it now; a replay that
-            // differs repeats an application whose answer was lost, made after the old life
-            // ended.
+            // this life would not give (a different answer, or not `reversed` after an
+            // acknowledged reversal) repeats an application whose answer was lost, made after
+            // the old life ended: the reversal was forgotten with the key.
             m.life_from = if fresh { now } else { m.life_from + ttl };
             m.answer = Some(form.clone());
             m.must_be_reversed = false;

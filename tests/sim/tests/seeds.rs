@@ -73,7 +73,19 @@ fn regression_seeds() {
     // 10034, 1207: the only snapshot damaged (a latent sector error) after the segments it
     //    covered left the live log: recovery replayed the rest into an empty state and lost
     //    every earlier record without an error (`runtime::recovery::continuity_tests`).
-    for (seed, ops) in [(19, 339), (22, 1197), (7, 7849), (10034, 91), (1207, 247)] {
+    // 20386, 20527: a declined request, reversed, re-sent weeks later (executed anew, its
+    //    answer lost in a crash) and re-sent again: the replay of the new execution was taken
+    //    for a reversal forgotten within the TTL (the simulator kept `must be reversed` into
+    //    the key's next life).
+    for (seed, ops) in [
+        (19, 339),
+        (22, 1197),
+        (7, 7849),
+        (10034, 91),
+        (1207, 247),
+        (20386, 10_000),
+        (20527, 10_000),
+    ] {
         run_seed(seed, ops);
     }
 }

@@ -32,21 +32,12 @@ impl Progress {
         if !std::io::stderr().is_terminal() || total_bytes == 0 {
             return Progress(None);
         }
-        let bar = indicatif::ProgressBar::new(total_bytes);
-        let style = indicatif::ProgressStyle::with_template(
+        Progress::shown(
+            total_bytes,
             "{msg} [{bar:30}] {bytes}/{total_bytes} ({eta} left)",
+            what,
+            false,
         )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_message(what.to_string());
-        Progress(Some(Arc::new(Shown {
-            bar,
-            what: what.to_string(),
-            records: AtomicU64::new(0),
-            started: Instant::now(),
-            by_records: false,
-        })))
     }
 
     /// A bar over records, labelled `what`, whose length grows as each part of the job learns
@@ -56,11 +47,15 @@ impl Progress {
         if !std::io::stderr().is_terminal() {
             return Progress(None);
         }
-        let bar = indicatif::ProgressBar::new(0);
-        let style =
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta} left)")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> ");
+        Progress::shown(0, "{msg} [{bar:30}] {pos}/{len} ({eta} left)", what, true)
+    }
+
+    /// A drawn bar of `len` with `template`, counting bytes or records.
+    fn shown(len: u64, template: &str, what: &str, by_records: bool) -> Progress {
+        let bar = indicatif::ProgressBar::new(len);
+        let style = indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(what.to_string());
         Progress(Some(Arc::new(Shown {
@@ -68,7 +63,7 @@ impl Progress {
             what: what.to_string(),
             records: AtomicU64::new(0),
             started: Instant::now(),
-            by_records: true,
+            by_records,
         })))
     }
 

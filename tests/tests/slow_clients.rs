@@ -128,6 +128,55 @@ fn http_a_head_sent_a_byte_at_a_time_is_cut_off() {
 }
 
 #[test]
+fn http_a_body_sent_a_byte_at_a_time_is_cut_off_with_408() {
+    // The idle limit is long: a byte every 200 ms keeps bytes moving; only the request's own
+    // deadline (the head's limit again, counted from the end of the head) can end this.
+    let s = Server::start(
+        svault_bin!(),
+        &["--header-timeout-secs", "1", "--idle-timeout-secs", "600"],
+    );
+    let body = format!(
+        r#"{{"program":"demo","card_id":"5","registered":true,"pad":"{}"}}"#,
+        "x".repeat(200)
+    );
+    let head = format!(
+        "POST /v1/cards HTTP/1.1\r\nHost: svault\r\nIdempotency-Key: slow-body\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut c = TcpStream::connect(s.http).unwrap();
+    c.write_all(head.as_bytes()).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let body = body.into_bytes();
+    let trickle = std::thread::spawn(move || {
+        let mut sent = 0;
+        for b in &body {
+            if w.write_all(&[*b]).is_err() {
+                break;
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        (sent, body.len())
+    });
+    c.set_read_timeout(Some(BOUND)).unwrap();
+    let mut got = [0u8; 512];
+    let n = c.read(&mut got).expect("no answer to a trickled body");
+    let answer = String::from_utf8_lossy(&got[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(server_closes(&mut c), "the connection stayed open");
+    let (sent, len) = trickle.join().unwrap();
+    assert!(
+        sent < len,
+        "the server read all {len} bytes of a trickled body"
+    );
+    // Nothing was applied: the card does not exist.
+    let r = s.req("GET", "/v1/cards/5").send();
+    assert_eq!(r.status, 404, "{}", r.body);
+    healthy_http(&s);
+}
+
+#[test]
 fn http_a_client_that_never_reads_its_answers_is_cut_off() {
     // The head deadline is long: requests keep coming; only the stalled write can end this.
     let s = Server::start(

@@ -30,6 +30,35 @@ fn metrics(s: &Server) -> HashMap<String, f64> {
         .collect()
 }
 
+/// `/metrics` once two readings 20 ms apart agree on every shard series (the HTTP counters
+/// count the readings themselves). A shard answers a read inside its batch and
+/// records the batch's stages after it, so a reading taken right after an answer may see the
+/// batch counted but its stages not yet (or the other way round); only a settled reading adds
+/// up. Liveness bound: a minute.
+fn settled_metrics(s: &Server) -> HashMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shard_series = |m: &HashMap<String, f64>| {
+        let mut v: Vec<(String, u64)> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with("svault_shard_"))
+            .map(|(k, v)| (k.clone(), *v as u64))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut last = shard_series(&metrics(s));
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = metrics(s);
+        let series = shard_series(&now);
+        if series == last {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "/metrics never settled");
+        last = series;
+    }
+}
+
 fn get(m: &HashMap<String, f64>, series: &str) -> u64 {
     *m.get(series)
         .unwrap_or_else(|| panic!("{series} missing from /metrics")) as u64
@@ -58,7 +87,7 @@ fn stage_histograms_appear_in_metrics_and_count_every_message_batch_and_commit()
         let r = s.req("GET", &format!("/v1/cards/{card}")).send();
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    let m = metrics(&s);
+    let m = settled_metrics(&s);
     let shards = 2;
     let mut messages = 0;
     let mut commits = 0;

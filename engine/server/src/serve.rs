@@ -50,8 +50,9 @@ pub struct ServeArgs {
     pub slow_batch_ms: u64,
     /// Seconds a client has to send a request: an HTTP request's head, counted from when the
     /// connection began waiting for it (it opened, or the previous answer went out; so it is
-    /// also how long an idle keep-alive connection stays open), or the rest of a binary frame
-    /// once its first byte came. Slower clients are disconnected.
+    /// also how long an idle keep-alive connection stays open), then as long again for its body
+    /// (`408 request_timeout`), or the rest of a binary frame once its first byte came. Slower
+    /// clients are disconnected.
     #[arg(long, default_value_t = crate::http::HEADER_TIMEOUT_SECS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_secs: u64,
     /// Seconds a connection may wait with nothing moving: HTTP, no byte either way while the

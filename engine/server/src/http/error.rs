@@ -12,7 +12,8 @@ use serde::Serialize;
 pub struct ErrorBody {
     /// Machine-readable error: `invalid_request`, `invalid_amount`, `not_found`,
     /// `idempotency_key_reused`, `card_exists`, `unauthorized`, `forbidden`,
-    /// `payload_too_large`, `unsupported_media_type`, `overloaded`, `unavailable`.
+    /// `payload_too_large`, `request_timeout`, `unsupported_media_type`, `overloaded`,
+    /// `unavailable`.
     pub error: &'static str,
     /// The input at fault, when there is one (`amount`, `Idempotency-Key`, `card_id`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,6 +133,17 @@ impl ApiError {
             format!("request body above {limit_bytes} bytes"),
         )
     }
+    /// `408 request_timeout`: the body did not arrive within `limit` of the request's head (a
+    /// body trickled a byte at a time keeps the idle timer alive; this deadline does not move).
+    /// The connection is closed after it: the rest of the body may still be on its way.
+    pub fn request_timeout(limit: std::time::Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            Some("body".into()),
+            format!("request body not received within {} s", limit.as_secs_f32()),
+        )
+    }
     /// `415 unsupported_media_type`: a body that is not `application/json`.
     pub fn unsupported_media_type(got: &str) -> ApiError {
         ApiError::new(
@@ -204,6 +216,10 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

@@ -14,6 +14,11 @@ use svault_core::command::CardId;
 
 pub use svault_core::rules::{check_idempotency_key, IDEMPOTENCY_KEY_LEN_MAX};
 
+/// How long a request's body may take to arrive after its head (inserted into every request by
+/// [`super::serve`]; without it, as in unit tests of the router, a body has no deadline).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub std::time::Duration);
+
 /// A JSON body decoded with `deny_unknown_fields` types; an empty body reads as `{}`.
 pub struct JsonBody<T>(pub T);
 
@@ -30,7 +35,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 return Err(ApiError::unsupported_media_type(ct));
             }
         }
-        let bytes = match Bytes::from_request(req, state).await {
+        let deadline = req.extensions().get::<BodyDeadline>().map(|d| d.0);
+        let read = Bytes::from_request(req, state);
+        let read = match deadline {
+            Some(limit) => match tokio::time::timeout(limit, read).await {
+                Ok(read) => read,
+                Err(_) => return Err(ApiError::request_timeout(limit)),
+            },
+            None => read.await,
+        };
+        let bytes = match read {
             Ok(b) => b,
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 return Err(ApiError::too_large(super::BODY_LIMIT_BYTES))

@@ -108,7 +108,8 @@ pub struct HttpLimits {
     pub connections_max: usize,
     /// A request's head must have arrived this long after the connection began waiting for it
     /// (it opened, or the previous answer went out), or the connection is closed: a head sent
-    /// a byte at a time, a connection that never sends, an idle keep-alive connection.
+    /// a byte at a time, a connection that never sends, an idle keep-alive connection. Its body
+    /// then has as long again, or the answer is `408 request_timeout`.
     pub header_timeout: Duration,
     /// A connection that waits to read or write with no byte moving either way for this long
     /// is closed ([`crate::idle::Idle`]): a client that never reads its answers, a body that
@@ -305,7 +306,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use axum::serve::Listener;
     let mut listener = LimitedListener::new(listener, limits.connections_max);
-    let service = hyper_util::service::TowerToHyperService::new(router(app));
+    // A body must arrive within the head's limit too: the idle timer alone would let a body
+    // trickled a byte at a time hold the connection for hours.
+    let app = router(app).layer(axum::Extension(extract::BodyDeadline(
+        limits.header_timeout,
+    )));
+    let service = hyper_util::service::TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())

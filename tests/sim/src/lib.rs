@@ -1387,8 +1387,18 @@ impl Sim {
         let m = &mut self.keys[i];
         let remembered = m.answer.is_some() || m.must_be_reversed || m.may_be_reversed;
         let may_be_forgotten = now.saturating_sub(m.life_from) >= ttl;
-        let unlike_this_life =
-            m.answer.as_ref() != Some(form) || (m.must_be_reversed && !is_reversed);
+        // What this life answers: `reversed` after an acknowledged reversal; either that or
+        // the first answer after a reversal that may have applied; else the first answer. An
+        // engine may keep a key past its TTL (at least 24 h), so this life's answer late is
+        // a late replay of it, not a next life.
+        let like_this_life = if m.must_be_reversed {
+            is_reversed
+        } else if m.may_be_reversed {
+            is_reversed || m.answer.as_ref().is_none_or(|a| a == form)
+        } else {
+            m.answer.as_ref() == Some(form)
+        };
+        let unlike_this_life = !like_this_life;
         if remembered && may_be_forgotten && (fresh || unlike_this_life) {
             // The key's next life. Executed now, the engine recorded it now; a replay that
             // this life would not give (a different answer, or not `reversed` after an
@@ -2162,6 +2172,26 @@ mod tests {
         let anew = declined(DeclineCode::InsufficientFunds, false);
         let r = sim.check_answer(i, &anew, t + 29 * H + H / 2);
         assert!(r.is_ok(), "{r:?}");
+    }
+
+    /// Seed 27 633, step 10 000: a key declined at `t` and then reversed answers `reversed` as a
+    /// replay at `t + 32.6 h` (the engine kept it past its 24 h: allowed) and is answered anew
+    /// at `t + 34.9 h`: that late replay was the old life, not a new one promising 24 h more.
+    #[test]
+    fn a_reversed_key_replayed_late_is_still_its_first_life() {
+        let t = T0;
+        let (mut sim, i) = sim_with_key(t);
+        sim.keys[i].must_be_reversed = true;
+        let late = declined(DeclineCode::Reversed, true);
+        assert!(sim.check_answer(i, &late, t + 32 * H + H / 2).is_ok());
+        let anew = declined(DeclineCode::OverDailyCount, false);
+        let r = sim.check_answer(i, &anew, t + 34 * H + H * 9 / 10);
+        assert!(r.is_ok(), "{r:?}");
+        // Within the TTL the reversal is still checked.
+        let (mut sim, i) = sim_with_key(t);
+        sim.keys[i].must_be_reversed = true;
+        let not_reversed = declined(DeclineCode::StoreNotAllowed, true);
+        assert!(sim.check_answer(i, &not_reversed, t + 23 * H).is_err());
     }
 
     /// Within its 24 h the key's answer is checked byte for byte, up to the last millisecond,

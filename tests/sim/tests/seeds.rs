@@ -77,6 +77,10 @@ fn regression_seeds() {
     //    answer lost in a crash) and re-sent again: the replay of the new execution was taken
     //    for a reversal forgotten within the TTL (the simulator kept `must be reversed` into
     //    the key's next life).
+    // 27633: a declined request, reversed, replayed `reversed` 32.6 h later (the engine kept the
+    //    key past its 24 h) and answered anew at 34.9 h: the simulator took the late replay for
+    //    a next life promising 24 h more
+    //    (`svault_sim::tests::a_reversed_key_replayed_late_is_still_its_first_life`).
     for (seed, ops) in [
         (19, 339),
         (22, 1197),
@@ -85,6 +89,7 @@ fn regression_seeds() {
         (1207, 247),
         (20386, 10_000),
         (20527, 10_000),
+        (27633, 10_000),
     ] {
         run_seed(seed, ops);
     }

@@ -4,6 +4,11 @@
 #
 #   bench/overload.sh
 #   OVERLOAD_CAPACITY=20000 OVERLOAD_SECS=30 bench/overload.sh
+#   OVERLOAD_PIN=1 bench/overload.sh   # server on CPU 0, load generators on CPU 1 (taskset)
+#
+# On a 2-core machine the load generator, sharing the cores, cannot offer 3 × what the server
+# does on both of them; pinned, the server's capacity is what it does on one core and the load
+# generators have the other one to themselves, so the offered 3 × is really sent.
 #
 # One release `svault serve` (group durability, --queue-depth OVERLOAD_QUEUE per shard) on a
 # scratch directory. Capacity: OVERLOAD_CAPACITY, or measured first by a closed-loop run
@@ -28,6 +33,12 @@ OVERLOAD_CONNECTIONS=${OVERLOAD_CONNECTIONS:-32}
 OVERLOAD_FLOOD_CONNECTIONS=${OVERLOAD_FLOOD_CONNECTIONS:-512}
 OVERLOAD_CARDS=${OVERLOAD_CARDS:-100000}
 OUT=${OVERLOAD_OUT:-$ROOT/bench/results}
+OVERLOAD_PIN=${OVERLOAD_PIN:-0}
+SERVER_CPU=() LOADGEN_CPU=()
+if [ "$OVERLOAD_PIN" = 1 ]; then
+  command -v taskset >/dev/null || { echo "OVERLOAD_PIN=1 needs taskset (util-linux)" >&2; exit 1; }
+  SERVER_CPU=(taskset -c 0) LOADGEN_CPU=(taskset -c 1)
+fi
 
 WORK=$(mktemp -d /tmp/svault-overload.XXXXXX)
 SVAULT_PID="" SAMPLER_PID="" A_PID="" B_PID=""
@@ -51,7 +62,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SVAULT=$TARGET/release/svault
 LOADGEN=$TARGET/release/svault-loadgen
 
-"$SVAULT" serve --data "$WORK/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
+"${SERVER_CPU[@]}" "$SVAULT" serve --data "$WORK/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
   --queue-depth "$OVERLOAD_QUEUE" >"$WORK/out.log" 2>"$WORK/err.log" &
 SVAULT_PID=$!
 for _ in $(seq 600); do
@@ -68,7 +79,7 @@ rss() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$SVAULT_PID/status"; }
 mkdir -p "$OUT"
 if [ -z "$OVERLOAD_CAPACITY" ]; then
   echo "== capacity: closed loop, $OVERLOAD_CONNECTIONS connections, 10 s" >&2
-  "$LOADGEN" --target "http://$HTTP" --setup-via "tcp://$TCP" --cards "$OVERLOAD_CARDS" --rate 0 \
+  "${LOADGEN_CPU[@]}" "$LOADGEN" --target "http://$HTTP" --setup-via "tcp://$TCP" --cards "$OVERLOAD_CARDS" --rate 0 \
     --connections "$OVERLOAD_CONNECTIONS" --duration 10s --warmup 3s --seed 1 --run-id "$RUN" \
     --quiet --out "$OUT/overload-capacity.json" >&2
   OVERLOAD_CAPACITY=$(jq -r '.throughput_per_s | floor' "$OUT/overload-capacity.json")
@@ -80,13 +91,13 @@ RSS_BEFORE=$(rss VmRSS)
 ( while kill -0 "$SVAULT_PID" 2>/dev/null; do rss VmRSS; sleep 1; done ) >"$WORK/rss.txt" &
 SAMPLER_PID=$!
 # B first, so that it is measuring when A starts; both do their (untimed) setup before.
-"$LOADGEN" --target "http://$HTTP" --cards 10000 --rate 0 --connections "$OVERLOAD_CONNECTIONS" \
+"${LOADGEN_CPU[@]}" "$LOADGEN" --target "http://$HTTP" --cards 10000 --rate 0 --connections "$OVERLOAD_CONNECTIONS" \
   --duration "$((OVERLOAD_SECS + 30))s" --warmup 0s --seed 2 --run-id "$((RUN + 1))" \
   --out "$OUT/overload-steady.json" >"$WORK/b.txt" 2>&1 &
 B_PID=$!
 for _ in $(seq 600); do grep -q 'setup done' "$WORK/b.txt" 2>/dev/null && break; sleep 0.1; done
 B_START=$(date +%s.%N)
-"$LOADGEN" --target "http://$HTTP" --setup-via "tcp://$TCP" --cards "$OVERLOAD_CARDS" --rate "$RATE" \
+"${LOADGEN_CPU[@]}" "$LOADGEN" --target "http://$HTTP" --setup-via "tcp://$TCP" --cards "$OVERLOAD_CARDS" --rate "$RATE" \
   --connections "$OVERLOAD_FLOOD_CONNECTIONS" --duration "${OVERLOAD_SECS}s" --warmup 0s --seed 3 \
   --run-id "$((RUN + 2))" --out "$OUT/overload-flood.json" >"$WORK/a.txt" 2>&1 &
 A_PID=$!

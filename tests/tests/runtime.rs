@@ -651,3 +651,90 @@ fn a_failed_commit_poisons_only_its_shard_and_loses_nothing_acknowledged() {
         .unwrap();
     assert!(checks.iter().all(Result::is_ok), "{checks:?}");
 }
+
+/// A server restarted more often than `snapshot_every_secs` still snapshots: the timer counts the
+/// log time its replayed tail covers, so restarts do not replay an ever longer log (the soak's
+/// restarts, every 30–60 s, used to replay everything since the first start, slower each round).
+#[test]
+fn restarts_more_often_than_the_snapshot_interval_still_snapshot() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::time::{Duration, Instant};
+    use svault_core::command::Millis;
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_767_578_400_000i64;
+    let clock = Arc::new(AtomicI64::new(t0));
+    let c = clock.clone();
+    let tuning = Tuning {
+        idle_tick_ms: 10,
+        snapshot_every_records: u64::MAX,
+        snapshot_every_secs: 600,
+        clock: Arc::new(move || Millis(c.load(Ordering::SeqCst))),
+        ..Tuning::default()
+    };
+    let cfg = config(dir.path(), Some(1));
+    let rt = rt();
+    let top_up = |engine: &Engine, key: &str| {
+        let cmd = Command::TopUp {
+            card_id: CardId(9),
+            amount: Amount(1_000),
+            channel: Channel::Cash,
+        };
+        let r = rt
+            .block_on(engine.submit(req(key, cmd), &Scope::All))
+            .unwrap();
+        assert!(matches!(r.outcome, Outcome::Approved(_)), "{r:?}");
+    };
+    // Waits (liveness bound, nothing timed) until the shard has written a snapshot since open.
+    let snapshot_taken = |engine: &Engine| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while engine.shard_stats()[0].snapshots == 0 {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    };
+
+    // First life: a few records, well under both thresholds; no snapshot.
+    let engine = Engine::open_with(cfg.clone(), tuning.clone()).unwrap();
+    rt.block_on(async {
+        engine
+            .submit(
+                req("p", Command::UpsertProgram(Program::demo())),
+                &Scope::All,
+            )
+            .await
+            .unwrap();
+        engine
+            .submit(req("o", open_card(9, "demo")), &Scope::All)
+            .await
+            .unwrap();
+    });
+    top_up(&engine, "t1");
+    assert_eq!(engine.shard_stats()[0].snapshots, 0);
+    engine.shutdown();
+    drop(engine);
+
+    // Second life: a replayed tail with no snapshot under it is due at once.
+    let engine = Engine::open_with(cfg.clone(), tuning.clone()).unwrap();
+    assert!(
+        snapshot_taken(&engine),
+        "a restart that replayed a log with no snapshot under it took none"
+    );
+    let first = engine.shard_stats()[0].snapshot_lsn;
+    // Ten minutes of log time pass in a process that lives a moment.
+    clock.fetch_add(601_000, Ordering::SeqCst);
+    top_up(&engine, "t2");
+    engine.shutdown();
+    drop(engine);
+
+    // Third life: the tail covers more than the interval: due at once again.
+    let engine = Engine::open_with(cfg, tuning).unwrap();
+    assert!(
+        snapshot_taken(&engine),
+        "a restart that replayed 601 s of log past its snapshot took none"
+    );
+    assert!(engine.shard_stats()[0].snapshot_lsn > first);
+    engine.shutdown();
+}

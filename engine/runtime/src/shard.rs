@@ -212,6 +212,29 @@ pub(crate) struct Shard {
     seen: Seen,
 }
 
+/// Where the snapshot timer starts after a recovery: the log time the replayed tail covers (its
+/// last record's batch time minus the snapshot's, `snapshot_at`) has already run, so a server
+/// restarted more often than `snapshot_every_secs` still snapshots and its restarts do not
+/// replay an ever longer log. A tail with no snapshot under it is due at once. Log time, not
+/// file times: a copied directory behaves the same; a clock stepped back counts nothing.
+fn last_snapshot_at_start(
+    snapshot_at: Option<Millis>,
+    last_now: Millis,
+    replayed: u64,
+    tuning: &Tuning,
+) -> Instant {
+    let every = Duration::from_secs(tuning.snapshot_every_secs);
+    let covered = match snapshot_at {
+        _ if replayed == 0 => Duration::ZERO,
+        None => every,
+        Some(at) => {
+            Duration::from_millis(u64::try_from(last_now.0.saturating_sub(at.0)).unwrap_or(0))
+        }
+    };
+    let now = Instant::now();
+    now.checked_sub(covered.min(every)).unwrap_or(now)
+}
+
 /// Recovers shard `k` and returns it ready to run.
 pub(crate) fn open(
     k: usize,
@@ -312,7 +335,12 @@ pub(crate) fn open(
         committed,
         last_commit: Instant::now(),
         records_since_snapshot: replayed.records,
-        last_snapshot: Instant::now(),
+        last_snapshot: last_snapshot_at_start(
+            (snapshot_lsn.0 > 0).then_some(snap_now),
+            replayed.last_now,
+            replayed.records,
+            &tuning,
+        ),
         snapshot_tx: Some(snapshot_tx),
         snapshot_done_rx,
         snapshot_in_flight: false,

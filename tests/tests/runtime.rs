@@ -35,6 +35,14 @@ fn open_card(card: u64, program: &str) -> Command {
     }
 }
 
+/// The demo program (key `p`) and card `card` on it (key `o`).
+async fn demo_program_and_card(engine: &Engine, card: u64) {
+    let program = req("p", Command::UpsertProgram(Program::demo()));
+    engine.submit(program, &Scope::All).await.unwrap();
+    let open = req("o", open_card(card, "demo"));
+    engine.submit(open, &Scope::All).await.unwrap();
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -53,19 +61,7 @@ fn a_full_queue_answers_overloaded_and_does_not_grow() {
     };
     let engine = Engine::open_with(config(dir.path(), Some(1)), tuning).unwrap();
     let rt = rt();
-    rt.block_on(async {
-        engine
-            .submit(
-                req("p", Command::UpsertProgram(Program::demo())),
-                &Scope::All,
-            )
-            .await
-            .unwrap();
-        engine
-            .submit(req("o", open_card(5, "demo")), &Scope::All)
-            .await
-            .unwrap();
-    });
+    rt.block_on(demo_program_and_card(&engine, 5));
     // Park the shard thread inside a state call until released.
     let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
     let (parked_tx, parked_rx) = crossbeam_channel::bounded::<()>(1);
@@ -224,17 +220,7 @@ fn a_reversal_goes_to_its_cards_shard_and_names_what_it_undid() {
     let engine = Engine::open(config(dir.path(), Some(4))).unwrap();
     let rt = rt();
     rt.block_on(async {
-        engine
-            .submit(
-                req("p", Command::UpsertProgram(Program::demo())),
-                &Scope::All,
-            )
-            .await
-            .unwrap();
-        engine
-            .submit(req("o", open_card(42, "demo")), &Scope::All)
-            .await
-            .unwrap();
+        demo_program_and_card(&engine, 42).await;
         let top = engine
             .submit(
                 req(
@@ -378,17 +364,7 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
     let engine = Engine::open(cfg.clone()).unwrap();
     let rt = rt();
     rt.block_on(async {
-        engine
-            .submit(
-                req("p", Command::UpsertProgram(Program::demo())),
-                &Scope::All,
-            )
-            .await
-            .unwrap();
-        engine
-            .submit(req("o", open_card(9, "demo")), &Scope::All)
-            .await
-            .unwrap();
+        demo_program_and_card(&engine, 9).await;
         // One request per batch: every record sits in its own 4 KiB-padded commit.
         for i in 0..40 {
             let c = Command::TopUp {
@@ -472,17 +448,7 @@ fn idle_shard_logs_ticks_that_expire_holds_and_replay_reproduces_them() {
     let engine = Engine::open_with(cfg.clone(), tuning.clone()).unwrap();
     let rt = rt();
     let hold_id = rt.block_on(async {
-        engine
-            .submit(
-                req("p", Command::UpsertProgram(Program::demo())),
-                &Scope::All,
-            )
-            .await
-            .unwrap();
-        engine
-            .submit(req("o", open_card(7, "demo")), &Scope::All)
-            .await
-            .unwrap();
+        demo_program_and_card(&engine, 7).await;
         let top_up = Command::TopUp {
             card_id: CardId(7),
             amount: Amount(50_000),
@@ -698,19 +664,7 @@ fn restarts_more_often_than_the_snapshot_interval_still_snapshot() {
 
     // First life: a few records, well under both thresholds; no snapshot.
     let engine = Engine::open_with(cfg.clone(), tuning.clone()).unwrap();
-    rt.block_on(async {
-        engine
-            .submit(
-                req("p", Command::UpsertProgram(Program::demo())),
-                &Scope::All,
-            )
-            .await
-            .unwrap();
-        engine
-            .submit(req("o", open_card(9, "demo")), &Scope::All)
-            .await
-            .unwrap();
-    });
+    rt.block_on(demo_program_and_card(&engine, 9));
     top_up(&engine, "t1");
     assert_eq!(engine.shard_stats()[0].snapshots, 0);
     engine.shutdown();

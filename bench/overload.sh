@@ -5,6 +5,7 @@
 #   bench/overload.sh
 #   OVERLOAD_CAPACITY=20000 OVERLOAD_SECS=30 bench/overload.sh
 #   OVERLOAD_PIN=1 bench/overload.sh   # server on CPU 0, load generators on CPU 1 (taskset)
+#   OVERLOAD_DURABILITY=sync OVERLOAD_PIN=1 bench/overload.sh   # a server slow enough to flood
 #
 # On a 2-core machine the load generator, sharing the cores, cannot offer 3 × what the server
 # does on both of them; pinned, the server's capacity is what it does on one core and the load
@@ -34,6 +35,7 @@ OVERLOAD_FLOOD_CONNECTIONS=${OVERLOAD_FLOOD_CONNECTIONS:-512}
 OVERLOAD_CARDS=${OVERLOAD_CARDS:-100000}
 OUT=${OVERLOAD_OUT:-$ROOT/bench/results}
 OVERLOAD_PIN=${OVERLOAD_PIN:-0}
+OVERLOAD_DURABILITY=${OVERLOAD_DURABILITY:-group}
 SERVER_CPU=() LOADGEN_CPU=()
 if [ "$OVERLOAD_PIN" = 1 ]; then
   command -v taskset >/dev/null || { echo "OVERLOAD_PIN=1 needs taskset (util-linux)" >&2; exit 1; }
@@ -62,8 +64,8 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SVAULT=$TARGET/release/svault
 LOADGEN=$TARGET/release/svault-loadgen
 
-"${SERVER_CPU[@]}" "$SVAULT" serve --data "$WORK/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
-  --queue-depth "$OVERLOAD_QUEUE" >"$WORK/out.log" 2>"$WORK/err.log" &
+"${SERVER_CPU[@]}" "$SVAULT" serve --data "$WORK/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 \
+  --durability "$OVERLOAD_DURABILITY" --queue-depth "$OVERLOAD_QUEUE" >"$WORK/out.log" 2>"$WORK/err.log" &
 SVAULT_PID=$!
 for _ in $(seq 600); do
   grep -q '^svault listening' "$WORK/out.log" 2>/dev/null && break

@@ -463,12 +463,17 @@ impl Engine {
             return Err(e);
         }
         for r in &inner.reports {
-            let secs = r.elapsed.as_secs_f64().max(1e-9);
+            // The replay's rate, without the snapshot's restore.
+            let replay = r.elapsed.saturating_sub(r.snapshot_elapsed);
+            let secs = replay.as_secs_f64().max(1e-9);
             tracing::info!(
                 shard = r.shard,
                 snapshot_lsn = r.snapshot_lsn,
+                snapshot_ms = r.snapshot_elapsed.as_millis() as u64,
                 records = r.records,
                 last_lsn = r.last_lsn,
+                cards = r.cards,
+                keys = r.keys,
                 ms = r.elapsed.as_millis() as u64,
                 records_per_s = (r.records as f64 / secs) as u64,
                 "shard recovered"

@@ -140,6 +140,12 @@ pub struct RecoveryReport {
     pub last_lsn: u64,
     /// A torn tail cut by the log, as text.
     pub torn_tail: Option<String>,
+    /// Reading and restoring the snapshot (the rest of `elapsed` is the log's scan and replay):
+    /// it grows with the cards and the live idempotency keys, the replay with the records.
+    pub snapshot_elapsed: Duration,
+    /// Cards and idempotency keys held once recovered.
+    pub cards: usize,
+    pub keys: usize,
     pub elapsed: Duration,
 }
 
@@ -261,6 +267,7 @@ pub(crate) fn open(
             tracing::warn!(shard = k, path = %path.display(), reason = %why, "damaged snapshot passed over");
         }
     }
+    let snapshot_started = Instant::now();
     let (mut state, snapshot_lsn, snap_now) = match snapshot {
         Some(s) => {
             let (now, state) = recovery::decode_snapshot(&s.bytes, s.lsn, tuning.state.clone())
@@ -269,6 +276,7 @@ pub(crate) fn open(
         }
         None => (State::new(tuning.state.clone()), Lsn(0), Millis(0)),
     };
+    let snapshot_elapsed = snapshot_started.elapsed();
     let (wal, found) = Wal::open(&paths.wal, tuning.wal.clone())?;
     recovery::check_continuity(snapshot_lsn, &found).map_err(recovery_err)?;
     let events = shared.events.clone();
@@ -297,6 +305,9 @@ pub(crate) fn open(
                 t.bytes_cut
             )
         }),
+        snapshot_elapsed,
+        cards: state.card_count(),
+        keys: state.key_count(),
         elapsed: started.elapsed(),
     };
     shared.metrics.committed_lsn.store(committed.0, Relaxed);

@@ -662,19 +662,22 @@ fn restarts_more_often_than_the_snapshot_interval_still_snapshot() {
         true
     };
 
-    // First life: a few records, well under both thresholds; no snapshot.
+    // First life: a few records over ten minutes of log time, in a process that lives a
+    // moment: no snapshot.
     let engine = Engine::open_with(cfg.clone(), tuning.clone()).unwrap();
     rt.block_on(demo_program_and_card(&engine, 9));
+    clock.fetch_add(601_000, Ordering::SeqCst);
     top_up(&engine, "t1");
     assert_eq!(engine.shard_stats()[0].snapshots, 0);
     engine.shutdown();
     drop(engine);
 
-    // Second life: a replayed tail with no snapshot under it is due at once.
+    // Second life: the log, with no snapshot under it, covers more than the interval: due at
+    // once.
     let engine = Engine::open_with(cfg.clone(), tuning.clone()).unwrap();
     assert!(
         snapshot_taken(&engine),
-        "a restart that replayed a log with no snapshot under it took none"
+        "a restart that replayed 601 s of log with no snapshot under it took none"
     );
     let first = engine.shard_stats()[0].snapshot_lsn;
     // Ten minutes of log time pass in a process that lives a moment.

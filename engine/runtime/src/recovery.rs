@@ -146,6 +146,8 @@ pub struct Replayed {
     pub last_lsn: Lsn,
     /// Batch time of the last record applied (the snapshot's when none).
     pub last_now: Millis,
+    /// Batch time of the first record applied (`None` when none was).
+    pub first_now: Option<Millis>,
     /// `true` when `until` stopped replay before the end of the log.
     pub stopped_early: bool,
 }
@@ -187,6 +189,7 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
         records: 0,
         last_lsn: Lsn(from.0.saturating_sub(1)),
         last_now: start_now,
+        first_now: None,
         stopped_early: false,
     };
     let mut events = Vec::new();
@@ -210,6 +213,7 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
         done.records += 1;
         done.last_lsn = lsn;
         done.last_now = rec.now;
+        done.first_now.get_or_insert(rec.now);
     };
     let result = wal.read_from(from, |lsn, bytes| {
         read_bytes += bytes.len() as u64 + 16;

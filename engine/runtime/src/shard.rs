@@ -219,20 +219,14 @@ pub(crate) struct Shard {
 }
 
 /// Where the snapshot timer starts after a recovery: the log time the replayed tail covers (its
-/// last record's batch time minus the snapshot's, `snapshot_at`) has already run, so a server
-/// restarted more often than `snapshot_every_secs` still snapshots and its restarts do not
-/// replay an ever longer log. A tail with no snapshot under it is due at once. Log time, not
-/// file times: a copied directory behaves the same; a clock stepped back counts nothing.
-fn last_snapshot_at_start(
-    snapshot_at: Option<Millis>,
-    last_now: Millis,
-    replayed: u64,
-    tuning: &Tuning,
-) -> Instant {
+/// last record's batch time minus `since`: the snapshot's, or with no snapshot the first
+/// record's) has already run, so a server restarted more often than `snapshot_every_secs` still
+/// snapshots and its restarts do not replay an ever longer log. Log time, not file times: a
+/// copied directory behaves the same; a clock stepped back counts nothing.
+fn last_snapshot_at_start(since: Option<Millis>, last_now: Millis, tuning: &Tuning) -> Instant {
     let every = Duration::from_secs(tuning.snapshot_every_secs);
-    let covered = match snapshot_at {
-        _ if replayed == 0 => Duration::ZERO,
-        None => every,
+    let covered = match since {
+        None => Duration::ZERO,
         Some(at) => {
             Duration::from_millis(u64::try_from(last_now.0.saturating_sub(at.0)).unwrap_or(0))
         }
@@ -347,9 +341,12 @@ pub(crate) fn open(
         last_commit: Instant::now(),
         records_since_snapshot: replayed.records,
         last_snapshot: last_snapshot_at_start(
-            (snapshot_lsn.0 > 0).then_some(snap_now),
+            if snapshot_lsn.0 > 0 {
+                Some(snap_now)
+            } else {
+                replayed.first_now
+            },
             replayed.last_now,
-            replayed.records,
             &tuning,
         ),
         snapshot_tx: Some(snapshot_tx),

@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. bench/lib.sh
 
 CARDS=${CARDS:-1000000}
 PROFILE=${PROFILE:-steady}
@@ -38,20 +39,13 @@ export SERVICES_DIR=$WORK/services
 SVAULT_PID=""
 
 cleanup() {
-  if [ -n "$SVAULT_PID" ] && kill -0 "$SVAULT_PID" 2>/dev/null; then
-    kill -TERM "$SVAULT_PID" 2>/dev/null || true
-    for _ in $(seq 300); do kill -0 "$SVAULT_PID" 2>/dev/null || break; sleep 0.1; done
-  fi
+  stop_pid "$SVAULT_PID"
   "$ROOT/bench/services.sh" stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-echo "== building (release)" >&2
-cargo build --release -p svault-server -p svault-loadgen >&2
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-SVAULT=$TARGET/release/svault
-LOADGEN=$TARGET/release/svault-loadgen
+build_release
 
 echo "== starting Postgres and Redis" >&2
 eval "$("$ROOT/bench/services.sh" start)"
@@ -62,14 +56,7 @@ mkdir -p "$WORK/svault"
 "$SVAULT" serve --data "$WORK/svault/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
   >"$WORK/svault/out.log" 2>"$WORK/svault/err.log" &
 SVAULT_PID=$!
-for _ in $(seq 600); do
-  grep -q '^svault listening' "$WORK/svault/out.log" 2>/dev/null && break
-  kill -0 "$SVAULT_PID" 2>/dev/null || { cat "$WORK/svault/err.log" >&2; exit 1; }
-  sleep 0.1
-done
-LINE=$(grep '^svault listening' "$WORK/svault/out.log")
-HTTP=$(echo "$LINE" | sed -n 's/.*http=\([^ ]*\).*/\1/p')
-TCP=$(echo "$LINE" | sed -n 's/.*tcp=\([^ ]*\).*/\1/p')
+wait_listening "$SVAULT_PID" "$WORK/svault/out.log" || { cat "$WORK/svault/err.log" >&2; exit 1; }
 echo "svault pid $SVAULT_PID http=$HTTP tcp=$TCP" >&2
 
 mkdir -p "$OUT"

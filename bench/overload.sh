@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. bench/lib.sh
 
 OVERLOAD_CAPACITY=${OVERLOAD_CAPACITY:-}
 OVERLOAD_FACTOR=${OVERLOAD_FACTOR:-3}
@@ -44,36 +45,18 @@ fi
 
 WORK=$(mktemp -d /tmp/svault-overload.XXXXXX)
 SVAULT_PID="" SAMPLER_PID="" A_PID="" B_PID=""
-stop_pid() {
-  local pid=$1
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    wait "$pid" 2>/dev/null || true
-  fi
-}
 cleanup() {
   for p in "$A_PID" "$B_PID" "$SAMPLER_PID" "$SVAULT_PID"; do stop_pid "$p"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-echo "== building (release)" >&2
-cargo build --release -p svault-server -p svault-loadgen >&2
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-SVAULT=$TARGET/release/svault
-LOADGEN=$TARGET/release/svault-loadgen
+build_release
 
 "${SERVER_CPU[@]}" "$SVAULT" serve --data "$WORK/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 \
   --durability "$OVERLOAD_DURABILITY" --queue-depth "$OVERLOAD_QUEUE" >"$WORK/out.log" 2>"$WORK/err.log" &
 SVAULT_PID=$!
-for _ in $(seq 600); do
-  grep -q '^svault listening' "$WORK/out.log" 2>/dev/null && break
-  kill -0 "$SVAULT_PID" 2>/dev/null || { cat "$WORK/err.log" >&2; exit 1; }
-  sleep 0.1
-done
-HTTP=$(sed -n 's/^svault listening http=\([^ ]*\).*/\1/p' "$WORK/out.log")
-TCP=$(sed -n 's/^svault listening.* tcp=\([^ ]*\).*/\1/p' "$WORK/out.log")
+wait_listening "$SVAULT_PID" "$WORK/out.log" || { cat "$WORK/err.log" >&2; exit 1; }
 echo "svault pid $SVAULT_PID http=$HTTP, --queue-depth $OVERLOAD_QUEUE" >&2
 RUN=$(( $(date +%s) % 100 * 1000 ))
 rss() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$SVAULT_PID/status"; }

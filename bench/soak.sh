@@ -27,6 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. bench/lib.sh
 
 SOAK_SECS=${SOAK_SECS:-1800}
 SOAK_ROUND_SECS=${SOAK_ROUND_SECS:-60}
@@ -43,14 +44,6 @@ DATA=$WORK/data
 SVAULT_PID=""
 LOADGEN_PID=""
 
-stop_pid() {
-  local pid=$1 sig=$2
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    wait "$pid" 2>/dev/null || true
-  fi
-}
 cleanup() {
   stop_pid "$LOADGEN_PID" TERM
   stop_pid "$SVAULT_PID" TERM
@@ -58,35 +51,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building (release)" >&2
-cargo build --release -p svault-server -p svault-loadgen >&2
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-SVAULT=$TARGET/release/svault
-LOADGEN=$TARGET/release/svault-loadgen
+build_release
 
-HTTP_ADDR=127.0.0.1:0
-TCP_ADDR=127.0.0.1:0
+HTTP=127.0.0.1:0
+TCP=127.0.0.1:0
 STARTS=0
 # Starts the server on $DATA; the first start picks free ports, later ones reuse them.
 start_server() {
   STARTS=$((STARTS + 1))
   local log=$WORK/out.$STARTS.log
   for _ in $(seq 50); do
-    "$SVAULT" serve --data "$DATA" --http "$HTTP_ADDR" --tcp "$TCP_ADDR" --durability group \
+    "$SVAULT" serve --data "$DATA" --http "$HTTP" --tcp "$TCP" --durability group \
       >"$log" 2>>"$WORK/err.log" &
     SVAULT_PID=$!
-    for _ in $(seq 1200); do
-      grep -q '^svault listening' "$log" 2>/dev/null && break
-      kill -0 "$SVAULT_PID" 2>/dev/null || break
-      sleep 0.05
-    done
-    if grep -q '^svault listening' "$log" 2>/dev/null; then
-      local line
-      line=$(grep '^svault listening' "$log")
-      HTTP_ADDR=$(echo "$line" | sed -n 's/.*http=\([^ ]*\).*/\1/p')
-      TCP_ADDR=$(echo "$line" | sed -n 's/.*tcp=\([^ ]*\).*/\1/p')
-      return 0
-    fi
+    wait_listening "$SVAULT_PID" "$log" && return 0
     # A port still held a moment after a kill: try again.
     stop_pid "$SVAULT_PID" KILL
     sleep 0.2
@@ -120,12 +98,12 @@ summary() {
 # this data directory: the capacity run is round 0.
 RUN_BASE=$(( $(date +%s) % 100 * 1000 ))
 start_server
-echo "svault pid $SVAULT_PID http=$HTTP_ADDR tcp=$TCP_ADDR data=$DATA" >&2
+echo "svault pid $SVAULT_PID http=$HTTP tcp=$TCP data=$DATA" >&2
 
 if [ "$SOAK_DOOR" = tcp ]; then
-  DOOR=(--target "tcp://$TCP_ADDR" --admin "$HTTP_ADDR")
+  DOOR=(--target "tcp://$TCP" --admin "$HTTP")
 else
-  DOOR=(--target "http://$HTTP_ADDR" --setup-via "tcp://$TCP_ADDR")
+  DOOR=(--target "http://$HTTP" --setup-via "tcp://$TCP")
 fi
 
 if [ -z "$SOAK_CAPACITY" ]; then
@@ -169,7 +147,7 @@ while [ "$SECONDS" -lt "$SOAK_SECS" ]; do
   PROGRAM="loadgen-$RUN_ID"
   # Quiet kill: what the load generator read must be exactly what recovery finds.
   kill9_and_restart
-  AFTER=$(curl -sf "http://$HTTP_ADDR/v1/float" | jq -r --arg p "$PROGRAM" \
+  AFTER=$(curl -sf "http://$HTTP/v1/float" | jq -r --arg p "$PROGRAM" \
     '.programs[] | select(.program == $p) | (.principal, .bonus)' |
     python3 -c 'import sys, decimal; print(sum(int(decimal.Decimal(l) * 100) for l in sys.stdin))')
   [ "$AFTER" = "$HELD" ] || fail "after a kill -9 the program $PROGRAM holds $AFTER fen, the load generator read $HELD"

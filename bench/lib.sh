@@ -1,0 +1,36 @@
+# What the bench scripts share (sourced, not run; ROOT is the repository root): the release
+# binaries, starting svault and reading its addresses, stopping what they started by PID.
+
+# Builds the release server and load generator; sets SVAULT and LOADGEN.
+build_release() {
+  echo "== building (release)" >&2
+  cargo build --release -p svault-server -p svault-loadgen >&2
+  local target=${CARGO_TARGET_DIR:-$ROOT/target}
+  SVAULT=$target/release/svault
+  LOADGEN=$target/release/svault-loadgen
+}
+
+# stop_pid PID [SIGNAL]: sends SIGNAL (TERM) to PID if it still runs and waits up to 30 s.
+stop_pid() {
+  local pid=$1 sig=${2:-TERM}
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    wait "$pid" 2>/dev/null || true
+  fi
+}
+
+# wait_listening PID OUT_LOG: waits up to 60 s for the `svault listening` line the server with
+# PID prints to OUT_LOG and sets HTTP and TCP to its addresses; fails if the server exits first
+# or never says it.
+wait_listening() {
+  local pid=$1 log=$2 line=""
+  for _ in $(seq 1200); do
+    line=$(grep -m1 '^svault listening' "$log" 2>/dev/null) && break
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  [ -n "$line" ] || return 1
+  HTTP=$(echo "$line" | sed -n 's/.*http=\([^ ]*\).*/\1/p')
+  TCP=$(echo "$line" | sed -n 's/.*tcp=\([^ ]*\).*/\1/p')
+}

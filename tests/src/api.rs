@@ -11,6 +11,21 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// `--clock-offset-ms` flags that move the server's clock forward to the next 04:00 UTC, noon in
+/// demo's +08:00: hours from demo's 20:00–24:00 discount window and from its local midnight, so
+/// a test's figures are the same whenever the suite runs. (The windows themselves are proven
+/// with all-day windows, which hold at any hour.)
+pub fn at_noon_in_shanghai() -> [String; 2] {
+    const DAY_MS: u128 = 86_400_000;
+    const NOON_IN_SHANGHAI_MS: u128 = 4 * 3_600_000;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis();
+    let offset = (NOON_IN_SHANGHAI_MS + DAY_MS - now_ms % DAY_MS) % DAY_MS;
+    ["--clock-offset-ms".to_string(), offset.to_string()]
+}
+
 /// A `svault serve` child process on ephemeral ports; killed when dropped.
 pub struct Server {
     child: Child,

@@ -1,11 +1,12 @@
 //! Black-box tests of the HTTP/JSON API through real sockets against the real binary.
 
 use serde_json::{json, Value};
-use svault_tests::api::{Resp, Server};
+use svault_tests::api::{at_noon_in_shanghai, Resp, Server};
 use svault_tests::svault_bin;
 
 fn start() -> Server {
-    Server::start(svault_bin!(), &[])
+    let [flag, offset] = at_noon_in_shanghai();
+    Server::start(svault_bin!(), &[&flag, &offset])
 }
 
 fn open(s: &Server, card: &str) -> Resp {
@@ -61,21 +62,6 @@ fn declined(r: &Resp, code: &str) {
     assert_eq!(r.status, 402, "expected decline {code}: {}", r.body);
     assert_eq!(r.json()["status"], "declined");
     assert_eq!(r.json()["code"], code, "{}", r.body);
-}
-
-/// `true` when now is inside demo's 20:00–24:00 (+08:00) window, i.e. 12:00–16:00 UTC;
-/// `None` within 10 s of an edge, where the server's clock may see the other side.
-fn evening_discount_now() -> Option<bool> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 86_400;
-    let (from, to) = (12 * 3600, 16 * 3600);
-    if secs.abs_diff(from) < 10 || secs.abs_diff(to) < 10 {
-        return None;
-    }
-    Some((from..to).contains(&secs))
 }
 
 #[test]
@@ -142,20 +128,12 @@ fn gateway_play_open_top_up_spend_hold_refund_reverse() {
     assert_eq!(changed.status, 409);
     assert_eq!(changed.json()["error"], "idempotency_key_reused");
 
-    // Spend 40.00: proportional split 200:25, and the evening discount if it is evening in +08:00.
+    // Spend 40.00 at noon (no evening discount): proportional split 200:25.
     let sp = spend(&s, "1001", "40.00", "sp1");
     assert_eq!(sp.status, 200, "{}", sp.body);
     let sj = sp.json();
     let charged = fen(&sj["amount"]);
-    match evening_discount_now() {
-        Some(true) => assert_eq!(
-            (charged, fen(&sj["discount"])),
-            (3600, 400),
-            "10% off after 20:00"
-        ),
-        Some(false) => assert_eq!((charged, fen(&sj["discount"])), (4000, 0)),
-        None => {}
-    }
+    assert_eq!((charged, fen(&sj["discount"])), (4000, 0));
     assert_eq!(
         fen(&sj["principal"]) + fen(&sj["bonus"]),
         charged,

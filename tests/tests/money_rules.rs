@@ -3,11 +3,14 @@
 //! amounts, capture reversals, discount sources, signed answers, and input refused at the door.
 
 use serde_json::{json, Value};
-use svault_tests::api::{Resp, Server};
+use svault_tests::api::{at_noon_in_shanghai, Resp, Server};
 use svault_tests::svault_bin;
 
+/// At noon in demo's +08:00, outside its evening discount window (the discounts below come from
+/// the tests' own all-day windows).
 fn start() -> Server {
-    Server::start(svault_bin!(), &[])
+    let [flag, offset] = at_noon_in_shanghai();
+    Server::start(svault_bin!(), &[&flag, &offset])
 }
 
 fn program(s: &Server, spec: Value) {

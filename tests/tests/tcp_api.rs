@@ -9,7 +9,7 @@ use std::time::Duration;
 use svault_core::command::{CardId, Channel, Method};
 use svault_core::money::Amount;
 use svault_core::outcome::DeclineCode;
-use svault_tests::api::Server;
+use svault_tests::api::{at_noon_in_shanghai, Server};
 use svault_tests::svault_bin;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -34,7 +34,9 @@ fn open(card: u64) -> Call {
 
 #[test]
 fn batch_round_trip_through_the_client() {
-    let s = Server::start(svault_bin!(), &[]);
+    // Noon in demo's +08:00: the figures below are outside its evening discount window.
+    let [flag, offset] = at_noon_in_shanghai();
+    let s = Server::start(svault_bin!(), &[&flag, &offset]);
     rt().block_on(async {
         let client = Client::connect(s.tcp, None).await.unwrap();
         let c = CardId(7001);

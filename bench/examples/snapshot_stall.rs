@@ -5,9 +5,14 @@
 //! `wal::snapshot::write` (fsync, rename), as the runtime's snapshot writer does. Prints the
 //! freeze (the pause every queued request waits), and each phase's apply latency: the first
 //! writes after a freeze copy the chunks they touch (copy on write), and on 2 cores the writer
-//! takes CPU from the shard.
+//! takes CPU from the shard. Also prints the process's RSS before the freeze and its peak
+//! (`VmHWM`) at the end: the snapshot's memory cost.
 //!
-//! `cargo run --release -p bench --example snapshot_stall -- 1000000`
+//! The writer streams the bytes into the file as the runtime does
+//! (`wal::snapshot::write_streamed`); `in-memory` as a second argument serialises them whole
+//! first and then writes them (what the runtime did before), for comparison.
+//!
+//! `cargo run --release -p bench --example snapshot_stall -- 1000000 [in-memory]`
 
 use hdrhistogram::Histogram;
 use std::time::{Duration, Instant};
@@ -80,11 +85,24 @@ fn line(name: &str, h: &Histogram<u64>, secs: f64) {
     );
 }
 
+/// A `/proc/self/status` figure in MiB (`VmRSS`, `VmHWM`); 0 where there is none.
+fn status_mib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(str::to_owned))
+        })
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib >> 10)
+}
+
 fn main() {
     let cards: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    let in_memory = std::env::args().nth(2).as_deref() == Some("in-memory");
     let mut st = State::new(StateConfig::default());
     let mut ev = Vec::new();
     let mut apply = |st: &mut State, command: Command, key: Option<String>| {
@@ -131,6 +149,11 @@ fn main() {
     line("no snapshot", &alone, started.elapsed().as_secs_f64());
 
     let dir = tempfile::tempdir().expect("scratch directory");
+    println!(
+        "RSS before the freeze: {} MiB (peak so far {} MiB)",
+        status_mib("VmRSS"),
+        status_mib("VmHWM")
+    );
     let t = Instant::now();
     let frozen = st.freeze();
     let freeze = t.elapsed();
@@ -143,10 +166,18 @@ fn main() {
     let writer = std::thread::spawn(move || {
         lower_this_thread_priority();
         let t = Instant::now();
-        let bytes = frozen.to_bytes();
-        let serialised = t.elapsed();
-        wal::snapshot::write(&path, wal::Lsn(1), &bytes).expect("snapshot write");
-        (serialised, t.elapsed(), bytes.len())
+        if in_memory {
+            let bytes = frozen.to_bytes();
+            let serialised = t.elapsed();
+            wal::snapshot::write(&path, wal::Lsn(1), &bytes).expect("snapshot write");
+            (Some(serialised), t.elapsed(), bytes.len() as u64)
+        } else {
+            let bytes = wal::snapshot::write_streamed(&path, wal::Lsn(1), |out| {
+                frozen.write_to(out).map(|_| ())
+            })
+            .expect("snapshot write");
+            (None, t.elapsed(), bytes)
+        }
     });
     let mut during = new_hist();
     let mut first_ms = new_hist();
@@ -160,11 +191,23 @@ fn main() {
     }
     let secs = started.elapsed().as_secs_f64();
     let (serialised, written, bytes) = writer.join().expect("writer");
+    match serialised {
+        Some(serialised) => println!(
+            "writer (nice {WRITER_NICE}, in memory): serialised {:.2} s, written and synced {:.2} s, {} MiB",
+            serialised.as_secs_f64(),
+            written.as_secs_f64(),
+            bytes >> 20
+        ),
+        None => println!(
+            "writer (nice {WRITER_NICE}, streamed): serialised, written and synced {:.2} s, {} MiB",
+            written.as_secs_f64(),
+            bytes >> 20
+        ),
+    }
     println!(
-        "writer (nice {WRITER_NICE}): serialised {:.2} s, written and synced {:.2} s, {} MiB",
-        serialised.as_secs_f64(),
-        written.as_secs_f64(),
-        bytes >> 20
+        "RSS after: {} MiB, peak {} MiB",
+        status_mib("VmRSS"),
+        status_mib("VmHWM")
     );
     line("while the snapshot is written", &during, secs);
     line("  of which its first second", &first_ms, secs.min(1.0));

@@ -4,7 +4,7 @@
 //! once, in 1 MiB writes (measured on this disk: a durable 4 KiB write into a pre-zeroed
 //! file is ~40% cheaper than into a sparse or merely fallocated one; 1 MiB writes do the fill
 //! with 256 times fewer system calls than 4 KiB ones), each handed to the device as soon as it
-//! is written ([`write_paced`]) so the fill never queues 64 MiB ahead of a commit. Only then
+//! is written ([`Paced`]) so the fill never queues 64 MiB ahead of a commit. Only then
 //! does it get its header and its final name.
 //!
 //! Mapped files are never truncated or shrunk: a store or load past the end of a file
@@ -127,13 +127,14 @@ pub fn create_zeroed(path: &Path, len: u64) -> io::Result<File> {
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
         other => other?,
     }
-    // 1 MiB writes, paced (see `write_paced`): the same zeros with 256 times fewer system
+    // 1 MiB writes, paced (see `Paced`): the same zeros with 256 times fewer system
     // calls than page-sized ones, never more than two pieces ahead of a commit's sync.
     let zeros = vec![0u8; PACED_CHUNK_BYTES];
+    let mut paced = Paced::new(&file, 0);
     let mut off = 0;
     while off < len {
         let n = (len - off).min(PACED_CHUNK_BYTES as u64);
-        write_paced(&file, &zeros[..n as usize], off)?;
+        paced.put(&zeros[..n as usize])?;
         off += n;
     }
     file.sync_all()?;
@@ -144,25 +145,44 @@ pub fn create_zeroed(path: &Path, len: u64) -> io::Result<File> {
 /// fill, a snapshot).
 pub(crate) const PACED_CHUNK_BYTES: usize = 1 << 20;
 
-/// Writes `bytes` at `offset` in [`PACED_CHUNK_BYTES`] pieces, starting each piece's writeback
-/// as soon as it is written and waiting for the one before it, so at most two pieces are dirty
-/// or in flight at any time. Not durable by itself: the caller syncs at the end.
+/// A file written front to back in pieces of at most [`PACED_CHUNK_BYTES`], each piece's
+/// writeback started as soon as it is written and the one before it waited for, so at most two
+/// pieces are dirty or in flight at any time. Not durable by itself: the caller syncs at the
+/// end.
 ///
 /// Why: a log commit's `fdatasync` ends with a device flush that waits for every write queued
 /// before it. Written whole and then synced, 64 MiB of zeros (or gigabytes of snapshot) sit in
 /// the device queue at once and every commit behind them waits for all of it (measured here:
 /// 4 KiB commits took up to 44–84 ms while one 64 MiB fill + fsync ran, 24–48 ms without).
 /// Paced, a commit waits for two pieces at most; the total written is the same.
-pub(crate) fn write_paced(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-    let mut done = 0usize;
-    let mut previous: Option<(u64, usize)> = None;
-    for piece in bytes.chunks(PACED_CHUNK_BYTES) {
-        let at = offset + done as u64;
-        file.write_all_at(piece, at)?;
-        writeback(file, at, piece.len(), libc::SYNC_FILE_RANGE_WRITE)?;
-        if let Some((p_at, p_len)) = previous {
+pub(crate) struct Paced<'f> {
+    file: &'f File,
+    at: u64,
+    previous: Option<(u64, usize)>,
+}
+
+impl<'f> Paced<'f> {
+    /// The first piece goes at `offset`.
+    pub(crate) fn new(file: &'f File, offset: u64) -> Self {
+        Paced {
+            file,
+            at: offset,
+            previous: None,
+        }
+    }
+
+    /// Writes `piece` next, starts its writeback and waits for the piece before it.
+    pub(crate) fn put(&mut self, piece: &[u8]) -> io::Result<()> {
+        debug_assert!(piece.len() <= PACED_CHUNK_BYTES);
+        if piece.is_empty() {
+            return Ok(());
+        }
+        let at = self.at;
+        self.file.write_all_at(piece, at)?;
+        writeback(self.file, at, piece.len(), libc::SYNC_FILE_RANGE_WRITE)?;
+        if let Some((p_at, p_len)) = self.previous {
             writeback(
-                file,
+                self.file,
                 p_at,
                 p_len,
                 libc::SYNC_FILE_RANGE_WAIT_BEFORE
@@ -170,10 +190,10 @@ pub(crate) fn write_paced(file: &File, bytes: &[u8], offset: u64) -> io::Result<
                     | libc::SYNC_FILE_RANGE_WAIT_AFTER,
             )?;
         }
-        previous = Some((at, piece.len()));
-        done += piece.len();
+        self.previous = Some((at, piece.len()));
+        self.at += piece.len() as u64;
+        Ok(())
     }
-    Ok(())
 }
 
 /// `sync_file_range(2)` over `[offset, offset + len)`: starts and/or waits for the writeback
@@ -250,7 +270,10 @@ mod tests {
         let bytes: Vec<u8> = (0..PACED_CHUNK_BYTES * 5 / 2)
             .map(|i| (i % 251) as u8)
             .collect();
-        write_paced(&file, &bytes, 4096).unwrap();
+        let mut paced = Paced::new(&file, 4096);
+        for piece in bytes.chunks(PACED_CHUNK_BYTES) {
+            paced.put(piece).unwrap();
+        }
         file.sync_all().unwrap();
         let back = std::fs::read(&path).unwrap();
         assert_eq!(back.len(), 4096 + bytes.len());

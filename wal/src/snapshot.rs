@@ -11,12 +11,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::{Lsn, WalError};
 use crate::error::from_io;
 use crate::format::{get_u32, get_u64};
-use crate::segment::{sync_dir, write_paced};
+use crate::segment::{sync_dir, Paced, PACED_CHUNK_BYTES};
 use crate::storage::{Storage, StorageFile};
 
 /// First 8 bytes of a snapshot file.
@@ -84,9 +85,26 @@ fn crc(version: u32, lsn: u64, len: u64, payload: &[u8]) -> u32 {
 /// The header of a snapshot file holding `bytes`.
 fn header(lsn: Lsn, bytes: &[u8]) -> [u8; SNAPSHOT_HEADER_BYTES] {
     let len = bytes.len() as u64;
+    header_with(lsn, len, crc(SNAPSHOT_VERSION, lsn.0, len, bytes))
+}
+
+/// The header of a snapshot file whose `len`-byte payload has crc32c `payload_crc` (the
+/// header's crc, over version, lsn, len and payload, is combined from it: a streamed payload
+/// is never held whole).
+fn header_streamed(lsn: Lsn, len: u64, payload_crc: u32) -> [u8; SNAPSHOT_HEADER_BYTES] {
+    let before = crc(SNAPSHOT_VERSION, lsn.0, len, &[]);
+    let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+    header_with(
+        lsn,
+        len,
+        crc32c::crc32c_combine(before, payload_crc, len_usize),
+    )
+}
+
+fn header_with(lsn: Lsn, len: u64, crc: u32) -> [u8; SNAPSHOT_HEADER_BYTES] {
     let mut out = [0u8; SNAPSHOT_HEADER_BYTES];
     let version = SNAPSHOT_VERSION.to_le_bytes();
-    let crc = crc(SNAPSHOT_VERSION, lsn.0, len, bytes).to_le_bytes();
+    let crc = crc.to_le_bytes();
     let (lsn, len) = (lsn.0.to_le_bytes(), len.to_le_bytes());
     let fields = SNAPSHOT_MAGIC
         .iter()
@@ -106,6 +124,41 @@ pub fn encode(lsn: Lsn, bytes: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&header(lsn, bytes));
     out.extend_from_slice(bytes);
     out
+}
+
+/// Where [`write_streamed`]'s payload goes: gathered into pieces of [`PACED_CHUNK_BYTES`],
+/// each handed to the file as it fills, with the crc and length kept as it passes.
+struct PayloadWriter<'f> {
+    paced: Paced<'f>,
+    piece: Vec<u8>,
+    crc: u32,
+    len: u64,
+}
+
+impl PayloadWriter<'_> {
+    fn put_piece(&mut self) -> io::Result<()> {
+        self.paced.put(&self.piece)?;
+        self.crc = crc32c::crc32c_append(self.crc, &self.piece);
+        self.len += self.piece.len() as u64;
+        self.piece.clear();
+        Ok(())
+    }
+}
+
+impl Write for PayloadWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let room = PACED_CHUNK_BYTES - self.piece.len();
+        let n = bytes.len().min(room);
+        self.piece
+            .extend_from_slice(bytes.get(..n).unwrap_or_default());
+        if self.piece.len() == PACED_CHUNK_BYTES {
+            self.put_piece()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A header's fields once its magic and version are checked: `(crc, lsn, payload len)`.
@@ -192,22 +245,41 @@ fn read_file(path: &Path, expected: Lsn) -> io::Result<Result<(Lsn, Vec<u8>), St
 /// Durably writes a snapshot covering every record up to `lsn`, then deletes all but the
 /// newest [`SNAPSHOTS_KEPT`]. When this returns `Ok`, the snapshot survives a crash.
 pub fn write(dir: &Path, lsn: Lsn, bytes: &[u8]) -> Result<(), WalError> {
+    write_streamed(dir, lsn, |payload| payload.write_all(bytes)).map(|_| ())
+}
+
+/// [`write()`] for a payload that `fill` produces as it writes it (a state serialised
+/// straight to disk): the payload goes to the file in paced pieces and is never held whole.
+/// Returns the payload's length. The header, whose crc covers the payload, is written last,
+/// before the sync; the file only gets its final name once all of it is durable.
+pub fn write_streamed(
+    dir: &Path,
+    lsn: Lsn,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<u64, WalError> {
     std::fs::create_dir_all(dir)?;
     let name = file_name(lsn);
     let tmp = dir.join(format!("{name}.tmp"));
     let fin = dir.join(&name);
-    let mut f: File = OpenOptions::new()
+    let f: File = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(from_io)?;
-    // Header and payload written separately: no second in-memory copy of a large state. The
-    // payload is paced (`write_paced`): gigabytes written whole and synced at the end would
-    // queue ahead of every log commit for seconds.
-    let head = header(lsn, bytes);
-    f.write_all(&head).map_err(from_io)?;
-    write_paced(&f, bytes, head.len() as u64).map_err(from_io)?;
+    // The payload is paced: gigabytes written whole and synced at the end would queue ahead of
+    // every log commit for seconds.
+    let mut payload = PayloadWriter {
+        paced: Paced::new(&f, SNAPSHOT_HEADER_BYTES as u64),
+        piece: Vec::with_capacity(PACED_CHUNK_BYTES),
+        crc: 0,
+        len: 0,
+    };
+    fill(&mut payload).map_err(from_io)?;
+    payload.put_piece().map_err(from_io)?;
+    let len = payload.len;
+    f.write_all_at(&header_streamed(lsn, len, payload.crc), 0)
+        .map_err(from_io)?;
     f.sync_all().map_err(from_io)?;
     drop(f);
     std::fs::rename(&tmp, &fin)?;
@@ -233,7 +305,7 @@ pub fn write(dir: &Path, lsn: Lsn, bytes: &[u8]) -> Result<(), WalError> {
     if removed {
         sync_dir(dir)?;
     }
-    Ok(())
+    Ok(len)
 }
 
 /// The newest valid snapshot in `dir`, if any. Invalid newer files are passed over and
@@ -377,6 +449,48 @@ mod tests {
         let mut pre = vec![1, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
         pre.extend_from_slice(b"abc");
         assert_eq!(c, crc32c::crc32c(&pre));
+    }
+
+    #[test]
+    fn a_streamed_payload_is_the_file_encode_makes() {
+        // Three and a half paced pieces, fed in writes of odd sizes that straddle the pieces.
+        let payload: Vec<u8> = (0..PACED_CHUNK_BYTES * 7 / 2)
+            .map(|i| (i * 7 % 253) as u8)
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let len = write_streamed(dir.path(), Lsn(77), |w| {
+            for part in payload.chunks(65_537) {
+                w.write_all(part)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(len, payload.len() as u64);
+        let file = std::fs::read(dir.path().join(file_name(Lsn(77)))).unwrap();
+        assert_eq!(
+            file,
+            encode(Lsn(77), &payload),
+            "header and crc as `encode` makes them"
+        );
+        let back = read_latest(dir.path()).unwrap().unwrap();
+        assert_eq!((back.lsn, back.bytes == payload), (Lsn(77), true));
+        // An empty payload too.
+        write_streamed(dir.path(), Lsn(78), |_| Ok(())).unwrap();
+        let file = std::fs::read(dir.path().join(file_name(Lsn(78)))).unwrap();
+        assert_eq!(file, encode(Lsn(78), b""));
+    }
+
+    #[test]
+    fn a_failed_fill_leaves_no_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), Lsn(5), b"older").unwrap();
+        let r = write_streamed(dir.path(), Lsn(9), |w| {
+            w.write_all(&[1; 3 << 20])?;
+            Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+        });
+        assert!(r.is_err());
+        let back = read_latest(dir.path()).unwrap().unwrap();
+        assert_eq!((back.lsn, back.bytes), (Lsn(5), b"older".to_vec()));
     }
 
     #[test]

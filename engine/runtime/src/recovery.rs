@@ -43,14 +43,24 @@ const SNAPSHOT_HEADER_BYTES: usize = 16;
 
 /// Serialises a frozen shard for a snapshot: a 16-byte header carrying the last batch time (so
 /// batch time never goes backwards across a restart even when no record follows the snapshot),
-/// then the state's snapshot bytes.
+/// then the state's snapshot bytes. In memory: for tests and the simulator's disk.
 pub fn encode_snapshot(state: &Frozen, last_now: Millis) -> Vec<u8> {
-    let body = state.to_bytes();
-    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body.len());
-    out.extend_from_slice(SNAPSHOT_MAGIC);
-    out.extend_from_slice(&last_now.0.to_le_bytes());
-    out.extend_from_slice(&body);
+    let mut out = Vec::new();
+    // Writing into memory cannot fail short of allocation failure.
+    write_snapshot(state, last_now, &mut out).expect("a snapshot serialises into memory");
     out
+}
+
+/// [`encode_snapshot`]'s bytes written to `out` as they are produced: the snapshot writer
+/// streams them to the file, so a shard's gigabytes are never held in memory.
+pub fn write_snapshot(
+    state: &Frozen,
+    last_now: Millis,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    out.write_all(SNAPSHOT_MAGIC)?;
+    out.write_all(&last_now.0.to_le_bytes())?;
+    state.write_to(out).map(|_| ())
 }
 
 /// Splits a snapshot body into its last batch time and the state's bytes.

@@ -370,7 +370,8 @@ pub(crate) fn open(
 }
 
 /// Serialises and writes snapshots off the shard thread (the shard only pays for the freeze).
-/// The frozen state is dropped as soon as its bytes exist, so the shard stops copying chunks.
+/// The bytes go to the file as they are produced; the frozen state is dropped once the last
+/// is written, after which the shard stops copying chunks before writing them.
 fn snapshot_writer(
     k: usize,
     dir: std::path::PathBuf,
@@ -394,21 +395,17 @@ fn snapshot_writer(
             state,
             ..
         } = job;
-        let bytes = recovery::encode_snapshot(&state, last_now);
+        // Serialised straight into the file: the bytes are never held whole (a large shard's
+        // snapshot is gigabytes, and holding them was most of a snapshot's memory).
+        let written = wal::snapshot::write_streamed(&dir, lsn, |out| {
+            recovery::write_snapshot(&state, last_now, out)
+        });
         drop(state);
-        let serialised = started.elapsed();
-        match wal::snapshot::write(&dir, lsn, &bytes) {
-            Ok(()) => {
+        match written {
+            Ok(bytes) => {
                 let ms = started.elapsed().as_millis() as u64;
                 metrics.snapshot_write_ms_last.store(ms, Relaxed);
-                tracing::info!(
-                    shard = k,
-                    lsn = lsn.0,
-                    bytes = bytes.len(),
-                    serialise_ms = serialised.as_millis() as u64,
-                    ms,
-                    "snapshot written"
-                );
+                tracing::info!(shard = k, lsn = lsn.0, bytes, ms, "snapshot written");
                 let _ = done.send(Some(lsn));
             }
             Err(e) => {

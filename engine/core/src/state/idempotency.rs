@@ -855,7 +855,7 @@ pub(crate) struct FrozenKeys {
 
 impl FrozenKeys {
     /// Remembered keys with their entries, in arrival order (the snapshot order).
-    pub fn entries(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + Clone + '_ {
         self.log.iter()
     }
 
@@ -934,7 +934,7 @@ impl KeyLog {
     }
 
     /// Live entries, oldest first.
-    fn iter(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + '_ {
+    fn iter(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + Clone + '_ {
         self.chunks
             .iter()
             .enumerate()

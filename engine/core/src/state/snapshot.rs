@@ -68,80 +68,96 @@ struct SnapV2<C> {
     side: Vec<(u128, Outcome)>,
 }
 
-/// The snapshot form. `C` is the card list: `Vec<Card>` names the archived layout that restore
-/// reads, [`CardsRef`] writes the same layout straight from the chunked card table (no clone).
+/// The snapshot form. `C` is the card list and `K` the key list: [`SnapRead`] names the archived
+/// layout that restore reads; [`AsVec`]s of the card chunks and the key log write the same layout
+/// straight from the live tables (no copy of millions of cards or keys).
 #[derive(rkyv::Archive, rkyv::Serialize)]
-struct Snap<C> {
+struct Snap<C, K> {
     version: u32,
     clock: i64,
     programs: Vec<Program>,
     cards: C,
     holds: Vec<(u64, u32, Hold)>,
     timers: Vec<Timer>,
-    keys: Vec<(u128, KeyEntry)>,
+    keys: K,
     side: Vec<(u128, Outcome)>,
     /// The store table, in index order.
     stores: Vec<String>,
 }
 
-/// The cards of a state, archived exactly as a `Vec<Card>` would be.
-struct CardsRef<'a> {
-    chunks: &'a [Arc<Vec<Card>>],
-    len: usize,
+/// The layout [`State::restore`] reads.
+type SnapRead = Snap<Vec<Card>, Vec<(u128, KeyEntry)>>;
+
+/// A list archived exactly as a `Vec<T>` would be, serialised from an iterator (walked twice,
+/// hence `Clone`) instead of from a collected copy.
+struct AsVec<T, I> {
+    items: I,
+    _t: std::marker::PhantomData<fn() -> T>,
 }
 
-/// Every card of the chunk table, in order, with a known length (rkyv wants one up front).
+impl<T, I> AsVec<T, I> {
+    fn new(items: I) -> Self {
+        AsVec {
+            items,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: rkyv::Archive, I: ExactSizeIterator> rkyv::Archive for AsVec<T, I> {
+    type Archived = rkyv::vec::ArchivedVec<rkyv::Archived<T>>;
+    type Resolver = rkyv::vec::VecResolver;
+    fn resolve(&self, resolver: Self::Resolver, out: rkyv::Place<Self::Archived>) {
+        rkyv::vec::ArchivedVec::resolve_from_len(self.items.len(), resolver, out);
+    }
+}
+
+impl<S, T, I> rkyv::Serialize<S> for AsVec<T, I>
+where
+    S: rkyv::rancor::Fallible + rkyv::ser::Allocator + rkyv::ser::Writer + ?Sized,
+    T: rkyv::Serialize<S>,
+    I: ExactSizeIterator + Clone,
+    I::Item: std::borrow::Borrow<T>,
+{
+    fn serialize(&self, s: &mut S) -> Result<Self::Resolver, S::Error> {
+        rkyv::vec::ArchivedVec::<rkyv::Archived<T>>::serialize_from_iter::<T, _, S>(
+            self.items.clone(),
+            s,
+        )
+    }
+}
+
+/// An iterator that knows how many items are left (rkyv wants the length up front).
 #[derive(Clone)]
-struct AllCards<'a> {
-    chunks: &'a [Arc<Vec<Card>>],
-    chunk: usize,
-    i: usize,
+struct Counted<I> {
+    inner: I,
     left: usize,
 }
 
-impl<'a> Iterator for AllCards<'a> {
-    type Item = &'a Card;
-    fn next(&mut self) -> Option<&'a Card> {
-        loop {
-            let chunk = self.chunks.get(self.chunk)?;
-            if let Some(c) = chunk.get(self.i) {
-                self.i += 1;
-                self.left = self.left.saturating_sub(1);
-                return Some(c);
-            }
-            self.chunk += 1;
-            self.i = 0;
-        }
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.inner.next()?;
+        self.left = self.left.saturating_sub(1);
+        Some(item)
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.left, Some(self.left))
     }
 }
 
-impl ExactSizeIterator for AllCards<'_> {}
+impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
-impl rkyv::Archive for CardsRef<'_> {
-    type Archived = rkyv::vec::ArchivedVec<rkyv::Archived<Card>>;
-    type Resolver = rkyv::vec::VecResolver;
-    fn resolve(&self, resolver: Self::Resolver, out: rkyv::Place<Self::Archived>) {
-        rkyv::vec::ArchivedVec::resolve_from_len(self.len, resolver, out);
-    }
-}
-
-impl<S> rkyv::Serialize<S> for CardsRef<'_>
-where
-    S: rkyv::rancor::Fallible + rkyv::ser::Allocator + rkyv::ser::Writer + ?Sized,
-    Card: rkyv::Serialize<S>,
-{
-    fn serialize(&self, s: &mut S) -> Result<Self::Resolver, S::Error> {
-        let all = AllCards {
-            chunks: self.chunks,
-            chunk: 0,
-            i: 0,
-            left: self.len,
-        };
-        rkyv::vec::ArchivedVec::<rkyv::Archived<Card>>::serialize_from_iter::<Card, _, S>(all, s)
-    }
+/// The cards of the chunk table in order, archived exactly as a `Vec<Card>` would be.
+fn all_cards(
+    chunks: &[Arc<Vec<Card>>],
+    len: usize,
+) -> AsVec<Card, impl ExactSizeIterator<Item = &Card> + Clone + '_> {
+    debug_assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), len);
+    AsVec::new(Counted {
+        inner: chunks.iter().flat_map(|c| c.iter()),
+        left: len,
+    })
 }
 
 /// Everything of a snapshot but the cards, owned.
@@ -201,6 +217,26 @@ impl Frozen {
         }
     }
 
+    /// Writes [`Frozen::to_bytes`]'s bytes to `out` as they are produced, without holding them:
+    /// a large shard's snapshot is gigabytes, and holding it whole (twice, with the file's
+    /// header in front) was most of a snapshot's memory. Returns the bytes written; an error
+    /// of `out` comes back as it was (a full disk stays `StorageFull`, not a serialiser error).
+    pub fn write_to<W: std::io::Write>(&self, out: W) -> std::io::Result<u64> {
+        let mut out = KeepError {
+            inner: out,
+            error: None,
+            written: 0,
+        };
+        let writer = rkyv::ser::writer::IoWriter::new(&mut out);
+        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.snap(), writer) {
+            Ok(_) => Ok(out.written),
+            Err(e) => Err(out
+                .error
+                .take()
+                .unwrap_or_else(|| std::io::Error::other(e.to_string()))),
+        }
+    }
+
     /// The xxh3 of [`Frozen::to_bytes`], hashed as the bytes are produced instead of kept (a
     /// large shard's snapshot is gigabytes).
     pub fn digest(&self) -> u64 {
@@ -216,7 +252,13 @@ impl Frozen {
     }
 
     /// The canonical snapshot form (see the module doc for the order).
-    fn snap(&self) -> Snap<CardsRef<'_>> {
+    #[allow(clippy::type_complexity)]
+    fn snap(
+        &self,
+    ) -> Snap<
+        AsVec<Card, impl ExactSizeIterator<Item = &Card> + Clone + '_>,
+        AsVec<(u128, KeyEntry), impl ExactSizeIterator<Item = &(u128, KeyEntry)> + Clone + '_>,
+    > {
         let mut holds: Vec<(u64, u32, Hold)> =
             self.holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
         holds.sort_unstable_by_key(|h| (h.0, h.1));
@@ -231,16 +273,44 @@ impl Frozen {
             version: SNAPSHOT_VERSION,
             clock: self.clock,
             programs: self.programs.clone(),
-            cards: CardsRef {
-                chunks: &self.chunks,
-                len: self.cards,
-            },
+            cards: all_cards(&self.chunks, self.cards),
             holds,
             timers: self.timers.sorted(),
-            keys: self.keys.entries().copied().collect(),
+            keys: AsVec::new(Counted {
+                inner: self.keys.entries(),
+                left: self.keys.len(),
+            }),
             side,
             stores: self.stores.names().map(|n| n.to_string()).collect(),
         }
+    }
+}
+
+/// An `io::Write` that remembers its inner writer's first error, which rkyv would otherwise
+/// flatten into a message, and counts what it passed on.
+struct KeepError<W> {
+    inner: W,
+    error: Option<std::io::Error>,
+    written: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for KeepError<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.inner.write(bytes) {
+            Ok(n) => {
+                self.written += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let again = std::io::Error::new(e.kind(), e.to_string());
+                self.error.get_or_insert(e);
+                Err(again)
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -342,7 +412,7 @@ impl State {
                 }
             };
         }
-        let current = rkyv::access::<ArchivedSnap<Vec<Card>>, rkyv::rancor::Error>(buf);
+        let current = rkyv::access::<rkyv::Archived<SnapRead>, rkyv::rancor::Error>(buf);
         let v2 = || rkyv::access::<ArchivedSnapV2<Vec<Card>>, rkyv::rancor::Error>(buf);
         let v1 = || rkyv::access::<ArchivedSnapV1<Vec<Card>>, rkyv::rancor::Error>(buf);
         let (snap, arch_cards) = match current {
@@ -516,10 +586,7 @@ mod tests {
             version: 2,
             clock: f.clock,
             programs: f.programs.iter().map(ProgramV1::from_current).collect(),
-            cards: CardsRef {
-                chunks: &f.chunks,
-                len: f.cards,
-            },
+            cards: all_cards(&f.chunks, f.cards),
             holds: Vec::new(),
             timers: f.timers.sorted(),
             // As that release wrote them: fingerprints field by field.
@@ -592,10 +659,7 @@ mod tests {
             version: 1,
             clock: f.clock,
             programs: f.programs.iter().map(ProgramV1::from_current).collect(),
-            cards: CardsRef {
-                chunks: &f.chunks,
-                len: f.cards,
-            },
+            cards: all_cards(&f.chunks, f.cards),
             holds: Vec::new(),
             timers: f.timers.sorted(),
             keys: f
@@ -657,7 +721,7 @@ mod layout {
     #[test]
     fn the_archived_layout_is_pinned() {
         assert_eq!(
-            layout!(ArchivedSnap<Vec<Card>>; version, clock, programs, cards, holds, timers, keys, side, stores),
+            layout!(rkyv::Archived<SnapRead>; version, clock, programs, cards, holds, timers, keys, side, stores),
             (vec![0, 8, 16, 32, 48, 64, 80, 96, 112], 128)
         );
         assert_eq!(

@@ -1020,6 +1020,61 @@ fn transactions_newest_first_with_limit() {
 }
 
 #[test]
+fn a_snapshot_streamed_to_a_writer_is_the_bytes_to_bytes_makes() {
+    // More cards than one chunk and keys spread over several key chunks: the streamed lists
+    // walk every chunk in order.
+    let mut t = T::new();
+    for id in 1..=(CHUNK as u64 + 50) {
+        let c = t.open(id);
+        t.keyed(
+            &format!("t{id}"),
+            Command::TopUp {
+                card_id: c,
+                amount: y(10),
+                channel: Channel::Wechat,
+            },
+        );
+    }
+    let frozen = t.st.freeze();
+    let whole = frozen.to_bytes();
+    let mut streamed = Vec::new();
+    let n = frozen.write_to(&mut streamed).unwrap();
+    assert_eq!(n, whole.len() as u64);
+    assert!(streamed == whole, "streamed bytes differ from to_bytes");
+    assert_eq!(
+        State::restore(&streamed, StateConfig::default())
+            .unwrap()
+            .digest(),
+        t.st.digest()
+    );
+
+    /// Takes 1 MiB, then reports the disk full.
+    struct FullAfter(usize);
+    impl std::io::Write for FullAfter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "no space left on device",
+                ));
+            }
+            let n = b.len().min(self.0);
+            self.0 -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let e = frozen.write_to(FullAfter(1 << 20)).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull,
+        "the writer's own error comes back: {e}"
+    );
+}
+
+#[test]
 fn snapshot_restore_keeps_the_digest_and_behaviour() {
     let mut t = T::new();
     let c = t.open(1);

@@ -14,18 +14,17 @@
 //!
 //! `cargo run --release -p bench --example snapshot_stall -- 1000000 [in-memory]`
 
+use bench::cards::{demo_cards, T0};
+use bench::memory::status_mib;
 use hdrhistogram::Histogram;
 use std::time::{Duration, Instant};
-use svault_core::command::{CardId, Channel, Command, Method, Millis, Request};
+use svault_core::command::{CardId, Command, Method, Millis, Request};
 use svault_core::money::Amount;
-use svault_core::program::Program;
-use svault_core::state::{State, StateConfig};
+use svault_core::state::State;
 
 /// The same allocator as the `svault` binary.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const T0: i64 = 1_704_081_600_000;
 
 /// The runtime's snapshot writer runs at this nice value too.
 const WRITER_NICE: i32 = 10;
@@ -85,54 +84,13 @@ fn line(name: &str, h: &Histogram<u64>, secs: f64) {
     );
 }
 
-/// A `/proc/self/status` figure in MiB (`VmRSS`, `VmHWM`); 0 where there is none.
-fn status_mib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(str::to_owned))
-        })
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib >> 10)
-}
-
 fn main() {
     let cards: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let in_memory = std::env::args().nth(2).as_deref() == Some("in-memory");
-    let mut st = State::new(StateConfig::default());
-    let mut ev = Vec::new();
-    let mut apply = |st: &mut State, command: Command, key: Option<String>| {
-        ev.clear();
-        st.apply(
-            &Request {
-                idempotency_key: key,
-                command,
-            },
-            Millis(T0),
-            &mut ev,
-        );
-    };
-    apply(&mut st, Command::UpsertProgram(Program::demo()), None);
-    for c in 1..=cards {
-        let card_id = CardId(c);
-        let open = Command::OpenCard {
-            card_id,
-            program: "demo".into(),
-            registered: true,
-            birthday: None,
-        };
-        apply(&mut st, open, Some(format!("o{c}")));
-        let top_up = Command::TopUp {
-            card_id,
-            amount: Amount(100_000),
-            channel: Channel::Wechat,
-        };
-        apply(&mut st, top_up, Some(format!("t{c}")));
-    }
+    let mut st = demo_cards(cards);
     println!("{cards} cards opened and topped up (keyed)");
 
     let mut ev = Vec::new();

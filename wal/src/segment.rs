@@ -141,6 +141,18 @@ pub fn create_zeroed(path: &Path, len: u64) -> io::Result<File> {
     Ok(file)
 }
 
+/// `file` mapped read-only over its whole length: a large file (a snapshot) read once, in
+/// place, from the page cache, instead of copied onto the heap first.
+pub(crate) fn map_read_only(file: &File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: as for segments (`SegmentMap::open`), the mapped bytes may change or vanish if
+    // another process modifies or truncates the file while it is mapped. Snapshot files are
+    // written under a temporary name and renamed into place once synced, and svault never
+    // writes, truncates or shrinks a file under a final name; a deleted file stays mapped
+    // intact. A truncation by someone else would raise SIGBUS on access, loud rather than
+    // silent; changed bytes fail the crc and the validation that every reader performs.
+    unsafe { memmap2::Mmap::map(file) }
+}
+
 /// Bytes written between two writeback steps of a large background write (a segment's zero
 /// fill, a snapshot).
 pub(crate) const PACED_CHUNK_BYTES: usize = 1 << 20;

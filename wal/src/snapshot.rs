@@ -10,14 +10,14 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::{Lsn, WalError};
 use crate::error::from_io;
 use crate::format::{get_u32, get_u64};
-use crate::segment::{sync_dir, Paced, PACED_CHUNK_BYTES};
+use crate::segment::{map_read_only, sync_dir, Paced, PACED_CHUNK_BYTES};
 use crate::storage::{Storage, StorageFile};
 
 /// First 8 bytes of a snapshot file.
@@ -32,14 +32,45 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 const _: () = assert!(SNAPSHOT_HEADER_BYTES % 16 == 0);
 
 /// A snapshot read back and validated.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Snapshot {
     /// Every record up to this LSN is reflected in `bytes`.
     pub lsn: Lsn,
     /// The state image, as given to [`write()`].
-    pub bytes: Vec<u8>,
+    pub bytes: Payload,
     /// Newer snapshot files that failed validation and were passed over (path, reason).
     pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// A snapshot's payload as a byte slice: mapped from its file (a multi-gigabyte snapshot is
+/// then read in place from the page cache, and costs no heap while a state is restored from
+/// it), or held in memory (the simulator's disk).
+pub struct Payload(Held);
+
+enum Held {
+    /// The whole file; the payload follows its header.
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Held::Mapped(file) => file.get(SNAPSHOT_HEADER_BYTES..).unwrap_or_default(),
+            Held::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.0 {
+            Held::Mapped(_) => "mapped",
+            Held::Owned(_) => "owned",
+        };
+        write!(f, "Payload({} bytes, {how})", self.len())
+    }
 }
 
 fn file_name(lsn: Lsn) -> String {
@@ -211,35 +242,16 @@ pub fn decode(file: &[u8], expected: Option<Lsn>) -> Result<(Lsn, &[u8]), String
     Ok((check_payload(stored, lsn, payload, expected)?, payload))
 }
 
-/// Reads and validates one snapshot file, the payload straight into its own buffer (a
-/// multi-gigabyte snapshot is read once and never copied). The outer error is i/o, the inner
-/// one why the contents are refused.
-fn read_file(path: &Path, expected: Lsn) -> io::Result<Result<(Lsn, Vec<u8>), String>> {
-    let mut f = File::open(path)?;
-    let size = f.metadata()?.len();
-    let mut head = [0u8; SNAPSHOT_HEADER_BYTES];
-    if size < SNAPSHOT_HEADER_BYTES as u64 {
+/// Maps and validates one snapshot file (a multi-gigabyte snapshot is read in place, never
+/// copied onto the heap). The outer error is i/o, the inner one why the contents are refused.
+fn read_file(path: &Path, expected: Lsn) -> io::Result<Result<(Lsn, Payload), String>> {
+    let f = File::open(path)?;
+    if f.metadata()?.len() < SNAPSHOT_HEADER_BYTES as u64 {
         return Ok(Err("short header".into()));
     }
-    f.read_exact(&mut head)?;
-    let (stored, lsn, len) = match parse_header(&head) {
-        Ok(h) => h,
-        Err(why) => return Ok(Err(why)),
-    };
-    let payload_len = size - SNAPSHOT_HEADER_BYTES as u64;
-    if payload_len != len {
-        return Ok(Err(format!(
-            "payload is {payload_len} bytes, header says {len}"
-        )));
-    }
-    let Ok(len) = usize::try_from(len) else {
-        return Ok(Err(format!(
-            "payload of {len} bytes does not fit in memory"
-        )));
-    };
-    let mut payload = vec![0u8; len];
-    f.read_exact(&mut payload)?;
-    Ok(check_payload(stored, lsn, &payload, Some(expected)).map(|lsn| (lsn, payload)))
+    let file = map_read_only(&f)?;
+    let checked = decode(&file, Some(expected)).map(|(lsn, _)| lsn);
+    Ok(checked.map(|lsn| (lsn, Payload(Held::Mapped(file)))))
 }
 
 /// Durably writes a snapshot covering every record up to `lsn`, then deletes all but the
@@ -411,7 +423,7 @@ pub fn read_latest_on<S: Storage>(storage: &S) -> Result<Option<Snapshot>, WalEr
             Ok((lsn, payload)) => {
                 return Ok(Some(Snapshot {
                     lsn,
-                    bytes: payload.to_vec(),
+                    bytes: Payload(Held::Owned(payload.to_vec())),
                     skipped,
                 }))
             }
@@ -473,7 +485,7 @@ mod tests {
             "header and crc as `encode` makes them"
         );
         let back = read_latest(dir.path()).unwrap().unwrap();
-        assert_eq!((back.lsn, back.bytes == payload), (Lsn(77), true));
+        assert_eq!((back.lsn, *back.bytes == payload[..]), (Lsn(77), true));
         // An empty payload too.
         write_streamed(dir.path(), Lsn(78), |_| Ok(())).unwrap();
         let file = std::fs::read(dir.path().join(file_name(Lsn(78)))).unwrap();
@@ -490,7 +502,7 @@ mod tests {
         });
         assert!(r.is_err());
         let back = read_latest(dir.path()).unwrap().unwrap();
-        assert_eq!((back.lsn, back.bytes), (Lsn(5), b"older".to_vec()));
+        assert_eq!((back.lsn, &back.bytes[..]), (Lsn(5), &b"older"[..]));
     }
 
     #[test]
@@ -517,7 +529,7 @@ mod tests {
         for (cut, reason) in [(whole.len() - 3, "header says"), (20, "short header")] {
             std::fs::write(&newest, &whole[..cut])?;
             let s = read_latest(dir.path())?.ok_or(WalError::InvalidOptions("none"))?;
-            assert_eq!((s.lsn, s.bytes.as_slice()), (Lsn(10), &b"state@10"[..]));
+            assert_eq!((s.lsn, &s.bytes[..]), (Lsn(10), &b"state@10"[..]));
             assert!(
                 s.skipped.len() == 1 && s.skipped[0].1.contains(reason),
                 "{:?}",
@@ -538,7 +550,7 @@ mod tests {
         assert_eq!(names, vec![30, 20]);
         assert_eq!(keep_log_from(dir.path())?, Lsn(21));
         let s = read_latest(dir.path())?.ok_or(WalError::InvalidOptions("none"))?;
-        assert_eq!((s.lsn, s.bytes.as_slice()), (Lsn(30), &b"state@30"[..]));
+        assert_eq!((s.lsn, &s.bytes[..]), (Lsn(30), &b"state@30"[..]));
         // Damage the newest: the older one is returned, and the damage is named.
         let newest = dir.path().join(file_name(Lsn(30)));
         let mut bytes = std::fs::read(&newest)?;
@@ -546,7 +558,7 @@ mod tests {
         bytes[last] ^= 0x40;
         std::fs::write(&newest, bytes)?;
         let s = read_latest(dir.path())?.ok_or(WalError::InvalidOptions("none"))?;
-        assert_eq!((s.lsn, s.bytes.as_slice()), (Lsn(20), &b"state@20"[..]));
+        assert_eq!((s.lsn, &s.bytes[..]), (Lsn(20), &b"state@20"[..]));
         assert_eq!(s.skipped.len(), 1);
         // A write that crashed before its rename leaves a temp file: never read, cleaned up.
         std::fs::write(

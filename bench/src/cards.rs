@@ -1,0 +1,46 @@
+//! A shard's state of many demo cards, built in process (no log), for the examples that measure
+//! what a large state costs: a snapshot written while it serves, a restore.
+
+use svault_core::command::{CardId, Channel, Command, Millis, Request};
+use svault_core::money::Amount;
+use svault_core::program::Program;
+use svault_core::state::{State, StateConfig};
+
+/// The batch time of every request [`demo_cards`] applies (2024-01-01 04:00 UTC).
+pub const T0: i64 = 1_704_081_600_000;
+
+/// The demo program and cards 1..=`cards`, each opened and topped up with 1 000.00, both
+/// keyed (`o{id}`, `t{id}`), so the state holds two live idempotency keys per card.
+pub fn demo_cards(cards: u64) -> State {
+    let mut st = State::new(StateConfig::default());
+    let mut ev = Vec::new();
+    let mut apply = |st: &mut State, command: Command, key: Option<String>| {
+        ev.clear();
+        st.apply(
+            &Request {
+                idempotency_key: key,
+                command,
+            },
+            Millis(T0),
+            &mut ev,
+        );
+    };
+    apply(&mut st, Command::UpsertProgram(Program::demo()), None);
+    for c in 1..=cards {
+        let card_id = CardId(c);
+        let open = Command::OpenCard {
+            card_id,
+            program: "demo".into(),
+            registered: true,
+            birthday: None,
+        };
+        apply(&mut st, open, Some(format!("o{c}")));
+        let top_up = Command::TopUp {
+            card_id,
+            amount: Amount(100_000),
+            channel: Channel::Wechat,
+        };
+        apply(&mut st, top_up, Some(format!("t{c}")));
+    }
+    st
+}

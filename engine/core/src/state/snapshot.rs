@@ -160,17 +160,25 @@ fn all_cards(
     })
 }
 
-/// Everything of a snapshot but the cards, owned.
-struct SnapHead {
+/// Everything of a snapshot but the cards and the keys, owned; the keys are read one at a
+/// time from the archive (millions of them: a collected copy was most of a restore's
+/// transient memory).
+struct SnapHead<'a> {
     version: u32,
     clock: i64,
     programs: Vec<Program>,
     stores: Vec<String>,
     holds: Vec<(u64, u32, Hold)>,
     timers: Vec<Timer>,
-    keys: Vec<(u128, KeyEntry)>,
+    keys: ArchivedKeys<'a>,
     side: Vec<(u128, Outcome)>,
 }
+
+/// The key entries of an archived snapshot, in today's form, with their number.
+type ArchivedKeys<'a> = (
+    usize,
+    Box<dyn Iterator<Item = Result<(u128, KeyEntry), rkyv::rancor::Error>> + 'a>,
+);
 
 fn bad(s: impl Into<String>) -> StateError {
     StateError::InvalidSnapshot(s.into())
@@ -398,13 +406,13 @@ impl State {
                     .map_err(de)?,
                     timers: rkyv::deserialize::<Vec<Timer>, rkyv::rancor::Error>(&$arch.timers)
                         .map_err(de)?,
-                    keys: rkyv::deserialize::<Vec<(u128, $entry)>, rkyv::rancor::Error>(
-                        &$arch.keys,
-                    )
-                    .map_err(de)?
-                    .into_iter()
-                    .map(|(k, e)| (k, KeyEntry::from(e)))
-                    .collect(),
+                    keys: (
+                        $arch.keys.len(),
+                        Box::new($arch.keys.iter().map(|a| {
+                            rkyv::deserialize::<(u128, $entry), rkyv::rancor::Error>(a)
+                                .map(|(k, e)| (k, KeyEntry::from(e)))
+                        })),
+                    ),
                     side: rkyv::deserialize::<Vec<(u128, Outcome)>, rkyv::rancor::Error>(
                         &$arch.side,
                     )
@@ -440,12 +448,6 @@ impl State {
             },
         };
         debug_assert!((1..=SNAPSHOT_VERSION).contains(&snap.version));
-        let mut snap = snap;
-        if snap.version < FINGERPRINTS_SINCE {
-            for (_, e) in &mut snap.keys {
-                e.flags |= super::idempotency::K_FP_V3;
-            }
-        }
         let cards = arch_cards
             .iter()
             .map(|c| rkyv::deserialize::<Card, rkyv::rancor::Error>(c).map_err(de));
@@ -494,8 +496,13 @@ impl State {
         }
         st.timers = Timers::from_sorted(snap.timers);
         let mut keys = KeyTable::default();
-        keys.reserve(snap.keys.len());
-        for (k, e) in snap.keys {
+        let (key_count, archived_keys) = snap.keys;
+        keys.reserve(key_count);
+        for entry in archived_keys {
+            let (k, mut e) = entry.map_err(de)?;
+            if snap.version < FINGERPRINTS_SINCE {
+                e.flags |= super::idempotency::K_FP_V3;
+            }
             keys.insert(k, e, None);
         }
         for (k, o) in snap.side {

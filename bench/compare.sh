@@ -45,6 +45,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Whether the binaries are built from local changes: asked before the runs write their reports
+# into bench/results, which are tracked files themselves.
+DIRTY=$(git diff --quiet HEAD -- . 2>/dev/null && echo "" || echo " (with local changes)")
 build_release
 
 echo "== starting Postgres and Redis" >&2
@@ -142,8 +145,12 @@ R=$(half "$(throughput svault-tcp-batch1024)"); svault_tcp_batched "$R" "@$R" $(
 
 "$LOADGEN" compare "$OUT"/compare-*.json --html "$OUT/compare.html" --markdown "$WORK/table.md" >&2
 
+# svault's memory after every run: each run opened its own cards, and every request left a key.
+mib() { awk -v f="$1:" '$1 == f { printf "%d", $2 / 1024 }' "/proc/$SVAULT_PID/status"; }
+SVAULT_RSS=$(mib VmRSS) SVAULT_PEAK=$(mib VmHWM)
+SVAULT_RUNS=$(find "$OUT" -name 'compare-*-svault-*.json' | wc -l)
+
 COMMIT=$(git rev-parse --short HEAD)
-DIRTY=$(git diff --quiet HEAD -- . 2>/dev/null && echo "" || echo " (with local changes)")
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 MEM=$(free -g | awk '/Mem:/ {print $2}')
 SECTION=$WORK/section.md
@@ -162,6 +169,9 @@ SECTION=$WORK/section.md
   echo "\`bench/results/compare.html\`."
   echo
   cat "$WORK/table.md"
+  echo
+  echo "svault's memory at the end, after its $SVAULT_RUNS runs on one server (each opened its own $CARDS cards,"
+  echo "and every request left an idempotency key): RSS ${SVAULT_RSS} MiB, peak ${SVAULT_PEAK} MiB."
   echo
   echo "Durability: svault \`--durability group\` (fsync before each reply, shared by the requests of one"
   echo "batch); Postgres \`synchronous_commit=on\`, \`fsync=on\`; Redis \`appendonly yes\`, \`appendfsync always\`."

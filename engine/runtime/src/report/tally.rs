@@ -295,8 +295,11 @@ impl ShardTally {
         let Some(card) = &a.card else {
             return;
         };
-        let program: Arc<str> = card.program.clone();
-        let Some(p) = state.program(&program).cloned() else {
+        // Borrowed, not cloned: this runs for every record of the history, and a clone of the
+        // program (or even of its name's `Arc`, shared by every card view) was a measurable
+        // share of a report.
+        let program: &Arc<str> = &card.program;
+        let Some(p) = state.program(program) else {
             return;
         };
         let offset = p.utc_offset_minutes;
@@ -383,7 +386,7 @@ impl ShardTally {
         match (&request.command, a.kind) {
             (Command::Hold { method, store, .. }, TxnKind::Hold) => {
                 if let Some(id) = a.txn_id {
-                    let window = discount_window(&p, card, now);
+                    let window = discount_window(p, card, now);
                     self.holds.insert(
                         id,
                         HoldFacts {
@@ -407,7 +410,7 @@ impl ShardTally {
             }
             _ => {}
         }
-        if !in_window || !self.counted(&program) {
+        if !in_window || !self.counted(program) {
             if let (Command::Capture { hold_id, .. }, TxnKind::Capture) = (&request.command, a.kind)
             {
                 self.holds.remove(hold_id);
@@ -420,7 +423,7 @@ impl ShardTally {
             (Command::Capture { hold_id, .. }, TxnKind::Capture) => self.holds.remove(hold_id),
             _ => None,
         };
-        let t = self.tally(&program);
+        let t = self.tally(program);
         t.points_issued += a.points_earned;
         match a.kind {
             TxnKind::Open => t.cards_opened += 1,
@@ -448,7 +451,7 @@ impl ShardTally {
                     (Command::Spend { method, store, .. }, _) => (
                         method.as_str().to_string(),
                         store.clone().unwrap_or_else(|| "none".into()),
-                        discount_window(&p, card, now),
+                        discount_window(p, card, now),
                         a.discount,
                     ),
                     (_, Some(h)) => {
@@ -508,13 +511,13 @@ impl ShardTally {
         if !in_window {
             return;
         }
-        let Some(program) = state.program_of(e.card_id).map(str::to_string) else {
+        let Some(program) = state.program_of(e.card_id) else {
             return;
         };
-        if !self.counted(&program) {
+        if !self.counted(program) {
             return;
         }
-        let t = self.tally(&program);
+        let t = self.tally(program);
         match &e.kind {
             EventKind::BonusExpired { amount } => t.bonus_expired.add(*amount),
             EventKind::HoldExpired { amount, .. } => t.holds_expired.add(*amount),

@@ -215,14 +215,13 @@ impl Frozen {
             .map(|c| c.history.len())
             .sum();
         let estimate = self.cards * 224 + history * 72 + self.keys.len() * 56 + 4096;
-        let buf = rkyv::util::AlignedVec::<16>::with_capacity(estimate);
-        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.snap(), buf) {
-            Ok(b) => b.into_vec(),
-            // Serialising plain owned data into memory cannot fail short of allocation
-            // failure: relative pointers are 64-bit (workspace rkyv feature
-            // `pointer_width_64`), so sizes past 2 GiB are addressable.
-            Err(e) => panic!("snapshot serialisation failed: {e}"),
-        }
+        let mut out = Vec::with_capacity(estimate);
+        // Serialising plain owned data into memory cannot fail short of allocation failure:
+        // relative pointers are 64-bit (workspace rkyv feature `pointer_width_64`), so sizes
+        // past 2 GiB are addressable.
+        self.write_to(&mut out)
+            .expect("a snapshot serialises into memory");
+        out
     }
 
     /// Writes [`Frozen::to_bytes`]'s bytes to `out` as they are produced, without holding them:
@@ -248,15 +247,11 @@ impl Frozen {
     /// The xxh3 of [`Frozen::to_bytes`], hashed as the bytes are produced instead of kept (a
     /// large shard's snapshot is gigabytes).
     pub fn digest(&self) -> u64 {
-        let writer = HashWriter {
-            hasher: xxhash_rust::xxh3::Xxh3::new(),
-            pos: 0,
-        };
-        match rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&self.snap(), writer) {
-            Ok(w) => w.hasher.digest(),
-            // As in `to_bytes`: hashing plain owned data cannot fail.
-            Err(e) => panic!("digest serialisation failed: {e}"),
-        }
+        let mut hashing = HashWriter(xxhash_rust::xxh3::Xxh3::new());
+        // As in `to_bytes`: hashing plain owned data cannot fail.
+        self.write_to(&mut hashing)
+            .expect("a snapshot serialises into a hash");
+        hashing.0.digest()
     }
 
     /// The canonical snapshot form (see the module doc for the order).
@@ -322,24 +317,39 @@ impl<W: std::io::Write> std::io::Write for KeepError<W> {
     }
 }
 
-/// An rkyv writer that hashes the bytes instead of keeping them. rkyv only appends, and pads
-/// by position from 0 exactly as into a 16-aligned buffer, so the hash is that of the bytes
-/// `to_bytes` would have produced.
-struct HashWriter {
-    hasher: xxhash_rust::xxh3::Xxh3,
-    pos: usize,
-}
-
-impl rkyv::ser::Positional for HashWriter {
-    fn pos(&self) -> usize {
-        self.pos
+#[cfg(test)]
+impl Frozen {
+    /// The snapshot bytes made the plain way, from collected copies of the cards and keys: what
+    /// the lists streamed from the chunks must reproduce byte for byte.
+    pub(crate) fn to_bytes_collected(&self) -> Vec<u8> {
+        let s = self.snap();
+        let collected: SnapRead = Snap {
+            version: s.version,
+            clock: s.clock,
+            programs: s.programs,
+            cards: self.chunks.iter().flat_map(|c| c.iter().cloned()).collect(),
+            holds: s.holds,
+            timers: s.timers,
+            keys: self.keys.entries().copied().collect(),
+            side: s.side,
+            stores: s.stores,
+        };
+        rkyv::to_bytes::<rkyv::rancor::Error>(&collected)
+            .expect("a snapshot serialises into memory")
+            .into_vec()
     }
 }
 
-impl<E> rkyv::ser::Writer<E> for HashWriter {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
-        self.hasher.update(bytes);
-        self.pos += bytes.len();
+/// A writer that hashes the bytes instead of keeping them: [`Frozen::write_to`] produces the
+/// same bytes whatever it writes to, so the hash is that of the bytes `to_bytes` returns.
+struct HashWriter(xxhash_rust::xxh3::Xxh3);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }

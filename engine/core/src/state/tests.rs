@@ -1020,7 +1020,7 @@ fn transactions_newest_first_with_limit() {
 }
 
 #[test]
-fn a_snapshot_streamed_to_a_writer_is_the_bytes_to_bytes_makes() {
+fn a_snapshot_streamed_to_a_writer_is_the_bytes_of_collected_copies() {
     // More cards than one chunk and keys spread over several key chunks: the streamed lists
     // walk every chunk in order.
     let mut t = T::new();
@@ -1036,11 +1036,15 @@ fn a_snapshot_streamed_to_a_writer_is_the_bytes_to_bytes_makes() {
         );
     }
     let frozen = t.st.freeze();
-    let whole = frozen.to_bytes();
+    let whole = frozen.to_bytes_collected();
     let mut streamed = Vec::new();
     let n = frozen.write_to(&mut streamed).unwrap();
     assert_eq!(n, whole.len() as u64);
-    assert!(streamed == whole, "streamed bytes differ from to_bytes");
+    assert!(
+        streamed == whole,
+        "streamed bytes differ from those of collected copies"
+    );
+    assert!(frozen.to_bytes() == whole);
     assert_eq!(
         State::restore(&streamed, StateConfig::default())
             .unwrap()

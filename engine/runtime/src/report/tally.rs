@@ -295,9 +295,8 @@ impl ShardTally {
         let Some(card) = &a.card else {
             return;
         };
-        // Borrowed, not cloned: this runs for every record of the history, and a clone of the
-        // program (or even of its name's `Arc`, shared by every card view) was a measurable
-        // share of a report.
+        // Borrowed, not cloned: this runs for every record of the history, and the clone of
+        // the program (and of its name's `Arc`) showed in a report's profile.
         let program: &Arc<str> = &card.program;
         let Some(p) = state.program(program) else {
             return;

@@ -24,9 +24,10 @@ use crate::error::corruption;
 use crate::format::{
     align_up, read_slot, SegmentHeader, Slot, FLAG_SEAL, PAGE_BYTES, SEGMENT_HEADER_BYTES,
 };
-use crate::recovery::read_header;
+use crate::recovery::{check_follows, judge, read_header};
+use crate::scan::scan_segment;
 use crate::storage::list_segment_paths as list_segments;
-use crate::{Lsn, WalError};
+use crate::{Lsn, TornTail, WalError};
 
 /// One segment of the history.
 #[derive(Debug, Clone)]
@@ -41,6 +42,18 @@ pub struct HistorySegment {
     pub first_lsn: Lsn,
     /// File length.
     pub size_bytes: u64,
+}
+
+/// What [`History::read_checked`] found: the log as opening it would judge it, nothing cut.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedEnd {
+    /// LSN of the oldest record (Lsn(0) when the history holds none).
+    pub first_lsn: Lsn,
+    /// LSN of the newest valid record of the whole history (Lsn(0) when none), whatever
+    /// `from` was.
+    pub last_lsn: Lsn,
+    /// The bytes opening the log would cut from the newest segment; left in place here.
+    pub torn_tail: Option<TornTail>,
 }
 
 /// The segments of one log's history, oldest first.
@@ -110,6 +123,26 @@ impl History {
     /// Bytes of all segment files (for progress).
     pub fn total_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.size_bytes).sum()
+    }
+
+    /// Opens a segment's file, from wherever it is now.
+    fn open_segment(&self, s: &HistorySegment) -> Result<(PathBuf, File), WalError> {
+        let first = s.dir.join(&s.file_name);
+        let mut tried = vec![first];
+        tried.extend(self.dirs.iter().map(|d| d.join(&s.file_name)));
+        for path in tried {
+            match File::open(&path) {
+                Ok(file) => return Ok((path, file)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(corruption(
+            s.dir.join(&s.file_name),
+            0,
+            Some(s.first_lsn.0),
+            "segment vanished while the history was read (pruned?)",
+        ))
     }
 
     /// Reads a segment's bytes, from wherever it is now.
@@ -206,6 +239,102 @@ impl History {
                 end.partial_tail = !clean;
             }
             expected = Some(next_lsn);
+        }
+        Ok(end)
+    }
+}
+
+impl History {
+    /// Like [`History::read`], but judges every segment exactly as opening the log would
+    /// (`Wal::open`): the segments must be one log (same id, consecutive epochs and LSNs, full
+    /// length), damage anywhere but in the newest segment's unvouched tail is
+    /// [`WalError::Corruption`] naming segment, offset and LSN, and the torn tail a restart
+    /// would cut is reported instead of cut. Every segment is checked, also those before
+    /// `from` and after a caller stops using the records.
+    ///
+    /// Why: `svault replay` must see the log as a restart would without changing it (it is the
+    /// evidence), and without first copying gigabytes to a scratch directory. Segments are
+    /// mapped read-only, one at a time. For a log no writer is appending to: a batch being
+    /// written looks like damage (use [`History::read`] next to a running server).
+    pub fn read_checked<E: From<WalError>>(
+        &self,
+        from: Lsn,
+        mut progress: impl FnMut(u64),
+        mut f: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+    ) -> Result<CheckedEnd, E> {
+        let mut end = CheckedEnd::default();
+        let mut prev: Option<(SegmentHeader, PathBuf, u64)> = None;
+        let mut next_lsn = 0u64;
+        let count = self.segments.len();
+        for (i, s) in self.segments.iter().enumerate() {
+            let is_last = i + 1 == count;
+            let (path, file) = self.open_segment(s)?;
+            let header = read_header(&path, &file)?;
+            if let Some((p, p_path, p_end)) = &prev {
+                check_follows(p, p_path, *p_end, &header, &path, next_lsn)?;
+            }
+            let len = file.metadata().map_err(WalError::from)?.len();
+            // A newest segment shortened behind the log's back reads as zeros past its end
+            // (opening the log extends it); any other length mismatch is refused.
+            let shortened_tail =
+                is_last && len < header.segment_size_bytes && len >= SEGMENT_HEADER_BYTES;
+            if len != header.segment_size_bytes && !shortened_tail {
+                let why = format!(
+                    "file is {len} bytes, its header says {}",
+                    header.segment_size_bytes
+                );
+                return Err(E::from(corruption(path, 0, None, why)));
+            }
+            let (map, mut padded);
+            let bytes: &[u8] = if shortened_tail {
+                // Zero-extended in memory, as opening extends the file: the last record's
+                // alignment padding may be what was cut.
+                padded = std::fs::read(&path).map_err(WalError::from)?;
+                padded.resize(header.segment_size_bytes as usize, 0);
+                &padded
+            } else {
+                map = crate::segment::map_read_only(&file).map_err(WalError::from)?;
+                &map
+            };
+            let scan = scan_segment(bytes, header.epoch, header.first_lsn);
+            if let Some(torn) = judge(&path, &header, &scan, is_last)? {
+                end.torn_tail = Some(torn);
+            }
+            if scan.next_lsn > from.0 {
+                // Every record up to `scan.end` was verified by the scan.
+                let mut pos = SEGMENT_HEADER_BYTES;
+                while pos < scan.end {
+                    match read_slot(bytes, pos, header.epoch, false) {
+                        Slot::Zero => pos = align_up(pos + 1, PAGE_BYTES),
+                        Slot::Record(r) => {
+                            if r.flags & FLAG_SEAL == 0 && r.lsn >= from.0 {
+                                f(Lsn(r.lsn), r.payload)?;
+                            }
+                            pos += r.size;
+                        }
+                        Slot::Bad(why) => {
+                            // The scan accepted these bytes: a second read disagreeing means
+                            // the file changed under the map.
+                            return Err(E::from(corruption(
+                                path,
+                                pos,
+                                None,
+                                format!("{why} (the segment changed while it was read)"),
+                            )));
+                        }
+                    }
+                }
+            }
+            progress(s.size_bytes);
+            if i == 0 {
+                end.first_lsn = Lsn(header.first_lsn);
+            }
+            next_lsn = scan.next_lsn;
+            prev = Some((header, path, scan.end));
+        }
+        end.last_lsn = Lsn(next_lsn.saturating_sub(1));
+        if end.last_lsn.0 < end.first_lsn.0 {
+            end.first_lsn = Lsn(0);
         }
         Ok(end)
     }

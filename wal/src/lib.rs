@@ -97,7 +97,7 @@ pub use error::WalError;
 pub use format::{
     FORMAT_VERSION, PAGE_BYTES, PAYLOAD_MAX_BYTES, RECORD_ALIGN_BYTES, SEGMENT_HEADER_BYTES,
 };
-pub use history::{prune_archive, History, HistoryEnd, HistorySegment};
+pub use history::{prune_archive, CheckedEnd, History, HistoryEnd, HistorySegment};
 pub use inspect::{inspect, inspect_with_progress, Inspection, SegmentInfo, SnapshotInfo};
 pub use storage::{FileStorage, Storage, StorageFile, StorageMap};
 pub use types::{Committed, Lsn, Recovery, SyncMethod, TornTail, WalOptions, WalStats};

@@ -101,6 +101,48 @@ pub(crate) fn judge(
     Ok(None)
 }
 
+/// Checks that segment `h` continues `prev` as opening the log does: same log, next epoch, the
+/// next LSN.
+pub(crate) fn check_follows(
+    prev: &SegmentHeader,
+    prev_path: &Path,
+    prev_end: u64,
+    h: &SegmentHeader,
+    path: &Path,
+    next_lsn: u64,
+) -> Result<(), WalError> {
+    if h.log_id != prev.log_id {
+        let why = format!("log id {:#x} differs from {:#x}", h.log_id, prev.log_id);
+        return Err(corruption(path.to_path_buf(), 0, None, why));
+    }
+    if h.epoch != prev.epoch + 1 {
+        let why = format!("epoch {} follows epoch {}", h.epoch, prev.epoch);
+        return Err(corruption(path.to_path_buf(), 0, None, why));
+    }
+    if h.first_lsn > next_lsn {
+        let why = format!(
+            "records {next_lsn}..{} missing at the end of this segment; the next segment {} starts at lsn {}",
+            h.first_lsn - 1,
+            path.display(),
+            h.first_lsn
+        );
+        return Err(corruption(
+            prev_path.to_path_buf(),
+            prev_end,
+            Some(next_lsn),
+            why,
+        ));
+    }
+    if h.first_lsn != next_lsn {
+        let why = format!(
+            "segment starts at lsn {}, but the previous one ends before {next_lsn}",
+            h.first_lsn
+        );
+        return Err(corruption(path.to_path_buf(), 0, Some(next_lsn), why));
+    }
+    Ok(())
+}
+
 /// A fresh log id from the OS's random source (the time if there is none).
 pub(crate) fn random_log_id() -> u64 {
     use std::io::Read;
@@ -173,52 +215,17 @@ pub(crate) fn open<S: Storage>(
         ..Recovery::default()
     };
     let mut next_lsn = 0u64;
-    let mut first: Option<SegmentHeader> = None;
     for (i, (name, path, mut file, header)) in found.into_iter().enumerate() {
         let is_last = i + 1 == count;
-        if let Some(f) = first {
-            if header.log_id != f.log_id {
-                return Err(corruption(
-                    path,
-                    0,
-                    None,
-                    format!("log id {:#x} differs from {:#x}", header.log_id, f.log_id),
-                ));
-            }
-        } else {
-            first = Some(header);
-        }
         if let Some(prev) = segments.last() {
-            if header.epoch != prev.header.epoch + 1 {
-                return Err(corruption(
-                    path,
-                    0,
-                    None,
-                    format!("epoch {} follows epoch {}", header.epoch, prev.header.epoch),
-                ));
-            }
-            if header.first_lsn > next_lsn {
-                // The previous segment was complete when this one was created: its end lost records.
-                let why = format!(
-                    "records {next_lsn}..{} missing at the end of this segment; the next segment {} starts at lsn {}",
-                    header.first_lsn - 1,
-                    path.display(),
-                    header.first_lsn
-                );
-                return Err(corruption(
-                    prev.path.clone(),
-                    prev.durable_end,
-                    Some(next_lsn),
-                    why,
-                ));
-            }
-            if header.first_lsn != next_lsn {
-                let why = format!(
-                    "segment starts at lsn {}, but the previous one ends before {next_lsn}",
-                    header.first_lsn
-                );
-                return Err(corruption(path, 0, Some(next_lsn), why));
-            }
+            check_follows(
+                &prev.header,
+                &prev.path,
+                prev.durable_end,
+                &header,
+                &path,
+                next_lsn,
+            )?;
         }
         let len = file.len()?;
         if len != header.segment_size_bytes {

@@ -1,7 +1,9 @@
 //! Bit flips: flip every bit of a record in the middle of a log; recovery must refuse
 //! with `Corruption` naming that segment, offset and LSN. Flipping a bit of the tail record
 //! of a crashed run cuts it as a torn tail; after a clean `close` (a seal vouches for the
-//! last batch) the same flip is refused.
+//! last batch) the same flip is refused. Each flipped log is first read with
+//! `History::read_checked`, which must judge it exactly as opening it does, without changing
+//! a byte.
 
 mod common;
 
@@ -39,7 +41,15 @@ fn flip_each_bit(
         let mut bytes = pristine.clone();
         bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
         file.write_all_at(&bytes, rec.offset)?;
-        check(bit, Wal::open(dir, opts()));
+        let before = std::fs::read(seg_path)?;
+        let checked = read_checked(dir);
+        assert!(
+            std::fs::read(seg_path)? == before,
+            "bit {bit}: read_checked changed the segment"
+        );
+        let opened = Wal::open(dir, opts());
+        same_judgement(bit, &checked, &opened);
+        check(bit, opened);
         file.write_all_at(&pristine, rec.offset)?;
     }
     let (log, _) = Wal::open(dir, opts())?;

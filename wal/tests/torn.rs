@@ -1,6 +1,7 @@
 //! Torn writes: cut the last segment at every byte offset of its last records (by zeroing
 //! what follows, as an unwritten preallocated file looks, and by truncating the file) and
-//! reopen. Recovery must end exactly at the last whole record: never later, never earlier.
+//! reopen. Recovery must end exactly at the last whole record: never later, never earlier, and
+//! `History::read_checked` must say the same without changing the file.
 
 mod common;
 
@@ -68,7 +69,10 @@ fn cut_everywhere(batch: u64, truncate: bool) -> Result<(), WalError> {
             .map(|r| r.lsn)
             .max()
             .unwrap_or(0);
-        let (mut log, rec) = Wal::open(dir.path(), opts())?;
+        let checked = read_checked(dir.path());
+        let opened = Wal::open(dir.path(), opts());
+        same_judgement(cut, &checked, &opened);
+        let (mut log, rec) = opened?;
         assert_eq!(
             rec.last_lsn,
             Lsn(whole),

@@ -3,9 +3,7 @@
 //! only the result.
 //!
 //! A bar advances by bytes of log read (known up front, so the time left is an estimate over
-//! the whole job) and says how many records that was and how many per second; or, where the
-//! number of records is known before they are read (`svault replay`: each shard's log says where
-//! it ends), by records themselves.
+//! the whole job) and says how many records that was and how many per second.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +20,6 @@ struct Shown {
     what: String,
     records: AtomicU64,
     started: Instant,
-    /// The bar counts records (its length grows by [`Progress::add_records`]), not bytes.
-    by_records: bool,
 }
 
 impl Progress {
@@ -36,22 +32,11 @@ impl Progress {
             total_bytes,
             "{msg} [{bar:30}] {bytes}/{total_bytes} ({eta} left)",
             what,
-            false,
         )
     }
 
-    /// A bar over records, labelled `what`, whose length grows as each part of the job learns
-    /// how many records it will read ([`Progress::add_records`]); hidden unless stderr is a
-    /// terminal.
-    pub fn over_records(what: &str) -> Progress {
-        if !std::io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        Progress::shown(0, "{msg} [{bar:30}] {pos}/{len} ({eta} left)", what, true)
-    }
-
-    /// A drawn bar of `len` with `template`, counting bytes or records.
-    fn shown(len: u64, template: &str, what: &str, by_records: bool) -> Progress {
+    /// A drawn bar of `len` bytes with `template`.
+    fn shown(len: u64, template: &str, what: &str) -> Progress {
         let bar = indicatif::ProgressBar::new(len);
         let style = indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
@@ -63,15 +48,7 @@ impl Progress {
             what: what.to_string(),
             records: AtomicU64::new(0),
             started: Instant::now(),
-            by_records,
         })))
-    }
-
-    /// `records` more records are to be read (a bar over records).
-    pub fn add_records(&self, records: u64) {
-        if let Some(s) = &self.0 {
-            s.bar.inc_length(records);
-        }
     }
 
     /// A bar that never draws.
@@ -101,7 +78,7 @@ impl Progress {
                 s.what,
                 n as f64 / secs
             ));
-            s.bar.inc(if s.by_records { records } else { bytes });
+            s.bar.inc(bytes);
         }
     }
 

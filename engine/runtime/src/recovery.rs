@@ -130,9 +130,6 @@ pub enum RecoveryError {
         first_lsn: u64,
         last_lsn: u64,
     },
-    /// Internal: the point-in-time bound was reached (never surfaces).
-    #[error("stop")]
-    Stop,
 }
 
 /// Where replay stops.
@@ -190,6 +187,33 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
     from: Lsn,
     start_now: Millis,
     until: Until,
+    on_events: impl FnMut(&mut Vec<Event>),
+    on_progress: impl FnMut(u64, u64),
+) -> Result<Replayed, RecoveryError> {
+    replay_records(
+        |each| wal.read_from(from, each),
+        state,
+        from,
+        start_now,
+        until,
+        on_events,
+        on_progress,
+    )
+}
+
+/// [`replay_wal_with_progress`] over any reader of the log: `read` must call its argument for
+/// every record with LSN ≥ `from`, in LSN order (the open log's `read_from`, or
+/// `wal::History::read_checked` over archive and log for `svault replay`, which reads the
+/// files in place). Once `until` is reached the records that follow are still read (so the
+/// reader checks the whole log) but not applied.
+pub fn replay_records(
+    read: impl FnOnce(
+        &mut dyn FnMut(Lsn, &[u8]) -> Result<(), RecoveryError>,
+    ) -> Result<(), RecoveryError>,
+    state: &mut State,
+    from: Lsn,
+    start_now: Millis,
+    until: Until,
     mut on_events: impl FnMut(&mut Vec<Event>),
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<Replayed, RecoveryError> {
@@ -225,7 +249,8 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
         done.last_now = rec.now;
         done.first_now.get_or_insert(rec.now);
     };
-    let result = wal.read_from(from, |lsn, bytes| {
+    let mut stopped = false;
+    read(&mut |lsn, bytes| {
         read_bytes += bytes.len() as u64 + 16;
         read_records += 1;
         if read_records == PROGRESS_EVERY_RECORDS {
@@ -234,9 +259,13 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
                 std::mem::take(&mut read_records),
             );
         }
+        if stopped {
+            return Ok(());
+        }
         if let Until::Lsn(n) = until {
             if lsn.0 > n {
-                return Err(RecoveryError::Stop);
+                stopped = true;
+                return Ok(());
             }
         }
         let rec = record::decode(bytes).map_err(|e| match e {
@@ -251,7 +280,8 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
         })?;
         if let Until::Time(t) = until {
             if rec.now >= t {
-                return Err(RecoveryError::Stop);
+                stopped = true;
+                return Ok(());
             }
         }
         state.prefetch(&rec.request, rec.caller);
@@ -262,18 +292,13 @@ pub fn replay_wal_with_progress<S: wal::Storage>(
             }
         }
         Ok(())
-    });
+    })?;
     on_progress(read_bytes, read_records);
-    let stopped_early = match result {
-        Ok(()) => false,
-        Err(RecoveryError::Stop) => true,
-        Err(e) => return Err(e),
-    };
     // Everything still held precedes the end or the stop point.
     for (lsn, rec) in ahead.drain(..) {
         apply(state, lsn, rec);
     }
-    done.stopped_early = stopped_early;
+    done.stopped_early = stopped;
     Ok(done)
 }
 

@@ -43,9 +43,6 @@ pub struct ReplayArgs {
     /// Replay from LSN 1, ignoring snapshots (needs the whole log).
     #[arg(long)]
     pub ignore_snapshots: bool,
-    /// Where the logs are copied before replay (default: the system temp directory).
-    #[arg(long)]
-    pub scratch: Option<std::path::PathBuf>,
 }
 
 /// Flags of `svault inspect`.
@@ -196,7 +193,6 @@ fn replay(args: ReplayArgs) -> ExitCode {
         until,
         verify: args.verify,
         ignore_snapshots: args.ignore_snapshots,
-        scratch: args.scratch.clone(),
     };
     let report = match runtime::replay::replay(&args.data, &options) {
         Ok(r) => r,
@@ -223,15 +219,14 @@ fn replay(args: ReplayArgs) -> ExitCode {
             if s.stopped_early { ", stopped at the point asked for" } else { "" },
             s.cards,
             s.digest,
-            s.torn_tail.as_ref().map(|t| format!(", torn tail cut in the copy: {t}")).unwrap_or_default()
+            s.torn_tail.as_ref().map(|t| format!(", ends in a torn tail a restart would cut (left in place): {t}")).unwrap_or_default()
         );
     }
     println!(
-        "records: {} in {:.3} s = {:.0} records/s (shards in parallel; copying the logs took {:.3} s)",
+        "records: {} in {:.3} s = {:.0} records/s (shards in parallel, the log read in place)",
         report.records,
         report.elapsed.as_secs_f64(),
-        report.records_per_sec(),
-        report.copy_elapsed.as_secs_f64()
+        report.records_per_sec()
     );
     println!(
         "{:<16} {:>18} {:>18} {:>18} {:>10}",

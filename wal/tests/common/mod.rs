@@ -106,3 +106,57 @@ pub fn verify_all(log: &Wal) -> Result<u64, WalError> {
     })?;
     Ok(expected - 1)
 }
+
+/// Every record `History::read_checked` hands out from LSN 1, and where it says the log ends.
+pub fn read_checked(dir: &Path) -> Result<(wal::CheckedEnd, Vec<u64>), WalError> {
+    let history = wal::History::open(&[dir])?;
+    let mut lsns = Vec::new();
+    let end = history.read_checked::<WalError>(
+        Lsn(1),
+        |_| {},
+        |lsn, _| {
+            lsns.push(lsn.0);
+            Ok(())
+        },
+    )?;
+    Ok((end, lsns))
+}
+
+/// The read-only check and opening the log agree: the same corruption (segment, offset, LSN),
+/// or the same records, end and torn tail.
+pub fn same_judgement(
+    what: u64,
+    checked: &Result<(wal::CheckedEnd, Vec<u64>), WalError>,
+    opened: &Result<(Wal, wal::Recovery), WalError>,
+) {
+    match (checked, opened) {
+        (
+            Err(WalError::Corruption {
+                segment,
+                offset,
+                lsn,
+                ..
+            }),
+            Err(WalError::Corruption {
+                segment: s2,
+                offset: o2,
+                lsn: l2,
+                ..
+            }),
+        ) => assert_eq!((segment, offset, lsn), (s2, o2, l2), "at {what}"),
+        (Ok((end, lsns)), Ok((_, rec))) => {
+            assert_eq!(end.last_lsn, rec.last_lsn, "at {what}");
+            assert_eq!(end.first_lsn, rec.first_lsn, "at {what}");
+            assert_eq!(end.torn_tail, rec.torn_tail, "at {what}");
+            let expected: Vec<u64> = (rec.first_lsn.0..=rec.last_lsn.0)
+                .filter(|&l| l > 0)
+                .collect();
+            assert_eq!(lsns, &expected, "at {what}");
+        }
+        (c, o) => panic!(
+            "at {what}: read_checked said {:?}, opening said {:?}",
+            c.as_ref().map(|(end, _)| end),
+            o.as_ref().map(|(_, rec)| rec)
+        ),
+    }
+}

@@ -78,6 +78,12 @@ fn main() {
         logged as f64 / el,
         args.data.display()
     );
+    // The live state's memory, to compare with a restart's and a replay's.
+    println!(
+        "RSS of the live engine: {} MiB (peak {} MiB)",
+        bench::memory::status_mib("VmRSS"),
+        bench::memory::status_mib("VmHWM")
+    );
     engine.shutdown();
 }
 

@@ -294,6 +294,8 @@ impl History {
                 &padded
             } else {
                 map = crate::segment::map_read_only(&file).map_err(WalError::from)?;
+                // Read front to back, twice (scan, then records): read ahead (best effort).
+                let _ = map.advise(memmap2::Advice::Sequential);
                 &map
             };
             let scan = scan_segment(bytes, header.epoch, header.first_lsn);

@@ -1,8 +1,10 @@
 //! The whole history of one log, read-only: archived segments, then the live ones.
 //!
 //! Why a second reader: `Wal::open` takes the directory lock and cuts a torn tail, which a
-//! report or an audit running next to the server must never do. [`History`] only reads
-//! files (never maps, locks or writes them), so it is safe while the server appends.
+//! report or an audit running next to the server must never do. [`History`] never locks or
+//! writes a file: [`History::read`] only reads them, so it is safe while the server appends;
+//! [`History::read_checked`] maps them read-only and judges them as `Wal::open` would, for a
+//! log at rest (`svault replay`).
 //!
 //! What it tolerates and what it refuses:
 //! - the end of the newest segment is read up to the first record that does not verify (a
@@ -147,22 +149,11 @@ impl History {
 
     /// Reads a segment's bytes, from wherever it is now.
     fn read_segment(&self, s: &HistorySegment) -> Result<(PathBuf, Vec<u8>), WalError> {
-        let first = s.dir.join(&s.file_name);
-        let mut tried = vec![first];
-        tried.extend(self.dirs.iter().map(|d| d.join(&s.file_name)));
-        for path in tried {
-            match std::fs::read(&path) {
-                Ok(bytes) => return Ok((path, bytes)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(corruption(
-            s.dir.join(&s.file_name),
-            0,
-            Some(s.first_lsn.0),
-            "segment vanished while the history was read (pruned?)",
-        ))
+        use std::io::Read;
+        let (path, mut file) = self.open_segment(s)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok((path, bytes))
     }
 
     /// Calls `f` for every record with LSN ≥ `from`, in order, and `progress` with the bytes
@@ -290,7 +281,15 @@ impl History {
                 // Zero-extended in memory, as opening extends the file: the last record's
                 // alignment padding may be what was cut.
                 padded = std::fs::read(&path).map_err(WalError::from)?;
-                padded.resize(header.segment_size_bytes as usize, 0);
+                let want = usize::try_from(header.segment_size_bytes).unwrap_or(usize::MAX);
+                if padded
+                    .try_reserve_exact(want.saturating_sub(padded.len()))
+                    .is_err()
+                {
+                    let why = format!("segment size {want} too large to read");
+                    return Err(E::from(corruption(path, 0, None, why)));
+                }
+                padded.resize(want, 0);
                 &padded
             } else {
                 map = crate::segment::map_read_only(&file).map_err(WalError::from)?;

@@ -13,6 +13,7 @@
 //! changes, `400`s) are kept whole in a side table. Keys expire in arrival order (batch time
 //! never decreases), so a FIFO gives O(1) expiry; a hard cap evicts the oldest beyond it.
 
+use super::key_pack::Packed;
 use crate::command::{CallerId, CardId, Command, Request};
 use crate::money::Amount;
 use crate::outcome::{CardStatus, DeclineCode, NotFoundKind, Outcome, Rejection};
@@ -393,7 +394,10 @@ mod tests {
     use crate::command::{CardId, Method};
     use crate::money::Amount;
 
+    /// An entry seen at `at`; its card varies with `at`, and every 5th is too wide to pack
+    /// into the entry (kept aside), so the model test covers both.
     fn entry(at: i64) -> KeyEntry {
+        let figure = if at % 5 == 0 { i64::MIN + at } else { at * 100 };
         KeyEntry {
             fingerprint: at as u64,
             card: CardId(1),
@@ -401,8 +405,18 @@ mod tests {
             seq: 0,
             stored: Stored::Declined,
             code: 0,
-            flags: 0,
-            shown: ShownCard::NONE,
+            flags: K_SHOWN,
+            shown: ShownCard {
+                principal: Amount(figure),
+                bonus: Amount(figure.wrapping_neg()),
+                held: Amount(at),
+                points: figure as u64,
+                paid_in: Amount(figure),
+                bonus_given: Amount(figure),
+                consumed: Amount(figure),
+                status: CardStatus::Active,
+                tier: (at % 7) as u8,
+            },
         }
     }
 
@@ -427,6 +441,12 @@ mod tests {
                 e.flags |= K_REVERSED;
                 t.update(k, |m| m.flags |= K_REVERSED);
             }
+            // And change the card some show, between packed and aside both ways.
+            for (k, e) in model.iter_mut().skip(3).step_by(331) {
+                e.shown = entry(e.at + 1).shown;
+                let shown = e.shown;
+                t.update(k, |m| m.shown = shown);
+            }
             if round == 2 {
                 frozen = Some((t.freeze(), model.iter().copied().collect()));
             }
@@ -443,7 +463,7 @@ mod tests {
             }
             assert_eq!(t.len(), model.len());
             assert!(
-                t.freeze().entries().copied().eq(model.iter().copied()),
+                t.freeze().entries().eq(model.iter().copied()),
                 "round {round}"
             );
             for (k, e) in model.iter().step_by(101) {
@@ -451,11 +471,12 @@ mod tests {
             }
         }
         if let Some((f, at_freeze)) = frozen {
-            assert!(f.entries().copied().eq(at_freeze.into_iter()));
+            assert!(f.entries().eq(at_freeze.into_iter()));
         }
         // Emptied completely, then reused.
         t.expire(i64::MAX - 20, 10, 0);
         assert_eq!(t.len(), 0);
+        assert!(t.wide.is_empty(), "cards kept aside outlive their keys");
         assert!(t.freeze().entries().next().is_none());
         t.insert(5, entry(1), None);
         assert_eq!(t.get(&5), Some(entry(1)));
@@ -844,6 +865,8 @@ pub(crate) struct KeyTable {
     log: KeyLog,
     /// Whole outcomes for `Stored::Side` entries.
     pub side: HashMap<u128, Outcome, PreHashedBuild>,
+    /// The shown cards too large to pack into their entry ([`Packed::is_wide`]).
+    wide: HashMap<u128, ShownCard, PreHashedBuild>,
 }
 
 /// The keys of a frozen state: the shared log and a copy of the (small) side table; the
@@ -851,12 +874,18 @@ pub(crate) struct KeyTable {
 pub(crate) struct FrozenKeys {
     log: KeyLog,
     pub side: HashMap<u128, Outcome, PreHashedBuild>,
+    wide: HashMap<u128, ShownCard, PreHashedBuild>,
 }
 
 impl FrozenKeys {
     /// Remembered keys with their entries, in arrival order (the snapshot order).
-    pub fn entries(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + Clone + '_ {
-        self.log.iter()
+    pub fn entries(&self) -> impl Iterator<Item = (u128, KeyEntry)> + Clone + '_ {
+        self.log.iter().map(|(k, p)| {
+            (
+                *k,
+                p.unpack(p.is_wide().then(|| self.wide.get(k)).flatten()),
+            )
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -867,7 +896,7 @@ impl FrozenKeys {
 /// Keys in arrival order (each key once), `base` numbering the first one.
 #[derive(Default, Clone)]
 struct KeyLog {
-    chunks: VecDeque<std::sync::Arc<Vec<(u128, KeyEntry)>>>,
+    chunks: VecDeque<std::sync::Arc<Vec<(u128, Packed)>>>,
     /// Entries of `chunks[0]` already expired.
     head: usize,
     /// Position of `chunks[0][0]`.
@@ -876,7 +905,7 @@ struct KeyLog {
 }
 
 impl KeyLog {
-    fn front(&self) -> Option<&(u128, KeyEntry)> {
+    fn front(&self) -> Option<&(u128, Packed)> {
         self.chunks.front().and_then(|c| c.get(self.head))
     }
 
@@ -896,7 +925,7 @@ impl KeyLog {
     }
 
     /// Appends and returns the entry's position.
-    fn push_back(&mut self, entry: (u128, KeyEntry)) -> u64 {
+    fn push_back(&mut self, entry: (u128, Packed)) -> u64 {
         let pos = self.base + self.head as u64 + self.len as u64;
         if self.chunks.back().is_none_or(|c| c.len() == KEY_CHUNK) {
             self.chunks
@@ -908,12 +937,12 @@ impl KeyLog {
         pos
     }
 
-    fn get(&self, pos: u64) -> Option<&(u128, KeyEntry)> {
+    fn get(&self, pos: u64) -> Option<&(u128, Packed)> {
         let i = usize::try_from(pos.checked_sub(self.base)?).ok()?;
         self.chunks.get(i / KEY_CHUNK)?.get(i % KEY_CHUNK)
     }
 
-    fn get_mut(&mut self, pos: u64) -> Option<&mut (u128, KeyEntry)> {
+    fn get_mut(&mut self, pos: u64) -> Option<&mut (u128, Packed)> {
         let i = usize::try_from(pos.checked_sub(self.base)?).ok()?;
         if i / KEY_CHUNK >= self.chunks.len() {
             return None;
@@ -922,7 +951,7 @@ impl KeyLog {
     }
 
     /// The chunk for writing, copied first when a frozen snapshot still shares it.
-    fn chunk_mut(&mut self, c: usize) -> &mut Vec<(u128, KeyEntry)> {
+    fn chunk_mut(&mut self, c: usize) -> &mut Vec<(u128, Packed)> {
         let shared = &mut self.chunks[c];
         if std::sync::Arc::get_mut(shared).is_none() {
             let mut copy = Vec::with_capacity(KEY_CHUNK);
@@ -934,7 +963,7 @@ impl KeyLog {
     }
 
     /// Live entries, oldest first.
-    fn iter(&self) -> impl Iterator<Item = &(u128, KeyEntry)> + Clone + '_ {
+    fn iter(&self) -> impl Iterator<Item = &(u128, Packed)> + Clone + '_ {
         self.chunks
             .iter()
             .enumerate()
@@ -947,21 +976,24 @@ impl KeyLog {
 
     /// Heap bytes of the chunks.
     fn bytes(&self) -> usize {
-        self.chunks.len() * KEY_CHUNK * std::mem::size_of::<(u128, KeyEntry)>()
+        self.chunks.len() * KEY_CHUNK * std::mem::size_of::<(u128, Packed)>()
     }
 }
 
 impl KeyTable {
     /// Forgets keys first seen at or before `now − ttl`, and the oldest beyond `max`.
     pub fn expire(&mut self, now: i64, ttl_ms: i64, max: usize) {
-        while let Some(&(k, e)) = self.log.front() {
-            if e.at.saturating_add(ttl_ms) > now && self.log.len() <= max {
+        while let Some(&(k, p)) = self.log.front() {
+            if p.at().saturating_add(ttl_ms) > now && self.log.len() <= max {
                 break;
             }
             self.log.pop_front();
             self.index.remove(&k);
-            if e.stored == Stored::Side {
+            if p.stored() == Stored::Side {
                 self.side.remove(&k);
+            }
+            if p.is_wide() {
+                self.wide.remove(&k);
             }
         }
     }
@@ -974,16 +1006,30 @@ impl KeyTable {
     /// The entry of key `k`, if remembered.
     pub fn get(&self, k: &u128) -> Option<KeyEntry> {
         let pos = *self.index.get(k)?;
-        self.log.get(pos).map(|&(_, e)| e)
+        self.log.get(pos).map(|(_, p)| self.unpack(k, p))
+    }
+
+    fn unpack(&self, k: &u128, p: &Packed) -> KeyEntry {
+        p.unpack(p.is_wide().then(|| self.wide.get(k)).flatten())
     }
 
     /// Changes the entry of a remembered key in place (its arrival position stays).
     pub fn update(&mut self, k: &u128, change: impl FnOnce(&mut KeyEntry)) {
-        if let Some(&pos) = self.index.get(k) {
-            if let Some((_, e)) = self.log.get_mut(pos) {
-                change(e);
-            }
+        let Some(&pos) = self.index.get(k) else {
+            return;
+        };
+        let Some(mut e) = self.log.get(pos).map(|(_, p)| self.unpack(k, p)) else {
+            return;
+        };
+        change(&mut e);
+        let (packed, aside) = Packed::pack(&e);
+        if let Some((_, p)) = self.log.get_mut(pos) {
+            *p = packed;
         }
+        match aside {
+            Some(card) => self.wide.insert(*k, card),
+            None => self.wide.remove(k),
+        };
     }
 
     /// Remembers a key (or replaces the entry of one already remembered, keeping its place).
@@ -991,8 +1037,12 @@ impl KeyTable {
         if self.index.contains_key(&k) {
             self.update(&k, |old| *old = e);
         } else {
-            let pos = self.log.push_back((k, e));
+            let (packed, aside) = Packed::pack(&e);
+            let pos = self.log.push_back((k, packed));
             self.index.insert(k, pos);
+            if let Some(card) = aside {
+                self.wide.insert(k, card);
+            }
         }
         if let Some(o) = side {
             self.side.insert(k, o);
@@ -1015,6 +1065,7 @@ impl KeyTable {
         FrozenKeys {
             log: self.log.clone(),
             side: self.side.clone(),
+            wide: self.wide.clone(),
         }
     }
 
@@ -1023,9 +1074,12 @@ impl KeyTable {
         self.log.len()
     }
 
-    /// Approximate heap bytes (index table at its capacity plus the log's chunks).
+    /// Approximate heap bytes (index table at its capacity, the log's chunks, the wide cards).
     pub fn bytes(&self) -> usize {
-        self.index.capacity() * 8 / 7 * (16 + 8 + 1) + self.log.bytes()
+        let wide = std::mem::size_of::<(u128, ShownCard)>() + 1;
+        self.index.capacity() * 8 / 7 * (16 + 8 + 1)
+            + self.log.bytes()
+            + self.wide.capacity() * 8 / 7 * wide
     }
 }
 

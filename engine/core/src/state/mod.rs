@@ -95,6 +95,7 @@ mod float;
 mod hasher;
 mod history;
 mod idempotency;
+mod key_pack;
 mod lots;
 mod marketing;
 mod memory;

@@ -260,7 +260,7 @@ impl Frozen {
         &self,
     ) -> Snap<
         AsVec<Card, impl ExactSizeIterator<Item = &Card> + Clone + '_>,
-        AsVec<(u128, KeyEntry), impl ExactSizeIterator<Item = &(u128, KeyEntry)> + Clone + '_>,
+        AsVec<(u128, KeyEntry), impl ExactSizeIterator<Item = (u128, KeyEntry)> + Clone + '_>,
     > {
         let mut holds: Vec<(u64, u32, Hold)> =
             self.holds.iter().map(|(&(c, s), &h)| (c, s, h)).collect();
@@ -330,7 +330,7 @@ impl Frozen {
             cards: self.chunks.iter().flat_map(|c| c.iter().cloned()).collect(),
             holds: s.holds,
             timers: s.timers,
-            keys: self.keys.entries().copied().collect(),
+            keys: self.keys.entries().collect(),
             side: s.side,
             stores: s.stores,
         };
@@ -610,7 +610,7 @@ mod tests {
             keys: f
                 .keys
                 .entries()
-                .map(|&(k, mut e)| {
+                .map(|(k, mut e)| {
                     if k == key_hash(CallerId::DEFAULT, Some(CardId(5)), "s") {
                         e.fingerprint = fingerprint_v3(&spend);
                     }
@@ -682,7 +682,7 @@ mod tests {
             keys: f
                 .keys
                 .entries()
-                .map(|&(k, e)| {
+                .map(|(k, e)| {
                     let old = KeyEntryV1 {
                         fingerprint: if k == key_hash(CallerId::UNSCOPED, None, "t") {
                             fingerprint_v3(&top_up)

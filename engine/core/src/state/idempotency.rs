@@ -880,12 +880,9 @@ pub(crate) struct FrozenKeys {
 impl FrozenKeys {
     /// Remembered keys with their entries, in arrival order (the snapshot order).
     pub fn entries(&self) -> impl Iterator<Item = (u128, KeyEntry)> + Clone + '_ {
-        self.log.iter().map(|(k, p)| {
-            (
-                *k,
-                p.unpack(p.is_wide().then(|| self.wide.get(k)).flatten()),
-            )
-        })
+        self.log
+            .iter()
+            .map(|(k, p)| (*k, p.unpack(|| self.wide.get(k))))
     }
 
     pub fn len(&self) -> usize {
@@ -1006,11 +1003,9 @@ impl KeyTable {
     /// The entry of key `k`, if remembered.
     pub fn get(&self, k: &u128) -> Option<KeyEntry> {
         let pos = *self.index.get(k)?;
-        self.log.get(pos).map(|(_, p)| self.unpack(k, p))
-    }
-
-    fn unpack(&self, k: &u128, p: &Packed) -> KeyEntry {
-        p.unpack(p.is_wide().then(|| self.wide.get(k)).flatten())
+        self.log
+            .get(pos)
+            .map(|(_, p)| p.unpack(|| self.wide.get(k)))
     }
 
     /// Changes the entry of a remembered key in place (its arrival position stays).
@@ -1018,7 +1013,11 @@ impl KeyTable {
         let Some(&pos) = self.index.get(k) else {
             return;
         };
-        let Some(mut e) = self.log.get(pos).map(|(_, p)| self.unpack(k, p)) else {
+        let Some(mut e) = self
+            .log
+            .get(pos)
+            .map(|(_, p)| p.unpack(|| self.wide.get(k)))
+        else {
             return;
         };
         change(&mut e);

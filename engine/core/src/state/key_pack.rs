@@ -74,11 +74,12 @@ impl Packed {
         }
     }
 
-    /// The entry again; `wide` is the card kept aside when [`Packed::is_wide`].
-    pub fn unpack(&self, wide: Option<&ShownCard>) -> KeyEntry {
+    /// The entry again; `aside` finds the card kept aside, asked only when [`Packed::is_wide`].
+    pub fn unpack<'a>(&self, aside: impl FnOnce() -> Option<&'a ShownCard>) -> KeyEntry {
         let shown = if self.is_wide() {
-            debug_assert!(wide.is_some(), "a wide key entry without its card");
-            wide.copied().unwrap_or(ShownCard::NONE)
+            let card = aside();
+            debug_assert!(card.is_some(), "a wide key entry without its card");
+            card.copied().unwrap_or(ShownCard::NONE)
         } else {
             let used = self.shown.get(..usize::from(self.shown_len)).unwrap_or(&[]);
             let mut r = Reader { buf: used, pos: 0 };
@@ -254,9 +255,9 @@ mod tests {
         );
         let (p, aside) = Packed::pack(&entry(everyday));
         assert!(aside.is_none() && !p.is_wide());
-        assert_eq!(p.unpack(None), entry(everyday));
+        assert_eq!(p.unpack(|| None), entry(everyday));
         assert_eq!(
-            Packed::pack(&entry(ShownCard::NONE)).0.unpack(None),
+            Packed::pack(&entry(ShownCard::NONE)).0.unpack(|| None),
             entry(ShownCard::NONE)
         );
         // Every figure at its extremes does not fit 32 bytes: kept aside, and comes back whole.
@@ -269,7 +270,7 @@ mod tests {
         let (p, aside) = Packed::pack(&entry(extreme));
         assert!(p.is_wide());
         assert_eq!(aside, Some(extreme));
-        assert_eq!(p.unpack(aside.as_ref()), entry(extreme));
+        assert_eq!(p.unpack(|| aside.as_ref()), entry(extreme));
     }
 
     /// Packing is exact for any card, inline or aside (so snapshots keep their bytes): every
@@ -296,7 +297,7 @@ mod tests {
             let shown = card(figures, points, status, draw(256) as u8);
             let (p, aside) = Packed::pack(&entry(shown));
             assert_eq!(p.is_wide(), aside.is_some());
-            assert_eq!(p.unpack(aside.as_ref()), entry(shown), "{shown:?}");
+            assert_eq!(p.unpack(|| aside.as_ref()), entry(shown), "{shown:?}");
             if p.is_wide() {
                 wide += 1;
             } else {

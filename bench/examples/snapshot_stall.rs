@@ -12,6 +12,11 @@
 //! (`wal::snapshot::write_streamed`); `in-memory` as a second argument serialises them whole
 //! first and then writes them (what the runtime did before), for comparison.
 //!
+//! Huge pages are off, as in the `svault` binary (`runtime::pages`); `SVAULT_HUGE_PAGES=1` keeps
+//! them on, to compare. The frozen card chunks go back to this thread once written, which drops
+//! them `LEFTOVER_CHUNKS_PER_TURN` per spend, as the shard does per batch (`Leftover`);
+//! `SVAULT_DROP_ON_WRITER=1` drops them on the writer instead, as before, to compare.
+//!
 //! `cargo run --release -p bench --example snapshot_stall -- 1000000 [in-memory]`
 
 use bench::cards::{demo_cards, T0};
@@ -25,6 +30,9 @@ use svault_core::state::State;
 /// The same allocator as the `svault` binary.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The shard drops this many card chunks of a written snapshot per turn, as here per spend.
+const LEFTOVER_CHUNKS_PER_TURN: usize = 2;
 
 /// The runtime's snapshot writer runs at this nice value too.
 const WRITER_NICE: i32 = 10;
@@ -90,6 +98,16 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let in_memory = std::env::args().nth(2).as_deref() == Some("in-memory");
+    // As the `svault` binary does (`runtime::pages`); SVAULT_HUGE_PAGES=1 keeps them, to compare.
+    let huge = std::env::var("SVAULT_HUGE_PAGES").is_ok_and(|v| v == "1");
+    if !huge {
+        runtime::pages::small_pages_only().expect("transparent huge pages off");
+    }
+    println!(
+        "transparent huge pages: {}",
+        if huge { "on" } else { "off (as svault runs)" }
+    );
+    let drop_on_writer = std::env::var("SVAULT_DROP_ON_WRITER").is_ok_and(|v| v == "1");
     let mut st = demo_cards(cards);
     println!("{cards} cards opened and topped up (keyed)");
 
@@ -124,7 +142,7 @@ fn main() {
     let writer = std::thread::spawn(move || {
         lower_this_thread_priority();
         let t = Instant::now();
-        if in_memory {
+        let (serialised, written, bytes) = if in_memory {
             let bytes = frozen.to_bytes();
             let serialised = t.elapsed();
             wal::snapshot::write(&path, wal::Lsn(1), &bytes).expect("snapshot write");
@@ -135,20 +153,47 @@ fn main() {
             })
             .expect("snapshot write");
             (None, t.elapsed(), bytes)
+        };
+        // As the runtime's writer does: the card chunks go back to the shard thread.
+        let leftover = frozen.into_leftover();
+        if drop_on_writer {
+            drop(leftover);
+            (serialised, written, bytes, None)
+        } else {
+            (serialised, written, bytes, Some(leftover))
         }
     });
     let mut during = new_hist();
     let mut first_ms = new_hist();
     let started = Instant::now();
+    // Applies over 10 ms, with when they started (s after the freeze): where the tail sits.
+    let mut slow: Vec<(f64, u64)> = Vec::new();
     while !writer.is_finished() {
+        let at = started.elapsed().as_secs_f64();
         let us = spender.spend(&mut st, &mut ev);
         during.record(us.max(1)).expect("record");
+        if us > 10_000 {
+            slow.push((at, us));
+        }
         if started.elapsed() < Duration::from_millis(1_000) {
             first_ms.record(us.max(1)).expect("record");
         }
     }
+    let (serialised, written, bytes, leftover) = writer.join().expect("writer");
+    // Then the shard drops them a few chunks per turn, serving between (one spend a turn here).
+    let mut turns = 0;
+    if let Some(mut leftover) = leftover {
+        while leftover.shed(LEFTOVER_CHUNKS_PER_TURN) {
+            turns += 1;
+            let at = started.elapsed().as_secs_f64();
+            let us = spender.spend(&mut st, &mut ev);
+            during.record(us.max(1)).expect("record");
+            if us > 10_000 {
+                slow.push((at, us));
+            }
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
-    let (serialised, written, bytes) = writer.join().expect("writer");
     match serialised {
         Some(serialised) => println!(
             "writer (nice {WRITER_NICE}, in memory): serialised {:.2} s, written and synced {:.2} s, {} MiB",
@@ -167,6 +212,14 @@ fn main() {
         status_mib("VmRSS"),
         status_mib("VmHWM")
     );
+    if drop_on_writer {
+        println!("the writer dropped the frozen state (SVAULT_DROP_ON_WRITER=1)");
+    } else {
+        println!("the shard dropped the frozen card chunks in {turns} turns");
+    }
     line("while the snapshot is written", &during, secs);
     line("  of which its first second", &first_ms, secs.min(1.0));
+    for (at, us) in slow {
+        println!("  an apply of {:.1} ms at {at:.2} s", us as f64 / 1e3);
+    }
 }

@@ -3,7 +3,8 @@
 //! (the shard's snapshot pause), serialisation of the frozen state, restore and digests.
 //! `SVAULT_KEY_TTL_MS` sets how long keys live (default 1 000 ms = 1 M ops: time moves 1 ms per
 //! 1 000 ops); `SVAULT_FREEZE_LOOP=1` times 20 freezes first; `SVAULT_PREFETCH_AHEAD=N` calls
-//! `State::prefetch` N requests ahead of `apply`, as the shard does.
+//! `State::prefetch` N requests ahead of `apply`, as the shard does; `SVAULT_OPS_ONLY=1` stops
+//! after the timed loop (for profiles of `apply` alone).
 
 use std::time::Instant;
 use svault_core::command::{CardId, Channel, Command, Method, Millis, Request};
@@ -106,6 +107,9 @@ fn main() {
         el.as_nanos() as f64 / ops as f64,
         ops as f64 / el.as_secs_f64() / 1e6
     );
+    if std::env::var("SVAULT_OPS_ONLY").is_ok() {
+        return;
+    }
     if std::env::var("SVAULT_FREEZE_LOOP").is_ok() {
         for _ in 0..20 {
             let t = Instant::now();

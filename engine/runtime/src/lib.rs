@@ -12,7 +12,7 @@
 //! - [`Engine`]: open a data directory, `submit`/`query`, shut down; [`router`]: card → shard;
 //! - `shard`: one thread's loop (batch, append, apply, commit, release replies by LSN, snapshot);
 //! - [`recovery`]: snapshot + log tail → state; [`meta`]: the directory's fixed settings;
-//! - [`events`], [`metrics`]: what the doors read back;
+//! - [`events`], [`metrics`]: what the doors read back; [`pages`]: small pages for the process;
 //! - [`replay`], [`inspect`], [`report`]: offline tools over a data directory (the `svault`
 //!   command calls them); [`progress`]: their progress bars.
 //!
@@ -27,6 +27,7 @@ pub mod faults;
 pub mod inspect;
 pub mod meta;
 pub mod metrics;
+pub mod pages;
 pub mod progress;
 pub mod recovery;
 pub mod replay;

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use svault_core::command::{CallerId, Command, Millis, Query, Request};
 use svault_core::outcome::{Event, FloatTotals, Reply};
 use svault_core::record::{self, LogRecord, LOG_RECORD_VERSION};
-use svault_core::state::{Frozen, QueryAnswer, State, Work};
+use svault_core::state::{Frozen, Leftover, QueryAnswer, State, Work};
 use wal::{Lsn, Wal, WalError};
 
 /// Who sent a message and which programs they may touch.
@@ -160,6 +160,18 @@ pub(crate) struct Shared {
 /// to overlap several cache misses, few enough that the lines are still cached when used.
 const PREFETCH_AHEAD: usize = 8;
 
+/// Card chunks a written snapshot leaves the shard to drop, per loop turn (see
+/// `svault_core::state::Leftover`): a chunk copied since the freeze is 4 Ki cards and their
+/// histories, a fraction of a millisecond to free.
+const LEFTOVER_CHUNKS_PER_TURN: usize = 2;
+
+/// What the writer answers for each job: the snapshot's LSN once durable (`None`: writing it
+/// failed), and what is left of the frozen state, for the shard to drop.
+struct Written {
+    lsn: Option<Lsn>,
+    leftover: Leftover,
+}
+
 /// A snapshot handed to the writer thread: the frozen state, serialised there.
 struct SnapshotJob {
     lsn: Lsn,
@@ -202,8 +214,10 @@ pub(crate) struct Shard {
     records_since_snapshot: u64,
     last_snapshot: Instant,
     snapshot_tx: Option<Sender<SnapshotJob>>,
-    /// `Some(lsn)` when that snapshot is durable, `None` when writing it failed.
-    snapshot_done_rx: Receiver<Option<Lsn>>,
+    /// Answers of the writer, one per job.
+    snapshot_done_rx: Receiver<Written>,
+    /// Card chunks of written snapshots, dropped a few per loop turn by this thread.
+    leftovers: Vec<Leftover>,
     /// A frozen state is with the writer: no second freeze until it answers (each live freeze
     /// makes the shard copy chunks on write).
     snapshot_in_flight: bool,
@@ -309,7 +323,7 @@ pub(crate) fn open(
     *shared.float.lock() = state.float();
 
     let (snapshot_tx, job_rx) = crossbeam_channel::bounded::<SnapshotJob>(1);
-    let (done_tx, snapshot_done_rx) = crossbeam_channel::bounded::<Option<Lsn>>(4);
+    let (done_tx, snapshot_done_rx) = crossbeam_channel::bounded::<Written>(4);
     let snap_dir = paths.snapshots.clone();
     let writer_metrics = Arc::clone(&shared.metrics);
     let snapshot_writer = std::thread::Builder::new()
@@ -351,6 +365,7 @@ pub(crate) fn open(
         ),
         snapshot_tx: Some(snapshot_tx),
         snapshot_done_rx,
+        leftovers: Vec::new(),
         snapshot_in_flight: false,
         snapshot_writer: Some(snapshot_writer),
         snapshot_dir: paths.snapshots.clone(),
@@ -376,7 +391,7 @@ fn snapshot_writer(
     k: usize,
     dir: std::path::PathBuf,
     jobs: Receiver<SnapshotJob>,
-    done: Sender<Option<Lsn>>,
+    done: Sender<Written>,
     metrics: Arc<ShardMetrics>,
 ) {
     lower_this_thread_priority(k);
@@ -400,19 +415,21 @@ fn snapshot_writer(
         let written = wal::snapshot::write_streamed(&dir, lsn, |out| {
             recovery::write_snapshot(&state, last_now, out)
         });
-        drop(state);
-        match written {
+        // The card chunks go back to the shard thread, which allocated them (see `Leftover`).
+        let leftover = state.into_leftover();
+        let lsn = match written {
             Ok(bytes) => {
                 let ms = started.elapsed().as_millis() as u64;
                 metrics.snapshot_write_ms_last.store(ms, Relaxed);
                 tracing::info!(shard = k, lsn = lsn.0, bytes, ms, "snapshot written");
-                let _ = done.send(Some(lsn));
+                Some(lsn)
             }
             Err(e) => {
                 tracing::error!(shard = k, lsn = lsn.0, error = %e, "snapshot write failed; the log still holds every record");
-                let _ = done.send(None);
+                None
             }
-        }
+        };
+        let _ = done.send(Written { lsn, leftover });
     }
 }
 
@@ -487,7 +504,9 @@ impl Shard {
             match self.rx.recv_timeout(timeout) {
                 Ok(m) => batch.push(m),
                 Err(RecvTimeoutError::Timeout) => {
-                    self.on_idle();
+                    if !self.shed_leftovers() {
+                        self.on_idle();
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -511,6 +530,7 @@ impl Shard {
                 break;
             }
             self.maybe_snapshot();
+            self.shed_leftovers();
         }
         self.finish();
         let (k, poisoned) = (self.k, self.poisoned.is_some());
@@ -522,7 +542,7 @@ impl Shard {
     }
 
     fn wait_timeout(&self) -> Duration {
-        if self.tick_backlog {
+        if self.tick_backlog || !self.leftovers.is_empty() {
             return Duration::ZERO;
         }
         let idle = Duration::from_millis(self.tuning.idle_tick_ms);
@@ -955,9 +975,10 @@ impl Shard {
 
     /// Snapshots the writer finished: count them, and move what they cover to the archive.
     fn on_snapshots_written(&mut self) {
-        while let Ok(done) = self.snapshot_done_rx.try_recv() {
+        while let Ok(Written { lsn, leftover }) = self.snapshot_done_rx.try_recv() {
             self.snapshot_in_flight = false;
-            let Some(lsn) = done else { continue };
+            self.leftovers.push(leftover);
+            let Some(lsn) = lsn else { continue };
             self.shared.metrics.snapshots.fetch_add(1, Relaxed);
             self.shared.metrics.snapshot_lsn.store(lsn.0, Relaxed);
             if self.tuning.remove_covered_segments {
@@ -987,6 +1008,18 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Drops a few card chunks of written snapshots (see `LEFTOVER_CHUNKS_PER_TURN`); whether
+    /// there were any.
+    fn shed_leftovers(&mut self) -> bool {
+        let Some(last) = self.leftovers.last_mut() else {
+            return false;
+        };
+        if !last.shed(LEFTOVER_CHUNKS_PER_TURN) {
+            self.leftovers.pop();
+        }
+        true
     }
 
     /// Freezes the state and hands it to the writer thread when a snapshot is due.

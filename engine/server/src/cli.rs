@@ -94,6 +94,12 @@ pub struct ReportArgs {
 
 /// Entry point of the `svault` binary.
 pub fn main() -> ExitCode {
+    // Before the state grows: see `runtime::pages` (huge-page faults stall the shard threads).
+    if let Err(e) = runtime::pages::small_pages_only() {
+        eprintln!(
+            "svault: transparent huge pages stay on ({e}): expect longer stalls as memory grows"
+        );
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),

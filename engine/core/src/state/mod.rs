@@ -128,7 +128,7 @@ use timers::Timers;
 pub(crate) use hasher::IdBuild;
 pub use memory::MemoryUse;
 pub(crate) use programs::ProgramSlot;
-pub use snapshot::{Frozen, SNAPSHOT_VERSION};
+pub use snapshot::{Frozen, Leftover, SNAPSHOT_VERSION};
 
 /// The money rules a request is decided by.
 ///

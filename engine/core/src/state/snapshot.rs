@@ -200,7 +200,42 @@ pub struct Frozen {
     stores: super::stores::Stores,
 }
 
+/// What is left of a frozen state once its snapshot is written: its card chunks, for the
+/// shard thread to drop a few at a time ([`Leftover::shed`]).
+///
+/// Why: every chunk the live state wrote to after the freeze is a copy, so the frozen one is
+/// the last owner of 4 Ki cards and their histories, thousands of small blocks that the shard
+/// thread allocated. Dropped by the writer thread, they all come back to the shard thread's
+/// allocator as frees from another thread, which it collects in one go on a later allocation:
+/// a 70–80 ms stop of the shard (`snapshot_stall`). Dropped by the shard thread a few chunks
+/// per turn, each is a local free and a turn stays under a millisecond.
+pub struct Leftover {
+    chunks: Vec<Arc<Vec<Card>>>,
+}
+
+impl Leftover {
+    /// Drops up to `chunks` card chunks (the last ones first); whether any are left.
+    pub fn shed(&mut self, chunks: usize) -> bool {
+        let keep = self.chunks.len().saturating_sub(chunks);
+        self.chunks.truncate(keep);
+        !self.chunks.is_empty()
+    }
+
+    /// Card chunks not dropped yet.
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
 impl Frozen {
+    /// Keeps only the card chunks, to be dropped by the shard thread (see [`Leftover`]); the
+    /// rest (a few large blocks) is dropped here.
+    pub fn into_leftover(self) -> Leftover {
+        Leftover {
+            chunks: self.chunks,
+        }
+    }
+
     /// Cards in the frozen state.
     pub fn cards(&self) -> usize {
         self.cards

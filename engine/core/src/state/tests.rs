@@ -1020,6 +1020,56 @@ fn transactions_newest_first_with_limit() {
 }
 
 #[test]
+fn a_written_snapshot_leaves_its_card_chunks_to_be_shed_a_few_at_a_time() {
+    // Three chunks of cards; after the freeze the live state writes to the first one (a copy).
+    let mut t = T::new();
+    for id in 1..=(2 * CHUNK as u64 + 10) {
+        let c = t.open(id);
+        t.ok(Command::TopUp {
+            card_id: c,
+            amount: y(10),
+            channel: Channel::Wechat,
+        });
+    }
+    let frozen = t.st.freeze();
+    let bytes = frozen.to_bytes();
+    t.ok(Command::TopUp {
+        card_id: CardId(1),
+        amount: y(1),
+        channel: Channel::Wechat,
+    });
+    let live = t.st.digest();
+    let shared = |st: &State| {
+        st.chunks
+            .iter()
+            .filter(|c| std::sync::Arc::strong_count(c) > 1)
+            .count()
+    };
+    assert_eq!(
+        shared(&t.st),
+        2,
+        "the chunk written to is a copy, the others are shared"
+    );
+
+    let mut left = frozen.into_leftover();
+    assert_eq!(left.chunks(), 3);
+    assert!(left.shed(1), "two chunks are left after shedding one");
+    assert_eq!(left.chunks(), 2);
+    assert_eq!(shared(&t.st), 1, "the last chunk went first");
+    assert!(left.shed(1));
+    assert_eq!(shared(&t.st), 0, "the live state owns every chunk again");
+    assert!(
+        !left.shed(2),
+        "the copied-from chunk went last: nothing is left"
+    );
+    assert_eq!(left.chunks(), 0);
+    // Shedding changed nothing live, and the snapshot taken before it restores the frozen state.
+    assert_eq!(t.st.digest(), live);
+    let restored = State::restore(&bytes, StateConfig::default()).unwrap();
+    assert_eq!(restored.card(CardId(1)).map(|c| c.principal), Some(y(10)));
+}
+
+#[test]
 fn a_snapshot_streamed_to_a_writer_is_the_bytes_of_collected_copies() {
     // More cards than one chunk and keys spread over several key chunks: the streamed lists
     // walk every chunk in order.

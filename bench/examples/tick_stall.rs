@@ -80,6 +80,8 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    // As the `svault` binary runs (`runtime::pages`).
+    runtime::pages::small_pages_only().expect("transparent huge pages off");
     for (name, bound) in [
         ("bounded", StateConfig::TIMERS_PER_TICK_DEFAULT),
         ("unbounded", StateConfig::UNBOUNDED),

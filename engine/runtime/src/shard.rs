@@ -504,9 +504,8 @@ impl Shard {
             match self.rx.recv_timeout(timeout) {
                 Ok(m) => batch.push(m),
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.shed_leftovers() {
-                        self.on_idle();
-                    }
+                    self.shed_leftovers();
+                    self.on_idle();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -1010,16 +1009,14 @@ impl Shard {
         }
     }
 
-    /// Drops a few card chunks of written snapshots (see `LEFTOVER_CHUNKS_PER_TURN`); whether
-    /// there were any.
-    fn shed_leftovers(&mut self) -> bool {
-        let Some(last) = self.leftovers.last_mut() else {
-            return false;
-        };
-        if !last.shed(LEFTOVER_CHUNKS_PER_TURN) {
-            self.leftovers.pop();
+    /// Drops a few card chunks of written snapshots (see `LEFTOVER_CHUNKS_PER_TURN`); the
+    /// loop does not wait for messages while some are left.
+    fn shed_leftovers(&mut self) {
+        if let Some(last) = self.leftovers.last_mut() {
+            if !last.shed(LEFTOVER_CHUNKS_PER_TURN) {
+                self.leftovers.pop();
+            }
         }
-        true
     }
 
     /// Freezes the state and hands it to the writer thread when a snapshot is due.

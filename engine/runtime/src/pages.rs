@@ -38,7 +38,7 @@ mod tests {
                 .lines()
                 .find_map(|l| l.strip_prefix("THP_enabled:").map(|v| v.trim().to_string()))
         };
-        // Kernels before 6.3 do not report it: then only the call's success is checked.
+        // Kernels before 5.0 do not report it: then only the call's success is checked.
         let before = thp();
         super::small_pages_only().expect("prctl");
         if let Some(before) = before {

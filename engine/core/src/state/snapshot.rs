@@ -207,7 +207,7 @@ pub struct Frozen {
 /// the last owner of 4 Ki cards and their histories, thousands of small blocks that the shard
 /// thread allocated. Dropped by the writer thread, they all come back to the shard thread's
 /// allocator as frees from another thread, which it collects in one go on a later allocation:
-/// a 70–80 ms stop of the shard (`snapshot_stall`). Dropped by the shard thread a few chunks
+/// stops of up to 77 ms (`snapshot_stall`). Dropped by the shard thread a few chunks
 /// per turn, each is a local free and a turn stays under a millisecond.
 pub struct Leftover {
     chunks: Vec<Arc<Vec<Card>>>,

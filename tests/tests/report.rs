@@ -1103,3 +1103,46 @@ fn readme_documents_every_parquet_column() {
         }
     }
 }
+
+/// Two callers may send the same idempotency key for the same card: keys are namespaced by
+/// caller, so the server applies both. The report must replay each record as its caller (and
+/// under the rules it was logged with), or it would take the second for a replay of the first
+/// and count one top-up where the cards hold two.
+#[test]
+fn the_same_key_from_two_callers_is_two_top_ups_in_the_report() {
+    use svault_core::command::CallerId;
+    let dir = tempfile::tempdir().unwrap();
+    let tuning = Tuning {
+        clock: Arc::new(|| Millis(T0)),
+        ..Tuning::default()
+    };
+    let engine = Engine::open_with(config(dir.path()), tuning).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let send = |key: &str, command: Command, caller: u64| {
+        let request = Request {
+            idempotency_key: Some(key.to_string()),
+            command,
+        };
+        rt.block_on(engine.submit_as(request, &Scope::All, CallerId(caller)))
+            .unwrap()
+    };
+    send("p", Command::UpsertProgram(Program::demo()), 1);
+    send("o", open(A, "demo"), 1);
+    for caller in [1, 2] {
+        let r = send("same-key", top_up(A, 100, Channel::Wechat), caller);
+        assert!(!r.replayed, "caller {caller}: a key of its own, applied");
+        assert!(matches!(r.outcome, Outcome::Approved(_)), "{:?}", r.outcome);
+    }
+    engine.shutdown();
+    let report = runtime::report::run(dir.path(), &ReportOptions::default()).unwrap();
+    let demo = report
+        .programs
+        .iter()
+        .find(|p| p.program.id == "demo")
+        .unwrap();
+    assert_eq!(demo.tally.top_ups.count, 2);
+    assert_eq!(demo.tally.top_ups.amount, 2 * i128::from(yuan(100).0));
+}

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use svault_core::command::Millis;
-use svault_core::outcome::Event;
+use svault_core::outcome::{Event, Reply};
 use svault_core::record::{self, LogRecord};
 use svault_core::state::{Frozen, State, StateConfig};
 use wal::{Lsn, Wal, WalError};
@@ -214,9 +214,74 @@ pub fn replay_records(
     from: Lsn,
     start_now: Millis,
     until: Until,
-    mut on_events: impl FnMut(&mut Vec<Event>),
-    mut on_progress: impl FnMut(u64, u64),
+    on_events: impl FnMut(&mut Vec<Event>),
+    on_progress: impl FnMut(u64, u64),
 ) -> Result<Replayed, RecoveryError> {
+    replay_observed(
+        read,
+        state,
+        from,
+        start_now,
+        until,
+        &mut EventsOnly(on_events),
+        on_progress,
+    )
+}
+
+/// What a reader of the log learns from replay, record by record. Recovery only forwards
+/// the events; `svault report` adds up every answer as the server gave it. Both go through
+/// [`replay_observed`], so each record is decided exactly as the server decided it: as its
+/// caller, under the rules it was logged with.
+pub trait Observe {
+    /// Why observing can fail (replay's own failures convert into it).
+    type Error: From<RecoveryError>;
+    /// Called right before `rec` is applied, with the state as the record found it.
+    fn before(&mut self, _lsn: Lsn, _rec: &LogRecord, _state: &State) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// Called right after: the answer and the events `rec` produced (cleared afterwards).
+    fn after(
+        &mut self,
+        lsn: Lsn,
+        rec: &LogRecord,
+        reply: &Reply,
+        events: &mut Vec<Event>,
+        state: &State,
+    ) -> Result<(), Self::Error>;
+}
+
+/// Recovery's observer: events go to `on_events` (the server's event ring), answers nowhere.
+struct EventsOnly<F>(F);
+
+impl<F: FnMut(&mut Vec<Event>)> Observe for EventsOnly<F> {
+    type Error = RecoveryError;
+    fn after(
+        &mut self,
+        _: Lsn,
+        _: &LogRecord,
+        _: &Reply,
+        events: &mut Vec<Event>,
+        _: &State,
+    ) -> Result<(), RecoveryError> {
+        if !events.is_empty() {
+            (self.0)(events);
+        }
+        Ok(())
+    }
+}
+
+/// [`replay_records`] telling `observer` about every record it applies. Records are decoded
+/// and their state prefetched `REPLAY_AHEAD` records before they are applied, so the cache
+/// misses of consecutive records overlap.
+pub fn replay_observed<O: Observe>(
+    read: impl FnOnce(&mut dyn FnMut(Lsn, &[u8]) -> Result<(), O::Error>) -> Result<(), O::Error>,
+    state: &mut State,
+    from: Lsn,
+    start_now: Millis,
+    until: Until,
+    observer: &mut O,
+    mut on_progress: impl FnMut(u64, u64),
+) -> Result<Replayed, O::Error> {
     let mut read_bytes = 0u64;
     let mut read_records = 0u64;
     let mut done = Replayed {
@@ -227,27 +292,26 @@ pub fn replay_records(
         stopped_early: false,
     };
     let mut events = Vec::new();
-    // Records decoded but not yet applied, in LSN order: applied REPLAY_AHEAD records after
-    // their state was prefetched, so the cache misses of consecutive records overlap.
+    // Records decoded but not yet applied, in LSN order.
     let mut ahead: std::collections::VecDeque<(Lsn, LogRecord)> =
         std::collections::VecDeque::with_capacity(REPLAY_AHEAD + 1);
-    let mut apply = |state: &mut State, lsn: Lsn, rec: LogRecord| {
+    let mut apply = |state: &mut State, lsn: Lsn, rec: LogRecord| -> Result<(), O::Error> {
+        observer.before(lsn, &rec, state)?;
         // Each record is decided by the rules it was written under, as its caller.
-        state.apply_logged(
+        let reply = state.apply_logged(
             &rec.request,
             rec.caller,
             rec.now,
             svault_core::record::rules_of(rec.version),
             &mut events,
         );
-        if !events.is_empty() {
-            on_events(&mut events);
-            events.clear();
-        }
+        observer.after(lsn, &rec, &reply, &mut events, state)?;
+        events.clear();
         done.records += 1;
         done.last_lsn = lsn;
         done.last_now = rec.now;
         done.first_now.get_or_insert(rec.now);
+        Ok(())
     };
     let mut stopped = false;
     read(&mut |lsn, bytes| {
@@ -288,7 +352,7 @@ pub fn replay_records(
         ahead.push_back((lsn, rec));
         if ahead.len() > REPLAY_AHEAD {
             if let Some((lsn, rec)) = ahead.pop_front() {
-                apply(state, lsn, rec);
+                apply(state, lsn, rec)?;
             }
         }
         Ok(())
@@ -296,7 +360,7 @@ pub fn replay_records(
     on_progress(read_bytes, read_records);
     // Everything still held precedes the end or the stop point.
     for (lsn, rec) in ahead.drain(..) {
-        apply(state, lsn, rec);
+        apply(state, lsn, rec)?;
     }
     done.stopped_early = stopped;
     Ok(done)

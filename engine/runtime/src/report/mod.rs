@@ -35,7 +35,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use svault_core::command::Millis;
 use svault_core::money::Rate;
-use svault_core::record;
+use svault_core::outcome::{Event, Reply};
+use svault_core::record::LogRecord;
 use svault_core::state::{State, StateConfig};
 use tally::{ProgramTally, ShardTally, Window};
 use wal::{Lsn, WalError};
@@ -148,16 +149,68 @@ impl Report {
     }
 }
 
+/// Why one shard's scan stopped: replay refused the log, or the Parquet export failed.
 enum ScanError {
-    Wal(WalError),
+    Replay(recovery::RecoveryError),
     Export(hive::HiveError),
-    Record { lsn: u64, reason: String },
-    Stop,
+}
+
+impl From<recovery::RecoveryError> for ScanError {
+    fn from(e: recovery::RecoveryError) -> Self {
+        ScanError::Replay(e)
+    }
 }
 
 impl From<WalError> for ScanError {
     fn from(e: WalError) -> Self {
-        ScanError::Wal(e)
+        ScanError::Replay(e.into())
+    }
+}
+
+fn replay_error(shard: usize, e: recovery::RecoveryError) -> ReportError {
+    use recovery::RecoveryError as R;
+    match e {
+        R::Wal(source) => ReportError::Wal { shard, source },
+        R::Record { lsn, reason } => ReportError::Record { shard, lsn, reason },
+        R::InvalidRequest { lsn, invalid } => ReportError::Record {
+            shard,
+            lsn,
+            reason: format!("invalid request: {invalid}"),
+        },
+        other => ReportError::History {
+            shard,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Adds up each record's answer as replay applies it: the tally, and the Parquet rows.
+struct Adder {
+    tally: ShardTally,
+    export: Option<ShardExport>,
+}
+
+impl recovery::Observe for Adder {
+    type Error = ScanError;
+    fn before(&mut self, _: Lsn, rec: &LogRecord, state: &State) -> Result<(), ScanError> {
+        self.tally.before(rec.now, state);
+        Ok(())
+    }
+    fn after(
+        &mut self,
+        lsn: Lsn,
+        rec: &LogRecord,
+        reply: &Reply,
+        events: &mut Vec<Event>,
+        state: &State,
+    ) -> Result<(), ScanError> {
+        self.tally
+            .observe(rec.now, &rec.request, reply, events, state);
+        if let Some(x) = self.export.as_mut() {
+            x.observe(lsn.0, rec.now, &rec.request, reply, events, state)
+                .map_err(ScanError::Export)?;
+        }
+        Ok(())
     }
 }
 
@@ -301,7 +354,7 @@ fn scan_shard(
     parquet: Option<&Path>,
     progress: &Progress,
 ) -> Result<Scanned, ReportError> {
-    let mut export = match parquet {
+    let export = match parquet {
         Some(dir) => Some(
             ShardExport::new(dir, k, window.clone())
                 .map_err(|source| ReportError::Parquet { shard: k, source })?,
@@ -342,8 +395,6 @@ fn scan_shard(
             }
         }
     };
-    let mut tally = ShardTally::new(window.clone());
-    let mut events = Vec::new();
     let mut scan = ShardScan {
         shard: k,
         records: 0,
@@ -353,53 +404,41 @@ fn scan_shard(
         last_time: None,
         partial_tail: false,
     };
-    let (mut pending_bytes, mut pending_records) = (0u64, 0u64);
-    let result = history.read(
-        Lsn(snapshot_lsn.0 + 1),
-        |_| {},
-        |lsn, bytes| {
-            pending_bytes += bytes.len() as u64 + 16;
-            pending_records += 1;
-            if pending_bytes >= 1 << 20 {
-                progress.inc_records(pending_bytes, pending_records);
-                (pending_bytes, pending_records) = (0, 0);
-            }
-            let rec = record::decode(bytes).map_err(|e| ScanError::Record {
-                lsn: lsn.0,
-                reason: e.to_string(),
-            })?;
-            if rec.now >= window.to {
-                return Err(ScanError::Stop);
-            }
-            tally.before(rec.now, &state);
-            let reply = state.apply(&rec.request, rec.now, &mut events);
-            tally.observe(rec.now, &rec.request, &reply, &events, &state);
-            if let Some(x) = export.as_mut() {
-                x.observe(lsn.0, rec.now, &rec.request, &reply, &events, &state)
-                    .map_err(ScanError::Export)?;
-            }
-            events.clear();
-            scan.records += 1;
-            scan.last_lsn = lsn.0;
-            scan.first_time.get_or_insert(rec.now);
-            scan.last_time = Some(rec.now);
+    let until = match window.to {
+        Millis(i64::MAX) => recovery::Until::End,
+        to => recovery::Until::Time(to),
+    };
+    let mut adder = Adder {
+        tally: ShardTally::new(window),
+        export,
+    };
+    let from = Lsn(snapshot_lsn.0 + 1);
+    let mut end = wal::HistoryEnd::default();
+    let result = recovery::replay_observed(
+        |each| {
+            end = history.read(from, |_| {}, each)?;
             Ok(())
         },
+        &mut state,
+        from,
+        Millis(0),
+        until,
+        &mut adder,
+        |bytes, records| progress.inc_records(bytes, records),
     );
-    progress.inc_records(pending_bytes, pending_records);
-    match result {
-        Ok(end) => scan.partial_tail = end.partial_tail,
-        Err(ScanError::Stop) => {}
-        Err(ScanError::Wal(source)) => return Err(ReportError::Wal { shard: k, source }),
+    let replayed = match result {
+        Ok(r) => r,
         Err(ScanError::Export(source)) => return Err(ReportError::Parquet { shard: k, source }),
-        Err(ScanError::Record { lsn, reason }) => {
-            return Err(ReportError::Record {
-                shard: k,
-                lsn,
-                reason,
-            })
-        }
+        Err(ScanError::Replay(e)) => return Err(replay_error(k, e)),
+    };
+    scan.partial_tail = end.partial_tail;
+    scan.records = replayed.records;
+    if replayed.records > 0 {
+        scan.last_lsn = replayed.last_lsn.0;
+        scan.first_time = replayed.first_now;
+        scan.last_time = Some(replayed.last_now);
     }
+    let Adder { tally, export } = adder;
     let export = match export {
         Some(x) => Some(
             x.finish()

@@ -204,7 +204,7 @@ pub struct Frozen {
 /// shard thread to drop a few at a time ([`Leftover::shed`]).
 ///
 /// Why: every chunk the live state wrote to after the freeze is a copy, so the frozen one is
-/// the last owner of 4 Ki cards and their histories, thousands of small blocks that the shard
+/// the last owner of its cards and their histories, thousands of small blocks that the shard
 /// thread allocated. Dropped by the writer thread, they all come back to the shard thread's
 /// allocator as frees from another thread, which it collects in one go on a later allocation:
 /// stops of up to 77 ms (`snapshot_stall`). Dropped by the shard thread a few chunks
@@ -214,10 +214,17 @@ pub struct Leftover {
 }
 
 impl Leftover {
-    /// Drops up to `chunks` card chunks (the last ones first); whether any are left.
-    pub fn shed(&mut self, chunks: usize) -> bool {
-        let keep = self.chunks.len().saturating_sub(chunks);
-        self.chunks.truncate(keep);
+    /// Drops whole card chunks, the last ones first, until at least `cards` cards are gone
+    /// (or none are left); whether any are left. Counted in cards, not chunks, so the work of
+    /// one call does not depend on the chunk size.
+    pub fn shed(&mut self, cards: usize) -> bool {
+        let mut dropped = 0;
+        while dropped < cards {
+            let Some(chunk) = self.chunks.pop() else {
+                break;
+            };
+            dropped += chunk.len().max(1);
+        }
         !self.chunks.is_empty()
     }
 

@@ -1071,10 +1071,10 @@ fn a_written_snapshot_leaves_its_card_chunks_to_be_shed_a_few_at_a_time() {
 
 #[test]
 fn a_snapshot_streamed_to_a_writer_is_the_bytes_of_collected_copies() {
-    // More cards than one chunk and keys spread over several key chunks: the streamed lists
-    // walk every chunk in order.
+    // Many card chunks and keys spread over two key chunks: the streamed lists walk every
+    // chunk in order, and the snapshot passes the 1 MiB the full disk below takes.
     let mut t = T::new();
-    for id in 1..=(CHUNK as u64 + 50) {
+    for id in 1..=(16 * CHUNK as u64 + 50) {
         let c = t.open(id);
         t.keyed(
             &format!("t{id}"),
@@ -1322,5 +1322,32 @@ fn a_request_declined_by_an_earlier_reversal_is_remembered_a_full_ttl() {
         t.view(c).principal,
         y(100),
         "the reversed request never moves money"
+    );
+}
+
+#[test]
+fn a_write_after_a_freeze_copies_a_few_hundred_cards_not_thousands() {
+    // Right after a freeze nearly every request writes to a chunk the snapshot still shares,
+    // so what one copy costs is what each of those requests waits: it must stay small.
+    let mut t = T::new();
+    for id in 1..=3000 {
+        t.open(id);
+    }
+    let _frozen = t.st.freeze();
+    t.ok(Command::TopUp {
+        card_id: CardId(1500),
+        amount: y(1),
+        channel: Channel::Wechat,
+    });
+    let copied: usize =
+        t.st.chunks
+            .iter()
+            .filter(|c| std::sync::Arc::strong_count(c) == 1)
+            .map(|c| c.len())
+            .sum();
+    assert!(copied >= 1, "the card written to is in a copy");
+    assert!(
+        copied <= 256,
+        "one write copied {copied} cards; each request after a freeze would wait for that many"
     );
 }

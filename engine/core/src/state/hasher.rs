@@ -3,7 +3,7 @@
 
 /// Mixes a card id into a well-spread hash (murmur3 finaliser); deterministic, no seed.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -27,4 +27,5 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-pub(crate) type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
+/// For any map keyed by card ids (or transaction ids): the report's per-card facts use it too.
+pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;

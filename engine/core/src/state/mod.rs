@@ -125,7 +125,7 @@ use std::sync::Arc;
 use stores::Stores;
 use timers::Timers;
 
-pub(crate) use hasher::IdBuild;
+pub use hasher::IdBuild;
 pub use memory::MemoryUse;
 pub(crate) use programs::ProgramSlot;
 pub use snapshot::{Frozen, Leftover, SNAPSHOT_VERSION};

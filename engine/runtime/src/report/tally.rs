@@ -7,12 +7,13 @@
 //! (`report::figures`).
 
 use super::time;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use svault_core::command::{CardId, Command, Millis, Query, Request, TxnId};
 use svault_core::money::{Amount, Rate};
 use svault_core::outcome::{CardView, Event, EventKind, Outcome, Reply, TxnKind};
-use svault_core::state::{QueryAnswer, State};
+use svault_core::state::{IdBuild, QueryAnswer, State};
 
 /// A count and an amount in minor units (i128: sums over any history cannot overflow).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -192,8 +193,9 @@ pub struct Window {
 /// One shard's running tally.
 pub struct ShardTally {
     window: Window,
-    cards: HashMap<CardId, CardFacts>,
-    holds: HashMap<TxnId, HoldFacts>,
+    /// Keyed with the card index's hasher: one lookup per record, so SipHash showed.
+    cards: HashMap<CardId, CardFacts, IdBuild>,
+    holds: HashMap<TxnId, HoldFacts, IdBuild>,
     programs: BTreeMap<String, ProgramTally>,
     /// Latest quarter start crossed per program and the principal outstanding just before it.
     quarter: HashMap<String, (Millis, i128)>,
@@ -222,8 +224,8 @@ impl ShardTally {
     pub fn new(window: Window) -> ShardTally {
         ShardTally {
             window,
-            cards: HashMap::new(),
-            holds: HashMap::new(),
+            cards: HashMap::default(),
+            holds: HashMap::default(),
             programs: BTreeMap::new(),
             quarter: HashMap::new(),
             next_quarter_check: Millis(i64::MIN),
@@ -430,58 +432,55 @@ impl ShardTally {
                 t.top_ups.add(a.amount);
                 t.top_up_bonus += i128::from(a.bonus_granted.0);
                 if let Command::TopUp { channel, .. } = &request.command {
-                    t.top_ups_by_channel
-                        .entry(channel.as_str().to_string())
-                        .or_default()
-                        .add(a.amount);
+                    sum_at(&mut t.top_ups_by_channel, channel.as_str()).add(a.amount);
                 }
                 t.top_ups_by_day.entry(day).or_default().add(a.amount);
                 let step = match p.ladder_step(nth) {
                     Some(s) if a.bonus_granted.0 > 0 => s.nth.to_string(),
                     _ => "none".to_string(),
                 };
-                t.bonus_by_step
-                    .entry(step)
-                    .or_default()
-                    .add(a.bonus_granted);
+                sum_at(&mut t.bonus_by_step, &step).add(a.bonus_granted);
             }
             TxnKind::Spend | TxnKind::Capture => {
-                let (method, store, window, discount) = match (&request.command, captured_hold) {
-                    (Command::Spend { method, store, .. }, _) => (
-                        method.as_str().to_string(),
-                        store.clone().unwrap_or_else(|| "none".into()),
-                        discount_window(p, card, now),
-                        a.discount,
-                    ),
-                    (_, Some(h)) => {
-                        let share = if a.discount.0 > 0 || h.held.0 <= 0 {
-                            a.discount
-                        } else {
-                            Amount(svault_core::money::mul_div_half_even(
-                                h.discount.0,
-                                a.amount.0,
-                                h.held.0,
-                            ))
-                        };
-                        (h.method.to_string(), h.store, h.window, share)
-                    }
-                    _ => ("unknown".into(), "unknown".into(), None, a.discount),
-                };
+                // Borrowed where they can be: a spend's method and store are looked up, and a
+                // key is allocated only the first time it is seen.
+                let (method, store, window, discount): (&str, Cow<str>, _, _) =
+                    match (&request.command, captured_hold) {
+                        (Command::Spend { method, store, .. }, _) => (
+                            method.as_str(),
+                            Cow::Borrowed(store.as_deref().unwrap_or("none")),
+                            discount_window(p, card, now),
+                            a.discount,
+                        ),
+                        (_, Some(h)) => {
+                            let share = if a.discount.0 > 0 || h.held.0 <= 0 {
+                                a.discount
+                            } else {
+                                Amount(svault_core::money::mul_div_half_even(
+                                    h.discount.0,
+                                    a.amount.0,
+                                    h.held.0,
+                                ))
+                            };
+                            (h.method, Cow::Owned(h.store), h.window, share)
+                        }
+                        _ => ("unknown", Cow::Borrowed("unknown"), None, a.discount),
+                    };
                 t.spends.add(a.amount);
                 t.spends_by_hour
                     .entry(local.hour)
                     .or_default()
                     .add(a.amount);
-                t.spends_by_method.entry(method).or_default().add(a.amount);
-                t.spends_by_store.entry(store).or_default().add(a.amount);
+                sum_at(&mut t.spends_by_method, method).add(a.amount);
+                sum_at(&mut t.spends_by_store, &store).add(a.amount);
                 if discount.0 > 0 {
                     match window {
-                        Some(w) => t.discount_by_window.entry(w).or_default().add(discount),
-                        None => t
-                            .discount_by_tier
-                            .entry(card.tier.as_deref().unwrap_or("none").to_string())
-                            .or_default()
-                            .add(discount),
+                        Some(w) => sum_at(&mut t.discount_by_window, &w).add(discount),
+                        None => sum_at(
+                            &mut t.discount_by_tier,
+                            card.tier.as_deref().unwrap_or("none"),
+                        )
+                        .add(discount),
                     }
                 }
             }
@@ -494,10 +493,7 @@ impl ShardTally {
             TxnKind::Grant if a.bonus_granted.0 > 0 => t.grants_bonus.add(a.bonus_granted),
             TxnKind::Reversal => {
                 let kind = reversed_kind.map_or("unknown", |k| k.as_str());
-                t.reversals
-                    .entry(kind.to_string())
-                    .or_default()
-                    .add(Amount(a.principal.0.saturating_add(a.bonus.0)));
+                sum_at(&mut t.reversals, kind).add(Amount(a.principal.0.saturating_add(a.bonus.0)));
             }
             _ => {}
         }
@@ -607,8 +603,20 @@ impl ShardTally {
 
 fn update_card(facts: &mut CardFacts, card: &CardView) {
     facts.points = card.points;
-    facts.tier = card.tier.clone();
+    // The tier rarely changes: compare before cloning its name (an atomic count each time).
+    if facts.tier.as_ref().map(Arc::as_ptr) != card.tier.as_ref().map(Arc::as_ptr) {
+        facts.tier = card.tier.clone();
+    }
     facts.consumed = card.consumed;
+}
+
+/// The sum under `key`, added on first use: the key is allocated once, not per record.
+fn sum_at<'m>(m: &'m mut BTreeMap<String, Sum>, key: &str) -> &'m mut Sum {
+    if !m.contains_key(key) {
+        m.insert(key.to_string(), Sum::default());
+    }
+    // Inserted just above.
+    m.get_mut(key).unwrap_or_else(|| unreachable!())
 }
 
 /// The label of the discount window that set a spend's or hold's rate, if a window's rate beat

@@ -14,7 +14,7 @@
 //!
 //! Huge pages are off, as in the `svault` binary (`runtime::pages`); `SVAULT_HUGE_PAGES=1` keeps
 //! them on, to compare. The frozen card chunks go back to this thread once written, which drops
-//! them `LEFTOVER_CARDS_PER_TURN` per spend, as the shard does per batch (`Leftover`);
+//! `runtime::LEFTOVER_CARDS_PER_TURN` cards per spend, as the shard does per batch (`Leftover`);
 //! `SVAULT_DROP_ON_WRITER=1` drops them on the writer instead, as before, to compare.
 //!
 //! `cargo run --release -p bench --example snapshot_stall -- 1000000 [in-memory]`
@@ -30,9 +30,6 @@ use svault_core::state::State;
 /// The same allocator as the `svault` binary.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The shard drops this many card chunks of a written snapshot per turn, as here per spend.
-const LEFTOVER_CARDS_PER_TURN: usize = 8192;
 
 /// The runtime's snapshot writer runs at this nice value too.
 const WRITER_NICE: i32 = 10;
@@ -192,7 +189,7 @@ fn main() {
             turns += 1;
             let at = started.elapsed().as_secs_f64();
             let t = Instant::now();
-            more = leftover.shed(LEFTOVER_CARDS_PER_TURN);
+            more = leftover.shed(runtime::LEFTOVER_CARDS_PER_TURN);
             let shed_us = t.elapsed().as_micros() as u64;
             let us = shed_us + spender.spend(&mut st, &mut ev);
             note(at, us);

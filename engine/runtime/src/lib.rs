@@ -90,6 +90,12 @@ pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
 /// Default [`Tuning::slow_batch_ms`]: well under a gateway's timeout, well over a healthy batch.
 pub const SLOW_BATCH_MS_DEFAULT: u64 = 10;
 
+/// Cards of a written snapshot the shard drops per loop turn (see
+/// `svault_core::state::Leftover`): the cards copied since the freeze and their histories,
+/// a fraction of a millisecond to free. Public so the `snapshot_stall` bench sheds as the
+/// shard does.
+pub const LEFTOVER_CARDS_PER_TURN: usize = 8192;
+
 /// Limits and intervals of the runtime; every one has a sensible default.
 #[derive(Clone)]
 pub struct Tuning {

@@ -160,11 +160,6 @@ pub(crate) struct Shared {
 /// to overlap several cache misses, few enough that the lines are still cached when used.
 const PREFETCH_AHEAD: usize = 8;
 
-/// Cards of a written snapshot the shard drops per loop turn (see
-/// `svault_core::state::Leftover`): the cards copied since the freeze and their histories,
-/// a fraction of a millisecond to free.
-const LEFTOVER_CARDS_PER_TURN: usize = 8192;
-
 /// What the writer answers for each job: the snapshot's LSN once durable (`None`: writing it
 /// failed), and what is left of the frozen state, for the shard to drop.
 struct Written {
@@ -1009,11 +1004,11 @@ impl Shard {
         }
     }
 
-    /// Drops a few card chunks of written snapshots (see `LEFTOVER_CARDS_PER_TURN`); the
+    /// Drops `crate::LEFTOVER_CARDS_PER_TURN` cards of written snapshots; the
     /// loop does not wait for messages while some are left.
     fn shed_leftovers(&mut self) {
         if let Some(last) = self.leftovers.last_mut() {
-            if !last.shed(LEFTOVER_CARDS_PER_TURN) {
+            if !last.shed(crate::LEFTOVER_CARDS_PER_TURN) {
                 self.leftovers.pop();
             }
         }

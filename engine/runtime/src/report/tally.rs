@@ -237,14 +237,7 @@ impl ShardTally {
     }
 
     fn tally(&mut self, program: &str) -> &mut ProgramTally {
-        if !self.programs.contains_key(program) {
-            self.programs
-                .insert(program.to_string(), ProgramTally::default());
-        }
-        // Inserted just above.
-        self.programs
-            .get_mut(program)
-            .unwrap_or_else(|| unreachable!())
+        entry_of(&mut self.programs, program)
     }
 
     /// Called before a record at `now` is applied: remembers the principal outstanding at
@@ -432,14 +425,14 @@ impl ShardTally {
                 t.top_ups.add(a.amount);
                 t.top_up_bonus += i128::from(a.bonus_granted.0);
                 if let Command::TopUp { channel, .. } = &request.command {
-                    sum_at(&mut t.top_ups_by_channel, channel.as_str()).add(a.amount);
+                    entry_of(&mut t.top_ups_by_channel, channel.as_str()).add(a.amount);
                 }
                 t.top_ups_by_day.entry(day).or_default().add(a.amount);
                 let step = match p.ladder_step(nth) {
                     Some(s) if a.bonus_granted.0 > 0 => s.nth.to_string(),
                     _ => "none".to_string(),
                 };
-                sum_at(&mut t.bonus_by_step, &step).add(a.bonus_granted);
+                entry_of(&mut t.bonus_by_step, &step).add(a.bonus_granted);
             }
             TxnKind::Spend | TxnKind::Capture => {
                 // Borrowed where they can be: a spend's method and store are looked up, and a
@@ -471,12 +464,12 @@ impl ShardTally {
                     .entry(local.hour)
                     .or_default()
                     .add(a.amount);
-                sum_at(&mut t.spends_by_method, method).add(a.amount);
-                sum_at(&mut t.spends_by_store, &store).add(a.amount);
+                entry_of(&mut t.spends_by_method, method).add(a.amount);
+                entry_of(&mut t.spends_by_store, &store).add(a.amount);
                 if discount.0 > 0 {
                     match window {
-                        Some(w) => sum_at(&mut t.discount_by_window, &w).add(discount),
-                        None => sum_at(
+                        Some(w) => entry_of(&mut t.discount_by_window, &w).add(discount),
+                        None => entry_of(
                             &mut t.discount_by_tier,
                             card.tier.as_deref().unwrap_or("none"),
                         )
@@ -493,7 +486,8 @@ impl ShardTally {
             TxnKind::Grant if a.bonus_granted.0 > 0 => t.grants_bonus.add(a.bonus_granted),
             TxnKind::Reversal => {
                 let kind = reversed_kind.map_or("unknown", |k| k.as_str());
-                sum_at(&mut t.reversals, kind).add(Amount(a.principal.0.saturating_add(a.bonus.0)));
+                entry_of(&mut t.reversals, kind)
+                    .add(Amount(a.principal.0.saturating_add(a.bonus.0)));
             }
             _ => {}
         }
@@ -610,10 +604,11 @@ fn update_card(facts: &mut CardFacts, card: &CardView) {
     facts.consumed = card.consumed;
 }
 
-/// The sum under `key`, added on first use: the key is allocated once, not per record.
-fn sum_at<'m>(m: &'m mut BTreeMap<String, Sum>, key: &str) -> &'m mut Sum {
+/// The value under `key`, added on first use: looked up by `&str`, so the key is allocated
+/// once, not for every record that adds to it.
+fn entry_of<'m, V: Default>(m: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
     if !m.contains_key(key) {
-        m.insert(key.to_string(), Sum::default());
+        m.insert(key.to_string(), V::default());
     }
     // Inserted just above.
     m.get_mut(key).unwrap_or_else(|| unreachable!())

@@ -7,7 +7,7 @@
 #
 # Installs Postgres and Redis from Debian's packages when missing, starts them on loopback in a
 # temporary directory (Postgres: synchronous_commit=on; Redis: appendonly, appendfsync always),
-# starts svault (release build, --durability group) on a temporary data directory, runs the same
+# starts a fresh svault (release build, --durability group) for each of its runs, runs the same
 # profile against every system — first as fast as each answers (closed loop), then at one fixed
 # open-loop rate that all of them can hold, then svault's doors at half their own maximum — stops
 # everything it started by PID, and writes:
@@ -54,13 +54,29 @@ echo "== starting Postgres and Redis" >&2
 eval "$("$ROOT/bench/services.sh" start)"
 : "${LOADGEN_POSTGRES_URL:?Postgres and Redis did not start (bench/services.sh start)}"
 
-echo "== starting svault (group durability)" >&2
-mkdir -p "$WORK/svault"
-"$SVAULT" serve --data "$WORK/svault/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
-  >"$WORK/svault/out.log" 2>"$WORK/svault/err.log" &
-SVAULT_PID=$!
-wait_listening "$SVAULT_PID" "$WORK/svault/out.log" || { cat "$WORK/svault/err.log" >&2; exit 1; }
-echo "svault pid $SVAULT_PID http=$HTTP tcp=$TCP" >&2
+# Every svault run gets a fresh server on a fresh data directory, as Postgres and Redis start
+# each run from an empty schema or key space (the load generator drops its tables and keys at
+# the end of a run; svault cannot delete cards). Without this the later svault runs served 10 M
+# cards and wrote their multi-gigabyte snapshots, not the 1 M cards of the run.
+# (bench/snapshot_tail.sh measures a server that keeps growing.)
+SVAULT_N=0
+# start_svault: a fresh server; sets SVAULT_PID, HTTP and TCP.
+start_svault() {
+  SVAULT_N=$((SVAULT_N + 1))
+  local dir=$WORK/svault/$SVAULT_N
+  mkdir -p "$dir"
+  "$SVAULT" serve --data "$dir/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
+    >"$dir/out.log" 2>"$dir/err.log" &
+  SVAULT_PID=$!
+  wait_listening "$SVAULT_PID" "$dir/out.log" || { cat "$dir/err.log" >&2; exit 1; }
+}
+# stop_svault LABEL: notes the server's peak RSS for the run LABEL, stops it, frees its disk.
+stop_svault() {
+  echo "$1 $(awk '$1 == "VmHWM:" { printf "%d", $2 / 1024 }' "/proc/$SVAULT_PID/status")" >>"$WORK/svault-rss.txt"
+  stop_pid "$SVAULT_PID"
+  SVAULT_PID=""
+  rm -rf "$WORK/svault/$SVAULT_N/data"
+}
 
 mkdir -p "$OUT"
 rm -f "$OUT"/compare-*.json
@@ -94,10 +110,19 @@ MISMATCH=0
 # request per frame on 50 connections and with 16 frames in flight on each of 4 connections;
 # HTTP keep-alive on 64 connections; Redis unpipelined on 50 connections and 16 in flight on 4;
 # Postgres on 16 connections.
-svault_tcp_batched() { run "svault-tcp-batch$3$2" "$1" --target "tcp://$TCP" --admin "$HTTP" --batch "$3" --connections 2 --pipeline 4 "${SV[@]}"; }
-svault_tcp_1() { run "svault-tcp-batch1$2" "$1" --target "tcp://$TCP" --admin "$HTTP" --batch 1 --connections 50 "${SV[@]}"; }
-svault_tcp_1p16() { run "svault-tcp-batch1-pipelined16$2" "$1" --target "tcp://$TCP" --admin "$HTTP" --batch 1 --connections 4 --pipeline 16 "${SV[@]}"; }
-svault_http() { run "svault-http$2" "$1" --target "http://$HTTP" --setup-via "tcp://$TCP" --connections 64 "${SV[@]}"; }
+# svault_run NAME RATE ARGS...: `run` on a fresh svault server ($HTTP and $TCP in ARGS are
+# expanded once it listens).
+svault_run() {
+  local name=$1 rate=$2
+  shift 2
+  start_svault
+  run "$name" "$rate" $(eval echo "$*") "${SV[@]}"
+  stop_svault "$name"
+}
+svault_tcp_batched() { svault_run "svault-tcp-batch$3$2" "$1" --target 'tcp://$TCP' --admin '$HTTP' --batch "$3" --connections 2 --pipeline 4; }
+svault_tcp_1() { svault_run "svault-tcp-batch1$2" "$1" --target 'tcp://$TCP' --admin '$HTTP' --batch 1 --connections 50; }
+svault_tcp_1p16() { svault_run "svault-tcp-batch1-pipelined16$2" "$1" --target 'tcp://$TCP' --admin '$HTTP' --batch 1 --connections 4 --pipeline 16; }
+svault_http() { svault_run "svault-http$2" "$1" --target 'http://$HTTP' --setup-via 'tcp://$TCP' --connections 64; }
 
 all_systems() {
   local rate=$1 tag=$2 batch=$3
@@ -145,10 +170,10 @@ R=$(half "$(throughput svault-tcp-batch1024)"); svault_tcp_batched "$R" "@$R" $(
 
 "$LOADGEN" compare "$OUT"/compare-*.json --html "$OUT/compare.html" --markdown "$WORK/table.md" >&2
 
-# svault's memory after every run: each run opened its own cards, and every request left a key.
-mib() { awk -v f="$1:" '$1 == f { printf "%d", $2 / 1024 }' "/proc/$SVAULT_PID/status"; }
-SVAULT_RSS=$(mib VmRSS) SVAULT_PEAK=$(mib VmHWM)
-SVAULT_RUNS=$(find "$OUT" -name 'compare-*-svault-*.json' | wc -l)
+# svault's memory: the largest peak RSS of its servers (each served one run: its own cards, and
+# every request left an idempotency key).
+SVAULT_PEAK=$(sort -k2 -n "$WORK/svault-rss.txt" | tail -1)
+SVAULT_RUNS=$(wc -l <"$WORK/svault-rss.txt")
 
 COMMIT=$(git rev-parse --short HEAD)
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
@@ -170,8 +195,9 @@ SECTION=$WORK/section.md
   echo
   cat "$WORK/table.md"
   echo
-  echo "svault's memory at the end, after its $SVAULT_RUNS runs on one server (each opened its own $CARDS cards,"
-  echo "and every request left an idempotency key): RSS ${SVAULT_RSS} MiB, peak ${SVAULT_PEAK} MiB."
+  echo "svault: a fresh server for each of its $SVAULT_RUNS runs (Postgres and Redis start each run from an"
+  echo "empty schema or key space); the largest peak RSS of one server (its $CARDS cards, and every request left"
+  echo "an idempotency key): ${SVAULT_PEAK#* } MiB, in run \`${SVAULT_PEAK% *}\`."
   echo
   echo "Durability: svault \`--durability group\` (fsync before each reply, shared by the requests of one"
   echo "batch); Postgres \`synchronous_commit=on\`, \`fsync=on\`; Redis \`appendonly yes\`, \`appendfsync always\`."

@@ -12,6 +12,13 @@ pub const T0: i64 = 1_704_081_600_000;
 /// The demo program and cards 1..=`cards`, each opened and topped up with 1 000.00, both
 /// keyed (`o{id}`, `t{id}`), so the state holds two live idempotency keys per card.
 pub fn demo_cards(cards: u64) -> State {
+    demo_cards_keyed(cards, true)
+}
+
+/// [`demo_cards`], with or without the idempotency keys (without: the state holds cards alone,
+/// to measure what a card costs).
+pub fn demo_cards_keyed(cards: u64, keyed: bool) -> State {
+    let key = |k: String| keyed.then_some(k);
     let mut st = State::new(StateConfig::default());
     let mut ev = Vec::new();
     let mut apply = |st: &mut State, command: Command, key: Option<String>| {
@@ -34,13 +41,13 @@ pub fn demo_cards(cards: u64) -> State {
             registered: true,
             birthday: None,
         };
-        apply(&mut st, open, Some(format!("o{c}")));
+        apply(&mut st, open, key(format!("o{c}")));
         let top_up = Command::TopUp {
             card_id,
             amount: Amount(100_000),
             channel: Channel::Wechat,
         };
-        apply(&mut st, top_up, Some(format!("t{c}")));
+        apply(&mut st, top_up, key(format!("t{c}")));
     }
     st
 }

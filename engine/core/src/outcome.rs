@@ -221,6 +221,30 @@ pub enum TxnKind {
 }
 
 impl TxnKind {
+    /// Every kind, in declaration order: `ALL[k as usize] == k` (the byte a packed history
+    /// entry stores).
+    pub const ALL: [TxnKind; 19] = [
+        TxnKind::Open,
+        TxnKind::TopUp,
+        TxnKind::Spend,
+        TxnKind::Hold,
+        TxnKind::Capture,
+        TxnKind::Void,
+        TxnKind::HoldExpired,
+        TxnKind::Refund,
+        TxnKind::CashOut,
+        TxnKind::Reversal,
+        TxnKind::Redeem,
+        TxnKind::Grant,
+        TxnKind::Freeze,
+        TxnKind::Unfreeze,
+        TxnKind::Close,
+        TxnKind::BonusExpired,
+        TxnKind::Program,
+        TxnKind::Tick,
+        TxnKind::Increment,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TxnKind::Open => "open",

@@ -7,6 +7,7 @@
 
 use super::history::TxnEntry;
 use super::lots::Lots;
+use super::packed_history::{AsEntries, History};
 use crate::command::{CardId, MonthDay, TxnId};
 use crate::money::{Amount, POINTS_MAX};
 use crate::outcome::CardStatus;
@@ -32,7 +33,8 @@ pub(crate) struct Card {
     pub reminded_until: i64,
     pub lots: Lots,
     /// History; entry `i` has sequence number `hist_first_seq + i`.
-    pub history: Vec<TxnEntry>,
+    #[rkyv(with = AsEntries)]
+    pub history: History,
     pub hist_first_seq: u32,
     /// Number of top-ups so far (the ladder ordinal of the next one is this + 1).
     pub top_up_count: u32,
@@ -55,6 +57,9 @@ pub(crate) struct Card {
     pub spend_count_today: u32,
 }
 
+// 168 with the history in a `Vec` (24 bytes); a card chunk holds 256 of these.
+const _: () = assert!(std::mem::size_of::<Card>() == 160);
+
 impl Card {
     pub fn new(id: CardId, program: u16, registered: bool, birthday: Option<MonthDay>) -> Card {
         Card {
@@ -70,7 +75,7 @@ impl Card {
             spend_today: Amount::ZERO,
             reminded_until: i64::MIN,
             lots: Lots::default(),
-            history: Vec::new(),
+            history: History::default(),
             hist_first_seq: 1,
             top_up_count: 0,
             day: i32::MIN,
@@ -99,18 +104,19 @@ impl Card {
         self.hist_first_seq + self.history.len() as u32
     }
 
-    pub fn entry(&self, seq: u32) -> Option<&TxnEntry> {
+    pub fn entry(&self, seq: u32) -> Option<TxnEntry> {
         let i = seq.checked_sub(self.hist_first_seq)?;
         self.history.get(i as usize)
     }
 
-    pub fn entry_mut(&mut self, seq: u32) -> Option<&mut TxnEntry> {
+    /// The flags of transaction `seq` (the only part of an entry that changes after it is
+    /// pushed: a hold's state, reversed).
+    pub fn flags_mut(&mut self, seq: u32) -> Option<&mut u8> {
         let i = seq.checked_sub(self.hist_first_seq)?;
-        self.history.get_mut(i as usize)
+        self.history.flags_mut(i as usize)
     }
 
-    /// Entries after `seq`, oldest first, with their sequence numbers.
-    pub fn entries_after(&self, seq: u32) -> impl Iterator<Item = (u32, &TxnEntry)> + '_ {
+    pub fn entries_after(&self, seq: u32) -> impl Iterator<Item = (u32, TxnEntry)> + '_ {
         let start = seq.saturating_sub(self.hist_first_seq).saturating_add(1) as usize;
         let first = self.hist_first_seq;
         self.history
@@ -120,37 +126,27 @@ impl Card {
             .map(move |(i, e)| (first + i as u32, e))
     }
 
-    /// Appends an entry; trims the oldest half of the history once it is over `max` entries
-    /// (checked every `max` entries) and that half is older than `keep_ms` (so stored idempotent answers can still be
-    /// rebuilt). Returns the new entry's id.
     pub fn push(&mut self, entry: TxnEntry, max: usize, keep_ms: i64) -> TxnId {
         // Checked every `max` entries (a function of the logical state only, so a restored
         // card trims exactly like the original), and a push normally touches only its slot.
         let max = max.max(2);
         let len = self.history.len();
         if len >= max && len.is_multiple_of(max) {
-            let half = self.history.len() / 2;
+            let half = len / 2;
             if self
                 .history
                 .get(half)
                 .is_some_and(|e| e.at.saturating_add(keep_ms) <= entry.at)
             {
-                self.history.drain(..half);
+                self.history.drop_front(half);
                 self.hist_first_seq += half as u32;
             }
         }
-        if self.history.capacity() == 0 {
-            // Most cards see an open and a top-up: start at two entries, not the default four.
-            self.history.reserve_exact(2);
-        }
         let seq = self.next_seq();
-        self.history.push(entry);
+        self.history.push(&entry);
         TxnId { card: self.id, seq }
     }
 
-    /// The first invariant the card breaks, if any: no figure negative or past `max` (the
-    /// currency's 10^12 bound; points past [`POINTS_MAX`]), held ≤ principal + bonus, bonus =
-    /// the sum of the lots. Restore refuses such a card; [`Card::check`] stops on it.
     pub fn broken(&self, max: Amount) -> Option<&'static str> {
         let figures = [
             self.principal,

@@ -9,6 +9,7 @@
 //! written from unpacked entries, keep their bytes.
 
 use super::idempotency::{KeyEntry, ShownCard, Stored};
+use super::varint::{self, Reader};
 use crate::command::CardId;
 use crate::money::Amount;
 use crate::outcome::CardStatus;
@@ -125,11 +126,11 @@ impl Packed {
 }
 
 fn zigzag(a: Amount) -> u64 {
-    ((a.0 << 1) ^ (a.0 >> 63)) as u64
+    varint::zigzag(a.0)
 }
 
 fn unzigzag(x: u64) -> Amount {
-    Amount(((x >> 1) as i64) ^ -((x & 1) as i64))
+    Amount(varint::unzigzag(x))
 }
 
 fn status_to_u8(s: CardStatus) -> u8 {
@@ -180,33 +181,6 @@ impl Writer<'_> {
             if !self.byte(low | 0x80) {
                 return false;
             }
-        }
-    }
-}
-
-/// Reads what [`Writer`] wrote (only ever bytes this module packed).
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn byte(&mut self) -> u8 {
-        let b = self.buf.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-
-    fn varint(&mut self) -> u64 {
-        let mut x = 0u64;
-        let mut shift = 0;
-        loop {
-            let b = self.byte();
-            x |= u64::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
-            if b & 0x80 == 0 || shift >= 63 {
-                return x;
-            }
-            shift += 7;
         }
     }
 }

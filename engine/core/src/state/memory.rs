@@ -2,7 +2,6 @@
 //! memory benchmark).
 
 use super::card::Card;
-use super::history::TxnEntry;
 use super::State;
 
 impl State {
@@ -20,10 +19,7 @@ impl State {
     pub fn memory(&self) -> MemoryUse {
         let card = std::mem::size_of::<Card>();
         let lots_extra: usize = self.cards().map(|c| c.lots.heap_bytes()).sum();
-        let history: usize = self
-            .cards()
-            .map(|c| c.history.capacity() * std::mem::size_of::<TxnEntry>())
-            .sum();
+        let history: usize = self.cards().map(|c| c.history.heap_bytes()).sum();
         // hashbrown: one control byte per bucket plus the bucket; buckets ≈ capacity × 8/7.
         let table = |cap: usize, entry: usize| cap * 8 / 7 * (entry + 1);
         MemoryUse {

@@ -100,6 +100,7 @@ mod lots;
 mod marketing;
 mod memory;
 mod ops;
+mod packed_history;
 mod parted;
 mod prefetch;
 mod programs;
@@ -108,6 +109,7 @@ mod snapshot;
 mod stores;
 mod tick;
 mod timers;
+mod varint;
 mod views;
 
 use crate::command::{CallerId, CardId, Command, Millis, Query, Request};
@@ -552,7 +554,7 @@ impl State {
                 };
                 match card.entry(e.seq) {
                     Some(entry) => {
-                        let mut a = self.approval(card, e.seq, entry);
+                        let mut a = self.approval(card, e.seq, &entry);
                         a.card = self.shown_view(e);
                         Outcome::Approved(Box::new(a))
                     }
@@ -779,6 +781,7 @@ impl State {
                     (b.saturating_sub(first) as usize).min(c.history.len())
                 });
                 c.history
+                    .to_vec()
                     .get(..end)
                     .unwrap_or_default()
                     .iter()

@@ -658,8 +658,8 @@ impl Parts<'_> {
     pub(crate) fn release_hold(&mut self, seq: u32, hold: Hold, state: u8) {
         self.holds.remove(&(self.card.id.0, seq));
         self.card.held -= hold.amount;
-        if let Some(e) = self.card.entry_mut(seq) {
-            e.flags = (e.flags & !HOLD_STATE_MASK) | state;
+        if let Some(flags) = self.card.flags_mut(seq) {
+            *flags = (*flags & !HOLD_STATE_MASK) | state;
         }
     }
 
@@ -786,7 +786,7 @@ impl Parts<'_> {
 
     fn refund(&mut self, seq: u32, amount: Amount, now: i64) -> Result<TxnEntry, Fail> {
         let orig = match self.card.entry(seq) {
-            Some(e) if matches!(e.kind, TxnKind::Spend | TxnKind::Capture) => *e,
+            Some(e) if matches!(e.kind, TxnKind::Spend | TxnKind::Capture) => e,
             Some(_) => return Err(invalid("txn_id", "not a spend or a capture")),
             None if (1..self.card.hist_first_seq).contains(&seq) => {
                 return Err(not_found(NotFoundKind::TrimmedTxn))
@@ -807,6 +807,7 @@ impl Parts<'_> {
         let sum = self
             .card
             .history
+            .to_vec()
             .iter()
             .rev()
             .take_while(|e| e.at > since)
@@ -830,11 +831,11 @@ impl Parts<'_> {
         }
         let c = &*self.card;
         let principal = c.principal;
+        let entries = c.history.to_vec();
         let pay = match reason {
             CashOutReason::CoolingOff => {
                 let since = now - COOLING_OFF_MS;
-                let any = c
-                    .history
+                let any = entries
                     .iter()
                     .rev()
                     .take_while(|e| e.at > since)
@@ -861,8 +862,7 @@ impl Parts<'_> {
                 }
             }
         };
-        let last_top_up = c
-            .history
+        let last_top_up = entries
             .iter()
             .rev()
             .find(|e| e.kind == TxnKind::TopUp)

@@ -113,7 +113,7 @@ impl State {
         let (rseq, r) = c
             .entries_after(seq)
             .find(|(_, r)| r.kind == TxnKind::Reversal && r.refers_to == seq)?;
-        Some(Outcome::Approved(Box::new(self.approval(c, rseq, r))))
+        Some(Outcome::Approved(Box::new(self.approval(c, rseq, &r))))
     }
 }
 
@@ -145,7 +145,7 @@ impl Parts<'_> {
     /// expiry; if that has passed, the hold stays released (as expired). A hold cannot reserve
     /// more than is available: it reopens for at most that.
     fn reopen_hold(&mut self, seq: u32, amount: Amount, now: i64, events: &mut Vec<Event>) {
-        let Some(h) = self.card.entry(seq).copied() else {
+        let Some(h) = self.card.entry(seq) else {
             return;
         };
         if h.kind != TxnKind::Hold || h.flags & HOLD_STATE_MASK != HOLD_CAPTURED {
@@ -175,8 +175,8 @@ impl Parts<'_> {
             });
             HOLD_ACTIVE
         };
-        if let Some(o) = self.card.entry_mut(seq) {
-            o.flags = (o.flags & !HOLD_STATE_MASK) | state;
+        if let Some(flags) = self.card.flags_mut(seq) {
+            *flags = (*flags & !HOLD_STATE_MASK) | state;
         }
         if state != HOLD_ACTIVE {
             // Bonus kept past its expiry to back the hold expires now.
@@ -191,7 +191,7 @@ impl Parts<'_> {
         now: i64,
         events: &mut Vec<Event>,
     ) -> Result<TxnEntry, Fail> {
-        let orig = *self
+        let orig = self
             .card
             .entry(seq)
             .ok_or_else(|| not_found(NotFoundKind::Txn))?;
@@ -312,16 +312,17 @@ impl Parts<'_> {
                 ))
             }
         }
-        if let Some(o) = self.card.entry_mut(seq) {
+        let kind = self.card.entry(seq).map(|o| o.kind);
+        if let (Some(kind), Some(flags)) = (kind, self.card.flags_mut(seq)) {
             if matches!(
-                o.kind,
+                kind,
                 TxnKind::TopUp
                     | TxnKind::Refund
                     | TxnKind::Redeem
                     | TxnKind::Grant
                     | TxnKind::Increment
             ) {
-                o.flags |= F_REVERSED;
+                *flags |= F_REVERSED;
             }
         }
         Ok(e)

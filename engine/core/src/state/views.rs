@@ -131,7 +131,7 @@ impl State {
         let a = self.approval(c, seq, e);
         // Follow `refers_to` to the transaction that says how and where (a refund of a
         // capture: capture, then its hold); bounded, the chain is at most three long.
-        let mut origin = e;
+        let mut origin = *e;
         for _ in 0..3 {
             match origin.refers().and_then(|r| c.entry(r)) {
                 Some(o) => origin = o,

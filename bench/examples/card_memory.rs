@@ -3,6 +3,8 @@
 //! entries; no idempotency keys), and prints the process's RSS growth per card beside the
 //! state's own per-part account (`State::memory`).
 //!
+//! Small pages only, as `svault serve` runs.
+//!
 //! `cargo run --release -p bench --example card_memory -- 10000000`
 
 use bench::cards::demo_cards_keyed;
@@ -17,6 +19,8 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000_000);
+    // As the server runs (transparent huge pages would round the figure up to 2 MiB pages).
+    runtime::pages::small_pages_only().expect("transparent huge pages off");
     let before = status_mib("VmRSS");
     let st = demo_cards_keyed(cards, false);
     let after = status_mib("VmRSS");

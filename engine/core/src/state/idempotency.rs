@@ -14,6 +14,7 @@
 //! never decreases), so a FIFO gives O(1) expiry; a hard cap evicts the oldest beyond it.
 
 use super::key_pack::Packed;
+use super::parted::Part;
 use crate::command::{CallerId, CardId, Command, Request};
 use crate::money::Amount;
 use crate::outcome::{CardStatus, DeclineCode, NotFoundKind, Outcome, Rejection};
@@ -422,9 +423,21 @@ mod tests {
 
     #[test]
     fn key_table_expires_in_arrival_order_across_chunks_and_keeps_frozen_copies() {
+        key_table_against_a_model(0);
+    }
+
+    /// The index keeps 32 bits of each log position: positions past 2^32 (a long-running
+    /// shard's) still find their entries.
+    #[test]
+    fn key_positions_past_two_to_the_32_still_find_their_entries() {
+        key_table_against_a_model(u64::from(u32::MAX) - 2 * KEY_CHUNK as u64 - 5);
+    }
+
+    fn key_table_against_a_model(first_position: u64) {
         // A model (a plain map and queue) against the chunked log, through several chunk
         // boundaries, emptying, refilling, in-place updates and a frozen clone.
         let mut t = KeyTable::default();
+        t.log.base = first_position;
         let mut model: VecDeque<(u128, KeyEntry)> = VecDeque::new();
         let mut frozen: Option<(FrozenKeys, Vec<(u128, KeyEntry)>)> = None;
         let mut next = 0u128;
@@ -849,6 +862,42 @@ impl std::hash::Hasher for PreHashed {
 
 pub(crate) type PreHashedBuild = std::hash::BuildHasherDefault<PreHashed>;
 
+/// A key as the index holds it: its 128-bit hash as four `u32`s. A `u128` aligns to 16 bytes,
+/// so a `(u128, u64)` slot took 32; `(IndexKey, u32)` takes 20.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IndexKey([u32; 4]);
+
+impl From<u128> for IndexKey {
+    fn from(k: u128) -> IndexKey {
+        IndexKey([
+            k as u32,
+            (k >> 32) as u32,
+            (k >> 64) as u32,
+            (k >> 96) as u32,
+        ])
+    }
+}
+
+impl IndexKey {
+    fn get(self) -> u128 {
+        let [a, b, c, d] = self.0.map(u128::from);
+        a | b << 32 | c << 64 | d << 96
+    }
+}
+
+impl std::hash::Hash for IndexKey {
+    /// As the `u128` it stands for, so [`PreHashed`] sees the same bits.
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u128(self.get());
+    }
+}
+
+impl Part for IndexKey {
+    fn part(&self) -> usize {
+        self.get().part()
+    }
+}
+
 /// Entries per chunk of the key log: small enough that copying one shared chunk on write is a
 /// sub-millisecond stall, large enough that a freeze clones few `Arc`s.
 const KEY_CHUNK: usize = 4096;
@@ -861,7 +910,8 @@ const KEY_CHUNK: usize = 4096;
 /// index maps a key to its position in the log (24 bytes per key instead of a 48-byte entry).
 #[derive(Default)]
 pub(crate) struct KeyTable {
-    index: super::parted::Parted<u128, u64, PreHashedBuild>,
+    /// Key → the low 32 bits of its log position ([`KeyLog::position`] restores the rest).
+    index: super::parted::Parted<IndexKey, u32, PreHashedBuild>,
     log: KeyLog,
     /// Whole outcomes for `Stored::Side` entries.
     pub side: HashMap<u128, Outcome, PreHashedBuild>,
@@ -924,6 +974,11 @@ impl KeyLog {
     /// Appends and returns the entry's position.
     fn push_back(&mut self, entry: (u128, Packed)) -> u64 {
         let pos = self.base + self.head as u64 + self.len as u64;
+        // The index keeps positions' low 32 bits (see `position`).
+        assert!(
+            self.head + self.len < u32::MAX as usize,
+            "a shard remembers fewer than 2^32 keys"
+        );
         if self.chunks.back().is_none_or(|c| c.len() == KEY_CHUNK) {
             self.chunks
                 .push_back(std::sync::Arc::new(Vec::with_capacity(KEY_CHUNK)));
@@ -932,6 +987,12 @@ impl KeyLog {
         self.chunk_mut(last).push(entry);
         self.len += 1;
         pos
+    }
+
+    /// The log position whose low 32 bits are `low`: live keys span fewer than 2^32
+    /// positions (asserted in `push_back`), so the rest follows from `base`.
+    fn position(&self, low: u32) -> u64 {
+        self.base + u64::from(low.wrapping_sub(self.base as u32))
     }
 
     fn get(&self, pos: u64) -> Option<&(u128, Packed)> {
@@ -985,7 +1046,7 @@ impl KeyTable {
                 break;
             }
             self.log.pop_front();
-            self.index.remove(&k);
+            self.index.remove(&IndexKey::from(k));
             if p.stored() == Stored::Side {
                 self.side.remove(&k);
             }
@@ -997,12 +1058,12 @@ impl KeyTable {
 
     /// Looks `k` up and forgets the answer: brings its index bucket into cache ahead of use.
     pub fn touch(&self, k: &u128) {
-        std::hint::black_box(self.index.get(k));
+        std::hint::black_box(self.index.get(&IndexKey::from(*k)));
     }
 
     /// The entry of key `k`, if remembered.
     pub fn get(&self, k: &u128) -> Option<KeyEntry> {
-        let pos = *self.index.get(k)?;
+        let pos = self.log.position(*self.index.get(&IndexKey::from(*k))?);
         self.log
             .get(pos)
             .map(|(_, p)| p.unpack(|| self.wide.get(k)))
@@ -1010,9 +1071,10 @@ impl KeyTable {
 
     /// Changes the entry of a remembered key in place (its arrival position stays).
     pub fn update(&mut self, k: &u128, change: impl FnOnce(&mut KeyEntry)) {
-        let Some(&pos) = self.index.get(k) else {
+        let Some(&low) = self.index.get(&IndexKey::from(*k)) else {
             return;
         };
+        let pos = self.log.position(low);
         let Some(mut e) = self
             .log
             .get(pos)
@@ -1033,12 +1095,12 @@ impl KeyTable {
 
     /// Remembers a key (or replaces the entry of one already remembered, keeping its place).
     pub fn insert(&mut self, k: u128, e: KeyEntry, side: Option<Outcome>) {
-        if self.index.contains_key(&k) {
+        if self.index.contains_key(&IndexKey::from(k)) {
             self.update(&k, |old| *old = e);
         } else {
             let (packed, aside) = Packed::pack(&e);
             let pos = self.log.push_back((k, packed));
-            self.index.insert(k, pos);
+            self.index.insert(IndexKey::from(k), pos as u32);
             if let Some(card) = aside {
                 self.wide.insert(k, card);
             }
@@ -1076,7 +1138,7 @@ impl KeyTable {
     /// Approximate heap bytes (index table at its capacity, the log's chunks, the wide cards).
     pub fn bytes(&self) -> usize {
         let wide = std::mem::size_of::<(u128, ShownCard)>() + 1;
-        self.index.capacity() * 8 / 7 * (16 + 8 + 1)
+        self.index.capacity() * 8 / 7 * (std::mem::size_of::<(IndexKey, u32)>() + 1)
             + self.log.bytes()
             + self.wide.capacity() * 8 / 7 * wide
     }

@@ -116,6 +116,7 @@ impl Card {
         self.history.flags_mut(i as usize)
     }
 
+    /// Entries after `seq`, oldest first, with their sequence numbers.
     pub fn entries_after(&self, seq: u32) -> impl Iterator<Item = (u32, TxnEntry)> + '_ {
         let start = seq.saturating_sub(self.hist_first_seq).saturating_add(1) as usize;
         let first = self.hist_first_seq;
@@ -126,6 +127,9 @@ impl Card {
             .map(move |(i, e)| (first + i as u32, e))
     }
 
+    /// Appends an entry; trims the oldest half of the history once it is over `max` entries
+    /// (checked every `max` entries) and that half is older than `keep_ms` (so stored idempotent answers can still be
+    /// rebuilt). Returns the new entry's id.
     pub fn push(&mut self, entry: TxnEntry, max: usize, keep_ms: i64) -> TxnId {
         // Checked every `max` entries (a function of the logical state only, so a restored
         // card trims exactly like the original), and a push normally touches only its slot.
@@ -147,6 +151,9 @@ impl Card {
         TxnId { card: self.id, seq }
     }
 
+    /// The first invariant the card breaks, if any: no figure negative or past `max` (the
+    /// currency's 10^12 bound; points past [`POINTS_MAX`]), held ≤ principal + bonus, bonus =
+    /// the sum of the lots. Restore refuses such a card; [`Card::check`] stops on it.
     pub fn broken(&self, max: Amount) -> Option<&'static str> {
         let figures = [
             self.principal,

@@ -1,9 +1,10 @@
 //! A card's history as memory holds it: each [`TxnEntry`] packed to its nonzero fields as
-//! varints, so the two entries most cards hold (open, top-up) take about 25 bytes, not 128.
+//! varints, so the two entries most cards hold (open, top-up) take 25 to 40 bytes, not 128.
 //!
 //! Why: two 64-byte entries were 128 of the 351 bytes a card took, and most of an entry is
-//! zeros and small numbers. An entry is found by hopping over length bytes (a card keeps a
-//! short history); its flags byte, the only field that changes after a push (hold state,
+//! zeros and small numbers. An entry is found by hopping over length bytes, one byte read per
+//! entry before it (a card keeps `history_per_card_max`, 1 024 by default, plus what is younger than the
+//! key TTL; most keep a few); its flags byte, the only field that changes after a push (hold state,
 //! reversed), is changed in place. Snapshots archive the entries unpacked ([`AsEntries`]), so
 //! their bytes and every digest are what they were.
 //!

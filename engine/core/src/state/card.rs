@@ -121,10 +121,9 @@ impl Card {
         let start = seq.saturating_sub(self.hist_first_seq).saturating_add(1) as usize;
         let first = self.hist_first_seq;
         self.history
-            .iter()
+            .iter_from(start)
             .enumerate()
-            .skip(start)
-            .map(move |(i, e)| (first + i as u32, e))
+            .map(move |(i, e)| (first + (start + i) as u32, e))
     }
 
     /// Appends an entry; trims the oldest half of the history once it is over `max` entries

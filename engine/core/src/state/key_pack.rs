@@ -189,6 +189,7 @@ impl Writer<'_> {
 mod tests {
     use super::*;
     use crate::state::idempotency::{K_REVERSED, K_SHOWN, NO_TIER};
+    use crate::state::varint::testing;
 
     fn entry(shown: ShownCard) -> KeyEntry {
         KeyEntry {
@@ -251,18 +252,8 @@ mod tests {
     /// figure drawn from the edges of each varint length, in 20 000 mixes.
     #[test]
     fn packing_round_trips_at_every_varint_edge() {
-        let mut edges = vec![0i64, 1, -1, i64::MAX, i64::MIN, 10_000_000_000];
-        for bits in (6..63).step_by(7) {
-            let b = 1i64 << bits;
-            edges.extend([b - 1, b, -b, -b - 1]);
-        }
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut draw = |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let edges = testing::edges(&[10_000_000_000]);
+        let mut draw = testing::drawer();
         let (mut inline, mut wide) = (0, 0);
         for _ in 0..20_000 {
             let figures = [0; 6].map(|_: i64| edges[draw(edges.len())]);

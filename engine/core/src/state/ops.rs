@@ -803,11 +803,9 @@ impl Parts<'_> {
 
     /// Unused principal of top-ups made after `since` (consumption is attributed to the oldest
     /// principal first): min(principal, Σ their principal).
-    fn recent_principal(&self, since: i64) -> Amount {
-        let sum = self
-            .card
-            .history
-            .to_vec()
+    /// `entries`: the card's history, unpacked.
+    fn recent_principal(&self, entries: &[TxnEntry], since: i64) -> Amount {
+        let sum = entries
             .iter()
             .rev()
             .take_while(|e| e.at > since)
@@ -843,11 +841,16 @@ impl Parts<'_> {
                 if !any {
                     return Err(invalid("reason", "no top-up in the last 7 days"));
                 }
-                self.recent_principal(since)
+                self.recent_principal(&entries, since)
             }
             CashOutReason::Consumer | CashOutReason::MerchantFault => {
                 let lock = self.program.refund_lock_days;
-                if lock > 0 && self.recent_principal(now - i64::from(lock) * DAY_MS).0 > 0 {
+                if lock > 0
+                    && self
+                        .recent_principal(&entries, now - i64::from(lock) * DAY_MS)
+                        .0
+                        > 0
+                {
                     return Err(DeclineCode::RefundLocked.into());
                 }
                 match (reason, self.rules) {

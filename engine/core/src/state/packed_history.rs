@@ -106,12 +106,19 @@ impl History {
 
     /// Every entry, oldest first.
     pub fn iter(&self) -> Entries<'_> {
+        self.iter_from(0)
+    }
+
+    /// Entries `start..`, oldest first (those before are hopped over, not decoded).
+    pub fn iter_from(&self, start: usize) -> Entries<'_> {
+        let len = self.len();
+        let start = start.min(len);
         Entries {
             history: self,
             base: self.base_at(),
-            at: COUNT_BYTES,
-            done: 0,
-            len: self.len(),
+            at: self.offset(start).unwrap_or(self.bytes.len()),
+            done: start,
+            len,
         }
     }
 
@@ -328,6 +335,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::varint::testing;
 
     fn entry(kind: TxnKind, at: i64, figures: [i64; 5], points: u64, refers_to: u32) -> TxnEntry {
         let [amount, principal, bonus, extra, aux] = figures;
@@ -372,18 +380,8 @@ mod tests {
     /// (and from the extremes), in 20 000 mixes, flags changed in place, the front dropped.
     #[test]
     fn packing_round_trips_at_every_varint_edge() {
-        let mut edges = vec![0i64, 1, -1, i64::MAX, i64::MIN, 1_767_578_400_123];
-        for bits in (6..63).step_by(7) {
-            let b = 1i64 << bits;
-            edges.extend([b - 1, b, -b, -b - 1]);
-        }
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut draw = |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let edges = testing::edges(&[1_767_578_400_123]);
+        let mut draw = testing::drawer();
         let mut h = History::default();
         let mut want = Vec::new();
         for i in 0..20_000 {
@@ -406,6 +404,9 @@ mod tests {
         }
         assert_eq!(h.len(), want.len());
         assert!(h.iter().eq(want.iter().copied()));
+        assert!(h.iter_from(19_990).eq(want[19_990..].iter().copied()));
+        assert_eq!(h.iter_from(20_000).len(), 0);
+        assert_eq!(h.iter_from(25_000).len(), 0);
         h.drop_front(7_000);
         assert!(h.iter().eq(want[7_000..].iter().copied()));
         assert_eq!(h.get(0), Some(want[7_000]));

@@ -58,17 +58,39 @@ impl Reader<'_> {
     }
 }
 
+/// What the packing tests draw from.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// 0, ±1, the extremes, `extra`, and both sides of every varint length's edge, both signs.
+    pub(crate) fn edges(extra: &[i64]) -> Vec<i64> {
+        let mut edges = vec![0i64, 1, -1, i64::MAX, i64::MIN];
+        edges.extend_from_slice(extra);
+        for bits in (6..63).step_by(7) {
+            let b = 1i64 << bits;
+            edges.extend([b - 1, b, -b, -b - 1]);
+        }
+        edges
+    }
+
+    /// A fixed xorshift sequence: `draw(n)` is in `0..n`, the same mixes every run.
+    pub(crate) fn drawer() -> impl FnMut(usize) -> usize {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        move |n| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn varints_and_signs_round_trip_at_their_edges() {
-        let mut edges = vec![0i64, 1, -1, i64::MAX, i64::MIN];
-        for bits in (6..63).step_by(7) {
-            let b = 1i64 << bits;
-            edges.extend([b - 1, b, -b, -b - 1]);
-        }
+        let edges = testing::edges(&[]);
         let mut out = Vec::new();
         for &x in &edges {
             let before = out.len();

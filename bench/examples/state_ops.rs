@@ -2,9 +2,10 @@
 //! `cargo run --release -p bench --example state_ops -- CARDS OPS [keyed]`, then one freeze
 //! (the shard's snapshot pause), serialisation of the frozen state, restore and digests.
 //! `SVAULT_KEY_TTL_MS` sets how long keys live (default 1 000 ms = 1 M ops: time moves 1 ms per
-//! 1 000 ops); `SVAULT_FREEZE_LOOP=1` times 20 freezes first; `SVAULT_PREFETCH_AHEAD=N` calls
-//! `State::prefetch` N requests ahead of `apply`, as the shard does; `SVAULT_OPS_ONLY=1` stops
-//! after the timed loop (for profiles of `apply` alone).
+//! 1 000 ops); `SVAULT_FREEZE_LOOP=1` times 20 freezes first; `SVAULT_PREFETCH=1` prefetches
+//! ahead of `apply` as the shard does (`State::prefetch_ahead`); `SVAULT_OPS_ONLY=1` stops
+//! after the timed loop (for profiles of `apply` alone); `SVAULT_WARMUP=N` applies N more
+//! spends before the timed ones (histories and the key table grow to their steady size first).
 
 use std::time::Instant;
 use svault_core::command::{CardId, Channel, Command, Method, Millis, Request};
@@ -67,8 +68,12 @@ fn main() {
         );
     }
     // The requests are made first, so the timed loop is `apply` alone (and can look ahead).
+    let warmup: u64 = std::env::var("SVAULT_WARMUP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut x: u64 = 1;
-    let requests: Vec<Request> = (0..ops)
+    let requests: Vec<Request> = (0..warmup + ops)
         .map(|n| {
             x = x
                 .wrapping_mul(6364136223846793005)
@@ -85,17 +90,20 @@ fn main() {
             }
         })
         .collect();
-    let ahead = std::env::var("SVAULT_PREFETCH_AHEAD")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(0);
-    let start = Instant::now();
+    let prefetch = std::env::var("SVAULT_PREFETCH").is_ok_and(|v| v == "1");
+    let caller = svault_core::command::CallerId::DEFAULT;
+    let mut start = Instant::now();
     let mut approved = 0u64;
+    if prefetch {
+        st.prefetch_first(|d| requests.get(d).map(|r| (r, caller)));
+    }
     for (n, r) in requests.iter().enumerate() {
-        if ahead > 0 {
-            if let Some(a) = requests.get(n + ahead) {
-                st.prefetch(a, svault_core::command::CallerId::DEFAULT);
-            }
+        if n as u64 == warmup {
+            start = Instant::now();
+            approved = 0;
+        }
+        if prefetch {
+            st.prefetch_ahead(|d| requests.get(n + d).map(|r| (r, caller)));
         }
         ev.clear();
         let rep = st.apply(r, Millis(t0 + (n / 1000) as i64), &mut ev);

@@ -160,8 +160,8 @@ pub struct Replayed {
 }
 
 /// How many decoded records replay holds ahead of the one it applies, prefetching their state
-/// (see `State::prefetch`).
-const REPLAY_AHEAD: usize = 8;
+/// (see `State::prefetch_ahead`; its farthest stage looks 16 ahead).
+const REPLAY_AHEAD: usize = 16;
 
 /// Applies every record of `wal` with LSN ≥ `from` to `state`, stopping at `until`.
 /// `on_events` receives the events each record produced.
@@ -348,8 +348,8 @@ pub fn replay_observed<O: Observe>(
                 return Ok(());
             }
         }
-        state.prefetch(&rec.request, rec.caller);
         ahead.push_back((lsn, rec));
+        state.prefetch_ahead(|d| ahead.get(d).map(|(_, r)| (&r.request, r.caller)));
         if ahead.len() > REPLAY_AHEAD {
             if let Some((lsn, rec)) = ahead.pop_front() {
                 apply(state, lsn, rec)?;

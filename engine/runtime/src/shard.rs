@@ -156,10 +156,6 @@ pub(crate) struct Shared {
     pub metrics: Arc<ShardMetrics>,
 }
 
-/// How many requests ahead of the one being applied the shard prefetches state for: enough
-/// to overlap several cache misses, few enough that the lines are still cached when used.
-const PREFETCH_AHEAD: usize = 8;
-
 /// What the writer answers for each job: the snapshot's LSN once durable (`None`: writing it
 /// failed), and what is left of the frozen state, for the shard to drop.
 struct Written {
@@ -594,14 +590,13 @@ impl Shard {
         self.maybe_tick(now);
         let mut stop = false;
         let mut requests = 0u64;
-        for m in batch.iter().take(PREFETCH_AHEAD) {
-            self.prefetch(m);
-        }
+        self.state
+            .prefetch_first(|d| batch.get(d).and_then(first_request));
         let mut msgs = batch.drain(..);
         while let Some(msg) = msgs.next() {
-            if let Some(ahead) = msgs.as_slice().get(PREFETCH_AHEAD - 1) {
-                self.prefetch(ahead);
-            }
+            let upcoming = msgs.as_slice();
+            self.state
+                .prefetch_ahead(|d| upcoming.get(d - 1).and_then(first_request));
             match msg {
                 Msg::Submit {
                     request,
@@ -624,14 +619,14 @@ impl Shard {
                 } => {
                     requests += reqs.len() as u64;
                     self.replies.open_frame(reply, reqs.len());
-                    for (_, r) in reqs.iter().take(PREFETCH_AHEAD) {
-                        self.state.prefetch(r, scope.caller);
-                    }
+                    let caller = scope.caller;
+                    self.state
+                        .prefetch_first(|d| reqs.get(d).map(|(_, r)| (r, caller)));
                     let mut reqs = reqs.into_iter();
                     while let Some((i, request)) = reqs.next() {
-                        if let Some((_, r)) = reqs.as_slice().get(PREFETCH_AHEAD - 1) {
-                            self.state.prefetch(r, scope.caller);
-                        }
+                        let upcoming = reqs.as_slice();
+                        self.state
+                            .prefetch_ahead(|d| upcoming.get(d - 1).map(|(_, r)| (r, caller)));
                         let (r, lsn) = self.exec(request, &scope, now);
                         self.replies.frame_answer(i, r, lsn);
                         if self.durability == Durability::Sync {
@@ -761,21 +756,6 @@ impl Shard {
     /// LSN of the last record appended (durable or not); Lsn(0) for an empty log.
     fn last_appended(&self) -> Lsn {
         Lsn(self.wal.next_lsn().0.saturating_sub(1))
-    }
-
-    /// Starts loading the state a message will touch (see `State::prefetch`).
-    fn prefetch(&self, m: &Msg) {
-        match m {
-            Msg::Submit { request, scope, .. } => self.state.prefetch(request, scope.caller),
-            Msg::Batch {
-                requests, scope, ..
-            } => {
-                if let Some((_, r)) = requests.first() {
-                    self.state.prefetch(r, scope.caller);
-                }
-            }
-            _ => {}
-        }
     }
 
     /// Appends the request's record, then applies it. Never applies what was not appended.
@@ -1132,5 +1112,16 @@ pub(crate) fn refuse(m: Msg, err: SubmitError) {
         Msg::Call(_) | Msg::Floor { .. } | Msg::Shutdown => {}
         #[cfg(svault_faults)]
         Msg::Inject(_) => {}
+    }
+}
+
+/// The request of a message the shard prefetches for (a frame's first), with its caller.
+fn first_request(m: &Msg) -> Option<(&Request, CallerId)> {
+    match m {
+        Msg::Submit { request, scope, .. } => Some((request, scope.caller)),
+        Msg::Batch {
+            requests, scope, ..
+        } => requests.first().map(|(_, r)| (r, scope.caller)),
+        _ => None,
     }
 }

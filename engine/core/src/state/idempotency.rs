@@ -14,7 +14,6 @@
 //! never decreases), so a FIFO gives O(1) expiry; a hard cap evicts the oldest beyond it.
 
 use super::key_pack::Packed;
-use super::parted::Part;
 use crate::command::{CallerId, CardId, Command, Request};
 use crate::money::Amount;
 use crate::outcome::{CardStatus, DeclineCode, NotFoundKind, Outcome, Rejection};
@@ -864,7 +863,7 @@ pub(crate) type PreHashedBuild = std::hash::BuildHasherDefault<PreHashed>;
 
 /// A key as the index holds it: its 128-bit hash as four `u32`s. A `u128` aligns to 16 bytes,
 /// so a `(u128, u64)` slot took 32; `(IndexKey, u32)` takes 20.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct IndexKey([u32; 4]);
 
 impl From<u128> for IndexKey {
@@ -885,16 +884,10 @@ impl IndexKey {
     }
 }
 
-impl std::hash::Hash for IndexKey {
-    /// As the `u128` it stands for, so [`PreHashed`] sees the same bits.
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        h.write_u128(self.get());
-    }
-}
-
-impl Part for IndexKey {
-    fn part(&self) -> usize {
-        self.get().part()
+impl super::parted::Slot for IndexKey {
+    /// Keys are 128-bit xxh3 hashes already: the high half is uniform as it is.
+    fn spread(&self) -> u64 {
+        (self.get() >> 64) as u64
     }
 }
 
@@ -911,7 +904,7 @@ const KEY_CHUNK: usize = 4096;
 #[derive(Default)]
 pub(crate) struct KeyTable {
     /// Key → the low 32 bits of its log position ([`KeyLog::position`] restores the rest).
-    index: super::parted::Parted<IndexKey, u32, PreHashedBuild>,
+    index: super::parted::Parted<IndexKey, 3>,
     log: KeyLog,
     /// Whole outcomes for `Stored::Side` entries.
     pub side: HashMap<u128, Outcome, PreHashedBuild>,
@@ -1056,9 +1049,9 @@ impl KeyTable {
         }
     }
 
-    /// Looks `k` up and forgets the answer: brings its index bucket into cache ahead of use.
-    pub fn touch(&self, k: &u128) {
-        std::hint::black_box(self.index.get(&IndexKey::from(*k)));
+    /// Starts loading the index bucket a lookup of `k` reads first, without waiting for it.
+    pub fn prefetch(&self, k: &u128) {
+        self.index.prefetch(&IndexKey::from(*k));
     }
 
     /// The entry of key `k`, if remembered.
@@ -1138,9 +1131,7 @@ impl KeyTable {
     /// Approximate heap bytes (index table at its capacity, the log's chunks, the wide cards).
     pub fn bytes(&self) -> usize {
         let wide = std::mem::size_of::<(u128, ShownCard)>() + 1;
-        self.index.capacity() * 8 / 7 * (std::mem::size_of::<(IndexKey, u32)>() + 1)
-            + self.log.bytes()
-            + self.wide.capacity() * 8 / 7 * wide
+        self.index.bytes() + self.log.bytes() + self.wide.capacity() * 8 / 7 * wide
     }
 }
 

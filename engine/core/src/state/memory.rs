@@ -30,7 +30,7 @@ impl State {
                 .sum::<usize>()
                 + lots_extra
                 + self.stores.bytes(),
-            card_index: table(self.card_index.capacity(), 16),
+            card_index: self.card_index.bytes(),
             history,
             keys: self.keys.bytes(),
             holds: table(self.holds.capacity(), 32),

@@ -234,7 +234,7 @@ pub struct State {
     programs: Vec<ProgramSlot>,
     program_index: HashMap<String, u16>,
     chunks: Vec<Arc<Vec<Card>>>,
-    card_index: parted::Parted<u64, u32, IdBuild>,
+    card_index: parted::CardIndex,
     holds: HashMap<(u64, u32), Hold, IdBuild>,
     timers: Timers,
     keys: KeyTable,
@@ -614,7 +614,7 @@ impl State {
                     Command::Refund { .. } => NotFoundKind::Txn,
                     _ => NotFoundKind::Card,
                 };
-                let Some(&slot) = self.card_index.get(&card_id.0) else {
+                let Some(&slot) = self.card_index.get(&card_id.0.into()) else {
                     return Outcome::Rejected(Rejection::NotFound { what: missing });
                 };
                 self.card_op(slot, now, events, |st, slot, ev| {
@@ -687,6 +687,12 @@ impl State {
         &self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
     }
 
+    /// Where the shared header of a card's chunk lives (its counts and its table's pointer):
+    /// every access to the card reads it first, so prefetching starts there.
+    pub(crate) fn chunk_header(&self, slot: u32) -> *const u8 {
+        Arc::as_ptr(&self.chunks[(slot >> CHUNK_BITS) as usize]).cast()
+    }
+
     pub(crate) fn card_at_mut(&mut self, slot: u32) -> &mut Card {
         &mut Self::chunk_mut(&mut self.chunks, (slot >> CHUNK_BITS) as usize)
             [slot as usize & (CHUNK - 1)]
@@ -706,7 +712,7 @@ impl State {
     }
 
     pub(crate) fn card(&self, id: CardId) -> Option<&Card> {
-        self.card_index.get(&id.0).map(|&s| self.card_at(s))
+        self.card_index.get(&id.0.into()).map(|&s| self.card_at(s))
     }
 
     fn push_card(&mut self, card: Card) -> u32 {
@@ -717,7 +723,7 @@ impl State {
         let id = card.id.0;
         let last = self.chunks.len() - 1;
         Self::chunk_mut(&mut self.chunks, last).push(card);
-        self.card_index.insert(id, n as u32);
+        self.card_index.insert(id.into(), n as u32);
         n as u32
     }
 
@@ -738,7 +744,7 @@ impl State {
                 what: NotFoundKind::Program,
             });
         };
-        if self.card_index.contains_key(&card_id.0) {
+        if self.card_index.contains_key(&card_id.0.into()) {
             return Outcome::Rejected(Rejection::CardExists);
         }
         if let Some(b) = birthday {

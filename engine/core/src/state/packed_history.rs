@@ -57,6 +57,11 @@ impl History {
         }
     }
 
+    /// The packed bytes, for prefetching them.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Heap bytes in use.
     pub fn heap_bytes(&self) -> usize {
         self.bytes.len()

@@ -1,81 +1,243 @@
-//! A hash map split into parts by the key's hash, so that growing never rehashes everything.
+//! The card index and the key index: a hash map to `u32`, split into parts by the key's hash,
+//! each part an open-addressing table of one-cache-line buckets.
 //!
-//! Why: a shard's key index and card index hold millions of entries. When one hashbrown table
-//! of millions doubles, the shard thread stops for hundreds of milliseconds to move every entry
-//! (measured as the p99 of the runtime bench). Split into [`PARTS`] tables, each doubling
-//! moves 1/64 of the entries: the same total work, in stalls 64 times shorter.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+//! Why parts: a shard's indexes hold millions of entries. When one table of millions doubles,
+//! the shard thread stops for hundreds of milliseconds to move every entry (measured as the p99
+//! of the runtime bench). Split into [`PARTS`] tables, each doubling moves 1/64 of the entries:
+//! the same total work, in stalls 64 times shorter.
+//!
+//! Why buckets of one cache line: a lookup reads one line in the common case, and the line's
+//! address follows from the hash alone, so [`Parted::prefetch`] can start loading it many
+//! requests ahead of the lookup without waiting for anything (a `std` map hides its layout, so
+//! the shard could only prefetch by doing the lookup, stalling on its miss). Probing is linear
+//! over buckets; each bucket counts the entries that passed it full (as F14 does), so a lookup
+//! stops at the first bucket nothing overflowed, and removal needs no tombstones.
 
 /// Number of parts (a power of two).
 pub(crate) const PARTS: usize = 64;
 
-/// Picks a key's part from its hash, using bits the per-part table does not lean on alone.
-pub(crate) trait Part {
-    fn part(&self) -> usize;
+/// A key an index can hold.
+pub(crate) trait Slot: Copy + Eq + Default {
+    /// 64 well-mixed bits of the key: the top 6 pick the part, the low bits the bucket.
+    fn spread(&self) -> u64;
 }
 
-impl Part for u128 {
-    /// Keys are 128-bit xxh3 hashes already: the top bits are uniform.
-    fn part(&self) -> usize {
-        (*self >> 122) as usize & (PARTS - 1)
+/// A part grows when it would be fuller than this fraction (7/8) of its slots.
+const LOAD_NUM: usize = 7;
+const LOAD_DEN: usize = 8;
+
+/// One cache line: up to `N` entries, which of them are there, and how many entries that
+/// belong here or earlier were pushed past it.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Bucket<K, const N: usize> {
+    /// Bit `i` set: slot `i` holds an entry.
+    full: u16,
+    /// Entries whose home bucket is this one or an earlier one in probe order and that live in
+    /// a later one. Saturates: at `u16::MAX` it stays there (lookups then probe one bucket
+    /// further than needed, never less).
+    overflow: u16,
+    keys: [K; N],
+    values: [u32; N],
+}
+
+impl<K: Slot, const N: usize> Bucket<K, N> {
+    const ALL: u16 = (1 << N) - 1;
+
+    fn empty() -> Self {
+        Bucket {
+            full: 0,
+            overflow: 0,
+            keys: [K::default(); N],
+            values: [0; N],
+        }
+    }
+
+    fn find(&self, k: &K) -> Option<usize> {
+        let mut full = self.full;
+        while full != 0 {
+            let s = full.trailing_zeros() as usize;
+            if self.keys[s] == *k {
+                return Some(s);
+            }
+            full &= full - 1;
+        }
+        None
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (K, u32)> + '_ {
+        (0..N)
+            .filter(|s| self.full & (1 << s) != 0)
+            .map(|s| (self.keys[s], self.values[s]))
     }
 }
 
-impl Part for u64 {
-    /// Card ids are often sequential: mix them first (murmur3 finaliser) and take top bits.
-    fn part(&self) -> usize {
-        let mut x = *self;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        (x >> 58) as usize & (PARTS - 1)
+/// One part: a power-of-two number of buckets (none before the first insert).
+struct Part<K, const N: usize> {
+    buckets: Vec<Bucket<K, N>>,
+    len: usize,
+}
+
+impl<K: Slot, const N: usize> Part<K, N> {
+    fn home(&self, h: u64) -> usize {
+        h as usize & (self.buckets.len() - 1)
+    }
+
+    fn next(&self, i: usize) -> usize {
+        (i + 1) & (self.buckets.len() - 1)
+    }
+
+    /// Bucket and slot of `k`, if present.
+    fn find(&self, k: &K, h: u64) -> Option<(usize, usize)> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let mut i = self.home(h);
+        for _ in 0..self.buckets.len() {
+            let b = &self.buckets[i];
+            if let Some(s) = b.find(k) {
+                return Some((i, s));
+            }
+            if b.overflow == 0 {
+                return None;
+            }
+            i = self.next(i);
+        }
+        None
+    }
+
+    /// Whether one more entry fits under the load limit.
+    fn has_room(&self) -> bool {
+        (self.len + 1) * LOAD_DEN <= self.buckets.len() * N * LOAD_NUM
+    }
+
+    /// Puts `k` (absent) in the first bucket from its home with a free slot. There is room.
+    fn place(&mut self, k: K, v: u32, h: u64) {
+        let mut i = self.home(h);
+        loop {
+            let b = &mut self.buckets[i];
+            let free = !b.full & Bucket::<K, N>::ALL;
+            if free != 0 {
+                let s = free.trailing_zeros() as usize;
+                b.full |= 1 << s;
+                b.keys[s] = k;
+                b.values[s] = v;
+                self.len += 1;
+                return;
+            }
+            b.overflow = b.overflow.saturating_add(1);
+            i = self.next(i);
+        }
+    }
+
+    /// Moves every entry into `buckets` buckets (a power of two, room for them all).
+    fn resize(&mut self, buckets: usize) {
+        let old = std::mem::replace(&mut self.buckets, vec![Bucket::empty(); buckets]);
+        self.len = 0;
+        for b in &old {
+            for (k, v) in b.entries() {
+                self.place(k, v, k.spread());
+            }
+        }
+    }
+
+    /// Buckets needed to hold `n` entries under the load limit.
+    fn buckets_for(n: usize) -> usize {
+        (n * LOAD_DEN)
+            .div_ceil(N * LOAD_NUM)
+            .max(1)
+            .next_power_of_two()
+    }
+
+    fn remove(&mut self, k: &K, h: u64) -> Option<u32> {
+        let (at, s) = self.find(k, h)?;
+        let b = &mut self.buckets[at];
+        b.full &= !(1 << s);
+        let v = b.values[s];
+        self.len -= 1;
+        // Every bucket from home up to the one it lived in counted it as passing.
+        let mut i = self.home(h);
+        while i != at {
+            let b = &mut self.buckets[i];
+            assert!(b.overflow > 0, "an index bucket lost its overflow count");
+            if b.overflow != u16::MAX {
+                b.overflow -= 1;
+            }
+            i = self.next(i);
+        }
+        Some(v)
     }
 }
 
-/// `HashMap<K, V, S>` in [`PARTS`] parts; only what the state uses.
-pub(crate) struct Parted<K, V, S> {
-    parts: Box<[HashMap<K, V, S>]>,
-    /// Inserts that found their part full, so moved every entry of it (growth, or a rehash
-    /// in place): counted so a slow batch can say its index grew. Not part of the map.
+/// A map from `K` to `u32` in [`PARTS`] parts of cache-line buckets of `N` entries.
+pub(crate) struct Parted<K, const N: usize> {
+    parts: Box<[Part<K, N>]>,
+    /// Inserts that found their part full, so moved every entry of it (growth): counted so a
+    /// slow batch can say its index grew. Not part of the map.
     rehashes: u64,
 }
 
-impl<K, V, S: Default> Default for Parted<K, V, S> {
+impl<K: Slot, const N: usize> Default for Parted<K, N> {
     fn default() -> Self {
+        const {
+            assert!(
+                std::mem::size_of::<Bucket<K, N>>() == 64,
+                "a bucket is one line"
+            );
+            assert!(N <= 16);
+        }
         Parted {
-            parts: (0..PARTS).map(|_| HashMap::default()).collect(),
+            parts: (0..PARTS)
+                .map(|_| Part {
+                    buckets: Vec::new(),
+                    len: 0,
+                })
+                .collect(),
             rehashes: 0,
         }
     }
 }
 
-impl<K: Hash + Eq + Part, V, S: BuildHasher> Parted<K, V, S> {
-    fn of(&self, k: &K) -> &HashMap<K, V, S> {
-        &self.parts[k.part()]
-    }
+fn part_of(h: u64) -> usize {
+    (h >> 58) as usize & (PARTS - 1)
+}
 
-    fn of_mut(&mut self, k: &K) -> &mut HashMap<K, V, S> {
-        &mut self.parts[k.part()]
-    }
-
-    pub fn get(&self, k: &K) -> Option<&V> {
-        self.of(k).get(k)
+impl<K: Slot, const N: usize> Parted<K, N> {
+    pub fn get(&self, k: &K) -> Option<&u32> {
+        let h = k.spread();
+        let part = &self.parts[part_of(h)];
+        let (b, s) = part.find(k, h)?;
+        Some(&part.buckets[b].values[s])
     }
 
     pub fn contains_key(&self, k: &K) -> bool {
-        self.of(k).contains_key(k)
+        self.get(k).is_some()
     }
 
-    pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        let part = &mut self.parts[k.part()];
-        let full = part.len() == part.capacity();
-        let old = part.insert(k, v);
-        if full && old.is_none() {
+    /// Starts loading the bucket a lookup of `k` reads first, without waiting for it.
+    pub fn prefetch(&self, k: &K) {
+        let h = k.spread();
+        let part = &self.parts[part_of(h)];
+        if let Some(b) = part
+            .buckets
+            .get(h as usize & part.buckets.len().wrapping_sub(1))
+        {
+            super::prefetch::prefetch_line(std::ptr::from_ref(b).cast());
+        }
+    }
+
+    pub fn insert(&mut self, k: K, v: u32) -> Option<u32> {
+        let h = k.spread();
+        let part = &mut self.parts[part_of(h)];
+        if let Some((b, s)) = part.find(&k, h) {
+            return Some(std::mem::replace(&mut part.buckets[b].values[s], v));
+        }
+        if !part.has_room() {
+            part.resize((part.buckets.len() * 2).max(1));
             self.rehashes += 1;
         }
-        old
+        part.place(k, v, h);
+        None
     }
 
     /// Inserts that moved a whole part (see the field).
@@ -83,52 +245,159 @@ impl<K: Hash + Eq + Part, V, S: BuildHasher> Parted<K, V, S> {
         self.rehashes
     }
 
-    pub fn remove(&mut self, k: &K) -> Option<V> {
-        self.of_mut(k).remove(k)
+    pub fn remove(&mut self, k: &K) -> Option<u32> {
+        let h = k.spread();
+        self.parts[part_of(h)].remove(k, h)
     }
 
     pub fn len(&self) -> usize {
-        self.parts.iter().map(HashMap::len).sum()
+        self.parts.iter().map(|p| p.len).sum()
     }
 
-    pub fn capacity(&self) -> usize {
-        self.parts.iter().map(HashMap::capacity).sum()
+    /// Heap bytes of the buckets.
+    pub fn bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.buckets.len() * 64).sum()
     }
 
     /// Room for `n` more entries spread evenly (a restore sizes the tables once).
     pub fn reserve(&mut self, n: usize) {
         let each = n.div_ceil(PARTS) + n.div_ceil(PARTS) / 8;
         for p in self.parts.iter_mut() {
-            p.reserve(each);
+            let want = Part::<K, N>::buckets_for(p.len + each);
+            if want > p.buckets.len() {
+                p.resize(want);
+            }
         }
     }
 }
 
+/// A card id as the card index holds it: two `u32`s, so five entries and their slots fit in
+/// one 64-byte bucket (a `u64` would align the keys to 8 and fit four).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct CardKey([u32; 2]);
+
+impl From<u64> for CardKey {
+    fn from(id: u64) -> CardKey {
+        CardKey([id as u32, (id >> 32) as u32])
+    }
+}
+
+impl Slot for CardKey {
+    /// Card ids are often sequential: mixed first (murmur3 finaliser).
+    fn spread(&self) -> u64 {
+        let mut x = u64::from(self.0[0]) | u64::from(self.0[1]) << 32;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+}
+
+/// The card index: card id → slot in the card table.
+pub(crate) type CardIndex = Parted<CardKey, 5>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    /// Keys whose spread is the key itself, to steer entries into chosen buckets.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    struct Raw([u32; 2]);
+    impl Slot for Raw {
+        fn spread(&self) -> u64 {
+            u64::from(self.0[0]) | u64::from(self.0[1]) << 32
+        }
+    }
+    fn raw(x: u64) -> Raw {
+        Raw([x as u32, (x >> 32) as u32])
+    }
 
     #[test]
     fn behaves_as_one_map_and_spreads_sequential_ids() {
-        let mut m: Parted<u64, u64, std::hash::RandomState> = Parted::default();
+        let mut m = CardIndex::default();
         let mut model = HashMap::new();
         for i in 0..20_000u64 {
-            assert_eq!(m.insert(i, i * 3), model.insert(i, i * 3));
+            assert_eq!(
+                m.insert(i.into(), i as u32 * 3),
+                model.insert(i, i as u32 * 3)
+            );
             if i % 3 == 0 {
-                assert_eq!(m.remove(&(i / 2)), model.remove(&(i / 2)));
+                assert_eq!(m.remove(&(i / 2).into()), model.remove(&(i / 2)));
             }
         }
         assert_eq!(m.len(), model.len());
         for i in 0..20_000u64 {
-            assert_eq!(m.get(&i), model.get(&i));
-            assert_eq!(m.contains_key(&i), model.contains_key(&i));
+            assert_eq!(m.get(&i.into()), model.get(&i));
+            assert_eq!(m.contains_key(&i.into()), model.contains_key(&i));
         }
         // Sequential ids land in every part, none with more than twice its share.
-        let most = m.parts.iter().map(HashMap::len).max().unwrap_or(0);
-        assert!(m.parts.iter().all(|p| !p.is_empty()));
+        let most = m.parts.iter().map(|p| p.len).max().unwrap_or(0);
+        assert!(m.parts.iter().all(|p| p.len > 0));
         assert!(most < 2 * m.len() / PARTS, "{most} of {}", m.len());
         // Every part grew from empty several times, and growth is counted once per move.
         assert!(m.rehashes() >= PARTS as u64 * 4, "{}", m.rehashes());
         assert!(m.rehashes() <= PARTS as u64 * 16, "{}", m.rehashes());
+        assert!(
+            m.len() * LOAD_DEN <= m.bytes() / 64 * 5 * LOAD_NUM,
+            "within the load limit"
+        );
+    }
+
+    /// Entries all homed on one bucket spill into the following ones; removing any of them,
+    /// in any order, leaves the others findable and the overflow counts back at zero.
+    #[test]
+    fn overflow_chains_survive_removal_in_any_order() {
+        let mut m: Parted<Raw, 5> = Parted::default();
+        // Same part (top bits 0), same home bucket (low bits 0) once the part has 16+ buckets.
+        let keys: Vec<u64> = (0..23u64).map(|i| i << 20).collect();
+        m.reserve(PARTS * 60);
+        for (n, &k) in keys.iter().enumerate() {
+            assert_eq!(m.insert(raw(k), n as u32), None);
+        }
+        let part = &m.parts[0];
+        assert!(part.buckets.len() >= 8, "{}", part.buckets.len());
+        assert_eq!(part.buckets[0].overflow, 18, "23 entries, 5 at home");
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        for (gone, &n) in order.iter().enumerate() {
+            assert_eq!(m.remove(&raw(keys[n])), Some(n as u32));
+            assert_eq!(m.remove(&raw(keys[n])), None);
+            for &later in &order[gone + 1..] {
+                assert_eq!(m.get(&raw(keys[later])), Some(&(later as u32)));
+            }
+        }
+        assert_eq!(m.len(), 0);
+        assert!(m.parts[0]
+            .buckets
+            .iter()
+            .all(|b| b.overflow == 0 && b.full == 0));
+    }
+
+    /// A chain that runs past the last bucket wraps to the first.
+    #[test]
+    fn chains_wrap_around_the_end() {
+        let mut m: Parted<Raw, 5> = Parted::default();
+        m.reserve(PARTS * 60);
+        let last = m.parts[0].buckets.len() as u64 - 1;
+        let keys: Vec<u64> = (0..12u64).map(|i| last | i << 30).collect();
+        for &k in &keys {
+            m.insert(raw(k), k as u32);
+        }
+        assert!(m.parts[0].buckets[0].full != 0, "spilled into bucket 0");
+        for &k in &keys {
+            assert_eq!(m.get(&raw(k)), Some(&(k as u32)));
+        }
+        for &k in &keys {
+            assert_eq!(m.remove(&raw(k)), Some(k as u32));
+        }
+        assert!(m.parts[0].buckets.iter().all(|b| b.overflow == 0));
     }
 }

@@ -8,7 +8,7 @@ use crate::command::{CallerId, Request};
 /// Hints the CPU to load the cache line at `p` without waiting for it.
 #[inline(always)]
 #[allow(unsafe_code)]
-fn prefetch_line(p: *const u8) {
+pub(crate) fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `prefetcht0` is only a hint: it never faults and reads nothing into the program,
     // whatever the address; SSE is part of every x86_64 target.
@@ -19,23 +19,74 @@ fn prefetch_line(p: *const u8) {
     let _ = p;
 }
 
+/// How many requests ahead of `apply` each prefetch stage runs. Each stage reads only what the
+/// stage before it brought into cache, so none of them waits on memory:
+/// 0. the index buckets of the card and of the idempotency key (their addresses follow from
+///    the hashes alone);
+/// 1. the shared header of the card's chunk (found through the card's bucket);
+/// 2. the card (found through the chunk);
+/// 3. the card's history (found through the card).
+const STAGES: [usize; 4] = [16, 12, 8, 4];
+
 impl State {
-    /// Starts loading what `apply(request)` touches first: the card's index bucket, the card,
-    /// and the key's index bucket. Called a few requests ahead of `apply` over a batch, so the
-    /// cache misses of several requests overlap instead of stalling one after another. A hint
-    /// only: it changes nothing.
-    pub fn prefetch(&self, request: &Request, caller: CallerId) {
-        if let Some(key) = request.idempotency_key.as_deref() {
-            let card = request.command.card();
-            self.keys.touch(&idempotency::key_hash(caller, card, key));
+    /// Prefetching before the first request of a run is applied: every stage for the requests
+    /// the later calls of [`State::prefetch_ahead`] will not reach. `nth(d)` is the request
+    /// `d` places from the one about to be applied (0: that one).
+    pub fn prefetch_first<'r>(&self, nth: impl Fn(usize) -> Option<(&'r Request, CallerId)>) {
+        for (stage, &ahead) in STAGES.iter().enumerate() {
+            for d in 0..ahead {
+                if let Some((r, caller)) = nth(d) {
+                    self.prefetch_stage(stage, r, caller);
+                }
+            }
         }
-        let Some(id) = request.command.card() else {
-            return;
-        };
-        if let Some(&slot) = self.card_index.get(&id.0) {
-            let card = std::ptr::from_ref(self.card_at(slot)).cast::<u8>();
-            for line in (0..std::mem::size_of::<Card>()).step_by(64) {
-                prefetch_line(card.wrapping_add(line));
+    }
+
+    /// Called before each apply of a run: starts loading what the requests a few places later
+    /// will touch, so the cache misses of many requests overlap instead of stalling one after
+    /// another. `nth(d)` is the request `d` places after the one about to be applied. A hint
+    /// only: it changes nothing.
+    pub fn prefetch_ahead<'r>(&self, nth: impl Fn(usize) -> Option<(&'r Request, CallerId)>) {
+        for (stage, &ahead) in STAGES.iter().enumerate() {
+            if let Some((r, caller)) = nth(ahead) {
+                self.prefetch_stage(stage, r, caller);
+            }
+        }
+    }
+
+    /// One stage of [`STAGES`] for one request.
+    fn prefetch_stage(&self, stage: usize, request: &Request, caller: CallerId) {
+        let card = request.command.card();
+        match stage {
+            0 => {
+                if let Some(key) = request.idempotency_key.as_deref() {
+                    self.keys
+                        .prefetch(&idempotency::key_hash(caller, card, key));
+                }
+                if let Some(id) = card {
+                    self.card_index.prefetch(&id.0.into());
+                }
+            }
+            1 => {
+                if let Some(&slot) = card.and_then(|id| self.card_index.get(&id.0.into())) {
+                    prefetch_line(self.chunk_header(slot));
+                }
+            }
+            2 => {
+                if let Some(&slot) = card.and_then(|id| self.card_index.get(&id.0.into())) {
+                    let card = std::ptr::from_ref(self.card_at(slot)).cast::<u8>();
+                    for line in (0..std::mem::size_of::<Card>()).step_by(64) {
+                        prefetch_line(card.wrapping_add(line));
+                    }
+                }
+            }
+            _ => {
+                if let Some(&slot) = card.and_then(|id| self.card_index.get(&id.0.into())) {
+                    let bytes = self.card_at(slot).history.as_bytes();
+                    for line in (0..bytes.len().min(128)).step_by(64) {
+                        prefetch_line(bytes.as_ptr().wrapping_add(line));
+                    }
+                }
             }
         }
     }

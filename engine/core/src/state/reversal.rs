@@ -86,7 +86,7 @@ impl State {
             caller == CallerId::UNSCOPED || e.card == card_id,
             "a scoped key is found only on its own card"
         );
-        let Some(&slot) = self.card_index.get(&e.card.0) else {
+        let Some(&slot) = self.card_index.get(&e.card.0.into()) else {
             return nothing_reversed(None);
         };
         let outcome = self.card_op(slot, now, events, |st, slot, ev| {

@@ -523,7 +523,7 @@ impl State {
             if usize::from(c.program) >= st.programs.len() {
                 return Err(bad(format!("card {} names program #{}", c.id, c.program)));
             }
-            if st.card_index.contains_key(&c.id.0) {
+            if st.card_index.contains_key(&c.id.0.into()) {
                 return Err(bad(format!("card {} twice", c.id)));
             }
             let seq_end = u64::from(c.hist_first_seq) + c.history.len() as u64;
@@ -541,7 +541,7 @@ impl State {
             st.push_card(c);
         }
         for (card, seq, h) in snap.holds {
-            if !st.card_index.contains_key(&card) {
+            if !st.card_index.contains_key(&card.into()) {
                 return Err(bad(format!("hold on unknown card {card}")));
             }
             st.holds.insert((card, seq), h);

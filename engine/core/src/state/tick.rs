@@ -26,7 +26,7 @@ impl State {
                 break;
             };
             self.timers_fired += 1;
-            let Some(&slot) = self.card_index.get(&t.card) else {
+            let Some(&slot) = self.card_index.get(&t.card.into()) else {
                 continue;
             };
             let before = self.float_part(slot);

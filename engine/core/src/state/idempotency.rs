@@ -933,6 +933,9 @@ impl FrozenKeys {
     }
 }
 
+/// How many keys behind the oldest [`KeyTable::expire`] prefetches the index bucket of.
+const EXPIRE_AHEAD: usize = 8;
+
 /// Keys in arrival order (each key once), `base` numbering the first one.
 #[derive(Default, Clone)]
 struct KeyLog {
@@ -1034,6 +1037,12 @@ impl KeyLog {
 impl KeyTable {
     /// Forgets keys first seen at or before `now − ttl`, and the oldest beyond `max`.
     pub fn expire(&mut self, now: i64, ttl_ms: i64, max: usize) {
+        // Keys expire in arrival order, about one per keyed request once the table is full:
+        // the bucket of the key a few places behind the oldest is loaded now, so removing it
+        // a few calls later does not wait on memory.
+        if let Some((k, _)) = self.log.get(self.log.base + (self.log.head + EXPIRE_AHEAD) as u64) {
+            self.index.prefetch(&IndexKey::from(*k));
+        }
         while let Some(&(k, p)) = self.log.front() {
             if p.at().saturating_add(ttl_ms) > now && self.log.len() <= max {
                 break;

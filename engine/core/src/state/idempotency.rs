@@ -1040,7 +1040,10 @@ impl KeyTable {
         // Keys expire in arrival order, about one per keyed request once the table is full:
         // the bucket of the key a few places behind the oldest is loaded now, so removing it
         // a few calls later does not wait on memory.
-        if let Some((k, _)) = self.log.get(self.log.base + (self.log.head + EXPIRE_AHEAD) as u64) {
+        if let Some((k, _)) = self
+            .log
+            .get(self.log.base + (self.log.head + EXPIRE_AHEAD) as u64)
+        {
             self.index.prefetch(&IndexKey::from(*k));
         }
         while let Some(&(k, p)) = self.log.front() {

@@ -400,4 +400,48 @@ mod tests {
         }
         assert!(m.parts[0].buckets.iter().all(|b| b.overflow == 0));
     }
+
+    proptest::proptest! {
+        /// Any mix of inserts, removals and lookups answers as `HashMap` does, with keys
+        /// crowded onto a few home buckets of two parts (long chains, wrap-arounds, growth),
+        /// and every bucket's overflow count stays exactly the number of entries that passed it.
+        #[test]
+        fn crowded_keys_answer_as_a_hash_map(
+            ops in proptest::collection::vec((0u8..3, 0u64..400), 0..3000)
+        ) {
+            let mut m: Parted<Raw, 5> = Parted::default();
+            let mut model = HashMap::new();
+            // Home bucket from the low 3 bits; part 0 or 1 from the top bits; the rest tells
+            // keys apart.
+            let key = |x: u64| raw((x & 7) | (x >> 3) << 20 | (x & 1) << 58);
+            for (n, (op, x)) in ops.into_iter().enumerate() {
+                match op {
+                    0 => proptest::prop_assert_eq!(
+                        m.insert(key(x), n as u32),
+                        model.insert(x, n as u32)
+                    ),
+                    1 => proptest::prop_assert_eq!(m.remove(&key(x)), model.remove(&x)),
+                    _ => proptest::prop_assert_eq!(m.get(&key(x)), model.get(&x)),
+                }
+            }
+            proptest::prop_assert_eq!(m.len(), model.len());
+            for (x, v) in &model {
+                proptest::prop_assert_eq!(m.get(&key(*x)), Some(v));
+            }
+            for part in m.parts.iter() {
+                let mut passed = vec![0u16; part.buckets.len()];
+                for (at, b) in part.buckets.iter().enumerate() {
+                    for (k, _) in b.entries() {
+                        let mut i = part.home(k.spread());
+                        while i != at {
+                            passed[i] += 1;
+                            i = part.next(i);
+                        }
+                    }
+                }
+                let counts: Vec<u16> = part.buckets.iter().map(|b| b.overflow).collect();
+                proptest::prop_assert_eq!(counts, passed);
+            }
+        }
+    }
 }

@@ -862,7 +862,7 @@ impl std::hash::Hasher for PreHashed {
 pub(crate) type PreHashedBuild = std::hash::BuildHasherDefault<PreHashed>;
 
 /// A key as the index holds it: its 128-bit hash as four `u32`s. A `u128` aligns to 16 bytes,
-/// so a `(u128, u64)` slot took 32; `(IndexKey, u32)` takes 20.
+/// so a `(u128, u64)` slot took 32; `(IndexKey, u32)` takes 20, three to a 64-byte bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct IndexKey([u32; 4]);
 

@@ -27,6 +27,10 @@ pub(crate) fn prefetch_line(p: *const u8) {
 /// 2. the card (found through the chunk);
 /// 3. the card's history (found through the card).
 const STAGES: [usize; 4] = [16, 12, 8, 4];
+// Every stage looks at least one request ahead (callers index `nth(d)` from the next request),
+// and each later stage nearer than the one before it.
+const _: () = assert!(STAGES[3] >= 1 && STAGES[2] > STAGES[3]);
+const _: () = assert!(STAGES[1] > STAGES[2] && STAGES[0] > STAGES[1]);
 
 impl State {
     /// Prefetching before the first request of a run is applied: every stage for the requests

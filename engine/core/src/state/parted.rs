@@ -218,10 +218,8 @@ impl<K: Slot, const N: usize> Parted<K, N> {
     pub fn prefetch(&self, k: &K) {
         let h = k.spread();
         let part = &self.parts[part_of(h)];
-        if let Some(b) = part
-            .buckets
-            .get(h as usize & part.buckets.len().wrapping_sub(1))
-        {
+        if !part.buckets.is_empty() {
+            let b = &part.buckets[part.home(h)];
             super::prefetch::prefetch_line(std::ptr::from_ref(b).cast());
         }
     }
@@ -283,14 +281,9 @@ impl From<u64> for CardKey {
 }
 
 impl Slot for CardKey {
-    /// Card ids are often sequential: mixed first (murmur3 finaliser).
+    /// Card ids are often sequential: mixed first, as the other maps keyed by card id do.
     fn spread(&self) -> u64 {
-        let mut x = u64::from(self.0[0]) | u64::from(self.0[1]) << 32;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        x ^ (x >> 33)
+        super::hasher::mix(u64::from(self.0[0]) | u64::from(self.0[1]) << 32)
     }
 }
 

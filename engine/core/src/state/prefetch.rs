@@ -61,37 +61,33 @@ impl State {
     /// One stage of [`STAGES`] for one request.
     fn prefetch_stage(&self, stage: usize, request: &Request, caller: CallerId) {
         let card = request.command.card();
-        match stage {
-            0 => {
-                if let Some(key) = request.idempotency_key.as_deref() {
-                    self.keys
-                        .prefetch(&idempotency::key_hash(caller, card, key));
-                }
-                if let Some(id) = card {
-                    self.card_index.prefetch(&id.0.into());
-                }
+        if stage == 0 {
+            if let Some(key) = request.idempotency_key.as_deref() {
+                self.keys
+                    .prefetch(&idempotency::key_hash(caller, card, key));
             }
-            1 => {
-                if let Some(&slot) = card.and_then(|id| self.card_index.get(&id.0.into())) {
-                    prefetch_line(self.chunk_header(slot));
-                }
+            if let Some(id) = card {
+                self.card_index.prefetch(&id.0.into());
             }
-            2 => {
-                if let Some(&slot) = card.and_then(|id| self.card_index.get(&id.0.into())) {
-                    let card = std::ptr::from_ref(self.card_at(slot)).cast::<u8>();
-                    for line in (0..std::mem::size_of::<Card>()).step_by(64) {
-                        prefetch_line(card.wrapping_add(line));
-                    }
-                }
-            }
+            return;
+        }
+        // Later stages find the card through its bucket, in cache since stage 0.
+        let Some(&slot) = card.and_then(|id| self.card_index.get(&id.0.into())) else {
+            return;
+        };
+        let (start, len) = match stage {
+            1 => (self.chunk_header(slot), 1),
+            2 => (
+                std::ptr::from_ref(self.card_at(slot)).cast::<u8>(),
+                std::mem::size_of::<Card>(),
+            ),
             _ => {
-                if let Some(&slot) = card.and_then(|id| self.card_index.get(&id.0.into())) {
-                    let bytes = self.card_at(slot).history.as_bytes();
-                    for line in (0..bytes.len().min(128)).step_by(64) {
-                        prefetch_line(bytes.as_ptr().wrapping_add(line));
-                    }
-                }
+                let bytes = self.card_at(slot).history.as_bytes();
+                (bytes.as_ptr(), bytes.len().min(128))
             }
+        };
+        for line in (0..len).step_by(64) {
+            prefetch_line(start.wrapping_add(line));
         }
     }
 }

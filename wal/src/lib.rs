@@ -76,7 +76,6 @@
 // `u64::is_multiple_of` is newer than the workspace MSRV (1.85).
 #![allow(clippy::manual_is_multiple_of)]
 
-mod background;
 mod error;
 mod format;
 mod history;
@@ -94,7 +93,6 @@ pub mod testkit;
 mod types;
 mod writer;
 
-pub use background::Notify;
 pub use error::WalError;
 pub use format::{
     FORMAT_VERSION, PAGE_BYTES, PAYLOAD_MAX_BYTES, RECORD_ALIGN_BYTES, SEGMENT_HEADER_BYTES,
@@ -105,7 +103,7 @@ pub use storage::{FileStorage, Storage, StorageFile, StorageMap};
 pub use types::{Committed, Lsn, Recovery, SyncMethod, TornTail, WalOptions, WalStats};
 #[cfg(svault_faults)]
 pub use writer::Fault;
-pub use writer::{Begun, Wal};
+pub use writer::Wal;
 
 /// Decoding internals exposed for property tests and fuzzing; not a stable API.
 #[doc(hidden)]

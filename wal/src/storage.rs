@@ -96,12 +96,6 @@ pub trait StorageMap: Send + 'static {
     fn sync_range(&mut self, from: u64, to: u64) -> io::Result<()>;
     /// Hints that the map is about to be read front to back (best effort).
     fn advise_sequential(&self) {}
-    /// The file opened again, for a sync thread to write and sync it through
-    /// ([`crate::Wal::enable_background_commit`]); `None` where syncs stay on the writer's
-    /// thread (a simulated disk keeps each run deterministic that way).
-    fn background_file(&self) -> Option<io::Result<File>> {
-        None
-    }
 }
 
 /// The real backend: segment files in a directory, mapped with `mmap`. The default.
@@ -252,9 +246,5 @@ impl StorageMap for SegmentMap {
 
     fn advise_sequential(&self) {
         SegmentMap::advise_sequential(self)
-    }
-
-    fn background_file(&self) -> Option<io::Result<File>> {
-        Some(self.file().try_clone())
     }
 }

@@ -13,7 +13,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use crate::background::{Done, Notify, Syncer};
 use crate::error::{corruption, from_io};
 use crate::format::{
     align_up, encode_record, read_slot, record_size, SegmentHeader, Slot, FLAG_BATCH_START,
@@ -22,7 +21,6 @@ use crate::format::{
 use crate::poison::Poison;
 use crate::storage::{FileStorage, Storage, StorageFile, StorageMap};
 use crate::{Committed, Lsn, SyncMethod, WalError, WalOptions, WalStats};
-use std::sync::Arc;
 
 /// The next segment's preallocation starts once the active one is 1/8 full: early enough
 /// that zero-filling 64 MiB finishes before a 1 GB/s writer needs it, late enough that a
@@ -70,41 +68,9 @@ pub struct Wal<S: Storage = FileStorage> {
     poison: Poison,
     prealloc: Option<Prealloc<S::File>>,
     stats: WalStats,
-    /// The sync thread, once [`Wal::enable_background_commit`] asked for one.
-    background: Option<Background>,
-    /// The batch the sync thread is writing and syncing ([`Wal::begin_commit`]).
-    in_flight: Option<InFlight>,
     _lock: S::Lock,
     #[cfg(any(test, svault_faults))]
     faults: Faults,
-}
-
-/// The sync thread and the file handle it writes the active segment through.
-struct Background {
-    syncer: Syncer,
-    /// The active segment's file, opened again for the thread: (segment epoch, handle).
-    file: Option<(u64, Arc<std::fs::File>)>,
-}
-
-/// A batch handed to the sync thread.
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
-    /// Its last LSN.
-    through: u64,
-    /// Offset just past its last record in the active segment.
-    end: u64,
-}
-
-/// What [`Wal::begin_commit`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub enum Begun {
-    /// Nothing to commit, or a batch is already in flight (begin again once it is done).
-    Nothing,
-    /// The batch is on the sync thread; [`Wal::poll_commit`] gives its outcome.
-    InFlight,
-    /// Committed on this thread (no sync thread for this log or this sync method).
-    Done(Committed),
 }
 
 /// Injected failures for tests (disk full at segment creation, failed syncs).
@@ -198,8 +164,6 @@ impl<S: Storage> Wal<S> {
             poison: Poison::default(),
             prealloc: None,
             stats: WalStats::default(),
-            background: None,
-            in_flight: None,
             _lock: lock,
             #[cfg(any(test, svault_faults))]
             faults: Faults::default(),
@@ -230,7 +194,6 @@ impl<S: Storage> Wal<S> {
 
     /// Makes every appended record durable with one sync.
     pub fn commit(&mut self) -> Result<Committed, WalError> {
-        self.wait_in_flight()?;
         self.poison.check()?;
         let last = self.next_lsn - 1;
         if last > self.durable_lsn {
@@ -244,147 +207,6 @@ impl<S: Storage> Wal<S> {
             self.durable_lsn = last;
         }
         Ok(Committed::new(Lsn(self.durable_lsn)))
-    }
-
-    /// Gives this log a sync thread: from now on [`Wal::begin_commit`] writes and syncs each
-    /// batch there, and calls `notify` on that thread when a batch's outcome is ready. Only
-    /// with [`SyncMethod::PwriteFdatasync`] on real files; otherwise `begin_commit` keeps
-    /// committing on the caller's thread.
-    pub fn enable_background_commit(&mut self, notify: Notify) -> Result<(), WalError> {
-        if self.options.sync_method != SyncMethod::PwriteFdatasync
-            || self.active().map.background_file().is_none()
-        {
-            return Ok(());
-        }
-        if self.background.is_none() {
-            self.background = Some(Background {
-                syncer: Syncer::start(notify)?,
-                file: None,
-            });
-        }
-        Ok(())
-    }
-
-    /// Starts making every appended record durable without waiting: the batch is written and
-    /// synced on the sync thread while later appends are staged in memory (none reaches the
-    /// file before this batch is synced). At most one batch is in flight; [`Wal::poll_commit`]
-    /// gives its outcome. Without a sync thread this is [`Wal::commit`].
-    pub fn begin_commit(&mut self) -> Result<Begun, WalError> {
-        self.poison.check()?;
-        if self.in_flight.is_some() {
-            return Ok(Begun::Nothing);
-        }
-        let last = self.next_lsn - 1;
-        if last <= self.durable_lsn {
-            return Ok(Begun::Nothing);
-        }
-        if self.background.is_none() || self.pos == self.batch_start {
-            return self.commit().map(Begun::Done);
-        }
-        #[cfg(any(test, svault_faults))]
-        if std::mem::take(&mut self.faults.commit_sync_fails) {
-            return Err(self.injected_eio());
-        }
-        let file = self.background_file()?;
-        let (from, to) = (self.batch_start, align_up(self.pos, PAGE_BYTES));
-        self.staging.resize((to - from) as usize, 0);
-        let bytes = std::mem::take(&mut self.staging);
-        let sent = self
-            .background
-            .as_ref()
-            .is_some_and(|b| b.syncer.send(file, bytes, from));
-        if !sent {
-            return Err(self
-                .poison
-                .set(io::Error::other("the log's sync thread is gone")));
-        }
-        self.in_flight = Some(InFlight {
-            through: last,
-            end: self.pos,
-        });
-        self.pos = to;
-        self.batch_start = to;
-        Ok(Begun::InFlight)
-    }
-
-    /// The outcome of the batch in flight once its sync returned (`None` while it runs, or
-    /// when none is in flight). A failed sync poisons the log, as in [`Wal::commit`].
-    pub fn poll_commit(&mut self) -> Option<Result<Committed, WalError>> {
-        self.in_flight?;
-        let done = match self.background.as_ref().map(|b| b.syncer.try_done()) {
-            Some(Ok(None)) => return None,
-            Some(Ok(Some(d))) => Ok(d),
-            Some(Err(())) | None => Err(()),
-        };
-        Some(self.finish_in_flight(done))
-    }
-
-    /// `true` while a batch is on the sync thread.
-    pub fn commit_in_flight(&self) -> bool {
-        self.in_flight.is_some()
-    }
-
-    /// Waits for the batch in flight, if any.
-    fn wait_in_flight(&mut self) -> Result<(), WalError> {
-        if self.in_flight.is_none() {
-            return Ok(());
-        }
-        let done = match self.background.as_ref().map(|b| b.syncer.wait_done()) {
-            Some(Ok(d)) => Ok(d),
-            Some(Err(())) | None => Err(()),
-        };
-        self.finish_in_flight(done).map(|_| ())
-    }
-
-    fn finish_in_flight(&mut self, done: Result<Done, ()>) -> Result<Committed, WalError> {
-        let Some(batch) = self.in_flight.take() else {
-            return Ok(Committed::new(Lsn(self.durable_lsn)));
-        };
-        let result = match done {
-            Ok(Done { result, mut bytes }) => {
-                if self.staging.is_empty() {
-                    // Keep the larger buffer: the next batch reuses it without growing.
-                    bytes.clear();
-                    self.staging = bytes;
-                }
-                result
-            }
-            Err(()) => Err(io::Error::other("the log's sync thread is gone")),
-        };
-        if let Err(e) = result {
-            return Err(self.poison.set(e));
-        }
-        // Rotation waits for the batch in flight, so it is in the active segment.
-        self.active_mut().durable_end = batch.end;
-        debug_assert!(batch.through > self.durable_lsn, "commits move forward");
-        self.durable_lsn = batch.through;
-        Ok(Committed::new(Lsn(self.durable_lsn)))
-    }
-
-    /// The handle the sync thread writes the active segment through (opened once a segment).
-    fn background_file(&mut self) -> Result<Arc<std::fs::File>, WalError> {
-        let epoch = self.active().header.epoch;
-        if let Some(Background {
-            file: Some((e, f)), ..
-        }) = &self.background
-        {
-            if *e == epoch {
-                return Ok(f.clone());
-            }
-        }
-        let file = match self.active().map.background_file() {
-            Some(Ok(f)) => Arc::new(f),
-            Some(Err(e)) => return Err(from_io(e)),
-            None => {
-                return Err(WalError::Io(io::Error::other(
-                    "no file to sync in the background",
-                )))
-            }
-        };
-        if let Some(b) = &mut self.background {
-            b.file = Some((epoch, file.clone()));
-        }
-        Ok(file)
     }
 
     /// The LSN the next append gets.
@@ -597,8 +419,6 @@ impl<S: Storage> Wal<S> {
     }
 
     fn rotate_inner(&mut self) -> Result<(), WalError> {
-        // The batch in flight is in this segment: it is synced before the segment is left.
-        self.wait_in_flight()?;
         if self.prealloc.is_none() {
             self.start_prealloc();
         }
@@ -767,133 +587,6 @@ mod tests {
         })
         .unwrap();
         out
-    }
-
-    /// Opens a log in `dir` with a sync thread; the counter counts its notifications.
-    fn background_log(
-        dir: &Path,
-        segment_size_bytes: u64,
-    ) -> (Wal, Arc<std::sync::atomic::AtomicU64>) {
-        let opts = WalOptions {
-            segment_size_bytes,
-            sync_method: SyncMethod::PwriteFdatasync,
-        };
-        let (mut log, _) = Wal::open(dir, opts).unwrap();
-        let notified = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let n = notified.clone();
-        log.enable_background_commit(Arc::new(move || {
-            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }))
-        .unwrap();
-        (log, notified)
-    }
-
-    fn poll_until_done(log: &mut Wal) -> Committed {
-        loop {
-            if let Some(r) = log.poll_commit() {
-                return r.unwrap();
-            }
-            std::thread::yield_now();
-        }
-    }
-
-    #[test]
-    fn a_background_commit_covers_its_batch_and_later_appends_wait_in_memory() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, notified) = background_log(dir.path(), 1 << 20);
-        for p in [&b"a1"[..], b"a2", b"a3"] {
-            log.append(p).unwrap();
-        }
-        assert_eq!(log.begin_commit().unwrap(), Begun::InFlight);
-        assert!(log.commit_in_flight());
-        // One batch at a time: a second begin does nothing until the first is done.
-        log.append(b"b1").unwrap();
-        assert_eq!(log.begin_commit().unwrap(), Begun::Nothing);
-        let first_end = log.batch_start;
-        let file = std::fs::read(&log.segment_paths()[0]).unwrap();
-        let after = &file[first_end as usize..first_end as usize + PAGE_BYTES as usize];
-        assert!(
-            after.iter().all(|&b| b == 0),
-            "a record appended while a batch is in flight reached the file before its sync"
-        );
-        assert_eq!(poll_until_done(&mut log).through, Lsn(3));
-        assert_eq!(log.durable_lsn(), Lsn(3));
-        assert!(notified.load(std::sync::atomic::Ordering::SeqCst) >= 1);
-        assert_eq!(records(&log).len(), 3, "only durable records are read back");
-        assert_eq!(
-            log.poll_commit().map(|r| r.is_ok()),
-            None,
-            "nothing in flight"
-        );
-        // The next batch goes out the same way; a blocking commit waits for it.
-        log.append(b"b2").unwrap();
-        assert_eq!(log.begin_commit().unwrap(), Begun::InFlight);
-        log.append(b"c1").unwrap();
-        assert_eq!(log.commit().unwrap().through, Lsn(6));
-        assert!(!log.commit_in_flight());
-        drop(log);
-        let (log, rec) = Wal::open(
-            dir.path(),
-            WalOptions {
-                segment_size_bytes: 1 << 20,
-                sync_method: SyncMethod::PwriteFdatasync,
-            },
-        )
-        .unwrap();
-        assert_eq!(rec.last_lsn, Lsn(6));
-        let payloads: Vec<Vec<u8>> = records(&log).into_iter().map(|(_, p)| p).collect();
-        let want: Vec<&[u8]> = vec![b"a1", b"a2", b"a3", b"b1", b"b2", b"c1"];
-        assert_eq!(payloads, want);
-    }
-
-    #[test]
-    fn rotation_waits_for_the_batch_in_flight() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = background_log(dir.path(), 16 << 10);
-        let payload = [7u8; 1000];
-        let mut acked = 0u64;
-        for round in 0..60u64 {
-            for _ in 0..3 {
-                log.append(&payload).unwrap();
-            }
-            match log.begin_commit().unwrap() {
-                Begun::InFlight | Begun::Nothing => {}
-                Begun::Done(c) => acked = acked.max(c.through.0),
-            }
-            if round % 2 == 0 {
-                if let Some(c) = log.poll_commit() {
-                    acked = acked.max(c.unwrap().through.0);
-                }
-            }
-        }
-        assert!(log.stats().rotations >= 5, "{:?}", log.stats());
-        assert_eq!(log.commit().unwrap().through, Lsn(180));
-        assert!(acked <= 180);
-        drop(log);
-        let (log, rec) = Wal::open(
-            dir.path(),
-            WalOptions {
-                segment_size_bytes: 16 << 10,
-                sync_method: SyncMethod::PwriteFdatasync,
-            },
-        )
-        .unwrap();
-        assert_eq!(rec.last_lsn, Lsn(180));
-        assert_eq!(records(&log).len(), 180);
-    }
-
-    #[test]
-    fn a_failed_background_sync_poisons() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = background_log(dir.path(), 1 << 20);
-        log.append(b"acked").unwrap();
-        assert_eq!(log.begin_commit().unwrap(), Begun::InFlight);
-        poll_until_done(&mut log);
-        log.append(b"lost").unwrap();
-        log.faults.commit_sync_fails = true;
-        assert!(matches!(log.begin_commit(), Err(WalError::Sync(_))));
-        assert!(matches!(log.begin_commit(), Err(WalError::Poisoned)));
-        assert_eq!(log.durable_lsn(), Lsn(1));
     }
 
     #[test]

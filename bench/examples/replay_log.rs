@@ -6,6 +6,11 @@
 //! The mix, after opening and topping up `--cards` cards: keyed spends on uniformly chosen
 //! cards, with one top-up and one hold in every 16 requests. No snapshots are taken and no
 //! segment is removed, so the whole log from LSN 1 stays for the replay.
+//!
+//! `--days D` spreads the traffic over D days of batch time (a clock that moves with the
+//! requests sent, starting now) instead of the minutes it takes to write: idempotency keys,
+//! histories and holds then expire as they would in service, and the state a replay or a
+//! report rebuilds holds one day's keys rather than every key of the log.
 
 use bench::load::{setup, submit_all, FIRST_CARD};
 use clap::Parser;
@@ -14,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use svault_core::command::{CardId, Channel, Command, Method, Request};
+use svault_core::command::{CardId, Channel, Command, Method, Millis, Request};
 use svault_core::money::Amount;
 
 /// The same allocator as the `svault` binary.
@@ -36,16 +41,30 @@ struct Args {
     /// Shards (fixed for the data directory).
     #[arg(long, default_value_t = 2)]
     shards: usize,
+    /// Batch time the traffic spans, in days (0: the wall clock, so a few minutes).
+    #[arg(long, default_value_t = 0)]
+    days: u64,
 }
 
 fn main() {
     let args = Args::parse();
-    let tuning = Tuning {
+    let key_seq = Arc::new(AtomicU64::new(0));
+    let mut tuning = Tuning {
         snapshot_every_records: u64::MAX,
         snapshot_every_secs: u64::MAX,
         remove_covered_segments: false,
         ..Tuning::default()
     };
+    if args.days > 0 {
+        // Each request sent moves batch time on by the same step, so the traffic fills the
+        // days asked for; the shards never let batch time go backwards.
+        let start = runtime::wall_clock().0;
+        let step_ms = args.days * 86_400_000 / args.records.max(1);
+        let sent = key_seq.clone();
+        tuning.clock = Arc::new(move || {
+            Millis(start.saturating_add((sent.load(Ordering::Relaxed) * step_ms) as i64))
+        });
+    }
     let config = EngineConfig {
         data_dir: args.data.clone(),
         shards: Some(args.shards),
@@ -70,7 +89,7 @@ fn main() {
         args.cards,
         started.elapsed().as_secs_f64()
     );
-    rt.block_on(traffic(&engine, args.cards, args.records));
+    rt.block_on(traffic(&engine, args.cards, args.records, key_seq));
     let logged: u64 = engine.shard_stats().iter().map(|s| s.committed_lsn).sum();
     let el = started.elapsed().as_secs_f64();
     println!(
@@ -91,8 +110,7 @@ fn logged(engine: &Engine) -> u64 {
     engine.shard_stats().iter().map(|s| s.committed_lsn).sum()
 }
 
-async fn traffic(engine: &Engine, cards: u64, records: u64) {
-    let key_seq = Arc::new(AtomicU64::new(0));
+async fn traffic(engine: &Engine, cards: u64, records: u64, key_seq: Arc<AtomicU64>) {
     let mut last_report = Instant::now();
     let mut handles = Vec::new();
     for t in 0..32u64 {

@@ -59,10 +59,14 @@ fn main() {
         // Each request sent moves batch time on by the same step, so the traffic fills the
         // days asked for; the shards never let batch time go backwards.
         let start = runtime::wall_clock().0;
-        let step_ms = args.days * 86_400_000 / args.records.max(1);
+        let (span_ms, records) = (
+            u128::from(args.days) * 86_400_000,
+            u128::from(args.records.max(1)),
+        );
         let sent = key_seq.clone();
         tuning.clock = Arc::new(move || {
-            Millis(start.saturating_add((sent.load(Ordering::Relaxed) * step_ms) as i64))
+            let ms = u128::from(sent.load(Ordering::Relaxed)) * span_ms / records;
+            Millis(start.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)))
         });
     }
     let config = EngineConfig {

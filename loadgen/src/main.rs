@@ -5,6 +5,7 @@
 /// system allocator a fifth of its CPU went to `malloc` and `free`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     loadgen::cli::main()
 }

@@ -32,6 +32,55 @@ fn open(card: u64) -> Call {
     )
 }
 
+/// Reads in a frame are answered together (a bounded group at a time, see `serve_batch`):
+/// 1 000 reads over 300 cards on every shard, each card read after the frame's own top-up of
+/// it, among reads of unknown cards, must each get their own card's figures, in request order.
+#[test]
+fn a_frame_of_many_reads_answers_each_in_order() {
+    let [flag, offset] = at_noon_in_shanghai();
+    let s = Server::start(svault_bin!(), &[&flag, &offset, "--shards", "3"]);
+    rt().block_on(async {
+        let client = Client::connect(s.tcp, None).await.unwrap();
+        let cards: Vec<u64> = (0..300).map(|i| 61_000 + i).collect();
+        let mut writes: Vec<Call> = cards.iter().map(|&c| open(c)).collect();
+        writes.extend(cards.iter().map(|&c| {
+            Call::new(
+                Some(format!("t{c}")),
+                Command::TopUp {
+                    card_id: CardId(c),
+                    // A different balance on every card: 10.00 + the card's index in fen.
+                    amount: Amount(1000 + (c - 61_000) as i64),
+                    channel: Channel::Cash,
+                },
+            )
+        }));
+        let mut calls = writes;
+        // Reads of known cards (each twice or more, out of order) and of cards never opened.
+        let reads: Vec<Option<u64>> = (0..1000u64)
+            .map(|i| (i % 7 != 3).then_some(61_000 + (i * 37) % 300))
+            .collect();
+        calls.extend(
+            reads
+                .iter()
+                .map(|r| Call::get_card(CardId(r.unwrap_or(69_999)))),
+        );
+        let answers = client.call_batch(calls).await.unwrap();
+        assert_eq!(answers.len(), 600 + 1000);
+        assert!(answers[..600].iter().all(|a| a.status == Status::Approved));
+        for (a, r) in answers[600..].iter().zip(&reads) {
+            match r {
+                Some(c) => {
+                    assert_eq!(a.status, Status::Card, "read of {c}");
+                    let b = a.card.unwrap();
+                    assert_eq!(b.principal, Amount(1000 + (c - 61_000) as i64), "card {c}");
+                }
+                None => assert_eq!(a.status, Status::NotFound),
+            }
+        }
+        assert!(answers.windows(2).all(|w| w[1].req_id == w[0].req_id + 1));
+    });
+}
+
 #[test]
 fn batch_round_trip_through_the_client() {
     // Noon in demo's +08:00: the figures below are outside its evening discount window.

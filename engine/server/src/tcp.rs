@@ -384,9 +384,9 @@ pub async fn serve_batch(
     answers
 }
 
-/// Reads of one BATCH frame sent to the shards at once (see [`serve_batch`]): a frame's share
-/// of a shard's queue (`--queue-depth`, 16 Ki messages by default) stays small even with every
-/// connection's frames in flight.
+/// Reads of one BATCH frame sent to the shards at once (see [`serve_batch`]): a frame holds at
+/// most this many messages of a shard's queue (`--queue-depth`, 16 Ki by default), as a frame
+/// of mutations holds one.
 const READS_IN_FLIGHT_MAX: usize = 256;
 
 fn read_answer(req_id: u64, got: Result<QueryAnswer, SubmitError>) -> Answer {

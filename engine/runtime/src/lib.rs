@@ -678,13 +678,7 @@ impl Engine {
                 },
             ) {
                 Ok(()) => waits.push((idx, rx)),
-                Err(e) => {
-                    for i in idx {
-                        if let Some(slot) = out.get_mut(i) {
-                            *slot = Some(Err(e.clone()));
-                        }
-                    }
-                }
+                Err(e) => fill(out, &idx, &e),
             }
         }
         for (idx, rx) in waits {
@@ -696,16 +690,65 @@ impl Engine {
                         }
                     }
                 }
-                Err(_) => {
-                    let e = self.gone();
-                    for i in idx {
+                Err(_) => fill(out, &idx, &self.gone()),
+            }
+        }
+    }
+
+    /// Many reads (a binary frame's), answered in their order. Each shard gets its share as one
+    /// message, as a frame's mutations do ([`Engine::submit_batch_as`]): a frame of reads costs
+    /// a shard one turn, not one round trip per card, and takes one place in its queue.
+    pub async fn query_batch(
+        &self,
+        queries: Vec<Query>,
+        scope: &Scope,
+    ) -> Vec<Result<QueryAnswer, SubmitError>> {
+        let shards = self.shards();
+        let list = scope.list(CallerId::DEFAULT);
+        let n = queries.len();
+        let mut per_shard: Vec<Vec<(usize, Query)>> = (0..shards).map(|_| Vec::new()).collect();
+        for (i, q) in queries.into_iter().enumerate() {
+            if let Some(v) = per_shard.get_mut(router::shard_of(q.card(), shards)) {
+                v.push((i, q));
+            }
+        }
+        let mut out: Vec<Option<Result<QueryAnswer, SubmitError>>> = (0..n).map(|_| None).collect();
+        let mut waits = Vec::new();
+        for (k, group) in per_shard.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let idx: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+            let (tx, rx) = oneshot::channel();
+            let sent = self.send(
+                k,
+                Msg::Queries {
+                    queries: group,
+                    scope: list.clone(),
+                    reply: tx,
+                    sent: Instant::now(),
+                },
+            );
+            match sent {
+                Ok(()) => waits.push((idx, rx)),
+                Err(e) => fill(&mut out, &idx, &e),
+            }
+        }
+        for (idx, rx) in waits {
+            match rx.await {
+                Ok(answers) => {
+                    for (i, a) in answers {
                         if let Some(slot) = out.get_mut(i) {
-                            *slot = Some(Err(e.clone()));
+                            *slot = Some(a);
                         }
                     }
                 }
+                Err(_) => fill(&mut out, &idx, &self.gone()),
             }
         }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(SubmitError::Unavailable("no answer".into()))))
+            .collect()
     }
 
     /// A read, answered by the card's shard from memory.
@@ -865,4 +908,13 @@ fn merge_broadcast(replies: Vec<Result<Reply, SubmitError>>) -> Result<Reply, Su
         reply.replayed = all_replayed;
     }
     Ok(reply)
+}
+
+/// Sets the answers at `idx` to `err` (a shard's share of a frame that was refused or lost).
+fn fill<T>(out: &mut [Option<Result<T, SubmitError>>], idx: &[usize], err: &SubmitError) {
+    for &i in idx {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(Err(err.clone()));
+        }
+    }
 }

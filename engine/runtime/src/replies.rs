@@ -25,6 +25,10 @@ pub(crate) type OneTx = oneshot::Sender<Answer>;
 pub(crate) type FrameTx = oneshot::Sender<Vec<(usize, Answer)>>;
 /// Where a read's answer goes.
 pub(crate) type QueryTx = oneshot::Sender<Result<QueryAnswer, SubmitError>>;
+/// One read's answer, with its index in the frame.
+pub(crate) type IndexedRead = (usize, Result<QueryAnswer, SubmitError>);
+/// Where a frame's reads' answers go.
+pub(crate) type QueriesTx = oneshot::Sender<Vec<IndexedRead>>;
 
 enum Waiter {
     One {
@@ -35,6 +39,12 @@ enum Waiter {
     Query {
         tx: QueryTx,
         answer: Result<QueryAnswer, SubmitError>,
+        lsn: Lsn,
+    },
+    /// A frame's reads, all answered at once (so with one last-seen LSN).
+    Queries {
+        tx: QueriesTx,
+        answers: Vec<IndexedRead>,
         lsn: Lsn,
     },
     Frame {
@@ -50,7 +60,9 @@ impl Waiter {
     /// The LSN that must be released before this waiter may leave.
     fn lsn(&self) -> Lsn {
         match self {
-            Waiter::One { lsn, .. } | Waiter::Query { lsn, .. } => *lsn,
+            Waiter::One { lsn, .. } | Waiter::Query { lsn, .. } | Waiter::Queries { lsn, .. } => {
+                *lsn
+            }
             Waiter::Frame { answers, .. } => answers.last().map_or(Lsn(0), |(_, _, l)| *l),
         }
     }
@@ -64,6 +76,11 @@ impl Waiter {
         match self {
             Waiter::One { answer, lsn, .. } if *lsn > released => *answer = Err(err.clone()),
             Waiter::Query { answer, lsn, .. } if *lsn > released => *answer = Err(err.clone()),
+            Waiter::Queries { answers, lsn, .. } if *lsn > released => {
+                for (_, answer) in answers.iter_mut() {
+                    *answer = Err(err.clone());
+                }
+            }
             Waiter::Frame { answers, .. } => {
                 for (_, answer, lsn) in answers.iter_mut() {
                     if *lsn > released {
@@ -83,6 +100,9 @@ impl Waiter {
             }
             Waiter::Query { tx, answer, .. } => {
                 let _ = tx.send(answer);
+            }
+            Waiter::Queries { tx, answers, .. } => {
+                let _ = tx.send(answers);
             }
             Waiter::Frame { tx, answers, .. } => {
                 let _ = tx.send(answers.into_iter().map(|(i, a, _)| (i, a)).collect());
@@ -124,6 +144,12 @@ impl Replies {
         lsn: Lsn,
     ) {
         self.push(Waiter::Query { tx, answer, lsn });
+    }
+
+    /// A frame's reads (see [`Replies::query`]); `lsn`: the last record applied when they
+    /// were answered.
+    pub(crate) fn queries(&mut self, tx: QueriesTx, answers: Vec<IndexedRead>, lsn: Lsn) {
+        self.push(Waiter::Queries { tx, answers, lsn });
     }
 
     /// Starts a frame: its answers follow with [`Replies::frame_answer`], then
@@ -285,5 +311,28 @@ mod tests {
         r.one(tx, ok(), Lsn(4));
         r.release(committed_through(4));
         assert!(rx.try_recv().unwrap().is_err());
+    }
+
+    /// A frame's reads leave together, once a commit covers the last record they saw; the
+    /// reads of a log that failed before that are all refused (they may show what never
+    /// became durable).
+    #[test]
+    fn a_frames_reads_wait_for_what_they_saw_and_fail_with_the_log() {
+        let read = |i| (i, Ok(QueryAnswer::Card(None)));
+        let mut r = Replies::new(Lsn(0), 4);
+        let (tx, mut rx) = oneshot::channel();
+        r.queries(tx, vec![read(3), read(0)], Lsn(2));
+        r.release(committed_through(1));
+        assert!(rx.try_recv().is_err(), "they saw LSN 2, not yet durable");
+        r.release(committed_through(2));
+        let answers = rx.try_recv().unwrap();
+        assert_eq!(answers.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [3, 0]);
+        assert!(answers.iter().all(|(_, a)| a.is_ok()));
+
+        let (tx, mut rx) = oneshot::channel();
+        r.queries(tx, vec![read(1), read(2)], Lsn(3));
+        r.fail(SubmitError::Unavailable("disk".into()));
+        let answers = rx.try_recv().unwrap();
+        assert!(answers.iter().all(|(_, a)| a.is_err()), "{answers:?}");
     }
 }

@@ -19,7 +19,7 @@
 use super::events::{EventRing, SeqClock};
 use super::metrics::ShardMetrics;
 use super::recovery::{self, ShardPaths, Until};
-use super::replies::{FrameTx, OneTx, QueryTx, Replies};
+use super::replies::{FrameTx, OneTx, QueriesTx, QueryTx, Replies};
 use super::{Durability, EngineError, SubmitError, Tuning};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
@@ -68,6 +68,13 @@ pub(crate) enum Msg {
         reply: QueryTx,
         sent: Instant,
     },
+    /// A binary frame's reads on this shard, each with its index in the frame.
+    Queries {
+        queries: Vec<(usize, Query)>,
+        scope: ScopeList,
+        reply: QueriesTx,
+        sent: Instant,
+    },
     Call(StateCall),
     /// A reader of the events feed: move the batch time to at least `at` (past the newest event
     /// any shard has published) and raise the floor, so every event answered before the read
@@ -86,6 +93,7 @@ impl Msg {
     fn weight(&self) -> usize {
         match self {
             Msg::Batch { requests, .. } => requests.len().max(1),
+            Msg::Queries { queries, .. } => queries.len().max(1),
             _ => 1,
         }
     }
@@ -93,9 +101,10 @@ impl Msg {
     /// When a request-carrying message entered the queue.
     fn sent(&self) -> Option<Instant> {
         match self {
-            Msg::Submit { sent, .. } | Msg::Batch { sent, .. } | Msg::Query { sent, .. } => {
-                Some(*sent)
-            }
+            Msg::Submit { sent, .. }
+            | Msg::Batch { sent, .. }
+            | Msg::Query { sent, .. }
+            | Msg::Queries { sent, .. } => Some(*sent),
             _ => None,
         }
     }
@@ -646,6 +655,23 @@ impl Shard {
                     let seen = self.last_appended();
                     self.replies.query(reply, r, seen);
                 }
+                Msg::Queries {
+                    queries,
+                    scope,
+                    reply,
+                    ..
+                } => {
+                    self.shared
+                        .metrics
+                        .queries
+                        .fetch_add(queries.len() as u64, Relaxed);
+                    let answers = queries
+                        .into_iter()
+                        .map(|(i, q)| (i, self.read(&q, &scope, now)))
+                        .collect();
+                    let seen = self.last_appended();
+                    self.replies.queries(reply, answers, seen);
+                }
                 Msg::Call(f) => f(&self.state),
                 // Answered after the batch: its own records are stamped with its batch time.
                 Msg::Floor { at, reply } => self.floor_readers.push((at, reply)),
@@ -1108,6 +1134,14 @@ pub(crate) fn refuse(m: Msg, err: SubmitError) {
         }
         Msg::Query { reply, .. } => {
             let _ = reply.send(Err(err));
+        }
+        Msg::Queries { queries, reply, .. } => {
+            let _ = reply.send(
+                queries
+                    .into_iter()
+                    .map(|(i, _)| (i, Err(err.clone())))
+                    .collect(),
+            );
         }
         Msg::Call(_) | Msg::Floor { .. } | Msg::Shutdown => {}
         #[cfg(svault_faults)]

@@ -322,7 +322,7 @@ async fn read_frame_within<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// Serves one BATCH: mutations go to the engine as one batch, then the reads, in groups.
+/// Serves one BATCH: mutations go to the engine as one batch, then the reads as another.
 pub async fn serve_batch(
     engine: &Engine,
     caller: &Caller,
@@ -365,29 +365,19 @@ pub async fn serve_batch(
             }
         }
     }
-    // Reads go out together, a bounded group at a time: each shard answers a group in one
-    // turn instead of one read per round trip, and a frame of thousands of reads cannot fill
-    // the shards' queues.
-    for group in reads.chunks(READS_IN_FLIGHT_MAX) {
-        let got = futures::future::join_all(
-            group
-                .iter()
-                .map(|&(_, card_id)| engine.query(Query::Card { card_id }, &scope)),
-        )
-        .await;
-        for (&(i, _), got) in group.iter().zip(got) {
-            if let Some(a) = answers.get_mut(i) {
-                *a = read_answer(a.req_id, got);
-            }
+    // After the mutations (so the reads see them), as one message per shard.
+    let queries = reads
+        .iter()
+        .map(|&(_, card_id)| Query::Card { card_id })
+        .collect();
+    let got = engine.query_batch(queries, &scope).await;
+    for (&(i, _), got) in reads.iter().zip(got) {
+        if let Some(a) = answers.get_mut(i) {
+            *a = read_answer(a.req_id, got);
         }
     }
     answers
 }
-
-/// Reads of one BATCH frame sent to the shards at once (see [`serve_batch`]): a frame holds at
-/// most this many messages of a shard's queue (`--queue-depth`, 16 Ki by default), as a frame
-/// of mutations holds one.
-const READS_IN_FLIGHT_MAX: usize = 256;
 
 fn read_answer(req_id: u64, got: Result<QueryAnswer, SubmitError>) -> Answer {
     match got {

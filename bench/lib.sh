@@ -34,3 +34,21 @@ wait_listening() {
   HTTP=$(echo "$line" | sed -n 's/.*http=\([^ ]*\).*/\1/p')
   TCP=$(echo "$line" | sed -n 's/.*tcp=\([^ ]*\).*/\1/p')
 }
+
+# start_scratch_server NAME [SERVE_ARGS...]: one release `svault serve --durability group` on a
+# scratch directory (/tmp/svault-NAME.XXXXXX, in WORK), stopped and removed when the script
+# exits. A SVAULT set before the call names another build to run instead. Sets WORK,
+# SVAULT_PID, HTTP and TCP (and SVAULT and LOADGEN, by build_release).
+start_scratch_server() {
+  local name=$1 other=${SVAULT:-}
+  shift
+  WORK=$(mktemp -d "/tmp/svault-$name.XXXXXX")
+  SVAULT_PID=""
+  trap 'stop_pid "$SVAULT_PID"; rm -rf "$WORK"' EXIT
+  build_release
+  [ -z "$other" ] || SVAULT=$other
+  "$SVAULT" serve --data "$WORK/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
+    "$@" >"$WORK/out.log" 2>"$WORK/err.log" &
+  SVAULT_PID=$!
+  wait_listening "$SVAULT_PID" "$WORK/out.log" || { cat "$WORK/err.log" >&2; exit 1; }
+}

@@ -15,23 +15,8 @@ ROOT=$(pwd)
 . bench/lib.sh
 
 CARDS=${CARDS:-1000000}
-OTHER_SVAULT=${SVAULT:-}
 
-WORK=$(mktemp -d /tmp/svault-readback.XXXXXX)
-SVAULT_PID=""
-cleanup() {
-  stop_pid "$SVAULT_PID"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-build_release
-[ -z "$OTHER_SVAULT" ] || SVAULT=$OTHER_SVAULT
-
-"$SVAULT" serve --data "$WORK/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
-  >"$WORK/out.log" 2>"$WORK/err.log" &
-SVAULT_PID=$!
-wait_listening "$SVAULT_PID" "$WORK/out.log" || { cat "$WORK/err.log" >&2; exit 1; }
+start_scratch_server readback
 
 started=$(date +%s.%N)
 "$LOADGEN" --cards "$CARDS" --profile steady --rate 0 --duration 1s --warmup 0s --quiet \

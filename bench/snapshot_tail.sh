@@ -20,23 +20,8 @@ CARDS=${CARDS:-3000000}
 RATE=${RATE:-4000}
 DURATION=${DURATION:-60s}
 SNAP_RECORDS=${SNAP_RECORDS:-100000}
-OTHER_SVAULT=${SVAULT:-}
 
-WORK=$(mktemp -d /tmp/svault-snaptail.XXXXXX)
-SVAULT_PID=""
-cleanup() {
-  stop_pid "$SVAULT_PID"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-build_release
-[ -z "$OTHER_SVAULT" ] || SVAULT=$OTHER_SVAULT
-
-"$SVAULT" serve --data "$WORK/data" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --durability group \
-  --snapshot-every-records "$SNAP_RECORDS" >"$WORK/out.log" 2>"$WORK/err.log" &
-SVAULT_PID=$!
-wait_listening "$SVAULT_PID" "$WORK/out.log" || { cat "$WORK/err.log" >&2; exit 1; }
+start_scratch_server snaptail --snapshot-every-records "$SNAP_RECORDS"
 echo "svault pid $SVAULT_PID http=$HTTP tcp=$TCP ($SVAULT)" >&2
 
 "$LOADGEN" --cards "$CARDS" --profile steady --duration "$DURATION" --warmup 5s --seed 1 \

@@ -145,6 +145,14 @@ fn loadgen_against_svault_http_and_tcp_passes_the_money_check_and_writes_reports
     let tcp = rt.block_on(run(&tcp_spec)).expect("tcp run");
     assert_sane(&tcp);
     assert_eq!(tcp.target.kind, "svault-tcp");
+    // A batched worker sends the captures of a frame's holds with its next frame, and the last
+    // ones once the run is over: every hold the run opened is captured, none is left held.
+    let float = server.req("GET", "/v1/float").send().json();
+    let program = float["programs"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["program"] == "loadgen-2"))
+        .unwrap_or_else(|| panic!("no float for the tcp run's program: {float}"));
+    assert_eq!(program["held"], "0.00", "holds left open: {program}");
 
     let dir = tempfile::tempdir().expect("dir");
     let json = dir.path().join("http.json");

@@ -20,7 +20,8 @@ pub mod svault_tcp;
 /// One request's answer as a connection reports it.
 #[derive(Debug, Clone)]
 pub struct Done {
-    /// Index of the item in the slice given to [`Conn::run`].
+    /// Index of the item in the slice given to [`Conn::run`] (0 for a capture carried from
+    /// the previous call's items: it is timed from `sent`).
     pub item: usize,
     pub op: OpKind,
     pub outcome: Outcome,
@@ -36,6 +37,12 @@ pub trait Conn: Send + 'static {
     /// Sends every request of `items` (a batching target may put them in one frame) and
     /// reports each answer.
     fn run(&mut self, items: &[Item]) -> impl Future<Output = Vec<Done>> + Send;
+
+    /// Once the run is over: sends what the connection still owes (a batched svault worker
+    /// carries the captures of one frame's holds to its next frame) and reports it.
+    fn finish(&mut self) -> impl Future<Output = Vec<Done>> + Send {
+        async { Vec::new() }
+    }
 }
 
 /// What the report says about the target.

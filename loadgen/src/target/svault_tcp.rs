@@ -52,6 +52,10 @@ pub struct TcpConn {
     client: Option<Client>,
     addr: String,
     run: Arc<SvaultRun>,
+    /// Captures owed for holds approved in the last frame: a batched worker sends them with
+    /// its next frame (and [`Conn::finish`] the last ones), as a batching gateway would,
+    /// instead of waiting a round trip for them before its next frame.
+    owed: Vec<Owed>,
 }
 
 impl TcpConn {
@@ -90,6 +94,58 @@ struct First {
     item: usize,
     op: OpKind,
     amount: Minor,
+}
+
+/// A capture owed for an approved hold: the item it belongs to and what to capture.
+struct Owed {
+    item: usize,
+    seq: u64,
+    hold: TxnId,
+    amount: Minor,
+}
+
+impl Owed {
+    fn call(&self, run: &SvaultRun) -> Call {
+        Call::new(
+            Some(run.key(self.seq, 1)),
+            Command::Capture {
+                hold_id: self.hold,
+                amount: Some(Amount(self.amount)),
+            },
+        )
+    }
+
+    /// The capture's outcome from its place in a frame's answers.
+    fn outcome(&self, answers: &Result<Vec<Answer>, String>, n: usize) -> Outcome {
+        match answers.as_ref().map(|a| a.get(n)) {
+            Ok(Some(a)) => outcome(a, OpKind::Capture, self.amount, |a| -a.amount.0),
+            Ok(None) => Outcome::Error {
+                kind: "protocol".into(),
+                at_stake: self.amount,
+            },
+            Err(kind) => Outcome::Error {
+                at_stake: if kind == "connect" { 0 } else { self.amount },
+                kind: kind.clone(),
+            },
+        }
+    }
+}
+
+impl TcpConn {
+    /// Sends `owed` in a frame of their own and reports them, each at `item` (an index into
+    /// the items of the `run` call they belong to).
+    async fn capture(&mut self, owed: Vec<Owed>) -> Vec<Done> {
+        if owed.is_empty() {
+            return Vec::new();
+        }
+        let sent = Instant::now();
+        let calls = owed.iter().map(|o| o.call(&self.run)).collect();
+        let answers = self.call_batch(calls).await;
+        owed.iter()
+            .enumerate()
+            .map(|(n, o)| done(o.item, OpKind::Capture, o.outcome(&answers, n), Some(sent)))
+            .collect()
+    }
 }
 
 impl Conn for TcpConn {
@@ -159,6 +215,16 @@ impl Conn for TcpConn {
                 amount,
             });
         }
+        // A batch carries the captures the previous one owes, after its own requests; one
+        // request per frame stays one request per frame (its capture follows on its own).
+        let batched = items.len() > 1;
+        let carried = if batched {
+            std::mem::take(&mut self.owed)
+        } else {
+            Vec::new()
+        };
+        calls.extend(carried.iter().map(|o| o.call(&run)));
+        let sent = Instant::now();
         let answers = self.call_batch(calls).await;
         let mut captures = Vec::new();
         for (n, f) in firsts.iter().enumerate() {
@@ -193,45 +259,41 @@ impl Conn for TcpConn {
                 out.push(done(f.item, OpKind::Reversal, Outcome::Unsupported, None));
             }
         }
-        if captures.is_empty() {
-            return out;
+        for (j, o) in carried.iter().enumerate() {
+            // Carried from the previous batch: no item of this one (index 0), timed from `sent`.
+            out.push(done(
+                0,
+                OpKind::Capture,
+                o.outcome(&answers, firsts.len() + j),
+                Some(sent),
+            ));
         }
-        let sent = Instant::now();
-        let mut calls = Vec::with_capacity(captures.len());
-        let mut amounts = Vec::with_capacity(captures.len());
-        for &(i, hold) in &captures {
-            let (seq, capture) = match items.get(i) {
+        let owed = captures
+            .into_iter()
+            .filter_map(|(i, hold)| match items.get(i) {
                 Some(Item {
                     seq,
                     action: Action::HoldCapture { capture, .. },
-                }) => (*seq, *capture),
-                _ => continue,
-            };
-            calls.push(Call::new(
-                Some(run.key(seq, 1)),
-                Command::Capture {
-                    hold_id: hold,
-                    amount: Some(Amount(capture)),
-                },
-            ));
-            amounts.push((i, capture));
-        }
-        let answers = self.call_batch(calls).await;
-        for (n, &(i, capture)) in amounts.iter().enumerate() {
-            let o = match answers.as_ref().map(|a| a.get(n)) {
-                Ok(Some(a)) => outcome(a, OpKind::Capture, capture, |a| -a.amount.0),
-                Ok(None) => Outcome::Error {
-                    kind: "protocol".into(),
-                    at_stake: capture,
-                },
-                Err(kind) => Outcome::Error {
-                    at_stake: if kind == "connect" { 0 } else { capture },
-                    kind: kind.clone(),
-                },
-            };
-            out.push(done(i, OpKind::Capture, o, Some(sent)));
+                }) => Some(Owed {
+                    item: i,
+                    seq: *seq,
+                    hold,
+                    amount: *capture,
+                }),
+                _ => None,
+            })
+            .collect();
+        if batched {
+            self.owed = owed;
+        } else {
+            out.extend(self.capture(owed).await);
         }
         out
+    }
+
+    async fn finish(&mut self) -> Vec<Done> {
+        let owed = std::mem::take(&mut self.owed);
+        self.capture(owed).await
     }
 }
 
@@ -441,6 +503,7 @@ impl Backend for SvaultTcp {
             client: Some(client),
             addr: self.addr.clone(),
             run: self.run.clone(),
+            owed: Vec::new(),
         })
     }
 

@@ -648,35 +648,72 @@ impl Engine {
             }
         }
         self.send_groups(&mut per_shard, &list, &mut out).await;
-        out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(SubmitError::Unavailable("no answer".into()))))
-            .collect()
+        answered(out)
     }
 
-    /// Sends each non-empty per-shard group as one message and waits for all of them.
+    /// Sends each non-empty per-shard group of a frame's mutations as one message and waits
+    /// for all of them.
     async fn send_groups(
         &self,
         per_shard: &mut [Vec<(usize, Request)>],
         scope: &ScopeList,
         out: &mut [Option<Result<Reply, SubmitError>>],
     ) {
+        self.scatter(per_shard, out, |requests, reply| Msg::Batch {
+            requests,
+            scope: scope.clone(),
+            reply,
+            sent: Instant::now(),
+        })
+        .await;
+    }
+
+    /// Many reads (a binary frame's), answered in their order. Each shard gets its share as one
+    /// message, as a frame's mutations do ([`Engine::submit_batch_as`]): a frame of reads costs
+    /// a shard one turn, not one round trip per card, and takes one place in its queue.
+    pub async fn query_batch(
+        &self,
+        queries: Vec<Query>,
+        scope: &Scope,
+    ) -> Vec<Result<QueryAnswer, SubmitError>> {
+        let shards = self.shards();
+        let list = scope.list(CallerId::DEFAULT);
+        let mut out: Vec<Option<Result<QueryAnswer, SubmitError>>> =
+            (0..queries.len()).map(|_| None).collect();
+        let mut per_shard: Vec<Vec<(usize, Query)>> = (0..shards).map(|_| Vec::new()).collect();
+        for (i, q) in queries.into_iter().enumerate() {
+            if let Some(v) = per_shard.get_mut(router::shard_of(q.card(), shards)) {
+                v.push((i, q));
+            }
+        }
+        self.scatter(&mut per_shard, &mut out, |queries, reply| Msg::Queries {
+            queries,
+            scope: list.clone(),
+            reply,
+            sent: Instant::now(),
+        })
+        .await;
+        answered(out)
+    }
+
+    /// Sends each non-empty group of `per_shard` (items with their index in the frame) to its
+    /// shard as the one message `msg` makes, and puts every answer at its index in `out`: a
+    /// group the shard refused, or lost, is answered with that error.
+    async fn scatter<I, T>(
+        &self,
+        per_shard: &mut [Vec<(usize, I)>],
+        out: &mut [Option<Result<T, SubmitError>>],
+        msg: impl Fn(Vec<(usize, I)>, Gather<T>) -> Msg,
+    ) {
         let mut waits = Vec::new();
         for (k, group) in per_shard.iter_mut().enumerate() {
             if group.is_empty() {
                 continue;
             }
-            let reqs = std::mem::take(group);
-            let idx: Vec<usize> = reqs.iter().map(|(i, _)| *i).collect();
+            let group = std::mem::take(group);
+            let idx: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
             let (tx, rx) = oneshot::channel();
-            match self.send(
-                k,
-                Msg::Batch {
-                    requests: reqs,
-                    scope: scope.clone(),
-                    reply: tx,
-                    sent: Instant::now(),
-                },
-            ) {
+            match self.send(k, msg(group, tx)) {
                 Ok(()) => waits.push((idx, rx)),
                 Err(e) => fill(out, &idx, &e),
             }
@@ -693,62 +730,6 @@ impl Engine {
                 Err(_) => fill(out, &idx, &self.gone()),
             }
         }
-    }
-
-    /// Many reads (a binary frame's), answered in their order. Each shard gets its share as one
-    /// message, as a frame's mutations do ([`Engine::submit_batch_as`]): a frame of reads costs
-    /// a shard one turn, not one round trip per card, and takes one place in its queue.
-    pub async fn query_batch(
-        &self,
-        queries: Vec<Query>,
-        scope: &Scope,
-    ) -> Vec<Result<QueryAnswer, SubmitError>> {
-        let shards = self.shards();
-        let list = scope.list(CallerId::DEFAULT);
-        let n = queries.len();
-        let mut per_shard: Vec<Vec<(usize, Query)>> = (0..shards).map(|_| Vec::new()).collect();
-        for (i, q) in queries.into_iter().enumerate() {
-            if let Some(v) = per_shard.get_mut(router::shard_of(q.card(), shards)) {
-                v.push((i, q));
-            }
-        }
-        let mut out: Vec<Option<Result<QueryAnswer, SubmitError>>> = (0..n).map(|_| None).collect();
-        let mut waits = Vec::new();
-        for (k, group) in per_shard.into_iter().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
-            let idx: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
-            let (tx, rx) = oneshot::channel();
-            let sent = self.send(
-                k,
-                Msg::Queries {
-                    queries: group,
-                    scope: list.clone(),
-                    reply: tx,
-                    sent: Instant::now(),
-                },
-            );
-            match sent {
-                Ok(()) => waits.push((idx, rx)),
-                Err(e) => fill(&mut out, &idx, &e),
-            }
-        }
-        for (idx, rx) in waits {
-            match rx.await {
-                Ok(answers) => {
-                    for (i, a) in answers {
-                        if let Some(slot) = out.get_mut(i) {
-                            *slot = Some(a);
-                        }
-                    }
-                }
-                Err(_) => fill(&mut out, &idx, &self.gone()),
-            }
-        }
-        out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(SubmitError::Unavailable("no answer".into()))))
-            .collect()
     }
 
     /// A read, answered by the card's shard from memory.
@@ -908,6 +889,16 @@ fn merge_broadcast(replies: Vec<Result<Reply, SubmitError>>) -> Result<Reply, Su
         reply.replayed = all_replayed;
     }
     Ok(reply)
+}
+
+/// Where a shard sends its share of a frame's answers, each with its index in the frame.
+type Gather<T> = oneshot::Sender<Vec<(usize, Result<T, SubmitError>)>>;
+
+/// A frame's answers, every one given (a slot left empty is a bug, answered as unavailable).
+fn answered<T>(out: Vec<Option<Result<T, SubmitError>>>) -> Vec<Result<T, SubmitError>> {
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(SubmitError::Unavailable("no answer".into()))))
+        .collect()
 }
 
 /// Sets the answers at `idx` to `err` (a shard's share of a frame that was refused or lost).

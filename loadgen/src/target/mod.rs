@@ -20,8 +20,8 @@ pub mod svault_tcp;
 /// One request's answer as a connection reports it.
 #[derive(Debug, Clone)]
 pub struct Done {
-    /// Index of the item in the slice given to [`Conn::run`] (0 for a capture carried from
-    /// the previous call's items: it is timed from `sent`).
+    /// Index of the item in the slice given to [`Conn::run`] (for a capture carried to a later
+    /// call, in the slice of the call its hold came from; it is timed from `sent`).
     pub item: usize,
     pub op: OpKind,
     pub outcome: Outcome,

@@ -115,6 +115,22 @@ impl Owed {
         )
     }
 
+    /// What became of `owed`, sent at `sent` as the answers from index `first` on.
+    fn report(
+        owed: &[Owed],
+        answers: &Result<Vec<Answer>, String>,
+        first: usize,
+        sent: Instant,
+    ) -> Vec<Done> {
+        owed.iter()
+            .enumerate()
+            .map(|(n, o)| {
+                let outcome = o.outcome(answers, first + n);
+                done(o.item, OpKind::Capture, outcome, Some(sent))
+            })
+            .collect()
+    }
+
     /// The capture's outcome from its place in a frame's answers.
     fn outcome(&self, answers: &Result<Vec<Answer>, String>, n: usize) -> Outcome {
         match answers.as_ref().map(|a| a.get(n)) {
@@ -141,10 +157,7 @@ impl TcpConn {
         let sent = Instant::now();
         let calls = owed.iter().map(|o| o.call(&self.run)).collect();
         let answers = self.call_batch(calls).await;
-        owed.iter()
-            .enumerate()
-            .map(|(n, o)| done(o.item, OpKind::Capture, o.outcome(&answers, n), Some(sent)))
-            .collect()
+        Owed::report(&owed, &answers, 0, sent)
     }
 }
 
@@ -259,15 +272,7 @@ impl Conn for TcpConn {
                 out.push(done(f.item, OpKind::Reversal, Outcome::Unsupported, None));
             }
         }
-        for (j, o) in carried.iter().enumerate() {
-            // Carried from the previous batch: no item of this one (index 0), timed from `sent`.
-            out.push(done(
-                0,
-                OpKind::Capture,
-                o.outcome(&answers, firsts.len() + j),
-                Some(sent),
-            ));
-        }
+        out.extend(Owed::report(&carried, &answers, firsts.len(), sent));
         let owed = captures
             .into_iter()
             .filter_map(|(i, hold)| match items.get(i) {

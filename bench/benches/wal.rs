@@ -19,6 +19,7 @@ fn open(dir: &std::path::Path, method: SyncMethod) -> Wal {
     let opts = WalOptions {
         segment_size_bytes: 64 << 20,
         sync_method: method,
+        ..WalOptions::default()
     };
     Wal::open(dir, opts).expect("open").0
 }

@@ -14,6 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use crate::segment::{self, DirLock, SegmentMap};
 use crate::WalError;
@@ -46,6 +47,18 @@ pub trait Storage: Clone + Send + 'static {
     fn open(&self, name: &str) -> io::Result<Self::File>;
     /// Creates `name` (replacing a stale one) as `len` zero bytes, durable (`sync_data`).
     fn create_zeroed(&self, name: &str, len: u64) -> io::Result<Self::File>;
+    /// [`Storage::create_zeroed`] at no more than `bytes_per_sec` (0: no limit) until `hurry`
+    /// is set, then as fast as the disk takes it (see `WalOptions::fill_bytes_per_sec`).
+    fn create_zeroed_paced(
+        &self,
+        name: &str,
+        len: u64,
+        bytes_per_sec: u64,
+        hurry: &AtomicBool,
+    ) -> io::Result<Self::File> {
+        let _ = (bytes_per_sec, hurry);
+        self.create_zeroed(name, len)
+    }
     /// Renames a file (durable after `sync_dir`).
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Removes a file (durable after `sync_dir`); `NotFound` when there is none.
@@ -176,6 +189,16 @@ impl Storage for FileStorage {
 
     fn create_zeroed(&self, name: &str, len: u64) -> io::Result<File> {
         segment::create_zeroed(&self.dir.join(name), len)
+    }
+
+    fn create_zeroed_paced(
+        &self,
+        name: &str,
+        len: u64,
+        bytes_per_sec: u64,
+        hurry: &AtomicBool,
+    ) -> io::Result<File> {
+        segment::create_zeroed_paced(&self.dir.join(name), len, bytes_per_sec, hurry)
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {

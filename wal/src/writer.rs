@@ -11,6 +11,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::{corruption, from_io};
@@ -97,8 +99,18 @@ pub enum Fault {
 
 /// The next segment being zero-filled: on a thread (real disks), or created when needed.
 enum Prealloc<F> {
-    Thread(JoinHandle<io::Result<F>>),
+    /// Filling in the background; setting the flag makes it finish at full speed.
+    Thread(JoinHandle<io::Result<F>>, Arc<AtomicBool>),
     OnDemand,
+}
+
+impl<F> Prealloc<F> {
+    /// Asks a background fill to finish as fast as the disk allows (the log needs it soon).
+    fn hurry(&self) {
+        if let Prealloc::Thread(_, hurry) = self {
+            hurry.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Wal {
@@ -184,10 +196,13 @@ impl<S: Storage> Wal<S> {
         let lsn = self.next_lsn;
         self.stage(lsn, 0, payload)?;
         self.next_lsn += 1;
-        if self.prealloc.is_none()
-            && self.pos > self.active().header.segment_size_bytes / PREALLOC_START_DIVISOR
-        {
+        let size = self.active().header.segment_size_bytes;
+        if self.prealloc.is_none() && self.pos > size / PREALLOC_START_DIVISOR {
             self.start_prealloc();
+        } else if self.pos > size / 2 {
+            if let Some(p) = &self.prealloc {
+                p.hurry();
+            }
         }
         Ok(Lsn(lsn))
     }
@@ -403,9 +418,15 @@ impl<S: Storage> Wal<S> {
         }
         let storage = self.storage.clone();
         let size = self.options.segment_size_bytes;
-        self.prealloc = Some(Prealloc::Thread(std::thread::spawn(move || {
-            storage.create_zeroed(PREALLOC_NAME, size)
-        })));
+        let rate = self.options.fill_bytes_per_sec;
+        let hurry = Arc::new(AtomicBool::new(false));
+        let hurry_fill = hurry.clone();
+        self.prealloc = Some(Prealloc::Thread(
+            std::thread::spawn(move || {
+                storage.create_zeroed_paced(PREALLOC_NAME, size, rate, &hurry_fill)
+            }),
+            hurry,
+        ));
     }
 
     /// Moves to a fresh segment. Errors before the old segment is synced (no space for the
@@ -423,7 +444,10 @@ impl<S: Storage> Wal<S> {
             self.start_prealloc();
         }
         let joined = match self.prealloc.take() {
-            Some(Prealloc::Thread(h)) => h.join().ok(),
+            Some(Prealloc::Thread(h, hurry)) => {
+                hurry.store(true, Ordering::Relaxed);
+                h.join().ok()
+            }
             Some(Prealloc::OnDemand) => Some(
                 self.storage
                     .create_zeroed(PREALLOC_NAME, self.options.segment_size_bytes),
@@ -468,7 +492,8 @@ impl<S: Storage> Wal<S> {
 impl<S: Storage> Drop for Wal<S> {
     fn drop(&mut self) {
         // Let a running preallocation finish, so a reopen in this process never races it.
-        if let Some(Prealloc::Thread(h)) = self.prealloc.take() {
+        if let Some(Prealloc::Thread(h, hurry)) = self.prealloc.take() {
+            hurry.store(true, Ordering::Relaxed);
             let _ = h.join();
         }
     }
@@ -596,6 +621,7 @@ mod tests {
             let opts = WalOptions {
                 segment_size_bytes: 16 << 10,
                 sync_method: method,
+                ..WalOptions::default()
             };
             let (mut log, _) = Wal::open(dir.path(), opts.clone()).unwrap();
             log.append(b"acked").unwrap();
@@ -615,12 +641,70 @@ mod tests {
         }
     }
 
+    /// A fill paced at 1 byte a second would take a day: the log must hurry it when half the
+    /// active segment is used, at every rotation and when it closes, or this never ends.
+    #[test]
+    fn a_throttled_segment_fill_never_holds_up_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions {
+            segment_size_bytes: 64 << 10,
+            sync_method: SyncMethod::PwriteFdatasync,
+            fill_bytes_per_sec: 1,
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        let o = opts.clone();
+        std::thread::spawn(move || {
+            let (mut log, _) = Wal::open(&path, o).unwrap();
+            let rec = vec![5u8; 1000];
+            // Past 1/8 of the segment: the fill starts, throttled.
+            for _ in 0..10 {
+                log.append(&rec).unwrap();
+            }
+            log.commit().unwrap();
+            assert!(matches!(log.prealloc, Some(Prealloc::Thread(..))));
+            // Past half: the fill is hurried and ends without a rotation.
+            for _ in 0..25 {
+                log.append(&rec).unwrap();
+            }
+            log.commit().unwrap();
+            if let Some(Prealloc::Thread(h, _)) = &log.prealloc {
+                while !h.is_finished() {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+            assert_eq!(log.stats().rotations, 0);
+            // Records larger than half a segment: each rotation waits for a fill that nothing
+            // hurried before it.
+            let big = vec![6u8; 40 << 10];
+            for _ in 0..4 {
+                log.append(&big).unwrap();
+                log.commit().unwrap();
+            }
+            assert_eq!(log.stats().rotations, 4, "{:?}", log.stats());
+            // Closing while the fill the last record started runs, throttled.
+            assert!(matches!(log.prealloc, Some(Prealloc::Thread(..))));
+            drop(log);
+            done_tx.send(()).unwrap();
+        });
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .is_ok(),
+            "the log waited for a throttled fill (or failed: see the thread's panic)"
+        );
+        let (log, rec) = Wal::open(dir.path(), opts).unwrap();
+        assert_eq!(rec.last_lsn, Lsn(39));
+        assert_eq!(records(&log).len(), 39);
+    }
+
     #[test]
     fn a_failed_sync_at_rotation_loses_the_pending_batch_and_poisons() {
         let dir = tempfile::tempdir().unwrap();
         let opts = WalOptions {
             segment_size_bytes: 8192,
             sync_method: SyncMethod::PwriteFdatasync,
+            ..WalOptions::default()
         };
         let (mut log, _) = Wal::open(dir.path(), opts.clone()).unwrap();
         let rec = vec![3u8; 1000];
@@ -655,6 +739,7 @@ mod tests {
             let opts = WalOptions {
                 segment_size_bytes: 8192,
                 sync_method: method,
+                ..WalOptions::default()
             };
             let (mut log, _) = Wal::open(dir.path(), opts.clone()).unwrap();
             let big = vec![7u8; 3000];

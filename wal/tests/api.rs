@@ -8,6 +8,7 @@ fn opts(segment: u64, sync_method: SyncMethod) -> WalOptions {
     WalOptions {
         segment_size_bytes: segment,
         sync_method,
+        ..WalOptions::default()
     }
 }
 

@@ -40,6 +40,7 @@ fn two_million_records_many_segments_with_reopen() -> Result<(), WalError> {
     let opts = |m| WalOptions {
         segment_size_bytes: 2 << 20,
         sync_method: m,
+        ..WalOptions::default()
     };
     let total = 2_000_000u64;
     let mut buf = Vec::new();

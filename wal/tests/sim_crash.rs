@@ -429,6 +429,7 @@ fn run_seed(seed: u64, steps: u64, t: &mut Totals) -> Result<(), String> {
         } else {
             SyncMethod::PwriteFdatasync
         },
+        ..WalOptions::default()
     };
     let mut run = Run {
         trace: std::env::var("SIM_TRACE").is_ok(),
@@ -497,6 +498,7 @@ fn small(method: SyncMethod, segment_size_bytes: u64) -> WalOptions {
     WalOptions {
         segment_size_bytes,
         sync_method: method,
+        ..WalOptions::default()
     }
 }
 

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         WalOptions {
             segment_size_bytes,
             sync_method,
+            ..WalOptions::default()
         },
         seed,
     ) {

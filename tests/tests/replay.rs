@@ -303,6 +303,50 @@ fn snapshot_plus_wal_equals_wal_only() {
     reopened.shutdown();
 }
 
+/// Background writes throttled to 1 byte a second would take days: a server that stops must
+/// hurry the snapshot being written (and the log its segment fills), or this never ends.
+#[test]
+fn a_stopping_server_finishes_a_throttled_snapshot_at_full_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tuning = Tuning {
+        snapshot_every_records: 150,
+        remove_covered_segments: false,
+        wal: wal::WalOptions {
+            segment_size_bytes: 16 * 4096,
+            background_bytes_per_sec: 1,
+            ..wal::WalOptions::default()
+        },
+        ..Tuning::default()
+    };
+    let engine = Engine::open_with(config(dir.path(), 2), tuning).unwrap();
+    rt().block_on(async {
+        for chunk in workload(30, 40).chunks(20) {
+            for r in engine.submit_batch(chunk.to_vec(), &Scope::All).await {
+                r.unwrap();
+            }
+        }
+    });
+    let live = engine.digest().unwrap();
+    let (stopped_tx, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        engine.shutdown();
+        let _ = stopped_tx.send(());
+    });
+    assert!(
+        stopped
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_ok(),
+        "the server waited for its throttled snapshot"
+    );
+    let with = replay(dir.path(), &ReplayOptions::default()).unwrap();
+    assert!(
+        with.shards.iter().all(|s| s.snapshot_lsn > 0),
+        "no snapshot was written: {:?}",
+        with.shards
+    );
+    assert_eq!(with.digest, live);
+}
+
 /// Runs the workload with a clock that advances one second per batch of 20 requests; returns
 /// the live digest.
 fn run_timed(dir: &Path, tuning: &Tuning) -> u64 {

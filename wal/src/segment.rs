@@ -122,12 +122,9 @@ pub fn create_zeroed(path: &Path, len: u64) -> io::Result<File> {
     create_zeroed_paced(path, len, 0, &AtomicBool::new(true))
 }
 
-/// [`create_zeroed`] at no more than `bytes_per_sec` (0: unlimited) until `hurry` is set.
-///
-/// Why: each commit's `fdatasync` ends in a device flush that also carries every zero written
-/// since the commit before. At full speed a 64 MiB fill made each commit during it take 4–8 ms
-/// instead of 0.2 ms (a 15 000/s open loop saw p99 43–94 ms from it, every few seconds as
-/// segments rotated); spread over a second, the same zeros add a few kilobytes to each flush.
+/// [`create_zeroed`] at no more than `bytes_per_sec` (0: unlimited) until `hurry` is set (see
+/// [`Paced::throttled`]; at full speed, a 15 000/s open loop saw p99 43–150 ms from the fills,
+/// every few seconds as segments rotated).
 pub fn create_zeroed_paced(
     path: &Path,
     len: u64,
@@ -147,27 +144,12 @@ pub fn create_zeroed_paced(
     }
     // Paced (see `Paced`): never more than two pieces ahead of a commit's sync.
     let zeros = vec![0u8; PACED_CHUNK_BYTES];
-    let mut paced = Paced::new(&file, 0);
-    let started = Instant::now();
+    let mut paced = Paced::new(&file, 0).throttled(bytes_per_sec, hurry);
     let mut off = 0;
     while off < len {
         let n = (len - off).min(PACED_CHUNK_BYTES as u64);
         paced.put(&zeros[..n as usize])?;
         off += n;
-        if bytes_per_sec > 0 {
-            // Where a fill at `bytes_per_sec` would be now; wait for it in short naps, so a
-            // hurry is noticed within a few milliseconds.
-            let due = Duration::from_nanos(
-                u64::try_from(u128::from(off) * 1_000_000_000 / u128::from(bytes_per_sec))
-                    .unwrap_or(u64::MAX),
-            );
-            while !hurry.load(Ordering::Relaxed) {
-                let Some(ahead) = due.checked_sub(started.elapsed()) else {
-                    break;
-                };
-                std::thread::sleep(ahead.min(Duration::from_millis(2)));
-            }
-        }
     }
     file.sync_all()?;
     Ok(file)
@@ -204,6 +186,15 @@ pub(crate) struct Paced<'f> {
     file: &'f File,
     at: u64,
     previous: Option<(u64, usize)>,
+    throttle: Option<Throttle<'f>>,
+}
+
+/// A bound on a background write's rate, lifted when whoever waits for the write asks.
+pub(crate) struct Throttle<'f> {
+    bytes_per_sec: u64,
+    hurry: &'f AtomicBool,
+    started: Instant,
+    written: u64,
 }
 
 impl<'f> Paced<'f> {
@@ -213,7 +204,22 @@ impl<'f> Paced<'f> {
             file,
             at: offset,
             previous: None,
+            throttle: None,
         }
+    }
+
+    /// At most `bytes_per_sec` (0: no bound) until `hurry` is set, then as fast as the disk
+    /// takes it. Why: each log commit's device flush also carries what this write handed the
+    /// device since the commit before, so at full speed every commit during it took 4–8 ms
+    /// instead of 0.2 ms on the disk measured.
+    pub(crate) fn throttled(mut self, bytes_per_sec: u64, hurry: &'f AtomicBool) -> Self {
+        self.throttle = (bytes_per_sec > 0).then(|| Throttle {
+            bytes_per_sec,
+            hurry,
+            started: Instant::now(),
+            written: 0,
+        });
+        self
     }
 
     /// Writes `piece` next, starts its writeback and waits for the piece before it.
@@ -237,7 +243,30 @@ impl<'f> Paced<'f> {
         }
         self.previous = Some((at, piece.len()));
         self.at += piece.len() as u64;
+        if let Some(t) = &mut self.throttle {
+            t.written += piece.len() as u64;
+            t.wait();
+        }
         Ok(())
+    }
+}
+
+impl Throttle<'_> {
+    /// Waits until a write at `bytes_per_sec` would have got this far, in short naps so that
+    /// a hurry is noticed within a few milliseconds.
+    fn wait(&self) {
+        let due = Duration::from_nanos(
+            u64::try_from(
+                u128::from(self.written) * 1_000_000_000 / u128::from(self.bytes_per_sec),
+            )
+            .unwrap_or(u64::MAX),
+        );
+        while !self.hurry.load(Ordering::Relaxed) {
+            let Some(ahead) = due.checked_sub(self.started.elapsed()) else {
+                return;
+            };
+            std::thread::sleep(ahead.min(Duration::from_millis(2)));
+        }
     }
 }
 

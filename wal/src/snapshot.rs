@@ -13,6 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use super::{Lsn, WalError};
 use crate::error::from_io;
@@ -269,6 +270,20 @@ pub fn write_streamed(
     lsn: Lsn,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<u64, WalError> {
+    write_streamed_throttled(dir, lsn, 0, &AtomicBool::new(true), fill)
+}
+
+/// [`write_streamed`] at no more than `bytes_per_sec` (0: no bound) until `hurry` is set, then
+/// as fast as the disk takes it: a server writes its snapshots in the background while its
+/// log commits, and each commit's device flush carries what the snapshot wrote since the one
+/// before (see `WalOptions::background_bytes_per_sec`).
+pub fn write_streamed_throttled(
+    dir: &Path,
+    lsn: Lsn,
+    bytes_per_sec: u64,
+    hurry: &AtomicBool,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<u64, WalError> {
     std::fs::create_dir_all(dir)?;
     let name = file_name(lsn);
     let tmp = dir.join(format!("{name}.tmp"));
@@ -282,7 +297,7 @@ pub fn write_streamed(
     // The payload is paced: gigabytes written whole and synced at the end would queue ahead of
     // every log commit for seconds.
     let mut payload = PayloadWriter {
-        paced: Paced::new(&f, SNAPSHOT_HEADER_BYTES as u64),
+        paced: Paced::new(&f, SNAPSHOT_HEADER_BYTES as u64).throttled(bytes_per_sec, hurry),
         piece: Vec::with_capacity(PACED_CHUNK_BYTES),
         crc: 0,
         len: 0,

@@ -48,7 +48,7 @@ pub trait Storage: Clone + Send + 'static {
     /// Creates `name` (replacing a stale one) as `len` zero bytes, durable (`sync_data`).
     fn create_zeroed(&self, name: &str, len: u64) -> io::Result<Self::File>;
     /// [`Storage::create_zeroed`] at no more than `bytes_per_sec` (0: no limit) until `hurry`
-    /// is set, then as fast as the disk takes it (see `WalOptions::fill_bytes_per_sec`).
+    /// is set, then as fast as the disk takes it (see `WalOptions::background_bytes_per_sec`).
     fn create_zeroed_paced(
         &self,
         name: &str,

@@ -14,14 +14,16 @@ pub struct WalOptions {
     pub segment_size_bytes: u64,
     /// How `commit` makes records durable (measured choice in the crate docs).
     pub sync_method: SyncMethod,
-    /// How fast the next segment is zero-filled in the background while the active one has
-    /// room (bytes per second; 0: as fast as the disk takes it). Every commit's device flush
-    /// also flushes the zeros written since the one before, so a fill at full speed made each
-    /// commit during it take 4–8 ms instead of 0.2 ms on the disk measured; spread over a
-    /// second, the same zeros cost each commit a few kilobytes. The log asks for full speed
-    /// once the active segment is half full and when it must rotate, so it never waits
-    /// longer than an unthrottled fill would have made it.
-    pub fill_bytes_per_sec: u64,
+    /// How fast background writes go while nothing waits for them (bytes per second; 0: as
+    /// fast as the disk takes them): the next segment's zero fill, and the snapshots a server
+    /// writes beside its log. Every commit's device flush also carries what they handed the
+    /// device since the commit before, so at full speed a 64 MiB fill made each commit during
+    /// it take 4–8 ms instead of 0.2 ms on the disk measured; spread over a second, the same
+    /// bytes cost each commit a few kilobytes. The log asks a fill for full speed once the
+    /// active segment is half full and when it must rotate or close, so it never waits
+    /// longer than an unthrottled fill would have made it; a server stopping does the same
+    /// for its snapshot.
+    pub background_bytes_per_sec: u64,
 }
 
 /// How a commit reaches the disk. Both have fdatasync semantics; the default was measured
@@ -42,7 +44,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_size_bytes: 64 << 20,
             sync_method: SyncMethod::default(),
-            fill_bytes_per_sec: 64 << 20,
+            background_bytes_per_sec: 64 << 20,
         }
     }
 }

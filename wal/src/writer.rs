@@ -418,7 +418,7 @@ impl<S: Storage> Wal<S> {
         }
         let storage = self.storage.clone();
         let size = self.options.segment_size_bytes;
-        let rate = self.options.fill_bytes_per_sec;
+        let rate = self.options.background_bytes_per_sec;
         let hurry = Arc::new(AtomicBool::new(false));
         let hurry_fill = hurry.clone();
         self.prealloc = Some(Prealloc::Thread(
@@ -649,7 +649,7 @@ mod tests {
         let opts = WalOptions {
             segment_size_bytes: 64 << 10,
             sync_method: SyncMethod::PwriteFdatasync,
-            fill_bytes_per_sec: 1,
+            background_bytes_per_sec: 1,
         };
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let path = dir.path().to_path_buf();

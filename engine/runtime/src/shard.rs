@@ -24,6 +24,7 @@ use super::{Durability, EngineError, SubmitError, Tuning};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
 use rkyv::util::AlignedVec;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -222,6 +223,8 @@ pub(crate) struct Shard {
     /// makes the shard copy chunks on write).
     snapshot_in_flight: bool,
     snapshot_writer: Option<std::thread::JoinHandle<()>>,
+    /// Set when the shard stops: the writer finishes its snapshot at full speed.
+    snapshot_hurry: Arc<AtomicBool>,
     snapshot_dir: std::path::PathBuf,
     /// Test hooks armed for this shard.
     #[cfg(svault_faults)]
@@ -326,11 +329,16 @@ pub(crate) fn open(
     let (done_tx, snapshot_done_rx) = crossbeam_channel::bounded::<Written>(4);
     let snap_dir = paths.snapshots.clone();
     let writer_metrics = Arc::clone(&shared.metrics);
+    let snapshot_hurry = Arc::new(AtomicBool::new(false));
+    let pace = WritePace {
+        bytes_per_sec: tuning.wal.background_bytes_per_sec,
+        hurry: Arc::clone(&snapshot_hurry),
+    };
     let snapshot_writer = std::thread::Builder::new()
         .name(format!("svault-snap-{k}"))
         .spawn(move || {
             let _crash_only = abort_on_panic("snapshot writer", k);
-            snapshot_writer(k, snap_dir, job_rx, done_tx, writer_metrics)
+            snapshot_writer(k, snap_dir, job_rx, done_tx, writer_metrics, pace)
         })
         .map_err(|e| EngineError::Wal(WalError::Io(e)))?;
 
@@ -368,6 +376,7 @@ pub(crate) fn open(
         leftovers: Vec::new(),
         snapshot_in_flight: false,
         snapshot_writer: Some(snapshot_writer),
+        snapshot_hurry,
         snapshot_dir: paths.snapshots.clone(),
         #[cfg(svault_faults)]
         faults: Default::default(),
@@ -384,15 +393,23 @@ pub(crate) fn open(
     Ok((shard, report))
 }
 
+/// How fast the snapshot writer writes while the shard runs (`WalOptions::background_bytes_per_sec`).
+struct WritePace {
+    bytes_per_sec: u64,
+    hurry: Arc<AtomicBool>,
+}
+
 /// Serialises and writes snapshots off the shard thread (the shard only pays for the freeze).
-/// The bytes go to the file as they are produced; the frozen state is dropped once the last
-/// is written, after which the shard stops copying chunks before writing them.
+/// The bytes go to the file as they are produced, at a bounded rate so that the log's commits
+/// do not wait behind them; the frozen state is dropped once the last is written, after which
+/// the shard stops copying chunks before writing them.
 fn snapshot_writer(
     k: usize,
     dir: std::path::PathBuf,
     jobs: Receiver<SnapshotJob>,
     done: Sender<Written>,
     metrics: Arc<ShardMetrics>,
+    pace: WritePace,
 ) {
     lower_this_thread_priority(k);
     for job in jobs {
@@ -412,9 +429,13 @@ fn snapshot_writer(
         } = job;
         // Serialised straight into the file: the bytes are never held whole (a large shard's
         // snapshot is gigabytes, and holding them was most of a snapshot's memory).
-        let written = wal::snapshot::write_streamed(&dir, lsn, |out| {
-            recovery::write_snapshot(&state, last_now, out)
-        });
+        let written = wal::snapshot::write_streamed_throttled(
+            &dir,
+            lsn,
+            pace.bytes_per_sec,
+            &pace.hurry,
+            |out| recovery::write_snapshot(&state, last_now, out),
+        );
         // The card chunks go back to the shard thread, which allocated them (see `Leftover`).
         let leftover = state.into_leftover();
         let lsn = match written {
@@ -1082,6 +1103,7 @@ impl Shard {
             refuse(m, SubmitError::ShuttingDown);
         }
         self.snapshot_tx = None;
+        self.snapshot_hurry.store(true, Relaxed);
         if let Some(h) = self.snapshot_writer.take() {
             let _ = h.join();
         }

@@ -98,11 +98,10 @@ enum Chunks {
 /// empty. Batches a busy worker has not taken yet wait in its queue, late, and count it.
 fn pace(workers: Vec<mpsc::UnboundedSender<u64>>, plan: Plan, start: std::time::Instant) {
     let n = workers.len().max(1) as u64;
-    let batch = plan.batch.max(1) as u64;
     let end = start + plan.warmup + plan.duration;
     let mut c = 0u64;
     loop {
-        let at = due(start, c * batch + batch - 1, plan.rate);
+        let at = batch_due(start, c, plan);
         if at >= end {
             return;
         }
@@ -124,6 +123,12 @@ fn pace(workers: Vec<mpsc::UnboundedSender<u64>>, plan: Plan, start: std::time::
 fn due(start: std::time::Instant, k: u64, rate: u64) -> std::time::Instant {
     let nanos = u128::from(k) * 1_000_000_000 / u128::from(rate.max(1));
     start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+/// Due time of batch `c`: that of its last item.
+fn batch_due(start: std::time::Instant, c: u64, plan: Plan) -> std::time::Instant {
+    let batch = plan.batch.max(1) as u64;
+    due(start, c * batch + batch - 1, plan.rate)
 }
 
 async fn worker<C: Conn>(
@@ -155,10 +160,7 @@ async fn worker<C: Conn>(
                 let Some(c) = due_now.recv().await else {
                     break;
                 };
-                (
-                    c,
-                    Instant::from_std(due(start.into_std(), c * batch + batch - 1, plan.rate)),
-                )
+                (c, Instant::from_std(batch_due(start.into_std(), c, plan)))
             }
             Chunks::Shared(next_chunk) => {
                 let now = Instant::now();
@@ -259,7 +261,7 @@ mod tests {
         for (c, w, at) in got {
             assert_eq!(c % workers as u64, w as u64, "batch {c} went to worker {w}");
             assert!(
-                at >= due(start, c * 4 + 3, plan.rate),
+                at >= batch_due(start, c, plan),
                 "batch {c} handed out early"
             );
         }

@@ -113,6 +113,12 @@ impl<F> Prealloc<F> {
     }
 }
 
+/// Waits for a background fill, hurried first (the log needs it now). `None`: it panicked.
+fn hurry_and_join<F>(fill: JoinHandle<io::Result<F>>, hurry: &AtomicBool) -> Option<io::Result<F>> {
+    hurry.store(true, Ordering::Relaxed);
+    fill.join().ok()
+}
+
 impl Wal {
     /// Moves segments whose records are all below `lsn` (after a snapshot covers them) into
     /// `archive_dir`, keeping the whole history for point-in-time replay, reports and audits.
@@ -444,10 +450,7 @@ impl<S: Storage> Wal<S> {
             self.start_prealloc();
         }
         let joined = match self.prealloc.take() {
-            Some(Prealloc::Thread(h, hurry)) => {
-                hurry.store(true, Ordering::Relaxed);
-                h.join().ok()
-            }
+            Some(Prealloc::Thread(h, hurry)) => hurry_and_join(h, &hurry),
             Some(Prealloc::OnDemand) => Some(
                 self.storage
                     .create_zeroed(PREALLOC_NAME, self.options.segment_size_bytes),
@@ -493,8 +496,7 @@ impl<S: Storage> Drop for Wal<S> {
     fn drop(&mut self) {
         // Let a running preallocation finish, so a reopen in this process never races it.
         if let Some(Prealloc::Thread(h, hurry)) = self.prealloc.take() {
-            hurry.store(true, Ordering::Relaxed);
-            let _ = h.join();
+            let _ = hurry_and_join(h, &hurry);
         }
     }
 }

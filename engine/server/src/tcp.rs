@@ -379,6 +379,7 @@ pub async fn serve_batch(
     answers
 }
 
+/// The answer to one GET_CARD of a frame: its card, not found, or why it was refused.
 fn read_answer(req_id: u64, got: Result<QueryAnswer, SubmitError>) -> Answer {
     match got {
         Ok(QueryAnswer::Card(Some(v))) => {

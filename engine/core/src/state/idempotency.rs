@@ -495,6 +495,53 @@ mod tests {
         assert_eq!(t.get(&7919), None);
     }
 
+    /// Keys whose tags are equal (the same part and bucket bits, other bits different) are
+    /// separate keys: each finds its own entry, an update changes only its own, and expiry
+    /// forgets exactly the keys that expire, whichever order they sit in their chain.
+    #[test]
+    fn keys_sharing_a_tag_keep_their_own_entries() {
+        let mut t = KeyTable::default();
+        let base: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        // Bits 100.. (the high half's bits 36..) and the low half are not in the tag.
+        let keys: Vec<u128> = (0..20u128).map(|i| base ^ (i << 100) ^ (i << 3)).collect();
+        for k in &keys {
+            assert_eq!(KeyTag::from(*k), KeyTag::from(base));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            t.insert(*k, entry(i as i64), None);
+        }
+        assert_eq!(t.len(), keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(t.get(k), Some(entry(i as i64)), "key {i}");
+        }
+        assert_eq!(
+            t.get(&(base ^ (99 << 100))),
+            None,
+            "same tag, never inserted"
+        );
+        t.update(&keys[13], |e| e.flags |= K_REVERSED);
+        t.insert(keys[14], entry(1000), None);
+        for (i, k) in keys.iter().enumerate() {
+            let mut want = entry(i as i64);
+            match i {
+                13 => want.flags |= K_REVERSED,
+                14 => want = entry(1000),
+                _ => {}
+            }
+            assert_eq!(t.get(k), Some(want), "key {i}");
+        }
+        assert_eq!(t.len(), keys.len(), "an update keeps one entry per key");
+        // Keys seen at 0..=9 expire at 10 with a TTL of 1 ms; key 14 (now seen at 1000) stays
+        // where it arrived, so it goes with its place in the log, at 15.
+        t.expire(10, 1, usize::MAX);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(t.get(k).is_some(), i >= 10, "key {i}");
+        }
+        t.expire(i64::MAX - 1, 1, 0);
+        assert_eq!(t.len(), 0);
+        assert!(keys.iter().all(|k| t.get(k).is_none()));
+    }
+
     #[test]
     fn fingerprints_tell_commands_apart_and_spill_long_ones() {
         let spend = |store: Option<String>, amount| Command::Spend {
@@ -861,33 +908,36 @@ impl std::hash::Hasher for PreHashed {
 
 pub(crate) type PreHashedBuild = std::hash::BuildHasherDefault<PreHashed>;
 
-/// A key as the index holds it: its 128-bit hash as four `u32`s. A `u128` aligns to 16 bytes,
-/// so a `(u128, u64)` slot took 32; `(IndexKey, u32)` takes 20, three to a 64-byte bucket.
+/// A key as the index holds it: 32 of its hash's bits, the 6 that pick its part of the index
+/// and the 26 that pick its bucket, beside the low 32 bits of its log position. `(KeyTag, u32)`
+/// takes 8 bytes, seven to a 64-byte bucket (the whole 128-bit key took 20, three to a bucket);
+/// the key itself is in the log, and a lookup checks it there, so two keys that share a tag
+/// are still told apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct IndexKey([u32; 4]);
+struct KeyTag(u32);
 
-impl From<u128> for IndexKey {
-    fn from(k: u128) -> IndexKey {
-        IndexKey([
-            k as u32,
-            (k >> 32) as u32,
-            (k >> 64) as u32,
-            (k >> 96) as u32,
-        ])
+/// Bits of a [`KeyTag`] that pick the bucket within a part: a part of the key index never
+/// grows past 2^26 buckets (seven keys each; a shard holds fewer than 2^32 keys, 2^26 at most
+/// to a part).
+const TAG_HOME_BITS: u32 = 26;
+const TAG_HOME_MASK: u32 = (1 << TAG_HOME_BITS) - 1;
+
+impl From<u128> for KeyTag {
+    /// Keys are 128-bit xxh3 hashes already: the high half is uniform as it is, and its top
+    /// 6 bits (the part) and low 26 bits (the bucket) are what the tag keeps.
+    fn from(k: u128) -> KeyTag {
+        let high = (k >> 64) as u64;
+        KeyTag(((high >> 58) as u32) << TAG_HOME_BITS | (high as u32 & TAG_HOME_MASK))
     }
 }
 
-impl IndexKey {
-    fn get(self) -> u128 {
-        let [a, b, c, d] = self.0.map(u128::from);
-        a | b << 32 | c << 64 | d << 96
-    }
-}
+impl super::parted::Slot for KeyTag {
+    const HOME_BITS: u32 = TAG_HOME_BITS;
 
-impl super::parted::Slot for IndexKey {
-    /// Keys are 128-bit xxh3 hashes already: the high half is uniform as it is.
+    /// The part and bucket bits where the whole key's spread has them (the high half of
+    /// the hash): part and bucket come out the same from the tag as from the key.
     fn spread(&self) -> u64 {
-        (self.get() >> 64) as u64
+        u64::from(self.0 >> TAG_HOME_BITS) << 58 | u64::from(self.0 & TAG_HOME_MASK)
     }
 }
 
@@ -900,11 +950,13 @@ const KEY_CHUNK: usize = 4096;
 /// Why a log of chunks and an index of positions: the entries live once, in arrival order, in
 /// `Arc`-shared chunks, so a snapshot freezes millions of keys by cloning a few hundred `Arc`s
 /// (a chunk still shared is copied on its first write), and expiry pops from the front. The
-/// index maps a key to its position in the log (24 bytes per key instead of a 48-byte entry).
+/// index maps a key's tag to its position in the log (8 bytes per key).
 #[derive(Default)]
 pub(crate) struct KeyTable {
-    /// Key → the low 32 bits of its log position ([`KeyLog::position`] restores the rest).
-    index: super::parted::Parted<IndexKey, 3>,
+    /// Key tag → the low 32 bits of its log position ([`KeyLog::position`] restores the rest).
+    /// Filled by [`Parted::insert_new`](super::parted::Parted::insert_new) only: entries are
+    /// told apart by position, as tags may repeat.
+    index: super::parted::Parted<KeyTag, 7>,
     log: KeyLog,
     /// Whole outcomes for `Stored::Side` entries.
     pub side: HashMap<u128, Outcome, PreHashedBuild>,
@@ -1044,14 +1096,16 @@ impl KeyTable {
             .log
             .get(self.log.base + (self.log.head + EXPIRE_AHEAD) as u64)
         {
-            self.index.prefetch(&IndexKey::from(*k));
+            self.index.prefetch(&KeyTag::from(*k));
         }
         while let Some(&(k, p)) = self.log.front() {
             if p.at().saturating_add(ttl_ms) > now && self.log.len() <= max {
                 break;
             }
+            let low = (self.log.base + self.log.head as u64) as u32;
             self.log.pop_front();
-            self.index.remove(&IndexKey::from(k));
+            let removed = self.index.remove_where(&KeyTag::from(k), |v| v == low);
+            assert!(removed.is_some(), "an expiring key was in the index");
             if p.stored() == Stored::Side {
                 self.side.remove(&k);
             }
@@ -1063,12 +1117,22 @@ impl KeyTable {
 
     /// Starts loading the index bucket a lookup of `k` reads first, without waiting for it.
     pub fn prefetch(&self, k: &u128) {
-        self.index.prefetch(&IndexKey::from(*k));
+        self.index.prefetch(&KeyTag::from(*k));
+    }
+
+    /// The log position of key `k`, if remembered: the entry under its tag whose key in the
+    /// log is `k`.
+    fn position_of(&self, k: &u128) -> Option<u64> {
+        let log = &self.log;
+        let low = self.index.get_where(&KeyTag::from(*k), |low| {
+            log.get(log.position(low)).is_some_and(|(key, _)| key == k)
+        })?;
+        Some(log.position(low))
     }
 
     /// The entry of key `k`, if remembered.
     pub fn get(&self, k: &u128) -> Option<KeyEntry> {
-        let pos = self.log.position(*self.index.get(&IndexKey::from(*k))?);
+        let pos = self.position_of(k)?;
         self.log
             .get(pos)
             .map(|(_, p)| p.unpack(|| self.wide.get(k)))
@@ -1076,10 +1140,9 @@ impl KeyTable {
 
     /// Changes the entry of a remembered key in place (its arrival position stays).
     pub fn update(&mut self, k: &u128, change: impl FnOnce(&mut KeyEntry)) {
-        let Some(&low) = self.index.get(&IndexKey::from(*k)) else {
+        let Some(pos) = self.position_of(k) else {
             return;
         };
-        let pos = self.log.position(low);
         let Some(mut e) = self
             .log
             .get(pos)
@@ -1100,12 +1163,12 @@ impl KeyTable {
 
     /// Remembers a key (or replaces the entry of one already remembered, keeping its place).
     pub fn insert(&mut self, k: u128, e: KeyEntry, side: Option<Outcome>) {
-        if self.index.contains_key(&IndexKey::from(k)) {
+        if self.position_of(&k).is_some() {
             self.update(&k, |old| *old = e);
         } else {
             let (packed, aside) = Packed::pack(&e);
             let pos = self.log.push_back((k, packed));
-            self.index.insert(IndexKey::from(k), pos as u32);
+            self.index.insert_new(KeyTag::from(k), pos as u32);
             if let Some(card) = aside {
                 self.wide.insert(k, card);
             }

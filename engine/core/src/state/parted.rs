@@ -18,6 +18,10 @@ pub(crate) const PARTS: usize = 64;
 
 /// A key an index can hold.
 pub(crate) trait Slot: Copy + Eq + Default {
+    /// How many low bits of [`Slot::spread`] the slot itself knows: a part never grows past
+    /// 2^`HOME_BITS` buckets, so a growing part can rehome every slot from the slot alone.
+    const HOME_BITS: u32 = 64;
+
     /// 64 well-mixed bits of the key: the top 6 pick the part, the low bits the bucket.
     fn spread(&self) -> u64;
 }
@@ -53,11 +57,12 @@ impl<K: Slot, const N: usize> Bucket<K, N> {
         }
     }
 
-    fn find(&self, k: &K) -> Option<usize> {
+    /// The slot holding `k` whose value `accept` takes.
+    fn find_where(&self, k: &K, accept: &mut impl FnMut(u32) -> bool) -> Option<usize> {
         let mut full = self.full;
         while full != 0 {
             let s = full.trailing_zeros() as usize;
-            if self.keys[s] == *k {
+            if self.keys[s] == *k && accept(self.values[s]) {
                 return Some(s);
             }
             full &= full - 1;
@@ -89,13 +94,24 @@ impl<K: Slot, const N: usize> Part<K, N> {
 
     /// Bucket and slot of `k`, if present.
     fn find(&self, k: &K, h: u64) -> Option<(usize, usize)> {
+        self.find_where(k, h, &mut |_| true)
+    }
+
+    /// Bucket and slot of the entry of `k` whose value `accept` takes (a key may be held more
+    /// than once by [`Parted::insert_new`]; `accept` tells those entries apart).
+    fn find_where(
+        &self,
+        k: &K,
+        h: u64,
+        accept: &mut impl FnMut(u32) -> bool,
+    ) -> Option<(usize, usize)> {
         if self.buckets.is_empty() {
             return None;
         }
         let mut i = self.home(h);
         for _ in 0..self.buckets.len() {
             let b = &self.buckets[i];
-            if let Some(s) = b.find(k) {
+            if let Some(s) = b.find_where(k, accept) {
                 return Some((i, s));
             }
             if b.overflow == 0 {
@@ -132,6 +148,12 @@ impl<K: Slot, const N: usize> Part<K, N> {
 
     /// Moves every entry into `buckets` buckets (a power of two, room for them all).
     fn resize(&mut self, buckets: usize) {
+        assert!(
+            1usize
+                .checked_shl(K::HOME_BITS)
+                .is_none_or(|most| buckets <= most),
+            "an index part outgrew what its slots know of their home"
+        );
         let old = std::mem::replace(&mut self.buckets, vec![Bucket::empty(); buckets]);
         self.len = 0;
         for b in &old {
@@ -149,8 +171,9 @@ impl<K: Slot, const N: usize> Part<K, N> {
             .next_power_of_two()
     }
 
-    fn remove(&mut self, k: &K, h: u64) -> Option<u32> {
-        let (at, s) = self.find(k, h)?;
+    /// Removes the entry [`Part::find_where`] finds.
+    fn remove_where(&mut self, k: &K, h: u64, accept: &mut impl FnMut(u32) -> bool) -> Option<u32> {
+        let (at, s) = self.find_where(k, h, accept)?;
         let b = &mut self.buckets[at];
         b.full &= !(1 << s);
         let v = b.values[s];
@@ -210,6 +233,34 @@ impl<K: Slot, const N: usize> Parted<K, N> {
         Some(&part.buckets[b].values[s])
     }
 
+    /// The value of an entry of `k` that `accept` takes: for slots that hold only part of a
+    /// key, where entries of different keys can share a slot key and `accept` checks the rest.
+    pub fn get_where(&self, k: &K, mut accept: impl FnMut(u32) -> bool) -> Option<u32> {
+        let h = k.spread();
+        let part = &self.parts[part_of(h)];
+        let (b, s) = part.find_where(k, h, &mut accept)?;
+        Some(part.buckets[b].values[s])
+    }
+
+    /// Removes the entry [`Parted::get_where`] would find, and returns its value.
+    pub fn remove_where(&mut self, k: &K, mut accept: impl FnMut(u32) -> bool) -> Option<u32> {
+        let h = k.spread();
+        self.parts[part_of(h)].remove_where(k, h, &mut accept)
+    }
+
+    /// Adds an entry without looking for one of the same key first: the caller knows this
+    /// entry is new, though its slot key may already be there for another (see
+    /// [`Parted::get_where`]). Not to be mixed with [`Parted::insert`] on one map.
+    pub fn insert_new(&mut self, k: K, v: u32) {
+        let h = k.spread();
+        let part = &mut self.parts[part_of(h)];
+        if !part.has_room() {
+            part.resize((part.buckets.len() * 2).max(1));
+            self.rehashes += 1;
+        }
+        part.place(k, v, h);
+    }
+
     pub fn contains_key(&self, k: &K) -> bool {
         self.get(k).is_some()
     }
@@ -243,9 +294,11 @@ impl<K: Slot, const N: usize> Parted<K, N> {
         self.rehashes
     }
 
+    /// Removes `k`'s entry (the indexes themselves remove only through
+    /// [`Parted::remove_where`]: cards are never removed, keys by position).
+    #[cfg(test)]
     pub fn remove(&mut self, k: &K) -> Option<u32> {
-        let h = k.spread();
-        self.parts[part_of(h)].remove(k, h)
+        self.remove_where(k, |_| true)
     }
 
     pub fn len(&self) -> usize {
@@ -394,6 +447,39 @@ mod tests {
         assert!(m.parts[0].buckets.iter().all(|b| b.overflow == 0));
     }
 
+    /// Entries added by `insert_new` may share a slot key: `get_where` and `remove_where`
+    /// find the entry their test accepts, whichever bucket of the chain it lies in, and
+    /// removing one leaves the others.
+    #[test]
+    fn entries_sharing_a_slot_key_are_told_apart_by_value() {
+        let mut m: Parted<Raw, 5> = Parted::default();
+        m.reserve(PARTS * 60);
+        // Twelve entries of one key on one home bucket: they spill into the next two.
+        for v in 0..12u32 {
+            m.insert_new(raw(7), v);
+        }
+        m.insert_new(raw(8), 100);
+        assert_eq!(m.len(), 13);
+        for v in 0..12u32 {
+            assert_eq!(m.get_where(&raw(7), |x| x == v), Some(v));
+        }
+        assert_eq!(
+            m.get_where(&raw(7), |x| x == 100),
+            None,
+            "another key's value"
+        );
+        assert_eq!(m.get_where(&raw(8), |_| true), Some(100));
+        for v in (0..12u32).rev().step_by(2) {
+            assert_eq!(m.remove_where(&raw(7), |x| x == v), Some(v));
+            assert_eq!(m.remove_where(&raw(7), |x| x == v), None);
+        }
+        for v in 0..12u32 {
+            let left = (v % 2 == 0).then_some(v);
+            assert_eq!(m.get_where(&raw(7), |x| x == v), left);
+        }
+        assert_eq!(m.len(), 7);
+    }
+
     proptest::proptest! {
         /// Any mix of inserts, removals and lookups answers as `HashMap` does, with keys
         /// crowded onto a few home buckets of two parts (long chains, wrap-arounds, growth),
@@ -421,6 +507,59 @@ mod tests {
             for (x, v) in &model {
                 proptest::prop_assert_eq!(m.get(&key(*x)), Some(v));
             }
+            overflow_counts_are_exact(&m)?;
+        }
+
+        /// `insert_new`, `get_where` and `remove_where` answer as a list of (key, value) pairs
+        /// does, with keys repeated and crowded onto a few home buckets of two parts, growth
+        /// included; overflow counts stay exact.
+        #[test]
+        fn repeated_keys_answer_as_a_list_of_pairs(
+            ops in proptest::collection::vec((0u8..3, 0u64..40, 0u32..4), 0..3000)
+        ) {
+            let mut m: Parted<Raw, 5> = Parted::default();
+            let mut model: Vec<(u64, u32)> = Vec::new();
+            let key = |x: u64| raw((x & 3) | (x >> 2) << 20 | (x & 1) << 58);
+            for (n, (op, x, r)) in ops.into_iter().enumerate() {
+                // Values are unique, so "the value r-th in the model for x" names one entry.
+                let pick = |model: &Vec<(u64, u32)>| {
+                    let of_x: Vec<u32> =
+                        model.iter().filter(|e| e.0 == x).map(|e| e.1).collect();
+                    of_x.get(r as usize).copied().unwrap_or(u32::MAX)
+                };
+                match op {
+                    0 => {
+                        m.insert_new(key(x), n as u32);
+                        model.push((x, n as u32));
+                    }
+                    1 => {
+                        let v = pick(&model);
+                        let want = model.iter().position(|e| *e == (x, v));
+                        let got = m.remove_where(&key(x), |y| y == v);
+                        proptest::prop_assert_eq!(got, want.map(|i| model.remove(i).1));
+                    }
+                    _ => {
+                        // Any entry of x with a value of r's residue mod 4.
+                        let got = m.get_where(&key(x), |y| y % 4 == r);
+                        match got {
+                            Some(y) => proptest::prop_assert!(model.contains(&(x, y)) && y % 4 == r),
+                            None => proptest::prop_assert!(
+                                !model.iter().any(|e| e.0 == x && e.1 % 4 == r)
+                            ),
+                        }
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(m.len(), model.len());
+            overflow_counts_are_exact(&m)?;
+        }
+    }
+
+    /// Every bucket's overflow count is exactly the number of entries that passed it.
+    fn overflow_counts_are_exact<K: Slot, const N: usize>(
+        m: &Parted<K, N>,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        {
             for part in m.parts.iter() {
                 let mut passed = vec![0u16; part.buckets.len()];
                 for (at, b) in part.buckets.iter().enumerate() {
@@ -436,5 +575,6 @@ mod tests {
                 proptest::prop_assert_eq!(counts, passed);
             }
         }
+        Ok(())
     }
 }

@@ -531,8 +531,8 @@ mod tests {
             assert_eq!(t.get(k), Some(want), "key {i}");
         }
         assert_eq!(t.len(), keys.len(), "an update keeps one entry per key");
-        // Keys seen at 0..=9 expire at 10 with a TTL of 1 ms; key 14 (now seen at 1000) stays
-        // where it arrived, so it goes with its place in the log, at 15.
+        // Keys seen at 0..=9 expire at 10 with a TTL of 1 ms. Expiry stops at the first live
+        // key in arrival order (key 10), so key 14, whose entry was replaced, keeps its place.
         t.expire(10, 1, usize::MAX);
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(t.get(k).is_some(), i >= 10, "key {i}");

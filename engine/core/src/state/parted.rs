@@ -559,21 +559,19 @@ mod tests {
     fn overflow_counts_are_exact<K: Slot, const N: usize>(
         m: &Parted<K, N>,
     ) -> Result<(), proptest::test_runner::TestCaseError> {
-        {
-            for part in m.parts.iter() {
-                let mut passed = vec![0u16; part.buckets.len()];
-                for (at, b) in part.buckets.iter().enumerate() {
-                    for (k, _) in b.entries() {
-                        let mut i = part.home(k.spread());
-                        while i != at {
-                            passed[i] += 1;
-                            i = part.next(i);
-                        }
+        for part in m.parts.iter() {
+            let mut passed = vec![0u16; part.buckets.len()];
+            for (at, b) in part.buckets.iter().enumerate() {
+                for (k, _) in b.entries() {
+                    let mut i = part.home(k.spread());
+                    while i != at {
+                        passed[i] += 1;
+                        i = part.next(i);
                     }
                 }
-                let counts: Vec<u16> = part.buckets.iter().map(|b| b.overflow).collect();
-                proptest::prop_assert_eq!(counts, passed);
             }
+            let counts: Vec<u16> = part.buckets.iter().map(|b| b.overflow).collect();
+            proptest::prop_assert_eq!(counts, passed);
         }
         Ok(())
     }

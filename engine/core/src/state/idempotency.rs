@@ -1004,6 +1004,11 @@ impl KeyLog {
         self.chunks.front().and_then(|c| c.get(self.head))
     }
 
+    /// Position of the oldest live entry ([`KeyLog::front`]).
+    fn front_position(&self) -> u64 {
+        self.base + self.head as u64
+    }
+
     fn pop_front(&mut self) {
         if self.len == 0 {
             return;
@@ -1094,7 +1099,7 @@ impl KeyTable {
         // a few calls later does not wait on memory.
         if let Some((k, _)) = self
             .log
-            .get(self.log.base + (self.log.head + EXPIRE_AHEAD) as u64)
+            .get(self.log.front_position() + EXPIRE_AHEAD as u64)
         {
             self.index.prefetch(&KeyTag::from(*k));
         }
@@ -1102,7 +1107,7 @@ impl KeyTable {
             if p.at().saturating_add(ttl_ms) > now && self.log.len() <= max {
                 break;
             }
-            let low = (self.log.base + self.log.head as u64) as u32;
+            let low = self.log.front_position() as u32;
             self.log.pop_front();
             let removed = self.index.remove_where(&KeyTag::from(k), |v| v == low);
             assert!(removed.is_some(), "an expiring key was in the index");
@@ -1151,7 +1156,12 @@ impl KeyTable {
             return;
         };
         change(&mut e);
-        let (packed, aside) = Packed::pack(&e);
+        self.rewrite(pos, k, &e);
+    }
+
+    /// Writes `e` over the entry of key `k` at log position `pos`.
+    fn rewrite(&mut self, pos: u64, k: &u128, e: &KeyEntry) {
+        let (packed, aside) = Packed::pack(e);
         if let Some((_, p)) = self.log.get_mut(pos) {
             *p = packed;
         }
@@ -1163,8 +1173,8 @@ impl KeyTable {
 
     /// Remembers a key (or replaces the entry of one already remembered, keeping its place).
     pub fn insert(&mut self, k: u128, e: KeyEntry, side: Option<Outcome>) {
-        if self.position_of(&k).is_some() {
-            self.update(&k, |old| *old = e);
+        if let Some(pos) = self.position_of(&k) {
+            self.rewrite(pos, &k, &e);
         } else {
             let (packed, aside) = Packed::pack(&e);
             let pos = self.log.push_back((k, packed));

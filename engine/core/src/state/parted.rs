@@ -281,11 +281,7 @@ impl<K: Slot, const N: usize> Parted<K, N> {
         if let Some((b, s)) = part.find(&k, h) {
             return Some(std::mem::replace(&mut part.buckets[b].values[s], v));
         }
-        if !part.has_room() {
-            part.resize((part.buckets.len() * 2).max(1));
-            self.rehashes += 1;
-        }
-        part.place(k, v, h);
+        self.insert_new(k, v);
         None
     }
 

@@ -40,10 +40,14 @@ fn main() {
             let (Some(&rss), Some(&rss_keyed)) = (plain.first(), keyed.first()) else {
                 panic!("a measuring process printed nothing");
             };
-            let [_, c, index, timers, history, _] = plain[..] else {
+            let [_, c, index, timers, history, _, _] = plain[..] else {
                 panic!("unexpected output {plain:?}");
             };
-            let key_account = keyed.get(5).copied().unwrap_or(0.0);
+            let [_, _, _, _, _, key_account, live_keys] = keyed[..] else {
+                panic!("unexpected output {keyed:?}");
+            };
+            // Per key remembered: divided by the keys the state holds at the end.
+            assert!(live_keys > 0.0, "the keyed state remembers its keys");
             let n = cards as f64;
             println!(
                 "{cards} cards: RSS {:.1} B/card; the state's account {:.1} B/card (cards {:.1}, \
@@ -56,10 +60,10 @@ fn main() {
                 history / n,
             );
             println!(
-                "{} keys: RSS {:.1} B/key (keyed run minus plain run); the state's account {:.1} B/key",
-                2 * cards,
-                (rss_keyed - rss) / (2.0 * n),
-                key_account / (2.0 * n),
+                "{live_keys} live keys: RSS {:.1} B/key (keyed run minus plain run); the state's \
+                 account {:.1} B/key",
+                (rss_keyed - rss) / live_keys,
+                key_account / live_keys,
             );
         }
     }
@@ -73,12 +77,13 @@ fn measure(cards: u64, keyed: bool) {
     let after = status_mib("VmRSS");
     let m = st.memory();
     println!(
-        "{} {} {} {} {} {}",
+        "{} {} {} {} {} {} {}",
         (after - before) * 1_048_576,
         m.cards,
         m.card_index,
         m.timers,
         m.history,
-        m.keys
+        m.keys,
+        st.key_count()
     );
 }

@@ -16,10 +16,17 @@ pub fn demo_cards(cards: u64) -> State {
 }
 
 /// [`demo_cards`], with or without the idempotency keys (without: the state holds cards alone,
-/// to measure what a card costs).
+/// to measure what a card costs). The key cap is raised to hold every key: with the default cap
+/// (16 Mi a shard) the oldest keys of more than 8 M cards would expire as the state is built,
+/// and a per-key figure that divided by the keys applied would come out too low.
 pub fn demo_cards_keyed(cards: u64, keyed: bool) -> State {
     let key = |k: String| keyed.then_some(k);
-    let mut st = State::new(StateConfig::default());
+    let defaults = StateConfig::default();
+    let keys = usize::try_from(2 * cards).unwrap_or(usize::MAX);
+    let mut st = State::new(StateConfig {
+        idempotency_keys_max: defaults.idempotency_keys_max.max(keys),
+        ..defaults
+    });
     let mut ev = Vec::new();
     let mut apply = |st: &mut State, command: Command, key: Option<String>| {
         ev.clear();
@@ -48,6 +55,13 @@ pub fn demo_cards_keyed(cards: u64, keyed: bool) -> State {
             channel: Channel::Wechat,
         };
         apply(&mut st, top_up, key(format!("t{c}")));
+    }
+    if keyed {
+        assert_eq!(
+            st.key_count(),
+            keys,
+            "every key of the demo state stays live"
+        );
     }
     st
 }

@@ -488,7 +488,7 @@ mod tests {
         // Emptied completely, then reused.
         t.expire(i64::MAX - 20, 10, 0);
         assert_eq!(t.len(), 0);
-        assert!(t.wide.is_empty(), "cards kept aside outlive their keys");
+        assert!(t.wide.is_empty(), "entries kept aside outlive their keys");
         assert!(t.freeze().entries().next().is_none());
         t.insert(5, entry(1), None);
         assert_eq!(t.get(&5), Some(entry(1)));
@@ -960,8 +960,8 @@ pub(crate) struct KeyTable {
     log: KeyLog,
     /// Whole outcomes for `Stored::Side` entries.
     pub side: HashMap<u128, Outcome, PreHashedBuild>,
-    /// The shown cards too large to pack into their entry ([`Packed::is_wide`]).
-    wide: HashMap<u128, ShownCard, PreHashedBuild>,
+    /// The entries too large to pack ([`Packed::is_wide`]), whole.
+    wide: HashMap<u128, KeyEntry, PreHashedBuild>,
 }
 
 /// The keys of a frozen state: the shared log and a copy of the (small) side table; the
@@ -969,7 +969,7 @@ pub(crate) struct KeyTable {
 pub(crate) struct FrozenKeys {
     log: KeyLog,
     pub side: HashMap<u128, Outcome, PreHashedBuild>,
-    wide: HashMap<u128, ShownCard, PreHashedBuild>,
+    wide: HashMap<u128, KeyEntry, PreHashedBuild>,
 }
 
 impl FrozenKeys {
@@ -977,7 +977,7 @@ impl FrozenKeys {
     pub fn entries(&self) -> impl Iterator<Item = (u128, KeyEntry)> + Clone + '_ {
         self.log
             .iter()
-            .map(|(k, p)| (*k, p.unpack(|| self.wide.get(k))))
+            .map(|(e, base)| (e.key, e.packed.unpack(base, || self.wide.get(&e.key))))
     }
 
     pub fn len(&self) -> usize {
@@ -988,10 +988,30 @@ impl FrozenKeys {
 /// How many keys behind the oldest [`KeyTable::expire`] prefetches the index bucket of.
 const EXPIRE_AHEAD: usize = 8;
 
+/// One remembered key in the key log: one cache line, so a lookup that confirms its key and
+/// reads its answer waits for one line.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct LogEntry {
+    key: u128,
+    packed: Packed,
+}
+
+const _: () = assert!(std::mem::size_of::<LogEntry>() == 64);
+
+/// A chunk of the key log, and the time its entries' times are packed against (its first
+/// entry's: the entries of a chunk arrive within minutes of each other on a busy shard, so
+/// their offsets take a few bytes).
+#[derive(Clone)]
+struct KeyChunk {
+    base: i64,
+    entries: Vec<LogEntry>,
+}
+
 /// Keys in arrival order (each key once), `base` numbering the first one.
 #[derive(Default, Clone)]
 struct KeyLog {
-    chunks: VecDeque<std::sync::Arc<Vec<(u128, Packed)>>>,
+    chunks: VecDeque<std::sync::Arc<KeyChunk>>,
     /// Entries of `chunks[0]` already expired.
     head: usize,
     /// Position of `chunks[0][0]`.
@@ -1000,8 +1020,10 @@ struct KeyLog {
 }
 
 impl KeyLog {
-    fn front(&self) -> Option<&(u128, Packed)> {
-        self.chunks.front().and_then(|c| c.get(self.head))
+    /// The oldest live entry and its chunk's base time.
+    fn front(&self) -> Option<(&LogEntry, i64)> {
+        let c = self.chunks.front()?;
+        Some((c.entries.get(self.head)?, c.base))
     }
 
     /// Position of the oldest live entry ([`KeyLog::front`]).
@@ -1017,29 +1039,37 @@ impl KeyLog {
         self.head += 1;
         if self.head == KEY_CHUNK || self.len == 0 {
             // The chunk is used up (or the log is empty): drop it and renumber from the next.
-            let used = self.chunks.front().map_or(0, |c| c.len());
+            let used = self.chunks.front().map_or(0, |c| c.entries.len());
             self.chunks.pop_front();
             self.base += used as u64;
             self.head = 0;
         }
     }
 
-    /// Appends and returns the entry's position.
-    fn push_back(&mut self, entry: (u128, Packed)) -> u64 {
+    /// Appends `e` under `key` and returns its position.
+    fn push_back(&mut self, key: u128, e: &KeyEntry) -> (u64, Option<KeyEntry>) {
         let pos = self.base + self.head as u64 + self.len as u64;
         // The index keeps positions' low 32 bits (see `position`).
         assert!(
             self.head + self.len < u32::MAX as usize,
             "a shard remembers fewer than 2^32 keys"
         );
-        if self.chunks.back().is_none_or(|c| c.len() == KEY_CHUNK) {
-            self.chunks
-                .push_back(std::sync::Arc::new(Vec::with_capacity(KEY_CHUNK)));
+        if self
+            .chunks
+            .back()
+            .is_none_or(|c| c.entries.len() == KEY_CHUNK)
+        {
+            self.chunks.push_back(std::sync::Arc::new(KeyChunk {
+                base: e.at,
+                entries: Vec::with_capacity(KEY_CHUNK),
+            }));
         }
         let last = self.chunks.len() - 1;
-        self.chunk_mut(last).push(entry);
+        let chunk = self.chunk_mut(last);
+        let (packed, aside) = Packed::pack(e, chunk.base);
+        chunk.entries.push(LogEntry { key, packed });
         self.len += 1;
-        pos
+        (pos, aside)
     }
 
     /// The log position whose low 32 bits are `low`: live keys span fewer than 2^32
@@ -1048,37 +1078,54 @@ impl KeyLog {
         self.base + u64::from(low.wrapping_sub(self.base as u32))
     }
 
-    fn get(&self, pos: u64) -> Option<&(u128, Packed)> {
+    /// Chunk and index in it of position `pos`.
+    fn locate(&self, pos: u64) -> Option<(usize, usize)> {
         let i = usize::try_from(pos.checked_sub(self.base)?).ok()?;
-        self.chunks.get(i / KEY_CHUNK)?.get(i % KEY_CHUNK)
+        (i / KEY_CHUNK < self.chunks.len()).then_some((i / KEY_CHUNK, i % KEY_CHUNK))
     }
 
-    fn get_mut(&mut self, pos: u64) -> Option<&mut (u128, Packed)> {
-        let i = usize::try_from(pos.checked_sub(self.base)?).ok()?;
-        if i / KEY_CHUNK >= self.chunks.len() {
-            return None;
+    /// The entry at `pos` and its chunk's base time.
+    fn get(&self, pos: u64) -> Option<(&LogEntry, i64)> {
+        let (c, i) = self.locate(pos)?;
+        let chunk = self.chunks.get(c)?;
+        Some((chunk.entries.get(i)?, chunk.base))
+    }
+
+    /// Packs `e` over the entry at `pos`; the entry itself when it does not fit.
+    fn rewrite(&mut self, pos: u64, e: &KeyEntry) -> Option<KeyEntry> {
+        let (c, i) = self.locate(pos)?;
+        let chunk = self.chunk_mut(c);
+        let (packed, aside) = Packed::pack(e, chunk.base);
+        if let Some(slot) = chunk.entries.get_mut(i) {
+            slot.packed = packed;
         }
-        self.chunk_mut(i / KEY_CHUNK).get_mut(i % KEY_CHUNK)
+        aside
     }
 
     /// The chunk for writing, copied first when a frozen snapshot still shares it.
-    fn chunk_mut(&mut self, c: usize) -> &mut Vec<(u128, Packed)> {
+    fn chunk_mut(&mut self, c: usize) -> &mut KeyChunk {
         let shared = &mut self.chunks[c];
         if std::sync::Arc::get_mut(shared).is_none() {
-            let mut copy = Vec::with_capacity(KEY_CHUNK);
-            copy.extend_from_slice(shared);
-            *shared = std::sync::Arc::new(copy);
+            let mut entries = Vec::with_capacity(KEY_CHUNK);
+            entries.extend_from_slice(&shared.entries);
+            *shared = std::sync::Arc::new(KeyChunk {
+                base: shared.base,
+                entries,
+            });
         }
         // Cannot fail: either it was unique, or it was just replaced by a fresh Arc.
         std::sync::Arc::get_mut(shared).expect("key chunk is unique after copy-on-write")
     }
 
-    /// Live entries, oldest first.
-    fn iter(&self) -> impl Iterator<Item = &(u128, Packed)> + Clone + '_ {
-        self.chunks
-            .iter()
-            .enumerate()
-            .flat_map(|(i, c)| c.get(if i == 0 { self.head } else { 0 }..).unwrap_or(&[]))
+    /// Live entries, oldest first, each with its chunk's base time.
+    fn iter(&self) -> impl Iterator<Item = (&LogEntry, i64)> + Clone + '_ {
+        self.chunks.iter().enumerate().flat_map(|(i, c)| {
+            c.entries
+                .get(if i == 0 { self.head } else { 0 }..)
+                .unwrap_or(&[])
+                .iter()
+                .map(|e| (e, c.base))
+        })
     }
 
     fn len(&self) -> usize {
@@ -1087,7 +1134,7 @@ impl KeyLog {
 
     /// Heap bytes of the chunks.
     fn bytes(&self) -> usize {
-        self.chunks.len() * KEY_CHUNK * std::mem::size_of::<(u128, Packed)>()
+        self.chunks.len() * KEY_CHUNK * std::mem::size_of::<LogEntry>()
     }
 }
 
@@ -1097,14 +1144,16 @@ impl KeyTable {
         // Keys expire in arrival order, about one per keyed request once the table is full:
         // the bucket of the key a few places behind the oldest is loaded now, so removing it
         // a few calls later does not wait on memory.
-        if let Some((k, _)) = self
+        if let Some((e, _)) = self
             .log
             .get(self.log.front_position() + EXPIRE_AHEAD as u64)
         {
-            self.index.prefetch(&KeyTag::from(*k));
+            self.index.prefetch(&KeyTag::from(e.key));
         }
-        while let Some(&(k, p)) = self.log.front() {
-            if p.at().saturating_add(ttl_ms) > now && self.log.len() <= max {
+        while let Some((&LogEntry { key: k, packed: p }, base)) = self.log.front() {
+            if p.at(base, || self.wide.get(&k)).saturating_add(ttl_ms) > now
+                && self.log.len() <= max
+            {
                 break;
             }
             let low = self.log.front_position() as u32;
@@ -1130,7 +1179,7 @@ impl KeyTable {
     fn position_of(&self, k: &u128) -> Option<u64> {
         let log = &self.log;
         let low = self.index.get_where(&KeyTag::from(*k), |low| {
-            log.get(log.position(low)).is_some_and(|(key, _)| key == k)
+            log.get(log.position(low)).is_some_and(|(e, _)| e.key == *k)
         })?;
         Some(log.position(low))
     }
@@ -1140,7 +1189,7 @@ impl KeyTable {
         let pos = self.position_of(k)?;
         self.log
             .get(pos)
-            .map(|(_, p)| p.unpack(|| self.wide.get(k)))
+            .map(|(e, base)| e.packed.unpack(base, || self.wide.get(k)))
     }
 
     /// Changes the entry of a remembered key in place (its arrival position stays).
@@ -1151,7 +1200,7 @@ impl KeyTable {
         let Some(mut e) = self
             .log
             .get(pos)
-            .map(|(_, p)| p.unpack(|| self.wide.get(k)))
+            .map(|(e, base)| e.packed.unpack(base, || self.wide.get(k)))
         else {
             return;
         };
@@ -1161,12 +1210,8 @@ impl KeyTable {
 
     /// Writes `e` over the entry of key `k` at log position `pos`.
     fn rewrite(&mut self, pos: u64, k: &u128, e: &KeyEntry) {
-        let (packed, aside) = Packed::pack(e);
-        if let Some((_, p)) = self.log.get_mut(pos) {
-            *p = packed;
-        }
-        match aside {
-            Some(card) => self.wide.insert(*k, card),
+        match self.log.rewrite(pos, e) {
+            Some(whole) => self.wide.insert(*k, whole),
             None => self.wide.remove(k),
         };
     }
@@ -1176,11 +1221,10 @@ impl KeyTable {
         if let Some(pos) = self.position_of(&k) {
             self.rewrite(pos, &k, &e);
         } else {
-            let (packed, aside) = Packed::pack(&e);
-            let pos = self.log.push_back((k, packed));
+            let (pos, aside) = self.log.push_back(k, &e);
             self.index.insert_new(KeyTag::from(k), pos as u32);
-            if let Some(card) = aside {
-                self.wide.insert(k, card);
+            if let Some(whole) = aside {
+                self.wide.insert(k, whole);
             }
         }
         if let Some(o) = side {
@@ -1213,9 +1257,9 @@ impl KeyTable {
         self.log.len()
     }
 
-    /// Approximate heap bytes (index table at its capacity, the log's chunks, the wide cards).
+    /// Approximate heap bytes (index table at its capacity, the log's chunks, the wide entries).
     pub fn bytes(&self) -> usize {
-        let wide = std::mem::size_of::<(u128, ShownCard)>() + 1;
+        let wide = std::mem::size_of::<(u128, KeyEntry)>() + 1;
         self.index.bytes() + self.log.bytes() + self.wide.capacity() * 8 / 7 * wide
     }
 }

@@ -1046,7 +1046,8 @@ impl KeyLog {
         }
     }
 
-    /// Appends `e` under `key` and returns its position.
+    /// Appends `e` under `key`: its position, and `e` itself when it does not pack (the
+    /// caller keeps it aside).
     fn push_back(&mut self, key: u128, e: &KeyEntry) -> (u64, Option<KeyEntry>) {
         let pos = self.base + self.head as u64 + self.len as u64;
         // The index keeps positions' low 32 bits (see `position`).

@@ -92,12 +92,7 @@ impl Packed {
                 shown: ShownCard::NONE,
             });
         }
-        let mut r = Reader {
-            buf: &self.bytes,
-            pos: 0,
-        };
-        let card = CardId(r.varint());
-        let at = base.wrapping_add(varint::unzigzag(r.varint()));
+        let (mut r, card, at) = self.head(base);
         let seq = r.varint() as u32;
         let shown = ShownCard {
             principal: unzigzag(r.varint()),
@@ -133,12 +128,19 @@ impl Packed {
         if self.is_wide() {
             return aside().map_or(base, |e| e.at);
         }
+        self.head(base).2
+    }
+
+    /// The card id and time an inline entry starts with (in [`Packed::pack`]'s order), and a
+    /// reader at what follows them.
+    fn head(&self, base: i64) -> (Reader<'_>, CardId, i64) {
         let mut r = Reader {
             buf: &self.bytes,
             pos: 0,
         };
-        r.varint();
-        base.wrapping_add(varint::unzigzag(r.varint()))
+        let card = CardId(r.varint());
+        let at = base.wrapping_add(varint::unzigzag(r.varint()));
+        (r, card, at)
     }
 
     pub fn stored(&self) -> Stored {

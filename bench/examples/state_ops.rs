@@ -6,6 +6,7 @@
 //! ahead of `apply` as the shard does (`State::prefetch_ahead`); `SVAULT_OPS_ONLY=1` stops
 //! after the timed loop (for profiles of `apply` alone); `SVAULT_WARMUP=N` applies N more
 //! spends before the timed ones (histories and the key table grow to their steady size first).
+//! `timed loop starts` on stderr marks the end of the set-up: attach `perf record -p PID` then.
 
 use std::time::Instant;
 use svault_core::command::{CardId, Channel, Command, Method, Millis, Request};
@@ -99,6 +100,8 @@ fn main() {
     }
     for (n, r) in requests.iter().enumerate() {
         if n as u64 == warmup {
+            // A mark for profilers that attach to the timed loop alone (`perf record -p`).
+            eprintln!("timed loop starts");
             start = Instant::now();
             approved = 0;
         }

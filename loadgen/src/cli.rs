@@ -47,6 +47,7 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
+/// Subcommands; without one, the flags of [`RunArgs`] run a load test.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Merge several `--out` reports into one comparison page and table.

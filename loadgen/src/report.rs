@@ -30,6 +30,8 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// Summarises a histogram of microsecond latencies; an empty one (an op that never ran) gives
+    /// all zeros rather than an error.
     pub fn of(h: &Histogram<u64>) -> Latency {
         if h.is_empty() {
             return Latency::default();
@@ -214,6 +216,8 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// Describes the machine the run is on (Linux: /proc and /etc/os-release); what cannot be read
+    /// is left empty, so a report never fails for it.
     pub fn here() -> Machine {
         let read = |p: &str| {
             std::fs::read_to_string(p)

@@ -76,6 +76,8 @@ impl OpStats {
             refused: 0,
         }
     }
+    /// Requests answered after the warm-up: approved, declined and errors (refused and unsupported
+    /// ones are counted apart).
     pub fn requests(&self) -> u64 {
         self.approved + self.declined.values().sum::<u64>() + self.errors.values().sum::<u64>()
     }
@@ -147,6 +149,7 @@ impl Default for Recorder {
 }
 
 impl Recorder {
+    /// An empty recorder; each worker owns one, merged once at the end with [`Recorder::merge`].
     pub fn new() -> Recorder {
         Recorder {
             ops: BTreeMap::new(),
@@ -217,6 +220,8 @@ impl Recorder {
         }
     }
 
+    /// Adds another worker's counts: histograms, the timeline second by second, the ledger and the
+    /// totals.
     pub fn merge(&mut self, o: &Recorder) {
         for (k, v) in &o.ops {
             self.ops.entry(*k).or_insert_with(OpStats::new).merge(v);

@@ -37,6 +37,7 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// Every kind, in declaration order, for code that must cover each one.
     pub const ALL: [OpKind; 6] = [
         OpKind::Spend,
         OpKind::TopUp,
@@ -45,6 +46,7 @@ impl OpKind {
         OpKind::Refund,
         OpKind::Reversal,
     ];
+    /// The kind's name in reports and tables (`"top_up"`), as serde spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             OpKind::Spend => "spend",
@@ -88,6 +90,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// The card the action is on (both requests of a two-request action use it).
     pub fn card(&self) -> CardIx {
         match *self {
             Action::Spend { card, .. }
@@ -158,6 +161,7 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// The name `--profile` takes and reports record (`"refund-storm"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Profile::Steady => "steady",
@@ -165,6 +169,7 @@ impl Profile {
             Profile::RefundStorm => "refund-storm",
         }
     }
+    /// The profile's action weights, used when `--mix` is not given.
     pub fn mix(self) -> Mix {
         let w = |s: &str| s.parse::<Mix>().unwrap_or_default();
         match self {
@@ -173,6 +178,7 @@ impl Profile {
             Profile::RefundStorm => w("refund=45,reversal=20,spend=30,top_up=5"),
         }
     }
+    /// The profile's card choice, used when `--dist` is not given (a campaign's cards are hot).
     pub fn default_dist(self) -> Dist {
         match self {
             Profile::Campaign => Dist::Zipf { theta: 0.99 },
@@ -213,6 +219,8 @@ impl Mix {
     fn total(&self) -> u32 {
         self.0.values().sum()
     }
+    /// Whether the mix ever draws `k` (a weight above zero): a target that cannot carry it says so
+    /// in the report.
     pub fn has(&self, k: ActionKind) -> bool {
         self.0.get(&k).is_some_and(|&w| w > 0)
     }

@@ -223,6 +223,7 @@ pub struct Req {
 }
 
 impl Req {
+    /// Adds a header exactly as given, unchecked, so a test can send malformed or repeated ones.
     pub fn header(mut self, k: &str, v: &str) -> Req {
         self.headers.push((k.to_string(), v.to_string()));
         self
@@ -235,10 +236,12 @@ impl Req {
     pub fn bearer(self, key: &str) -> Req {
         self.header("Authorization", &format!("Bearer {key}"))
     }
+    /// The body as compact JSON, with `Content-Type: application/json`.
     pub fn json(mut self, v: serde_json::Value) -> Req {
         self.body = Some(v.to_string().into_bytes());
         self.header("Content-Type", "application/json")
     }
+    /// The body byte for byte, without a `Content-Type`: for malformed and oversized bodies.
     pub fn raw(mut self, body: &[u8]) -> Req {
         self.body = Some(body.to_vec());
         self
@@ -314,6 +317,7 @@ impl Resp {
             body,
         }
     }
+    /// The first header of that name, matched case-insensitively (names are kept lower-cased).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers
@@ -333,6 +337,8 @@ impl Resp {
             .unwrap_or_else(|| panic!("no string {field} in {}", self.body))
             .to_string()
     }
+    /// Whether the answer is a stored one for an earlier request with the same key
+    /// (`Idempotent-Replayed: true`).
     pub fn replayed(&self) -> bool {
         self.header("Idempotent-Replayed") == Some("true")
     }

@@ -74,6 +74,8 @@ pub struct TxnId {
 }
 
 impl TxnId {
+    /// Parses the `"{card}-{seq}"` form that `Display` prints: the card as [`CardId::parse`] reads
+    /// it, the seq at most 10 digits that fit a `u32`. Anything else is `None`.
     pub fn parse(s: &str) -> Option<TxnId> {
         let (card, seq) = s.split_once('-')?;
         if seq.is_empty() || seq.len() > 10 || !seq.bytes().all(|b| b.is_ascii_digit()) {

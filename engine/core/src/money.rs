@@ -29,14 +29,18 @@ use std::str::FromStr;
 pub struct Amount(pub i64);
 
 impl Amount {
+    /// No money: what a new card's figures and an approval's unused fields start at.
     pub const ZERO: Amount = Amount(0);
     /// Largest amount a request may carry, and largest figure svault carries: 10^12 major
     /// units (see [`Currency::max_amount`]).
     pub const MAX_MAJOR: i64 = 1_000_000_000_000;
 
+    /// The figure as a count of minor units (fen), for code that carries the raw integer.
     pub fn minor(self) -> i64 {
         self.0
     }
+    /// Strictly above zero, as every amount a request carries must be
+    /// ([`Currency::request_amount`]).
     pub fn is_positive(self) -> bool {
         self.0 > 0
     }
@@ -114,11 +118,13 @@ impl Currency {
             Currency::Cny => 2,
         }
     }
+    /// The ISO 4217 code, as JSON and reports spell the currency (`"CNY"`).
     pub fn code(self) -> &'static str {
         match self {
             Currency::Cny => "CNY",
         }
     }
+    /// The currency of an ISO 4217 code; `None` for a code svault does not support (only `"CNY"`).
     pub fn from_code(s: &str) -> Option<Currency> {
         match s {
             "CNY" => Some(Currency::Cny),
@@ -221,7 +227,10 @@ fn parse_plain_decimal(s: &str) -> Result<Decimal, AmountError> {
 pub struct Rate(pub u32);
 
 impl Rate {
+    /// 1.0 (1 000 000 ppm): the neutral multiplier, and the largest discount rate a program
+    /// may set.
     pub const ONE: Rate = Rate(1_000_000);
+    /// 0 ppm: no discount or bonus; applying it always yields zero.
     pub const ZERO: Rate = Rate(0);
 
     /// Parses `"0.10"`, `"1.5"`: non-negative, at most 6 decimals, at most 1000.

@@ -37,6 +37,8 @@ pub enum DeclineCode {
 }
 
 impl DeclineCode {
+    /// Every code in SPEC's order. A code's index here is the binary protocol's decline `detail`
+    /// byte and its metrics slot, so new codes go at the end.
     pub const ALL: &'static [DeclineCode] = &[
         DeclineCode::InsufficientFunds,
         DeclineCode::CardFrozen,
@@ -56,6 +58,7 @@ impl DeclineCode {
         DeclineCode::OverSingleSpend,
         DeclineCode::OverDailyCount,
     ];
+    /// The SPEC decline code sent in JSON (`"insufficient_funds"`): wire text, never reworded.
     pub fn as_str(self) -> &'static str {
         match self {
             DeclineCode::InsufficientFunds => "insufficient_funds",
@@ -93,6 +96,8 @@ pub enum Rejection {
     Invalid { field: String, reason: String },
 }
 
+/// What a `404` was looking for: it picks the error message and the binary protocol's
+/// `detail` byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[repr(u8)]
 pub enum NotFoundKind {
@@ -119,6 +124,7 @@ pub enum CardStatus {
 }
 
 impl CardStatus {
+    /// The status as JSON spells it (`"active"`, `"frozen"`, `"closed"`).
     pub fn as_str(self) -> &'static str {
         match self {
             CardStatus::Active => "active",
@@ -245,6 +251,7 @@ impl TxnKind {
         TxnKind::Increment,
     ];
 
+    /// The `kind` word of approvals and history lines in JSON (`"top_up"`).
     pub fn as_str(self) -> &'static str {
         match self {
             TxnKind::Open => "open",
@@ -279,6 +286,7 @@ pub enum DiscountSource {
 }
 
 impl DiscountSource {
+    /// The word of an approval's `discount_source` in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             DiscountSource::Tier => "tier",
@@ -429,6 +437,7 @@ pub enum TxnReason {
 }
 
 impl TxnReason {
+    /// The reason as JSON spells it: the grant's or the cash-out's own word.
     pub fn as_str(self) -> &'static str {
         match self {
             TxnReason::Grant(r) => r.as_str(),
@@ -456,6 +465,7 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// What an [`Event`] reports, with the figures its notice needs (amounts in minor units).
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum EventKind {
     LowBalance {
@@ -485,6 +495,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The event's `kind` word in JSON (`"low_balance"`).
     pub fn as_str(&self) -> &'static str {
         match self {
             EventKind::LowBalance { .. } => "low_balance",

@@ -39,23 +39,37 @@ pub const CARD_ID_MAX: u64 = CardId::MAX.0;
 
 /// Frame kinds.
 pub mod kind {
+    /// Client → server: magic, version and API key; answered WELCOME or ERROR.
     pub const HELLO: u8 = 0x01;
+    /// Client → server: up to `REQUESTS_PER_FRAME_MAX` requests, answered by one RESULTS frame.
     pub const BATCH: u8 = 0x02;
+    /// Server → client: the answer to an accepted HELLO, carrying the server's `VERSION`.
     pub const WELCOME: u8 = 0x81;
+    /// Server → client: one 80-byte result per request of one BATCH, in the BATCH's order.
     pub const RESULTS: u8 = 0x82;
+    /// Server → client: a code from `error_code` and a message; the connection then closes.
     pub const ERROR: u8 = 0xFF;
 }
 
 /// Operation codes inside a BATCH.
 pub mod op {
+    /// Opens a card (`registered`, program id); one with a birthday is HTTP-only.
     pub const OPEN_CARD: u8 = 0x01;
+    /// Credits principal paid through a channel (plus any ladder bonus).
     pub const TOP_UP: u8 = 0x02;
+    /// Charges the card at once; the method byte may carry `ALLOW_PARTIAL`.
     pub const SPEND: u8 = 0x03;
+    /// Reserves an amount until captured, voided or expired after `ttl_seconds`.
     pub const HOLD: u8 = 0x04;
+    /// Settles a hold, whole (amount 0) or in part; the rest is released.
     pub const CAPTURE: u8 = 0x05;
+    /// Releases a whole hold without charging it.
     pub const VOID: u8 = 0x06;
+    /// Gives back (part of) a spend or capture, named by its transaction id.
     pub const REFUND: u8 = 0x07;
+    /// Reads a card's balances; served after the batch's mutations, so it sees them.
     pub const GET_CARD: u8 = 0x08;
+    /// Raises an open hold by a merchant amount, checked like a spend of it.
     pub const INCREMENT: u8 = 0x09;
 }
 
@@ -65,11 +79,18 @@ pub const ALLOW_PARTIAL: u8 = 0x80;
 
 /// Codes of an ERROR frame (the connection closes after it).
 pub mod error_code {
+    /// A frame that cannot be walked: empty, truncated, an unknown op, trailing bytes, or
+    /// more requests than a BATCH may hold.
     pub const MALFORMED: u16 = 1;
+    /// A frame length above `FRAME_BYTES_MAX` (8 MiB): the body is never read.
     pub const TOO_LARGE: u16 = 2;
+    /// A HELLO with an unknown API key, or (when the server has keys) a BATCH before HELLO.
     pub const UNAUTHORIZED: u16 = 3;
+    /// A HELLO that does not decode: wrong magic, unsupported version, a bad or overlong key.
     pub const BAD_HELLO: u16 = 4;
+    /// A frame kind the server does not take from a client (only HELLO and BATCH).
     pub const UNEXPECTED_FRAME: u16 = 5;
+    /// The server got SIGTERM: frames in flight were answered, nothing more will be.
     pub const SHUTTING_DOWN: u16 = 6;
 }
 
@@ -99,15 +120,19 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A cursor at byte 0 of `buf`; error positions count from there.
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
         Reader { buf, pos: 0 }
     }
+    /// Bytes read so far: where the next read starts, as errors report it.
     pub fn position(&self) -> usize {
         self.pos
     }
+    /// Bytes left unread; zero once the body has been walked to its end.
     pub fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }
+    /// The next `n` bytes, borrowed from the frame (no copy); `Truncated` if fewer remain.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let at = self.pos;
         let end = at.checked_add(n).ok_or(DecodeError::Truncated { at })?;
@@ -119,18 +144,23 @@ impl<'a> Reader<'a> {
         let at = self.pos;
         <[u8; N]>::try_from(self.take(N)?).map_err(|_| DecodeError::Truncated { at })
     }
+    /// One byte (an op, a flag, a length).
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(u8::from_le_bytes(self.array()?))
     }
+    /// A little-endian `u16` (the version, key and message lengths, error codes).
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.array()?))
     }
+    /// A little-endian `u32` (counts, transaction seqs, ttl seconds).
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
+    /// A little-endian `u64` (req ids, card ids).
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
+    /// A little-endian `i64` (amounts in minor units).
     pub fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(self.array()?))
     }
@@ -139,6 +169,7 @@ impl<'a> Reader<'a> {
         let n = self.u8()?;
         self.take(usize::from(n))
     }
+    /// Call once the body is decoded: leftover bytes are `Trailing`, a malformed frame.
     pub fn finish(&self) -> Result<(), DecodeError> {
         match self.remaining() {
             0 => Ok(()),

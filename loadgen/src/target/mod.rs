@@ -76,10 +76,14 @@ pub struct Loaded {
 
 /// A system under load.
 pub trait Backend: Send + Sync {
+    /// The connection [`Backend::connect`] opens; the driver opens one per worker.
     type Conn: Conn;
+    /// What the report says about the target; asked after the run, so it includes what setup read
+    /// back (Postgres's and Redis's durability settings).
     fn info(&self) -> TargetInfo;
     /// Creates what the run needs and loads the cards, untimed.
     fn setup(&mut self, w: &Workload) -> impl Future<Output = anyhow::Result<Loaded>> + Send;
+    /// Opens one connection for one worker; called after setup, untimed.
     fn connect(&self) -> impl Future<Output = anyhow::Result<Self::Conn>> + Send;
     /// The money the target holds for this run's cards, read back from it (minor units).
     fn money(&self) -> impl Future<Output = anyhow::Result<i128>> + Send;
@@ -87,7 +91,6 @@ pub trait Backend: Send + Sync {
     fn cleanup(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// The most money an unanswered request of `item` could have moved.
 /// The money a request that failed with `kind` could have moved: nothing when it failed to
 /// connect (it was never sent: a server down between a kill and its restart), else
 /// [`at_stake`].
@@ -99,6 +102,8 @@ pub fn at_stake_after(kind: &str, op: OpKind, amount: Minor) -> Minor {
     }
 }
 
+/// The most money an unanswered request of `op` for `amount` could have moved: a top-up up to
+/// twice its amount (it may carry ladder bonus), anything else its amount.
 pub fn at_stake(op: OpKind, amount: Minor) -> Minor {
     match op {
         // A top-up may carry ladder bonus: up to the amount again.

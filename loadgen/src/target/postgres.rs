@@ -243,6 +243,8 @@ pub struct Postgres {
 }
 
 impl Postgres {
+    /// Names the run's schema (`loadgen_{run_id}`) without connecting; with `keep`, cleanup leaves
+    /// the schema and its rows in place.
     pub fn new(url: &str, run_id: u64, keep: bool) -> Postgres {
         Postgres {
             url: url.to_string(),

@@ -212,6 +212,8 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Parses `url` without connecting. Keys live under `loadgen:{run_id}` and stay after the run
+    /// with `keep`; `pipeline` workers share each multiplexed connection.
     pub fn new(url: &str, run_id: u64, keep: bool, pipeline: usize) -> anyhow::Result<Redis> {
         Ok(Redis {
             url: url.to_string(),

@@ -56,6 +56,8 @@ impl SvaultRun {
             setup_spends: parking_lot::RwLock::new(Vec::new()),
         }
     }
+    /// svault's id of card `ix`: runs get disjoint ranges of 10^10 ids, so a run never meets the
+    /// cards of an earlier one.
     pub fn card_id(&self, ix: u64) -> u64 {
         self.card_base + ix
     }
@@ -187,6 +189,8 @@ pub struct Http {
 }
 
 impl Http {
+    /// Does not connect yet: the first request connects, and the next request after a failure
+    /// reconnects.
     pub fn new(addr: &str) -> Http {
         Http {
             addr: addr.to_string(),
@@ -548,6 +552,8 @@ pub struct SvaultHttp {
 }
 
 impl SvaultHttp {
+    /// For `http://HOST:PORT`: names the run's program and cards after `run_id`; `durability` stays
+    /// unknown unless the caller sets it.
     pub fn new(url: &str, run_id: u64) -> anyhow::Result<SvaultHttp> {
         Ok(SvaultHttp {
             url: url.to_string(),

@@ -77,6 +77,8 @@ impl SpendRules {
     }
 }
 
+/// The program's `top_up` block in minor units; `None` leaves a limit off. A top-up below `min`
+/// is refused `400`; past the others it is declined.
 #[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct TopUpRules {
     pub min: Option<Amount>,
@@ -97,12 +99,15 @@ pub struct LadderStep {
     pub reward: LadderReward,
 }
 
+/// What a ladder step pays: a fixed bonus, or a rate of the top-up (rounded half-even).
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum LadderReward {
     Fixed(Amount),
     Rate(Rate),
 }
 
+/// Which part of the balance a spend draws first. `Proportional` (the default) splits by
+/// principal : bonus, so both parts shrink together.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
@@ -134,6 +139,7 @@ impl SpendOrder {
     }
 }
 
+/// The program's `points` block: how spends earn points and how points buy bonus.
 #[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct PointsRules {
     /// Points per major unit spent (before tier multiplier), as a rate (1 point ⇒ Rate::ONE).
@@ -142,6 +148,8 @@ pub struct PointsRules {
     pub redeem_rate: u64,
 }
 
+/// A tier a card reaches once its lifetime top-ups (`paid_in`) reach `lifetime_top_up`; it
+/// multiplies earned points and may discount spends.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Tier {
     pub name: String,
@@ -170,12 +178,16 @@ impl DiscountWindow {
     }
 }
 
+/// Anti-fraud limits on spends and holds: approved spends per UTC minute and what they charge
+/// per local day. Either declines `velocity_limit`.
 #[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Velocity {
     pub max_spends_per_minute: Option<u32>,
     pub max_daily_spend: Option<Amount>,
 }
 
+/// When to tell the brand about a card: `low_balance` when available falls below it,
+/// `bonus_expiring_days` before a bonus lot expires.
 #[derive(Debug, Clone, PartialEq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Reminders {
     pub low_balance: Option<Amount>,

@@ -133,6 +133,8 @@ pub struct DiscountWindowSpec {
     pub rate: String,
 }
 
+/// `velocity` of a [`ProgramSpec`]: `max_spends_per_minute`, and `max_daily_spend` as a decimal
+/// string.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VelocitySpec {
@@ -142,6 +144,8 @@ pub struct VelocitySpec {
     pub max_daily_spend: Option<String>,
 }
 
+/// `reminders` of a [`ProgramSpec`]: `low_balance` as a decimal string, `bonus_expiring_days` in
+/// days before a bonus lot expires.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemindersSpec {

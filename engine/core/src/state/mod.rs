@@ -310,6 +310,7 @@ fn with_requested(outcome: &mut Outcome, cmd: &Command) {
 const REPEATED_DECLINES_AT: u8 = 3;
 
 impl State {
+    /// An empty state: no programs, no cards. Replay starts here when there is no snapshot.
     pub fn new(config: StateConfig) -> State {
         State {
             config,
@@ -773,6 +774,8 @@ impl State {
             .is_some_and(|t| t <= now.0.max(self.clock))
     }
 
+    /// Answers a read (a card, a page of its history) without changing anything; reads are never
+    /// logged.
     pub fn query(&self, query: &Query, now: Millis) -> QueryAnswer {
         let _ = now;
         match query {
@@ -801,6 +804,7 @@ impl State {
     }
 }
 
+/// Why [`State::restore`] refused a snapshot's bytes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StateError {

@@ -197,15 +197,19 @@ impl RowBuf {
     pub fn u64(&mut self, v: u64) {
         self.int64(Kind::U64, Some(v as i64));
     }
+    /// The next value, into an `int64` column (money in minor units, points, LSNs).
     pub fn i64(&mut self, v: i64) {
         self.int64(Kind::I64, Some(v));
     }
+    /// The next value, into a nullable `int64` column; `None` writes a null.
     pub fn opt_i64(&mut self, v: Option<i64>) {
         self.int64(Kind::I64, v);
     }
+    /// The next value, into an `int32` column (a shard, a count).
     pub fn i32(&mut self, v: i32) {
         self.int32(Kind::I32, Some(v));
     }
+    /// The next value, into a nullable `int32` column; `None` writes a null.
     pub fn opt_i32(&mut self, v: Option<i32>) {
         self.int32(Kind::I32, v);
     }
@@ -213,6 +217,7 @@ impl RowBuf {
     pub fn timestamp(&mut self, ms: i64) {
         self.int64(Kind::Timestamp, Some(ms));
     }
+    /// Like [`RowBuf::timestamp`], for a nullable column; `None` writes a null.
     pub fn opt_timestamp(&mut self, ms: Option<i64>) {
         self.int64(Kind::Timestamp, ms);
     }
@@ -221,14 +226,17 @@ impl RowBuf {
         let day = i32::try_from(day).unwrap_or(if day < 0 { i32::MIN } else { i32::MAX });
         self.int32(Kind::Date, Some(day));
     }
+    /// The next value, into a `boolean` column.
     pub fn bool(&mut self, v: bool) {
         if let Data::Bool(x) = self.column(Kind::Bool, false) {
             x.push(v);
         }
     }
+    /// The next value, into a `string` column; the bytes are copied into the column buffer.
     pub fn str(&mut self, s: &str) {
         self.opt_str(Some(s));
     }
+    /// Like [`RowBuf::str`], for a nullable column; `None` writes a null.
     pub fn opt_str(&mut self, s: Option<&str>) {
         if let (Data::Str { bytes, ends }, Some(s)) = (self.column(Kind::Str, s.is_none()), s) {
             bytes.extend_from_slice(s.as_bytes());

@@ -221,6 +221,8 @@ pub fn window_label(from_minute: u16, to_minute: u16) -> String {
 }
 
 impl ShardTally {
+    /// An empty tally that counts what `window` selects; feed it the shard's records in log order
+    /// ([`ShardTally::before`], then [`ShardTally::observe`]).
     pub fn new(window: Window) -> ShardTally {
         ShardTally {
             window,

@@ -104,6 +104,8 @@ pub struct OpenCardBody {
 }
 
 impl OpenCardBody {
+    /// Validates the body into an open; without `card_id` the id comes from `caller` and the
+    /// Idempotency-Key `key`, so a retried open lands on the same card. Errors name the field.
     pub fn into_command(self, caller: CallerId, key: &str) -> Result<Command, ApiError> {
         check_program_id("program", &self.program)?;
         let card_id = match self.card_id {
@@ -161,6 +163,8 @@ pub struct TopUpBody {
 }
 
 impl TopUpBody {
+    /// Validates the body into a top-up of `card_id`: amount in minor units, channel word checked;
+    /// `400` naming the field otherwise.
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         let amount = self.amount.parse("amount", CURRENCY)?;
         let channel = word(
@@ -201,6 +205,8 @@ pub struct SpendBody {
 }
 
 impl SpendBody {
+    /// Validates the body into a spend of `card_id` (amount in minor units, method word, store);
+    /// `400` naming the field otherwise.
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         let amount = self.amount.parse("amount", CURRENCY)?;
         let method = word(
@@ -245,6 +251,8 @@ pub struct HoldBody {
 }
 
 impl HoldBody {
+    /// Validates the body into a hold of `card_id`, its `ttl_seconds` within 1 s to 30 days;
+    /// `400` naming the field otherwise.
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         let amount = self.amount.parse("amount", CURRENCY)?;
         svault_core::rules::check_hold_ttl(self.ttl_seconds)
@@ -279,6 +287,8 @@ pub struct IncrementBody {
 }
 
 impl IncrementBody {
+    /// Validates the body into an increment of hold `hold_id` (the path's id); a `ttl_seconds`
+    /// given must be within 1 s to 30 days.
     pub fn into_command(self, hold_id: TxnId) -> Result<Command, ApiError> {
         let amount = self.amount.parse("amount", CURRENCY)?;
         if let Some(t) = self.ttl_seconds {
@@ -302,6 +312,7 @@ pub struct CaptureBody {
 }
 
 impl CaptureBody {
+    /// Validates the body into a capture of hold `hold_id`; no `amount` captures the whole hold.
     pub fn into_command(self, hold_id: TxnId) -> Result<Command, ApiError> {
         let amount = self
             .amount
@@ -331,6 +342,8 @@ pub struct RefundBody {
 }
 
 impl RefundBody {
+    /// Validates the body into a refund of the spend or capture `txn_id` names (`CARD-SEQ`);
+    /// `400` naming the field otherwise.
     pub fn into_command(self) -> Result<Command, ApiError> {
         let txn_id = TxnId::parse(&self.txn_id)
             .ok_or_else(|| ApiError::invalid("txn_id", "a txn id is CARD-SEQ, e.g. 1234-3"))?;
@@ -352,6 +365,7 @@ pub struct CashOutBody {
 }
 
 impl CashOutBody {
+    /// Validates the body into a cash-out of `card_id`; `reason` picks the payout rule.
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         let all = names(CashOutReason::ALL, CashOutReason::as_str);
         let reason = word("reason", &self.reason, CashOutReason::parse, &all)?;
@@ -374,6 +388,7 @@ pub struct ReversalBody {
 }
 
 impl ReversalBody {
+    /// Validates the body into a reversal of the caller's own request with that key on `card_id`.
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         super::extract::check_idempotency_key(&self.idempotency_key)
             .map_err(|m| ApiError::invalid("idempotency_key", m))?;
@@ -394,6 +409,8 @@ pub struct RedeemBody {
 }
 
 impl RedeemBody {
+    /// Validates the body into a redeem of `card_id`: at least 1 point, which the program's
+    /// redeem rate turns into bonus.
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         svault_core::rules::check_points(self.points)
             .map_err(|reason| ApiError::invalid("points", reason))?;
@@ -421,6 +438,7 @@ pub struct GrantBody {
 }
 
 impl GrantBody {
+    /// Validates the body into a grant to `card_id`: bonus, points or both, and a known reason.
     pub fn into_command(self, card_id: CardId) -> Result<Command, ApiError> {
         let bonus = self.bonus.map(|a| a.parse("bonus", CURRENCY)).transpose()?;
         if let Some(points) = self.points {

@@ -387,8 +387,9 @@ pub async fn close(
     Ok(submit(&app, &caller, key, cmd).await)
 }
 
-/// Default and largest `limit` of list calls.
+/// Default `limit` of list calls.
 pub const LIST_LIMIT_DEFAULT: u32 = 50;
+/// Largest `limit` of list calls: a larger one is clamped to it, not refused.
 pub const LIST_LIMIT_MAX: u32 = 1000;
 
 fn parse_u64(field: &str, v: &str) -> Result<u64, ApiError> {

@@ -85,6 +85,7 @@ pub struct AppInner {
 pub struct AppState(Arc<AppInner>);
 
 impl AppState {
+    /// Built once at startup; the metrics get one counter set per route of `ROUTES`.
     pub fn new(engine: Engine, auth: Auth) -> AppState {
         AppState(Arc::new(AppInner {
             engine,
@@ -208,6 +209,8 @@ pub struct LimitedListener {
 }
 
 impl LimitedListener {
+    /// `connections_max` of 0 is taken as 1; past the limit, `accept` waits until a connection
+    /// closes, so the kernel backlog absorbs the rest.
     pub fn new(inner: TcpListener, connections_max: usize) -> LimitedListener {
         LimitedListener {
             inner,

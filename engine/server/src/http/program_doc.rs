@@ -131,6 +131,8 @@ pub struct DiscountWindowDoc {
     pub rate: Rate1Doc,
 }
 
+/// `velocity`: at most `max_spends_per_minute` spends and holds per UTC minute, at most
+/// `max_daily_spend` charged per local day; past either the request is declined `velocity_limit`.
 #[derive(serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VelocityDoc {
@@ -140,6 +142,8 @@ pub struct VelocityDoc {
     pub max_daily_spend: Option<AmountDoc>,
 }
 
+/// `reminders`: a `low_balance` event when available falls below the amount, a `bonus_expiring`
+/// event that many days before a bonus lot expires.
 #[derive(serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemindersDoc {

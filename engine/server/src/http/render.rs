@@ -50,6 +50,8 @@ pub struct CardBody {
 }
 
 impl CardBody {
+    /// The card as SPEC's JSON: every figure at its currency's full scale (`"115.00"`), the id as
+    /// a string so 19-digit ids survive JSON number parsing.
     pub fn from_view(v: &CardView) -> CardBody {
         let c = v.currency;
         CardBody {
@@ -139,6 +141,8 @@ pub struct ApprovedBody {
 }
 
 impl ApprovedBody {
+    /// An approval as SPEC's JSON. A top-up's `bonus` shows the ladder bonus credited; `program`
+    /// is left `None` for the program handler to fill.
     pub fn from_approval(a: &Approval) -> ApprovedBody {
         let c = a.card.as_ref().map_or(Currency::Cny, |v| v.currency);
         let txn = a.txn_id.map(|t| t.to_string());
@@ -297,6 +301,7 @@ pub struct TxnListBody {
 }
 
 impl TxnBody {
+    /// One history line as JSON; `c` is the card's currency, which the record does not carry.
     pub fn from_record(r: &TxnRecord, c: Currency) -> TxnBody {
         TxnBody {
             txn_id: r.txn_id.to_string(),
@@ -334,6 +339,7 @@ pub struct FloatLine {
 }
 
 impl FloatLine {
+    /// A float line (`program` `None` for the total); `outstanding` is principal + bonus.
     pub fn new(program: Option<String>, t: &FloatTotals) -> FloatLine {
         let c = Currency::Cny;
         FloatLine {
@@ -381,6 +387,8 @@ pub struct EventBody {
 }
 
 impl EventBody {
+    /// An event as JSON, numbered `seq` so a reader can resume with `after`; only the fields its
+    /// kind carries are set.
     pub fn new(seq: u64, e: &Event) -> EventBody {
         let c = Currency::Cny;
         let mut b = EventBody {

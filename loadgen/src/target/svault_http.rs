@@ -1,4 +1,4 @@
-//! svault over its HTTP/JSON API: keep-alive HTTP/1.1 connections (hyper), one request in
+//! svault over its HTTP/JSON API: keep-alive HTTP/1.1 connections, one request in
 //! flight per connection, as a gateway's connection pool does.
 //!
 //! Also the admin side every svault run needs, whichever door carries the load: the run's
@@ -13,13 +13,10 @@ use crate::workload::{
     Action, Item, Minor, OpKind, Profile, Workload, FUNDING_MINOR, SETUP_SPEND_MINOR,
 };
 use anyhow::{anyhow, bail, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long one request may take before it counts as an error (`timeout`).
@@ -183,10 +180,43 @@ impl Body for RunReply {
 }
 
 /// One keep-alive HTTP/1.1 connection; reconnects after a failure.
+///
+/// Why not a general HTTP client: the load generator shares the two cores with the server it
+/// measures, so every microsecond it spends is one the server does not get. A request here is
+/// one `write` of bytes laid out in a reused buffer, the answer one or two `read`s parsed in
+/// place (`httparse`); hyper's client, with its connection task, channel and header map, cost
+/// about twice the load generator's CPU per request. It speaks what svault's answers use:
+/// `Content-Length` bodies, keep-alive, `Connection: close`.
 pub struct Http {
     addr: String,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    conn: Option<Wire>,
 }
+
+/// An open connection and its buffers, kept across requests.
+struct Wire {
+    stream: TcpStream,
+    /// The request being sent.
+    out: Vec<u8>,
+    /// Its JSON body, laid out before the head that gives its length.
+    body: Vec<u8>,
+    /// Bytes read and not yet consumed (the start of an answer).
+    input: Vec<u8>,
+    /// When its last answer arrived.
+    last_used: Instant,
+}
+
+/// A connection unused for this long is checked for a close by the peer before it carries a
+/// request (svault closes keep-alive connections idle for its header timeout, 10 s by default),
+/// so a slow open-loop run reconnects instead of counting an error. Busy connections skip the
+/// check and its system call.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// Largest answer head or body accepted: far above any svault answer, so a runaway peer ends
+/// the request with an error instead of memory.
+const ANSWER_MAX: usize = 1 << 20;
+
+/// Most headers an answer may have.
+const HEADERS_MAX: usize = 32;
 
 impl Http {
     /// Does not connect yet: the first request connects, and the next request after a failure
@@ -194,25 +224,8 @@ impl Http {
     pub fn new(addr: &str) -> Http {
         Http {
             addr: addr.to_string(),
-            sender: None,
+            conn: None,
         }
-    }
-
-    async fn sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let stream = TcpStream::connect(&self.addr)
-                .await
-                .map_err(|_| "connect".to_string())?;
-            let _ = stream.set_nodelay(true);
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|_| "handshake".to_string())?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            self.sender = Some(sender);
-        }
-        self.sender.as_mut().ok_or_else(|| "connect".to_string())
     }
 
     /// Sends one request; `Err(kind)` when no HTTP answer came (`connect`, `io`, `timeout`).
@@ -247,57 +260,158 @@ impl Http {
         key: Option<&str>,
         body: Option<&Value>,
     ) -> Result<HttpAnswer<B>, String> {
-        let addr = self.addr.clone();
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|w| w.last_used.elapsed() >= IDLE_CHECK_AFTER && w.peer_closed())
+        {
+            self.conn = None;
+        }
         let fut = async {
-            let sender = self.sender().await?;
-            sender.ready().await.map_err(|_| "io".to_string())?;
-            let mut req = hyper::Request::builder()
-                .method(method)
-                .uri(path)
-                .header("host", addr);
-            if let Some(k) = key {
-                req = req.header("idempotency-key", k);
+            if self.conn.is_none() {
+                let stream = TcpStream::connect(&self.addr)
+                    .await
+                    .map_err(|_| "connect".to_string())?;
+                let _ = stream.set_nodelay(true);
+                self.conn = Some(Wire {
+                    stream,
+                    out: Vec::with_capacity(512),
+                    body: Vec::with_capacity(256),
+                    input: Vec::with_capacity(4096),
+                    last_used: Instant::now(),
+                });
             }
-            let payload = match body {
-                Some(b) => {
-                    req = req.header("content-type", "application/json");
-                    Bytes::from(b.to_string())
-                }
-                None => Bytes::new(),
-            };
-            let req = req
-                .body(Full::new(payload))
-                .map_err(|_| "request".to_string())?;
-            let resp = sender
-                .send_request(req)
+            let wire = self.conn.as_mut().ok_or_else(|| "connect".to_string())?;
+            wire.request(&self.addr, method, path, key, body)?;
+            wire.stream
+                .write_all(&wire.out)
                 .await
                 .map_err(|_| "io".to_string())?;
-            let status = resp.status().as_u16();
-            let retry_after = resp.headers().contains_key("retry-after");
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|_| "io".to_string())?
-                .to_bytes();
-            let body = serde_json::from_slice(&bytes).unwrap_or_default();
-            Ok::<_, String>(HttpAnswer {
-                status,
-                body,
-                retry_after,
-            })
+            wire.answer().await
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok((a, keep))) => {
+                match &mut self.conn {
+                    Some(w) if keep => w.last_used = Instant::now(),
+                    _ => self.conn = None,
+                }
+                Ok(a)
+            }
             Ok(Err(e)) => {
-                self.sender = None;
+                self.conn = None;
                 Err(e)
             }
             Err(_) => {
-                self.sender = None;
+                self.conn = None;
                 Err("timeout".into())
             }
         }
+    }
+}
+
+impl Wire {
+    /// The peer closed the connection, or sent bytes no request asked for: either way it cannot
+    /// carry the next request.
+    fn peer_closed(&self) -> bool {
+        !matches!(
+            self.stream.try_read(&mut [0u8; 1]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
+    /// Lays out one request in `out`.
+    fn request(
+        &mut self,
+        host: &str,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(), String> {
+        use std::io::Write;
+        let bad = |_| "request".to_string();
+        self.body.clear();
+        if let Some(b) = body {
+            serde_json::to_writer(&mut self.body, b).map_err(|_| "request".to_string())?;
+        }
+        let out = &mut self.out;
+        out.clear();
+        write!(out, "{method} {path} HTTP/1.1\r\nhost: {host}\r\n").map_err(bad)?;
+        if let Some(k) = key {
+            write!(out, "idempotency-key: {k}\r\n").map_err(bad)?;
+        }
+        if body.is_some() {
+            out.extend_from_slice(b"content-type: application/json\r\n");
+        }
+        write!(out, "content-length: {}\r\n\r\n", self.body.len()).map_err(bad)?;
+        out.extend_from_slice(&self.body);
+        Ok(())
+    }
+
+    /// Reads one answer; also says whether the connection stays open.
+    async fn answer<B: Body>(&mut self) -> Result<(HttpAnswer<B>, bool), String> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+            let mut parsed = httparse::Response::new(&mut headers);
+            let head_len = match parsed.parse(&self.input) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) => {
+                    if self.input.len() >= ANSWER_MAX {
+                        return Err("io".into());
+                    }
+                    self.fill().await?;
+                    continue;
+                }
+                Err(_) => return Err("io".into()),
+            };
+            let status = parsed.code.ok_or_else(|| "io".to_string())?;
+            let mut len = 0usize;
+            let mut retry_after = false;
+            let mut keep = parsed.version == Some(1);
+            for h in parsed.headers.iter() {
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    len = std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                        .filter(|&n| n <= ANSWER_MAX)
+                        .ok_or_else(|| "io".to_string())?;
+                } else if h.name.eq_ignore_ascii_case("retry-after") {
+                    retry_after = true;
+                } else if h.name.eq_ignore_ascii_case("connection") {
+                    keep = !h.value.eq_ignore_ascii_case(b"close");
+                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                    // svault's API answers carry a length; a chunked answer is not one of them.
+                    return Err("io".into());
+                }
+            }
+            while self.input.len() < head_len + len {
+                self.fill().await?;
+            }
+            let body =
+                serde_json::from_slice(&self.input[head_len..head_len + len]).unwrap_or_default();
+            self.input.drain(..head_len + len);
+            return Ok((
+                HttpAnswer {
+                    status,
+                    body,
+                    retry_after,
+                },
+                keep,
+            ));
+        }
+    }
+
+    /// Reads what the peer sent next; an end of stream is an error (an answer was due).
+    async fn fill(&mut self) -> Result<(), String> {
+        let n = self
+            .stream
+            .read_buf(&mut self.input)
+            .await
+            .map_err(|_| "io".to_string())?;
+        if n == 0 {
+            return Err("io".into());
+        }
+        Ok(())
     }
 }
 
@@ -720,6 +834,162 @@ async fn setup_post(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Reads one request head and its body (by `content-length`) from `s`.
+    async fn read_request(s: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut b = [0u8; 1024];
+        loop {
+            let n = s.read(&mut b).await.expect("read");
+            assert!(n > 0, "client closed before its request was whole");
+            got.extend_from_slice(&b[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("a content-length");
+                if got.len() >= end + 4 + len {
+                    return text;
+                }
+            }
+        }
+    }
+
+    /// Answers as a server may: a head split across writes, `Connection: close`, a silent close
+    /// of an idle keep-alive connection. The client reads each answer whole, sends every request
+    /// whole (head, key, body with its length) and reconnects whenever the connection ended,
+    /// never counting a closed connection as a failed request. Each step fails without the
+    /// client's handling of it (split reads, the close header, the idle check).
+    #[tokio::test]
+    async fn answers_split_closed_and_idle_connections_are_handled() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            // Connection 1: two answers, the first split inside its head, the second closing.
+            let (mut s, _) = listener.accept().await.expect("accept");
+            seen.push(read_request(&mut s).await);
+            let body = r#"{"code":"insufficient_funds","amount":"5.00"}"#;
+            let answer = format!(
+                "HTTP/1.1 402 Payment Required\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let (a, b) = answer.split_at(20);
+            s.write_all(a.as_bytes()).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            s.write_all(b.as_bytes()).await.expect("write");
+            seen.push(read_request(&mut s).await);
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 22\r\n\r\n{\"error\":\"overloaded\"}")
+                .await
+                .expect("write");
+            drop(s);
+            // Connection 2: one answer, then closed while idle, as a header timeout does.
+            let (mut s, _) = listener.accept().await.expect("accept");
+            seen.push(read_request(&mut s).await);
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .expect("write");
+            drop(s);
+            // Connection 3: the request after the idle close.
+            let (mut s, _) = listener.accept().await.expect("accept");
+            seen.push(read_request(&mut s).await);
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n{\"hold_id\":\"h-1\"}")
+                .await
+                .expect("write");
+            seen
+        });
+        let mut http = Http::new(&addr);
+        let body = json!({"amount": "5.00", "method": "qr"});
+        let a = http
+            .send_as::<RunReply>("POST", "/v1/cards/7/spends", Some("k-1"), Some(&body))
+            .await
+            .expect("a split answer");
+        assert_eq!(a.status, 402);
+        assert_eq!(a.body.str_field("code"), Some("insufficient_funds"));
+        let a = http
+            .send_full("GET", "/v1/float", None, None)
+            .await
+            .expect("a closing answer");
+        assert_eq!((a.status, a.retry_after), (503, true));
+        assert_eq!(a.body.str_field("error"), Some("overloaded"));
+        let (status, _) = http
+            .send("GET", "/v1/cards/7", None, None)
+            .await
+            .expect("a new connection after connection: close");
+        assert_eq!(status, 200);
+        tokio::time::sleep(IDLE_CHECK_AFTER + Duration::from_millis(200)).await;
+        let a = http
+            .send_as::<RunReply>("POST", "/v1/cards/7/holds", Some("k-2"), Some(&body))
+            .await
+            .expect("a new connection after an idle close");
+        assert_eq!(a.body.str_field("hold_id"), Some("h-1"));
+        let seen = server.await.expect("server");
+        let body_text = r#"{"amount":"5.00","method":"qr"}"#;
+        assert!(
+            seen[0].starts_with("POST /v1/cards/7/spends HTTP/1.1\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(
+            seen[0].contains("\r\nidempotency-key: k-1\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[0].contains("\r\ncontent-type: application/json\r\n"));
+        assert!(
+            seen[0].ends_with(&format!(
+                "content-length: {}\r\n\r\n{body_text}",
+                body_text.len()
+            )),
+            "{}",
+            seen[0]
+        );
+        assert!(
+            seen[1].starts_with("GET /v1/float HTTP/1.1\r\n"),
+            "{}",
+            seen[1]
+        );
+        assert!(
+            seen[1].ends_with("content-length: 0\r\n\r\n"),
+            "{}",
+            seen[1]
+        );
+        assert!(!seen[1].contains("idempotency-key"));
+        assert!(
+            seen[3].contains("\r\nidempotency-key: k-2\r\n"),
+            "{}",
+            seen[3]
+        );
+    }
+
+    /// A chunked answer, a head that never ends and a peer that closes mid-body are errors,
+    /// never an answer made up from part of one.
+    #[tokio::test]
+    async fn answers_it_cannot_read_whole_are_errors() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(async move {
+            let answers: [&[u8]; 2] = [
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n{\"amount\":",
+            ];
+            for a in answers {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                read_request(&mut s).await;
+                s.write_all(a).await.expect("write");
+            }
+        });
+        let mut http = Http::new(&addr);
+        for _ in 0..2 {
+            let r = http.send("GET", "/v1/float", None, None).await;
+            assert_eq!(r.err().as_deref(), Some("io"));
+        }
+        server.await.expect("server");
+    }
 
     /// The typed answer reads what the whole JSON tree reads, for every answer shape a run
     /// meets: approvals with a card view, declines, refusals, reversals with and without a

@@ -859,6 +859,14 @@ mod tests {
         }
     }
 
+    /// Accepts one connection, reads one request, sends `answer` and closes; returns the request.
+    async fn answer_once(listener: &TcpListener, answer: &[u8]) -> String {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let request = read_request(&mut s).await;
+        s.write_all(answer).await.expect("write");
+        request
+    }
+
     /// Answers as a server may: a head split across writes, `Connection: close`, a silent close
     /// of an idle keep-alive connection. The client reads each answer whole, sends every request
     /// whole (head, key, body with its length) and reconnects whenever the connection ended,
@@ -888,18 +896,17 @@ mod tests {
                 .expect("write");
             drop(s);
             // Connection 2: one answer, then closed while idle, as a header timeout does.
-            let (mut s, _) = listener.accept().await.expect("accept");
-            seen.push(read_request(&mut s).await);
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-                .await
-                .expect("write");
-            drop(s);
+            seen.push(
+                answer_once(&listener, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await,
+            );
             // Connection 3: the request after the idle close.
-            let (mut s, _) = listener.accept().await.expect("accept");
-            seen.push(read_request(&mut s).await);
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n{\"hold_id\":\"h-1\"}")
-                .await
-                .expect("write");
+            seen.push(
+                answer_once(
+                    &listener,
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n{\"hold_id\":\"h-1\"}",
+                )
+                .await,
+            );
             seen
         });
         let mut http = Http::new(&addr);
@@ -929,40 +936,24 @@ mod tests {
         assert_eq!(a.body.str_field("hold_id"), Some("h-1"));
         let seen = server.await.expect("server");
         let body_text = r#"{"amount":"5.00","method":"qr"}"#;
-        assert!(
-            seen[0].starts_with("POST /v1/cards/7/spends HTTP/1.1\r\n"),
-            "{}",
-            seen[0]
-        );
-        assert!(
-            seen[0].contains("\r\nidempotency-key: k-1\r\n"),
-            "{}",
-            seen[0]
-        );
-        assert!(seen[0].contains("\r\ncontent-type: application/json\r\n"));
-        assert!(
-            seen[0].ends_with(&format!(
-                "content-length: {}\r\n\r\n{body_text}",
+        let post = |path: &str, key: &str| {
+            format!(
+                "POST {path} HTTP/1.1\r\nhost: {addr}\r\nidempotency-key: {key}\r\n\
+                 content-type: application/json\r\ncontent-length: {}\r\n\r\n{body_text}",
                 body_text.len()
-            )),
-            "{}",
-            seen[0]
-        );
-        assert!(
-            seen[1].starts_with("GET /v1/float HTTP/1.1\r\n"),
-            "{}",
-            seen[1]
-        );
-        assert!(
-            seen[1].ends_with("content-length: 0\r\n\r\n"),
-            "{}",
-            seen[1]
-        );
-        assert!(!seen[1].contains("idempotency-key"));
-        assert!(
-            seen[3].contains("\r\nidempotency-key: k-2\r\n"),
-            "{}",
-            seen[3]
+            )
+        };
+        let get = |path: &str| {
+            format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\n\r\n")
+        };
+        assert_eq!(
+            seen,
+            [
+                post("/v1/cards/7/spends", "k-1"),
+                get("/v1/float"),
+                get("/v1/cards/7"),
+                post("/v1/cards/7/holds", "k-2"),
+            ]
         );
     }
 
@@ -978,9 +969,7 @@ mod tests {
                 b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n{\"amount\":",
             ];
             for a in answers {
-                let (mut s, _) = listener.accept().await.expect("accept");
-                read_request(&mut s).await;
-                s.write_all(a).await.expect("write");
+                answer_once(&listener, a).await;
             }
         });
         let mut http = Http::new(&addr);

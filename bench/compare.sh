@@ -98,9 +98,11 @@ run() {
   file=$(printf '%s/compare-%02d-%s.json' "$OUT" "$N" "$name")
   echo "== $name, rate $rate (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   cut -d' ' -f1 /proc/loadavg >>"$WORK/load.txt"
-  local rc=0
+  local rc=0 ticks
+  ticks=$(cpu_ticks)
   "$LOADGEN" "${COMMON[@]}" --rate "$rate" --run-id $((RUN * 100 + N)) --label "$name" --out "$file" "$@" >&2 || rc=$?
   cut -d' ' -f1 /proc/loadavg >>"$WORK/load.txt"
+  echo "$(stolen_percent "$ticks" "$(cpu_ticks)") $name" >>"$WORK/stolen.txt"
   case $rc in
     0) ;;
     3) echo "!! $name: MONEY CHECK FAILED (report kept, the table says MISMATCH)" >&2; MISMATCH=1 ;;
@@ -223,6 +225,8 @@ SECTION=$WORK/section.md
   echo "$(date -u +%Y-%m-%dT%H:%MZ), commit \`$COMMIT\`$DIRTY, $(nproc) cores ($CPU), ${MEM} GiB, $(uname -r);"
   echo "1-minute load average before and after each run: $(sort -n "$WORK/load.txt" | head -1)–$(sort -n "$WORK/load.txt" | tail -1)"
   echo "(2 cores: above 2 means something else was running too); at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "CPU time stolen by the hypervisor during each run (\`/proc/stat\`): $(sort -n "$WORK/stolen.txt" | head -1 | cut -d' ' -f1)–$(sort -n "$WORK/stolen.txt" | tail -1 | cut -d' ' -f1) %;"
+  echo "most in $(sort -rn "$WORK/stolen.txt" | head -3 | awk '{ printf "%s%s (%s %%)", (NR > 1 ? ", " : ""), $2, $1 }')."
   echo "Command: \`CARDS=$CARDS PROFILE=$PROFILE${MIX:+ MIX=$MIX} DURATION=$DURATION WARMUP=$WARMUP bench/compare.sh\`."
   echo "Profile \`$PROFILE\`${MIX:+ with mix \`$MIX\`} on $CARDS cards for every system; the load generator shares the cores with"
   echo "the system under test. First as fast as each answers (closed loop), then open loop at $FIXED_RATE/s"

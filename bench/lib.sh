@@ -52,3 +52,16 @@ start_scratch_server() {
   SVAULT_PID=$!
   wait_listening "$SVAULT_PID" "$WORK/out.log" || { cat "$WORK/err.log" >&2; exit 1; }
 }
+
+# cpu_ticks: the machine's CPU time so far, in ticks: "TOTAL STOLEN". Stolen is what the
+# hypervisor ran elsewhere while this guest's CPUs wanted to run (`/proc/stat`'s steal): on a
+# shared host it slows every run, and the load average does not show it.
+cpu_ticks() {
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $9; exit }' /proc/stat
+}
+
+# stolen_percent BEFORE AFTER: the share of CPU time stolen between two `cpu_ticks` readings,
+# in percent with one decimal.
+stolen_percent() {
+  echo "$1 $2" | awk '{ t = $3 - $1; printf "%.1f", (t > 0 ? 100 * ($4 - $2) / t : 0) }'
+}

@@ -227,6 +227,7 @@ SECTION=$WORK/section.md
   echo "(2 cores: above 2 means something else was running too); at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "CPU time stolen by the hypervisor during each run (\`/proc/stat\`): $(sort -n "$WORK/stolen.txt" | head -1 | cut -d' ' -f1)–$(sort -n "$WORK/stolen.txt" | tail -1 | cut -d' ' -f1) %;"
   echo "most in $(sort -rn "$WORK/stolen.txt" | head -3 | awk '{ printf "%s%s (%s %%)", (NR > 1 ? ", " : ""), $2, $1 }')."
+  echo "Stolen, run by run in the order of the table: $(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 }' "$WORK/stolen.txt") %."
   echo "Command: \`CARDS=$CARDS PROFILE=$PROFILE${MIX:+ MIX=$MIX} DURATION=$DURATION WARMUP=$WARMUP bench/compare.sh\`."
   echo "Profile \`$PROFILE\`${MIX:+ with mix \`$MIX\`} on $CARDS cards for every system; the load generator shares the cores with"
   echo "the system under test. First as fast as each answers (closed loop), then open loop at $FIXED_RATE/s"

@@ -350,55 +350,36 @@ impl Wire {
 
     /// Reads one answer; also says whether the connection stays open.
     async fn answer<B: Body>(&mut self) -> Result<(HttpAnswer<B>, bool), String> {
-        loop {
+        // The head: read until it parses whole, then take what the answer needs from it.
+        let (head_len, status, len, retry_after, keep) = loop {
             let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
             let mut parsed = httparse::Response::new(&mut headers);
-            let head_len = match parsed.parse(&self.input) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) => {
-                    if self.input.len() >= ANSWER_MAX {
-                        return Err("io".into());
-                    }
+            match parsed.parse(&self.input) {
+                Ok(httparse::Status::Complete(head_len)) => {
+                    let status = parsed.code.ok_or_else(|| "io".to_string())?;
+                    let (len, retry_after, keep) = head_fields(&parsed)?;
+                    break (head_len, status, len, retry_after, keep);
+                }
+                Ok(httparse::Status::Partial) if self.input.len() < ANSWER_MAX => {
                     self.fill().await?;
-                    continue;
                 }
-                Err(_) => return Err("io".into()),
-            };
-            let status = parsed.code.ok_or_else(|| "io".to_string())?;
-            let mut len = 0usize;
-            let mut retry_after = false;
-            let mut keep = parsed.version == Some(1);
-            for h in parsed.headers.iter() {
-                if h.name.eq_ignore_ascii_case("content-length") {
-                    len = std::str::from_utf8(h.value)
-                        .ok()
-                        .and_then(|v| v.trim().parse().ok())
-                        .filter(|&n| n <= ANSWER_MAX)
-                        .ok_or_else(|| "io".to_string())?;
-                } else if h.name.eq_ignore_ascii_case("retry-after") {
-                    retry_after = true;
-                } else if h.name.eq_ignore_ascii_case("connection") {
-                    keep = !h.value.eq_ignore_ascii_case(b"close");
-                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    // svault's API answers carry a length; a chunked answer is not one of them.
-                    return Err("io".into());
-                }
+                _ => return Err("io".into()),
             }
-            while self.input.len() < head_len + len {
-                self.fill().await?;
-            }
-            let body =
-                serde_json::from_slice(&self.input[head_len..head_len + len]).unwrap_or_default();
-            self.input.drain(..head_len + len);
-            return Ok((
-                HttpAnswer {
-                    status,
-                    body,
-                    retry_after,
-                },
-                keep,
-            ));
+        };
+        while self.input.len() < head_len + len {
+            self.fill().await?;
         }
+        let body =
+            serde_json::from_slice(&self.input[head_len..head_len + len]).unwrap_or_default();
+        self.input.drain(..head_len + len);
+        Ok((
+            HttpAnswer {
+                status,
+                body,
+                retry_after,
+            },
+            keep,
+        ))
     }
 
     /// Reads what the peer sent next; an end of stream is an error (an answer was due).
@@ -413,6 +394,31 @@ impl Wire {
         }
         Ok(())
     }
+}
+
+/// From a parsed answer head: the body's length, whether it asks to retry later
+/// (`Retry-After`), and whether the connection stays open.
+fn head_fields(head: &httparse::Response<'_, '_>) -> Result<(usize, bool, bool), String> {
+    let mut len = 0usize;
+    let mut retry_after = false;
+    let mut keep = head.version == Some(1);
+    for h in head.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            len = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|&n| n <= ANSWER_MAX)
+                .ok_or_else(|| "io".to_string())?;
+        } else if h.name.eq_ignore_ascii_case("retry-after") {
+            retry_after = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            keep = !h.value.eq_ignore_ascii_case(b"close");
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // svault's API answers carry a length; a chunked answer is not one of them.
+            return Err("io".into());
+        }
+    }
+    Ok((len, retry_after, keep))
 }
 
 fn field_minor<B: Body>(v: &B, f: &str) -> Minor {
